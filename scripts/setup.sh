@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Create .venv and install synthcodec into it (editable), once. Re-running reuses it: the
+# install is redone only when pyproject.toml or the requested extras change.
+# Usage: scripts/setup.sh [EXTRAS]   e.g. scripts/setup.sh dev,train
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3 python; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      python="$candidate"; break
+    fi
+  done
+fi
+[ -n "$python" ] || { echo "setup: Python >= 3.11 is required" >&2; exit 1; }
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras//,/_}"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing synthcodec${extras:+[$extras]} into .venv (the first time compiles llama.cpp: ~6 minutes)" >&2
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  if [[ ",$extras," == *",train,"* ]]; then
+    # The CPU build of torch; any other spec would pull gigabytes of CUDA packages.
+    .venv/bin/python -m pip install -q "torch==2.13.0"
+  fi
+  CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}" \
+    .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

@@ -1,0 +1,3 @@
+from synthcodec.cli import main
+
+main()

@@ -1,0 +1,86 @@
+"""The request cache: SQLite (WAL), keyed by a hash of the fully rendered request.
+
+The key covers model identity (name + endpoint), messages, sampling parameters, schema and
+sample index; never an API key. Writes are committed in small batches: losing the last few
+entries to a crash only costs a re-send, while the run journal (store.py) is what keeps
+resume exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from synthcodec.llm.base import Completion, Request
+
+COMMIT_EVERY = 64
+COMMIT_SECONDS = 0.5
+
+
+def default_cache_path() -> Path:
+    """$SYNTHCODEC_CACHE, else $XDG_CACHE_HOME/synthcodec/requests.sqlite."""
+    explicit = os.environ.get("SYNTHCODEC_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "synthcodec" / "requests.sqlite"
+
+
+def request_key(identity: str, request: Request) -> str:
+    blob = json.dumps({"model": identity, **request.canonical()}, sort_keys=True,
+                      ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class RequestCache:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS completions ("
+            " key TEXT PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT,"
+            " prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)"
+        )
+        self._pending = 0
+        self._last_commit = time.monotonic()
+
+    def get(self, key: str) -> Completion | None:
+        row = self._db.execute(
+            "SELECT text, finish_reason, prompt_tokens, completion_tokens FROM completions"
+            " WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Completion(text=row[0], finish_reason=row[1], prompt_tokens=row[2],
+                          completion_tokens=row[3], cached=True)
+
+    def put(self, key: str, completion: Completion) -> None:
+        if self._pending == 0:
+            self._db.execute("BEGIN")
+        self._db.execute(
+            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
+            (key, completion.text, completion.finish_reason, completion.prompt_tokens,
+             completion.completion_tokens, time.time()),
+        )
+        self._pending += 1
+        now = time.monotonic()
+        if self._pending >= COMMIT_EVERY or now - self._last_commit > COMMIT_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._db.execute("COMMIT")
+            self._pending = 0
+        self._last_commit = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()

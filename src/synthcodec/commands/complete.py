@@ -1,0 +1,63 @@
+"""`synthcodec complete`: answer each row's prompt with a model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from synthcodec.engine import Record
+from synthcodec.io import FieldSpec, parse_field_map
+from synthcodec.llm import MODEL_SPEC_HELP, Request
+from synthcodec.options import options_from, run_options
+from synthcodec.runner import Models, print_summary, run_file_stage
+
+
+@click.command("complete", epilog=MODEL_SPEC_HELP)
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@click.option("--model", "-m", default="local", show_default=True, help="The model (see below).")
+@click.option("--field", "fields", multiple=True, metavar="OURS=THEIRS",
+              help="Map a field to an input column, e.g. --field prompt=text.")
+@click.option("--system", default=None, help="A system message sent with every prompt.")
+@click.option("--temperature", type=float, default=0.0, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True)
+@click.option("--output-field", default="response", show_default=True,
+              help="Name of the answer field added to each row.")
+@click.option("--output", "-o", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory (created; re-running the same command resumes it).")
+@run_options
+def command(input_path: str, model: str, fields: tuple[str, ...], system: str | None,
+            temperature: float, max_tokens: int, output_field: str, run_dir: str,
+            **kwargs: Any) -> None:
+    """Answer the PROMPT field of every row of INPUT with MODEL.
+
+    INPUT may be JSONL, a JSON array, CSV, Parquet or a saved Hugging Face dataset.
+    Outputs go to RUN/output.jsonl (each input row plus the answer); rows that could not
+    be answered go to RUN/failed.jsonl with the reason.
+    """
+    options = options_from(kwargs)
+    mapping = parse_field_map(fields)
+
+    def make_step(models: Models) -> Any:
+        client = models["model"]
+
+        async def step(record: Record) -> Record:
+            request = Request.chat(record["prompt"], system=system, temperature=temperature,
+                                   max_tokens=max_tokens)
+            completion = await client.complete(request)
+            out = {k: v for k, v in record.items() if k != "prompt" or "prompt" not in mapping}
+            out[output_field] = completion.text
+            return out
+
+        return step
+
+    summary = run_file_stage(
+        input_path=input_path, run_dir=run_dir, stage="complete",
+        fields=[FieldSpec("prompt")], mapping=mapping, models={"model": model},
+        make_step=make_step, options=options,
+        config={"system": system, "temperature": temperature, "max_tokens": max_tokens,
+                "output_field": output_field},
+    )
+    print_summary(summary)
+    if summary.interrupted:
+        raise SystemExit(130)

@@ -1,0 +1,231 @@
+"""Reading records from JSONL, JSON arrays, CSV, Parquet and saved HF datasets; writing JSONL/Parquet.
+
+Every reader yields (line, row) so errors can name the place. `scan_input` reads the whole
+input once before any work starts: bad input stops the run before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synthcodec.errors import InputError, UserError
+
+Row = dict[str, Any]
+
+
+def parse_field_map(items: Iterable[str]) -> dict[str, str]:
+    """`['prompt=text']` -> `{'prompt': 'text'}`: our field name = the input's column."""
+    mapping: dict[str, str] = {}
+    for item in items:
+        ours, sep, theirs = item.partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise UserError(f"--field expects OURS=THEIRS (e.g. prompt=text), got {item!r}")
+        mapping[ours.strip()] = theirs.strip()
+    return mapping
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+            return "hf"
+        raise InputError(path, "a directory, but not a Hugging Face dataset saved with save_to_disk")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json":
+        with open(path, "rb") as fh:
+            head = fh.read(4096).lstrip()
+        return "json" if head.startswith(b"[") else "jsonl"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise InputError(path, f"unknown file type '{suffix}' (use .jsonl, .json, .csv, .parquet "
+                     "or a saved Hugging Face dataset directory)")
+
+
+def iter_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, Row]]:
+    """(line or row number, row) for every row; raises InputError with the location."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "no such file or directory")
+    fmt = detect_format(p)
+    reader = {"jsonl": _jsonl, "json": _json_array, "csv": _csv, "parquet": _parquet, "hf": _hf}[fmt]
+    return reader(p)
+
+
+def _decode(path: Path, line: int, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8",
+                         line=line) from None
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, Row]]:
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, 1):
+            text = _decode(path, line_no, raw).strip()
+            if not text:
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
+                                 line=line_no) from None
+            if not isinstance(row, dict):
+                raise InputError(path, f"expected a JSON object, got {type(row).__name__}",
+                                 line=line_no)
+            yield line_no, row
+
+
+def _json_array(path: Path) -> Iterator[tuple[int, Row]]:
+    raw = path.read_bytes()
+    text = _decode(path, 1, raw)
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
+                         line=exc.lineno) from None
+    if not isinstance(rows, list):
+        raise InputError(path, "expected a JSON array of objects")
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise InputError(path, f"item {i} is a {type(row).__name__}, not an object", line=i)
+        yield i, row
+
+
+def _csv(path: Path) -> Iterator[tuple[int, Row]]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh, delimiter=delimiter)
+            for row in reader:
+                yield reader.line_num, dict(row)
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
+    except csv.Error as exc:
+        raise InputError(path, f"malformed CSV: {exc}") from None
+
+
+def _parquet(path: Path) -> Iterator[tuple[int, Row]]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise InputError(path, f"not a readable Parquet file: {exc}") from None
+    n = 0
+    for batch in parquet.iter_batches(batch_size=4096):
+        for row in batch.to_pylist():
+            n += 1
+            yield n, row
+
+
+def _hf(path: Path) -> Iterator[tuple[int, Row]]:
+    """A `datasets.Dataset.save_to_disk` folder, read with pyarrow (no `datasets` needed)."""
+    import pyarrow as pa
+
+    state = path / "state.json"
+    files = []
+    if state.exists():
+        files = [path / f["filename"] for f in json.loads(state.read_text())["_data_files"]]
+    else:
+        files = sorted(path.glob("*.arrow"))
+    if not files:
+        raise InputError(path, "no .arrow data files in this dataset directory "
+                         "(for a DatasetDict, point at one split's folder)")
+    n = 0
+    for f in files:
+        with pa.memory_map(str(f)) as source:
+            reader = pa.ipc.open_stream(source)
+            for batch in reader:
+                for row in batch.to_pylist():
+                    n += 1
+                    yield n, row
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A field a command needs: its name, whether it is required, and its expected type."""
+
+    name: str
+    required: bool = True
+    kind: type | tuple[type, ...] = str
+
+
+def extract(path: str | os.PathLike[str], line: int, row: Mapping[str, Any],
+            fields: Iterable[FieldSpec], mapping: Mapping[str, str]) -> Row:
+    """Our fields from one input row, checked; InputError names file, line and field."""
+    out: Row = {}
+    for spec in fields:
+        column = mapping.get(spec.name, spec.name)
+        if column not in row or row[column] is None:
+            if spec.required:
+                hint = "" if spec.name in mapping else f" (map another column with --field {spec.name}=COLUMN)"
+                raise InputError(path, f"missing{hint}", line=line, field=column)
+            continue
+        value = row[column]
+        if not isinstance(value, spec.kind):
+            expected = spec.kind.__name__ if isinstance(spec.kind, type) else "/".join(
+                k.__name__ for k in spec.kind)
+            raise InputError(path, f"expected {expected}, got {type(value).__name__}",
+                             line=line, field=column)
+        out[spec.name] = value
+    return out
+
+
+@dataclass
+class InputSummary:
+    rows: int
+    sha256: str
+
+
+def scan_input(path: str | os.PathLike[str], fields: Iterable[FieldSpec],
+               mapping: Mapping[str, str]) -> InputSummary:
+    """Validate every row and count them, before any work starts."""
+    from synthcodec.store import hash_file
+
+    fields = list(fields)
+    n = 0
+    for line, row in iter_rows(path):
+        extract(path, line, row, fields, mapping)
+        n += 1
+    if n == 0:
+        raise InputError(path, "the input has no rows")
+    return InputSummary(rows=n, sha256=hash_file(path))
+
+
+def write_parquet(path: str | os.PathLike[str], rows: Iterable[Row], batch_size: int = 10_000) -> int:
+    """Stream rows into a Parquet file atomically; returns how many."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from synthcodec.store import atomic_writer
+
+    n = 0
+    writer = None
+    with atomic_writer(path, "wb") as fh:
+        batch: list[Row] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= batch_size:
+                table = pa.Table.from_pylist(batch)
+                writer = writer or pq.ParquetWriter(fh, table.schema)
+                writer.write_table(table.cast(writer.schema))
+                n += len(batch)
+                batch = []
+        if batch or writer is None:
+            table = pa.Table.from_pylist(batch) if batch else pa.table({})
+            writer = writer or pq.ParquetWriter(fh, table.schema)
+            if batch:
+                writer.write_table(table.cast(writer.schema))
+            n += len(batch)
+        writer.close()
+    return n

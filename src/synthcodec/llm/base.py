@@ -1,0 +1,90 @@
+"""The one contract every model backend implements: a chat request in, a completion out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Request:
+    """A fully rendered chat request. Everything that changes the answer is in here."""
+
+    messages: tuple[dict[str, str], ...]
+    temperature: float = 0.0
+    max_tokens: int = 512
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None
+    json_schema: dict[str, Any] | None = None
+    # Distinguishes n samples of the same prompt at temperature > 0; also seeds them.
+    sample: int = 0
+
+    @staticmethod
+    def chat(
+        user: str, *, system: str | None = None, **params: Any
+    ) -> "Request":
+        """Build a request from a user message and an optional system message."""
+        messages: list[dict[str, str]] = []
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": user})
+        return Request(messages=tuple(messages), **params)
+
+    def canonical(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["messages"] = [dict(m) for m in self.messages]
+        return d
+
+    def seed(self) -> int:
+        """A reproducible per-request seed derived from the request itself."""
+        blob = json.dumps(self.canonical(), sort_keys=True).encode()
+        return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big") & 0x7FFFFFFF
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LLMError(Exception):
+    """A model call failed."""
+
+
+class TransientError(LLMError):
+    """Worth retrying: 408/409/429/5xx, timeouts, dropped connections, malformed bodies."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.status == 429
+
+
+class PermanentError(LLMError):
+    """Not worth retrying (other 4xx: bad request, auth, unknown model)."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model. `identity` names model + endpoint for the cache key (never a secret)."""
+
+    identity: str
+    supports_json_schema: bool
+
+    async def complete(self, request: Request) -> Completion: ...
+
+    async def aclose(self) -> None: ...

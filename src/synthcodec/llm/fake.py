@@ -1,0 +1,99 @@
+"""A scripted model for tests: part of the public API so users can test their own recipes."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Union
+
+from synthcodec.llm.base import Completion, LLMError, Request
+
+Reply = Union[str, Completion, LLMError]
+ReplyFn = Callable[[Request], Union[Reply, Awaitable[Reply]]]
+
+
+class FakeBackend:
+    """Answers from a script, never the network.
+
+    `replies` may be a list (consumed in order, the last one repeats), or a function of
+    the Request returning text, a Completion, or an LLMError to raise. Every request is
+    appended to `calls`, so a test can check exactly what the model was asked.
+    """
+
+    supports_json_schema = True
+
+    def __init__(
+        self,
+        replies: Iterable[Reply] | ReplyFn | None = None,
+        *,
+        name: str = "fake",
+        latency: float = 0.0,
+    ) -> None:
+        self.identity = f"fake:{name}"
+        self.latency = latency
+        self.calls: list[Request] = []
+        self._fn: ReplyFn | None = None
+        self._script: list[Reply] = []
+        if callable(replies):
+            self._fn = replies
+        elif replies is not None:
+            self._script = list(replies)
+        else:
+            self._fn = _echo
+
+    @classmethod
+    def from_spec(cls, spec: str) -> "FakeBackend":
+        """`fake` or `fake:echo` echoes the last user message; `fake:json` answers `{}`-ish."""
+        kind = spec.partition(":")[2] or "echo"
+        if kind == "echo":
+            return cls(_echo, name="echo")
+        raise ValueError(f"unknown fake model {spec!r}; use 'fake:echo'")
+
+    async def complete(self, request: Request) -> Completion:
+        self.calls.append(request)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if self._fn is not None:
+            reply = self._fn(request)
+            if inspect.isawaitable(reply):
+                reply = await reply
+        else:
+            if not self._script:
+                raise AssertionError("FakeBackend has no scripted replies")
+            reply = self._script.pop(0) if len(self._script) > 1 else self._script[0]
+        if isinstance(reply, LLMError):
+            raise reply
+        if isinstance(reply, Completion):
+            return reply
+        text = str(reply)
+        return Completion(
+            text=text,
+            finish_reason="stop",
+            prompt_tokens=sum(len(m["content"].split()) for m in request.messages),
+            completion_tokens=len(text.split()),
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _echo(request: Request) -> str:
+    if request.json_schema is not None:
+        return json.dumps(_minimal_instance(request.json_schema))
+    return "echo: " + request.messages[-1]["content"]
+
+
+def _minimal_instance(schema: dict[str, Any]) -> Any:
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "anyOf" in schema:
+        return _minimal_instance(schema["anyOf"][0])
+    kind = schema.get("type", "object")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {k: _minimal_instance(v) for k, v in props.items()}
+    if kind == "array":
+        return [_minimal_instance(schema.get("items", {}))] * schema.get("minItems", 0)
+    return {"string": "x", "integer": 0, "number": 0, "boolean": False}.get(kind)

@@ -1,0 +1,139 @@
+"""Any OpenAI-compatible chat-completions server (vLLM, Ollama, llama.cpp server, OpenAI).
+
+A raw aiohttp call, not the official SDK: the SDK costs several times more CPU per request,
+which shows at hundreds of requests in flight. This backend makes exactly one attempt per
+call and classifies failures; the engine owns the one retry loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import time
+from typing import Any
+
+import aiohttp
+
+from synthcodec.llm.base import Completion, PermanentError, Request, TransientError
+
+RETRYABLE_STATUS = {408, 409, 429}
+
+
+class OpenAIHTTPBackend:
+    supports_json_schema = True
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        *,
+        api_key_env: tuple[str, ...] = ("SYNTHCODEC_API_KEY", "OPENAI_API_KEY"),
+        timeout: float = 300.0,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        # The identity feeds the cache key and the manifest: model and endpoint, never the key.
+        self.identity = f"{model}@{self.base_url}"
+        self.timeout = timeout
+        self._url = self.base_url + "/chat/completions"
+        self.__key = next((os.environ[v] for v in api_key_env if os.environ.get(v)), None)
+        self._headers = {"Content-Type": "application/json"}
+        if self.__key:
+            self._headers["Authorization"] = f"Bearer {self.__key}"
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAIHTTPBackend({self.identity!r})"
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self.__key, "***") if self.__key else text
+
+    def _session_for_loop(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers=self._headers,
+            )
+        return self._session
+
+    def body(self, request: Request) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(request.messages),
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+        }
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.temperature > 0 or request.sample:
+            body["seed"] = request.seed()
+        if request.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": request.json_schema},
+            }
+        return body
+
+    async def complete(self, request: Request) -> Completion:
+        session = self._session_for_loop()
+        payload = json.dumps(self.body(request)).encode()
+        try:
+            async with session.post(self._url, data=payload) as resp:
+                raw = await resp.read()
+                status = resp.status
+                headers = resp.headers
+        except asyncio.TimeoutError as exc:
+            raise TransientError(f"{self.identity}: no answer within {self.timeout:g}s") from exc
+        except aiohttp.ClientError as exc:
+            raise TransientError(self._redact(f"{self.identity}: {type(exc).__name__}: {exc}")) from exc
+        if status != 200:
+            detail = self._redact(raw[:300].decode("utf-8", "replace"))
+            message = f"{self.identity}: HTTP {status}: {detail}"
+            if status in RETRYABLE_STATUS or status >= 500:
+                raise TransientError(message, status=status, retry_after=retry_after(headers))
+            raise PermanentError(message, status=status)
+        try:
+            data = json.loads(raw)
+            choice = data["choices"][0]
+            text = choice["message"]["content"] or ""
+            usage = data.get("usage") or {}
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise TransientError(f"{self.identity}: malformed response body ({exc!r})") from exc
+        return Completion(
+            text=text,
+            finish_reason=choice.get("finish_reason") or "stop",
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, parsed.timestamp() - time.time())

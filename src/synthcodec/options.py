@@ -1,0 +1,56 @@
+"""Click options shared by every command that calls a model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from synthcodec.runner import RunOptions
+
+
+def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --concurrency, --cache, --no-cache, --rpm, --tpm, --timeout, --overwrite, --limit, --quiet."""
+    decorators = [
+        click.option("--concurrency", "-j", type=click.IntRange(1, 4096), default=None,
+                     help="Requests in flight (default: 64 for HTTP models, 2 for the embedded one)."),
+        click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
+                     envvar="SYNTHCODEC_CACHE",
+                     help="Request cache file (SQLite). Default: ~/.cache/synthcodec/requests.sqlite."),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the request cache."),
+        click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Limit requests per minute (per model)."),
+        click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Limit tokens per minute (per model; estimated before sending)."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0,
+                     show_default=True, help="Seconds to wait for one HTTP request."),
+        click.option("--max-attempts", type=click.IntRange(1, 100), default=8, show_default=True,
+                     help="Tries per request for 5xx/timeouts (429s are retried more patiently)."),
+        click.option("--overwrite", is_flag=True,
+                     help="Discard an existing run in -o with a different configuration."),
+        click.option("--limit", type=click.IntRange(min=1), default=None,
+                     help="Use only the first N input rows (a quick try)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress display."),
+        click.option("--parquet", is_flag=True, help="Also write the output as Parquet."),
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+def options_from(kwargs: dict[str, Any]) -> RunOptions:
+    """Pop the shared options out of a command's kwargs."""
+    return RunOptions(
+        concurrency=kwargs.pop("concurrency"),
+        cache_path=kwargs.pop("cache_path"),
+        no_cache=kwargs.pop("no_cache"),
+        rpm=kwargs.pop("rpm"),
+        tpm=kwargs.pop("tpm"),
+        timeout=kwargs.pop("timeout"),
+        max_attempts=kwargs.pop("max_attempts"),
+        overwrite=kwargs.pop("overwrite"),
+        limit=kwargs.pop("limit"),
+        progress=not kwargs.pop("quiet"),
+        parquet=kwargs.pop("parquet"),
+    )

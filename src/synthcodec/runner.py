@@ -1,0 +1,231 @@
+"""Wiring shared by every command that maps a step over an input file into a run directory.
+
+It validates the whole input first, opens (or resumes) the run directory, builds the model
+clients with the shared cache, runs the stage with the local executor, publishes the outputs
+atomically and writes the manifest. Commands only supply their fields and their step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthcodec.cache import RequestCache, default_cache_path
+from synthcodec.engine import Item, LocalExecutor, Record, Stage
+from synthcodec.io import FieldSpec, extract, iter_rows, scan_input, write_parquet
+from synthcodec.llm import load_backend
+from synthcodec.llm.client import LLMClient, RetryPolicy, Stats, default_in_flight
+from synthcodec.progress import Counts, Progress
+from synthcodec.store import FAILED, OK, REJECTED, RunDir, canonical_json, hash_value
+
+
+@dataclass
+class RunOptions:
+    """Knobs every LLM command shares (the CLI's common options)."""
+
+    concurrency: int | None = None
+    cache_path: str | None = None
+    no_cache: bool = False
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout: float = 300.0
+    max_attempts: int = 8
+    overwrite: bool = False
+    limit: int | None = None
+    progress: bool = True
+    progress_interval: float | None = None
+    parquet: bool = False
+
+    def cache(self) -> RequestCache | None:
+        if self.no_cache:
+            return None
+        return RequestCache(self.cache_path or default_cache_path())
+
+
+@dataclass
+class Models:
+    """The model clients of one run, sharing one cache and one usage counter."""
+
+    clients: dict[str, LLMClient]
+    stats: Stats
+    cache: RequestCache | None
+
+    def __getitem__(self, role: str) -> LLMClient:
+        return self.clients[role]
+
+    @classmethod
+    def open(cls, specs: Mapping[str, str], options: RunOptions,
+             backends: Mapping[str, Any] | None = None) -> "Models":
+        stats = Stats()
+        cache = options.cache()
+        clients: dict[str, LLMClient] = {}
+        by_spec: dict[str, Any] = {}
+        for role, spec in specs.items():
+            if backends and role in backends:
+                backend = backends[role]
+            else:  # two roles naming one model share one backend (one embedded model in memory)
+                backend = by_spec.get(spec) or load_backend(spec, timeout=options.timeout)
+                by_spec[spec] = backend
+            clients[role] = LLMClient(
+                backend,
+                cache=cache,
+                max_in_flight=default_in_flight(backend, options.concurrency),
+                rpm=options.rpm,
+                tpm=options.tpm,
+                retry=RetryPolicy(max_attempts=options.max_attempts),
+                stats=stats,
+            )
+        return cls(clients, stats, cache)
+
+    def concurrency(self, requested: int | None) -> int:
+        if requested:
+            return requested
+        return max(c.limit.maximum for c in self.clients.values())
+
+    async def aclose(self) -> None:
+        seen: set[int] = set()
+        for client in self.clients.values():
+            if id(client.backend) not in seen:
+                seen.add(id(client.backend))
+                await client.aclose()
+        if self.cache is not None:
+            self.cache.close()
+
+
+def record_id(idx: int, row: Mapping[str, Any]) -> str:
+    """Deterministic: position in the input plus a hash of the row's content."""
+    digest = hashlib.sha1(canonical_json(row).encode()).hexdigest()[:10]
+    return f"{idx:07d}-{digest}"
+
+
+@dataclass
+class Summary:
+    run_dir: Path
+    records_in: int
+    kept: int
+    rejected: int
+    failed: int
+    resumed: int
+    stats: Stats
+    seconds: float
+    interrupted: bool
+    outputs: dict[str, int] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        s = self.stats
+        lines = [
+            f"records in {self.records_in} | out {self.kept} | rejected {self.rejected} | "
+            f"failed {self.failed}" + (f" | resumed {self.resumed}" if self.resumed else ""),
+            f"requests sent {s.requests} | cache hits {s.cache_hits} | retries {s.retries} | "
+            f"tokens in {s.prompt_tokens} out {s.completion_tokens} | wall {self.seconds:.1f}s",
+        ]
+        for name, n in self.outputs.items():
+            lines.append(f"wrote {self.run_dir / name} ({n} rows)")
+        if self.interrupted:
+            lines.append("interrupted: run the same command again to resume")
+        elif self.failed:
+            lines.append(f"{self.failed} records failed (reasons in {self.run_dir / 'failed.jsonl'});"
+                         " running the same command again retries them")
+        return lines
+
+
+StepFactory = Callable[[Models], Callable[[Record], Awaitable[Any]]]
+
+
+def run_file_stage(
+    *,
+    input_path: str | Path,
+    run_dir: str | Path,
+    stage: str,
+    fields: list[FieldSpec],
+    mapping: Mapping[str, str],
+    models: Mapping[str, str],
+    make_step: StepFactory,
+    config: Mapping[str, Any],
+    options: RunOptions,
+    backends: Mapping[str, Any] | None = None,
+    keep_input: bool = True,
+) -> Summary:
+    """Validate input, open/resume RUN, run `stage` over every row, publish, write manifest."""
+    scanned = scan_input(input_path, fields, mapping)
+    n_rows = min(scanned.rows, options.limit) if options.limit else scanned.rows
+    full_config = {
+        "stage": stage,
+        "input": str(Path(input_path).resolve()),
+        "input_sha256": scanned.sha256,
+        "limit": options.limit,
+        "fields": dict(mapping),
+        "models": dict(models),
+        **config,
+    }
+    run = RunDir(run_dir).open(full_config, overwrite=options.overwrite)
+    journal = run.journal(stage)
+
+    def items() -> Iterator[Item]:
+        for idx, (line, row) in enumerate(iter_rows(input_path)):
+            if options.limit is not None and idx >= options.limit:
+                return
+            ours = extract(input_path, line, row, fields, mapping)
+            record = {**row, **ours} if keep_input else ours
+            yield Item(id=record_id(idx, row), idx=idx, record=record)
+
+    started = time.monotonic()
+    opened = Models.open(models, options, backends)
+    counts = Counts(total=n_rows)
+    progress = Progress(stage, counts, opened.stats, enabled=options.progress,
+                        interval=options.progress_interval)
+    executor = LocalExecutor(concurrency=opened.concurrency(options.concurrency))
+    step = make_step(opened)
+
+    async def main() -> Any:
+        try:
+            return await executor.run(Stage(stage, step), items(), journal, progress=progress)
+        finally:
+            await opened.aclose()
+
+    try:
+        result = asyncio.run(main())
+    finally:
+        progress.close()
+    totals = journal.counts()
+    outputs: dict[str, int] = {}
+    if not result.interrupted:
+        outputs["output.jsonl"] = run.publish_jsonl("output.jsonl", _flatten(journal.rows(OK)))
+        if options.parquet:
+            outputs["output.parquet"] = write_parquet(run.path / "output.parquet",
+                                                      _flatten(journal.rows(OK)))
+        outputs["rejected.jsonl"] = run.publish_jsonl("rejected.jsonl", journal.rows(REJECTED))
+        outputs["failed.jsonl"] = run.publish_jsonl("failed.jsonl", journal.rows(FAILED))
+    summary = Summary(
+        run_dir=run.path, records_in=n_rows, kept=totals[OK], rejected=totals[REJECTED],
+        failed=totals[FAILED], resumed=counts.resumed, stats=opened.stats,
+        seconds=time.monotonic() - started, interrupted=result.interrupted, outputs=outputs,
+    )
+    run.write_manifest(
+        status="interrupted" if result.interrupted else "complete",
+        stage=stage,
+        config_sha256=hash_value(full_config),
+        input_sha256=scanned.sha256,
+        counts={"input": n_rows, **totals},
+        this_invocation={**opened.stats.as_dict(), "seconds": round(summary.seconds, 3),
+                         "resumed": counts.resumed},
+        outputs=outputs,
+    )
+    run.close()
+    return summary
+
+
+def _flatten(rows: Iterator[list[Record]]) -> Iterator[Record]:
+    for outputs in rows:
+        yield from outputs
+
+
+def print_summary(summary: Summary) -> None:
+    for line in summary.lines():
+        print(line, file=sys.stderr)

@@ -1,0 +1,200 @@
+"""The run directory: resolved config, per-stage journals, atomic outputs, manifest.
+
+Layout of RUN/:
+  config.json        the resolved configuration (checked on resume)
+  journal.sqlite     one table per stage: (idx, id, status, data); a row is committed as
+                     soon as its record finishes, so kill -9 loses only in-flight records
+  <name>.jsonl       outputs, published atomically (temp file, fsync, rename)
+  manifest.json      counts, hashes, token usage, versions
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from synthcodec import __version__
+from synthcodec.errors import UserError
+
+OK, REJECTED, FAILED = "ok", "rejected", "failed"
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def hash_value(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+def hash_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Write to a temp file beside `path`, fsync, then rename: readers never see half a file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_json(path: str | os.PathLike[str], value: Any) -> None:
+    with atomic_writer(path) as fh:
+        json.dump(value, fh, indent=2, ensure_ascii=False, sort_keys=True)
+        fh.write("\n")
+
+
+class Journal:
+    """One stage's record of finished work, keyed by deterministic record id."""
+
+    def __init__(self, db: sqlite3.Connection, stage: str) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", stage):
+            raise ValueError(f"bad stage name {stage!r}")
+        self.db = db
+        self.table = f"stage_{stage}"
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} (id TEXT PRIMARY KEY, idx INTEGER NOT NULL,"
+            " status TEXT NOT NULL, data TEXT NOT NULL)"
+        )
+        db.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_idx ON {self.table}(idx)")
+
+    def finished(self, record_id: str) -> bool:
+        """Done for good: kept or rejected. Failed records are tried again on the next run."""
+        row = self.db.execute(
+            f"SELECT status FROM {self.table} WHERE id = ?", (record_id,)
+        ).fetchone()
+        return row is not None and row[0] != FAILED
+
+    def record(self, record_id: str, idx: int, status: str, data: Any) -> None:
+        self.db.execute(
+            f"INSERT OR REPLACE INTO {self.table} (id, idx, status, data) VALUES (?, ?, ?, ?)",
+            (record_id, idx, status, json.dumps(data, ensure_ascii=False)),
+        )
+
+    def rows(self, status: str) -> Iterator[Any]:
+        """Journal rows of one status in input order, streamed."""
+        cursor = self.db.execute(
+            f"SELECT data FROM {self.table} WHERE status = ? ORDER BY idx", (status,)
+        )
+        for (data,) in cursor:
+            yield json.loads(data)
+
+    def counts(self) -> dict[str, int]:
+        counts = {OK: 0, REJECTED: 0, FAILED: 0}
+        for status, n in self.db.execute(
+            f"SELECT status, COUNT(*) FROM {self.table} GROUP BY status"
+        ):
+            counts[status] = n
+        return counts
+
+    def clear(self) -> None:
+        self.db.execute(f"DELETE FROM {self.table}")
+
+
+class RunDir:
+    """A run directory. Opening one that holds a different configuration is an error."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+
+    def open(self, config: dict[str, Any], *, overwrite: bool = False) -> "RunDir":
+        """Start or resume the run described by `config` (its hash must match to resume)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{self.path} exists and is not a directory")
+        self.path.mkdir(parents=True, exist_ok=True)
+        config_path = self.path / "config.json"
+        if config_path.exists():
+            old = json.loads(config_path.read_text(encoding="utf-8"))
+            if hash_value(old) != hash_value(config) and not overwrite:
+                changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+                raise UserError(
+                    f"{self.path} holds a run with a different configuration "
+                    f"(changed: {', '.join(changed)}). Use another -o directory, or "
+                    "--overwrite to discard that run."
+                )
+            if overwrite and hash_value(old) != hash_value(config):
+                self._reset()
+        write_json(config_path, config)
+        self._db = sqlite3.connect(self.path / "journal.sqlite", isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        return self
+
+    def _reset(self) -> None:
+        for name in ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "manifest.json"):
+            (self.path / name).unlink(missing_ok=True)
+
+    def journal(self, stage: str) -> Journal:
+        if self._db is None:
+            raise RuntimeError("RunDir.open() first")
+        return Journal(self._db, stage)
+
+    def publish_jsonl(self, name: str, rows: Iterable[Any]) -> int:
+        """Atomically write rows to RUN/name; returns how many."""
+        n = 0
+        with atomic_writer(self.path / name) as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False))
+                fh.write("\n")
+                n += 1
+        return n
+
+    def write_manifest(self, **fields: Any) -> dict[str, Any]:
+        manifest = {
+            "synthcodec_version": __version__,
+            "python": platform.python_version(),
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **fields,
+        }
+        manifest["versions"] = _versions()
+        write_json(self.path / "manifest.json", manifest)
+        return manifest
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("synthcodec", "llama-cpp-python", "aiohttp", "pydantic"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,740 @@
+"""A local mock OpenAI-compatible chat-completions server for benchmarks and fault injection.
+
+In-process::
+
+    async with MockServer(latency=0.2, fail_first=2) as server:
+        client_base_url = server.base_url          # http://127.0.0.1:PORT/v1
+
+As a subprocess::
+
+    python -m synthcodec.testing.mock_server --port 0 --latency 0.2
+    # prints exactly one line "READY http://127.0.0.1:PORT/v1" once listening
+
+    with serve_in_subprocess(latency=0.2) as (proc, base_url):
+        ...
+
+Every fault is count-based on the 1-based arrival number of chat-completion requests, so
+runs are reproducible; the only randomness (``fail_rate``) comes from a seeded RNG.
+The request path does no per-request logging and only light work, so a 2-core machine can
+drive thousands of concurrent slow requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import inspect
+import ipaddress
+import json
+import math
+import os
+import random
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+from aiohttp import web
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "MockServer",
+    "Responder",
+    "TokenBucket",
+    "build_arg_parser",
+    "default_reply",
+    "estimate_tokens",
+    "main",
+    "schema_instance",
+    "serve_in_subprocess",
+    "start_subprocess",
+]
+
+DEFAULT_MODEL = "mock-model"
+
+# A responder maps the parsed request body to the reply text; it may be sync or async.
+Responder = Callable[[dict[str, Any]], str | Awaitable[str]]
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+_ERROR_KINDS: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "bad_request"),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "permission_denied"),
+    404: ("invalid_request_error", "model_not_found"),
+    408: ("timeout", "request_timeout"),
+    409: ("conflict", "conflict"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+# --------------------------------------------------------------------------------------
+# Reply text helpers
+# --------------------------------------------------------------------------------------
+
+
+def estimate_tokens(text: str) -> int:
+    """Cheap token estimate (about four characters per token)."""
+    return len(text) // 4 + 1
+
+
+def _content_text(content: Any) -> str:
+    """Flatten a message ``content`` (a string or a list of typed parts) to plain text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text", "")) for part in content if isinstance(part, dict)
+        )
+    return "" if content is None else str(content)
+
+
+def _resolve_ref(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Resolve a local JSON pointer like ``#/$defs/Item`` (pydantic emits these)."""
+    node: Any = root
+    if not ref.startswith("#"):
+        return {}
+    for part in ref.lstrip("#").strip("/").split("/"):
+        if not part:
+            continue
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, Mapping) or part not in node:
+            return {}
+        node = node[part]
+    return node if isinstance(node, Mapping) else {}
+
+
+def schema_instance(
+    schema: Mapping[str, Any] | bool,
+    root: Mapping[str, Any] | None = None,
+    _depth: int = 0,
+) -> Any:
+    """Return a minimal value that validates against ``schema``.
+
+    Handles object/properties/required (required properties only), string (minLength),
+    integer/number (minimum/exclusiveMinimum), boolean, null, array (items/minItems),
+    enum, const, local ``$ref`` and the first branch of anyOf/oneOf/allOf.
+    """
+    if not isinstance(schema, Mapping):
+        return None
+    if root is None:
+        root = schema
+    if _depth > 32:  # a recursive $ref must not recurse forever
+        return None
+    if "$ref" in schema:
+        return schema_instance(_resolve_ref(str(schema["$ref"]), root), root, _depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        branches = schema.get(key)
+        if isinstance(branches, list) and branches:
+            return schema_instance(branches[0], root, _depth + 1)
+
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        # Prefer a concrete type over null so the answer carries some shape.
+        concrete = [k for k in kind if k != "null"]
+        kind = concrete[0] if concrete else "null"
+    if kind is None:
+        if "properties" in schema or "required" in schema:
+            kind = "object"
+        elif "items" in schema:
+            kind = "array"
+
+    if kind == "object":
+        props = schema.get("properties") or {}
+        out: dict[str, Any] = {}
+        for name in schema.get("required") or []:
+            out[name] = schema_instance(props.get(name, {}), root, _depth + 1)
+        return out
+    if kind == "array":
+        count = int(schema.get("minItems") or 0)
+        items = schema.get("items")
+        if isinstance(items, list):  # draft-4 tuple form
+            values = [schema_instance(s, root, _depth + 1) for s in items]
+            return values + [None] * max(0, count - len(values))
+        return [schema_instance(items or {}, root, _depth + 1) for _ in range(count)]
+    if kind == "string":
+        return "x" * int(schema.get("minLength") or 0)
+    if kind in ("integer", "number"):
+        value: float = 0
+        if "minimum" in schema:
+            value = schema["minimum"]
+        elif "exclusiveMinimum" in schema and not isinstance(schema["exclusiveMinimum"], bool):
+            value = schema["exclusiveMinimum"] + 1
+        elif "maximum" in schema and schema["maximum"] < 0:
+            value = schema["maximum"]
+        if kind == "integer":
+            return int(math.ceil(value))
+        return value
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    return None
+
+
+def _response_schema(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Extract a JSON schema from an OpenAI- or llama.cpp-style ``response_format``."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, Mapping):
+        return None
+    if fmt.get("type") == "json_schema":
+        spec = fmt.get("json_schema")
+        if isinstance(spec, Mapping) and isinstance(spec.get("schema"), Mapping):
+            return spec["schema"]
+    elif fmt.get("type") == "json_object" and isinstance(fmt.get("schema"), Mapping):
+        return fmt["schema"]
+    return None
+
+
+def default_reply(body: Mapping[str, Any]) -> str:
+    """Deterministic reply: a schema instance if one was asked for, else an echo."""
+    schema = _response_schema(body)
+    if schema is not None:
+        return json.dumps(schema_instance(schema), separators=(",", ":"))
+    fmt = body.get("response_format")
+    if isinstance(fmt, Mapping) and fmt.get("type") == "json_object":
+        return "{}"
+    last_user = ""
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            last_user = _content_text(message.get("content"))
+            break
+    return "echo: " + last_user[:200]
+
+
+# --------------------------------------------------------------------------------------
+# Rate limiting
+# --------------------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """A token bucket: ``rate`` tokens per second, holding at most ``burst``."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        self.rate = float(rate)
+        self.burst = float(burst) if burst is not None else max(1.0, self.rate)
+        self.tokens = self.burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> float:
+        """Take one token; return 0.0 on success, else seconds until one is available."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+    def reset(self) -> None:
+        self.tokens = self.burst
+        self.stamp = time.monotonic()
+
+
+# --------------------------------------------------------------------------------------
+# Server
+# --------------------------------------------------------------------------------------
+
+
+def _check_loopback(host: str) -> None:
+    """Refuse to bind anything reachable from outside this machine."""
+    if host == "localhost":
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise ValueError(f"mock server only binds loopback addresses, not {host!r}")
+
+
+def _error_body(status: int, message: str) -> bytes:
+    kind, code = _ERROR_KINDS.get(status, ("server_error", "server_error"))
+    payload = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return json.dumps(payload).encode()
+
+
+class MockServer:
+    """An OpenAI-compatible chat-completions server with deterministic fault injection.
+
+    Use ``await start()`` / ``await stop()``, or ``async with MockServer(...) as server``.
+    Fault counters use the 1-based arrival number ``n`` of chat-completion requests; when
+    several faults match, the first in this order wins: auth (401), ``status_for_model``,
+    rate limit (429), ``fail_first``, ``fail_every``, ``fail_rate``, ``hang_every``,
+    ``malformed_every``, ``truncate_every``. Error replies are sent without ``latency``.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        model: str = DEFAULT_MODEL,
+        latency: float = 0.0,
+        rate_limit_rps: float | None = None,
+        rate_limit_burst: float | None = None,
+        fail_first: int = 0,
+        fail_every: int = 0,
+        fail_status: int = 503,
+        fail_retry_after: float | None = None,
+        fail_rate: float = 0.0,
+        seed: int | None = None,
+        hang_every: int = 0,
+        hang_seconds: float = 3600.0,
+        malformed_every: int = 0,
+        truncate_every: int = 0,
+        require_api_key: str | None = None,
+        status_for_model: Mapping[str, int] | None = None,
+        responder: Responder | None = None,
+    ) -> None:
+        _check_loopback(host)
+        self.host = host
+        self.port = port
+        self.model = model
+        self.latency = float(latency)
+        self.rate_limit_rps = rate_limit_rps
+        self.rate_limit_burst = rate_limit_burst
+        self.fail_first = int(fail_first)
+        self.fail_every = int(fail_every)
+        self.fail_status = int(fail_status)
+        self.fail_retry_after = fail_retry_after
+        self.fail_rate = float(fail_rate)
+        self.seed = seed
+        self.hang_every = int(hang_every)
+        self.hang_seconds = float(hang_seconds)
+        self.malformed_every = int(malformed_every)
+        self.truncate_every = int(truncate_every)
+        self.require_api_key = require_api_key
+        self.status_for_model: dict[str, int] = (
+            {"bad-request": 400} if status_for_model is None else dict(status_for_model)
+        )
+        self.responder = responder
+
+        self._bucket = TokenBucket(rate_limit_rps, rate_limit_burst) if rate_limit_rps else None
+        # Seeded even without an explicit seed so that fail_rate runs are reproducible.
+        self._rng = random.Random(0 if seed is None else seed)
+        self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
+        self.base_url: str | None = None
+        self._reset_counters()
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> str:
+        """Start listening and return the base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
+        if self._runner is not None:
+            assert self.base_url is not None
+            return self.base_url
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._handle_chat)
+        app.router.add_get("/v1/models", self._handle_models)
+        app.router.add_get("/stats", self._handle_stats)
+        app.router.add_post("/stats/reset", self._handle_stats_reset)
+        self._closing = asyncio.Event()
+        # access_log=None: per-request logging would dominate CPU in benchmarks.
+        # handler_cancellation: a client that gives up on a hung request frees its handler.
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, backlog=1024)
+        await site.start()
+        self._runner = runner
+        sockname = runner.addresses[0]
+        self.port = int(sockname[1])
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.base_url = f"http://{host}:{self.port}/v1"
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop listening; hung requests are released first so shutdown is quick."""
+        if self._closing is not None:
+            self._closing.set()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> "MockServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # ---- statistics ------------------------------------------------------------------
+
+    def _reset_counters(self) -> None:
+        self._n = 0  # arrival number of the last chat-completion request
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._completed = 0
+        self._by_status: dict[int, int] = {}
+        self._faults: dict[str, int] = {}
+        self._prompt_tokens = 0
+        self._completion_tokens = 0
+        self._latency_sum = 0.0
+        self._latency_max = 0.0
+        self._started = time.monotonic()
+        if getattr(self, "_bucket", None) is not None:
+            self._bucket.reset()  # type: ignore[union-attr]
+
+    def reset_stats(self) -> None:
+        """Zero all counters, including the arrival number that drives fault injection."""
+        in_flight = getattr(self, "_in_flight", 0)
+        self._reset_counters()
+        # Requests still running will decrement on exit; keep the gauge consistent.
+        self._in_flight = in_flight
+        self._max_in_flight = in_flight
+
+    def stats(self) -> dict[str, Any]:
+        """A fixed-size summary of traffic so far (no per-request lists)."""
+        done = max(1, self._completed)
+        return {
+            "total_requests": self._n,
+            "completed": self._completed,
+            "in_flight": self._in_flight,
+            "max_in_flight": self._max_in_flight,
+            "by_status": {str(k): v for k, v in sorted(self._by_status.items())},
+            "faults": dict(sorted(self._faults.items())),
+            "prompt_tokens": self._prompt_tokens,
+            "completion_tokens": self._completion_tokens,
+            "mean_handler_seconds": self._latency_sum / done,
+            "max_handler_seconds": self._latency_max,
+            "uptime_seconds": time.monotonic() - self._started,
+        }
+
+    def _fault(self, name: str) -> None:
+        self._faults[name] = self._faults.get(name, 0) + 1
+
+    # ---- handlers --------------------------------------------------------------------
+
+    async def _handle_models(self, request: web.Request) -> web.Response:
+        payload = {
+            "object": "list",
+            "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "mock"}],
+        }
+        return web.Response(body=json.dumps(payload).encode(), headers=_JSON_HEADERS)
+
+    async def _handle_stats(self, request: web.Request) -> web.Response:
+        return web.Response(body=json.dumps(self.stats()).encode(), headers=_JSON_HEADERS)
+
+    async def _handle_stats_reset(self, request: web.Request) -> web.Response:
+        self.reset_stats()
+        return web.Response(body=b'{"ok":true}', headers=_JSON_HEADERS)
+
+    def _error(
+        self, status: int, message: str, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
+        all_headers = dict(_JSON_HEADERS)
+        if headers:
+            all_headers.update(headers)
+        return web.Response(status=status, body=_error_body(status, message), headers=all_headers)
+
+    @staticmethod
+    def _retry_headers(seconds: float) -> dict[str, str]:
+        # Retry-After only carries whole seconds; retry-after-ms keeps the precise value.
+        return {
+            "Retry-After": str(max(1, math.ceil(seconds))),
+            "retry-after-ms": str(max(1, int(seconds * 1000))),
+        }
+
+    async def _handle_chat(self, request: web.Request) -> web.Response:
+        self._n += 1
+        n = self._n
+        self._in_flight += 1
+        if self._in_flight > self._max_in_flight:
+            self._max_in_flight = self._in_flight
+        t0 = time.monotonic()
+        status = 0
+        try:
+            response = await self._chat(request, n)
+            status = response.status
+            return response
+        except asyncio.CancelledError:
+            status = 499  # client went away (nginx convention)
+            raise
+        finally:
+            self._in_flight -= 1
+            self._completed += 1
+            self._by_status[status] = self._by_status.get(status, 0) + 1
+            elapsed = time.monotonic() - t0
+            self._latency_sum += elapsed
+            if elapsed > self._latency_max:
+                self._latency_max = elapsed
+
+    async def _chat(self, request: web.Request, n: int) -> web.Response:
+        if self.require_api_key is not None:
+            if request.headers.get("Authorization", "") != f"Bearer {self.require_api_key}":
+                self._fault("auth")
+                return self._error(401, "Incorrect API key provided.")
+
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return self._error(400, "Request body is not valid JSON.")
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return self._error(400, "'messages' is a required property.")
+        if body.get("stream"):
+            return self._error(400, "Streaming is not supported by the mock server.")
+
+        model = str(body.get("model") or self.model)
+        forced = self.status_for_model.get(model)
+        if forced is not None:
+            self._fault("status_for_model")
+            return self._error(forced, f"Forced status {forced} for model {model!r}.")
+
+        if self._bucket is not None:
+            wait = self._bucket.take()
+            if wait > 0:
+                self._fault("rate_limit")
+                return self._error(
+                    429, "Rate limit reached; please retry later.", self._retry_headers(wait)
+                )
+
+        fail = False
+        if n <= self.fail_first:
+            fail = True
+            self._fault("fail_first")
+        elif self.fail_every > 0 and n % self.fail_every == 0:
+            fail = True
+            self._fault("fail_every")
+        elif self.fail_rate > 0 and self._rng.random() < self.fail_rate:
+            fail = True
+            self._fault("fail_rate")
+        if fail:
+            headers = (
+                self._retry_headers(self.fail_retry_after)
+                if self.fail_retry_after is not None
+                else None
+            )
+            return self._error(self.fail_status, f"Injected failure on request {n}.", headers)
+
+        if self.hang_every > 0 and n % self.hang_every == 0:
+            self._fault("hang")
+            assert self._closing is not None
+            # Wait on the closing event rather than a bare sleep so stop() is not blocked.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.hang_seconds)
+        elif self.latency > 0:
+            await asyncio.sleep(self.latency)
+
+        if self.responder is not None:
+            result = self.responder(body)
+            text = await result if inspect.isawaitable(result) else result
+            text = str(text)
+        else:
+            text = default_reply(body)
+
+        finish_reason = "stop"
+        if self.truncate_every > 0 and n % self.truncate_every == 0:
+            self._fault("truncate")
+            text = text[: len(text) // 2]
+            finish_reason = "length"
+
+        prompt_tokens = sum(
+            estimate_tokens(_content_text(m.get("content")))
+            for m in body["messages"]
+            if isinstance(m, dict)
+        )
+        completion_tokens = estimate_tokens(text)
+        self._prompt_tokens += prompt_tokens
+        self._completion_tokens += completion_tokens
+
+        payload = {
+            "id": f"chatcmpl-mock-{n}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "mock",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        raw = json.dumps(payload).encode()
+        if self.malformed_every > 0 and n % self.malformed_every == 0:
+            self._fault("malformed")
+            raw = raw[: len(raw) // 2]  # cut mid-document: never parses
+        return web.Response(body=raw, headers=_JSON_HEADERS)
+
+
+# --------------------------------------------------------------------------------------
+# Command line and subprocess helpers
+# --------------------------------------------------------------------------------------
+
+
+def _parse_model_status(text: str) -> tuple[str, int]:
+    name, sep, code = text.rpartition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected MODEL=STATUS, got {text!r}")
+    return name, int(code)
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """CLI flags mirror the ``MockServer`` constructor (underscores become dashes)."""
+    p = argparse.ArgumentParser(
+        prog="python -m synthcodec.testing.mock_server",
+        description="Mock OpenAI-compatible chat-completions server with fault injection.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    p.add_argument("--rate-limit-rps", type=float, default=None)
+    p.add_argument("--rate-limit-burst", type=float, default=None)
+    p.add_argument("--fail-first", type=int, default=0)
+    p.add_argument("--fail-every", type=int, default=0)
+    p.add_argument("--fail-status", type=int, default=503)
+    p.add_argument("--fail-retry-after", type=float, default=None)
+    p.add_argument("--fail-rate", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--hang-every", type=int, default=0)
+    p.add_argument("--hang-seconds", type=float, default=3600.0)
+    p.add_argument("--malformed-every", type=int, default=0)
+    p.add_argument("--truncate-every", type=int, default=0)
+    p.add_argument("--require-api-key", default=None)
+    p.add_argument(
+        "--status-for-model",
+        type=_parse_model_status,
+        action="append",
+        default=None,
+        metavar="MODEL=STATUS",
+        help="repeatable; default maps bad-request=400",
+    )
+    return p
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    options = vars(args).copy()
+    pairs = options.pop("status_for_model")
+    options["status_for_model"] = dict(pairs) if pairs is not None else None
+    server = MockServer(**options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # e.g. Windows
+            loop.add_signal_handler(sig, stop.set)
+    base_url = await server.start()
+    # The parent process waits for exactly this line; nothing else goes to stdout.
+    sys.stdout.write(f"READY {base_url}\n")
+    sys.stdout.flush()
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m synthcodec.testing.mock_server``."""
+    args = build_arg_parser().parse_args(argv)
+    try:
+        _check_loopback(args.host)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+    return 0
+
+
+def _options_to_argv(options: Mapping[str, Any]) -> list[str]:
+    argv: list[str] = []
+    for key, value in options.items():
+        if value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key == "status_for_model":
+            for name, code in dict(value).items():
+                argv += [flag, f"{name}={int(code)}"]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def start_subprocess(
+    timeout: float = 20.0, **options: Any
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the server with ``sys.executable``; return ``(process, base_url)`` once READY.
+
+    ``options`` are ``MockServer`` constructor arguments (except ``responder``). The
+    caller owns the process; prefer ``serve_in_subprocess`` which also stops it.
+    """
+    if "responder" in options:
+        raise ValueError("a responder cannot cross a process boundary")
+    env = dict(os.environ)
+    # Make the package importable even when it is not installed (src layout checkouts).
+    src_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src_root, env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    cmd = [sys.executable, "-m", "synthcodec.testing.mock_server", *_options_to_argv(options)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buf = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while b"\n" not in buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"mock server did not print READY within {timeout} s")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise RuntimeError(f"mock server exited early (code {proc.wait()})")
+            buf += chunk
+        line = buf.split(b"\n", 1)[0].decode().strip()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"unexpected first line from mock server: {line!r}")
+        return proc, line[len("READY ") :]
+    except BaseException:
+        _terminate(proc)
+        raise
+
+
+def _terminate(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@contextlib.contextmanager
+def serve_in_subprocess(
+    timeout: float = 20.0, **options: Any
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Context manager around ``start_subprocess`` that terminates the server on exit."""
+    proc, base_url = start_subprocess(timeout=timeout, **options)
+    try:
+        yield proc, base_url
+    finally:
+        _terminate(proc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
