@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from synthcodec.cache import RequestCache, request_key
+from synthcodec.errors import UserError
 from synthcodec.llm.base import Backend, Completion, LLMError, PermanentError, Request, TransientError
 
 T = TypeVar("T", bound=BaseModel)
@@ -21,7 +22,7 @@ class RecordFailed(Exception):
     """This record cannot be completed; it goes to the failed rows with this reason."""
 
 
-class FatalModelError(Exception):
+class FatalModelError(UserError):
     """Every request would fail the same way (bad key, unknown model): stop the run."""
 
 
@@ -50,7 +51,8 @@ class RetryPolicy:
         backoff = min(self.max_delay, self.base_delay * 2 ** attempt)
         jittered = random.uniform(backoff / 2, backoff)  # "equal jitter"
         if retry_after is not None:
-            return min(self.max_delay * 5, retry_after) + random.uniform(0, 0.25 * max(retry_after, 0.2))
+            # The server knows best; a small jitter keeps the retries of one burst apart.
+            return min(600.0, retry_after) + random.uniform(0, 0.1 * max(retry_after, 0.5))
         return jittered
 
 
