@@ -14,6 +14,16 @@ from synthcodec.errors import UserError
 # name -> module; imported only when that command runs, so `--help` stays fast.
 COMMANDS: dict[str, str] = {
     "complete": "synthcodec.commands.complete",
+    # CodecLM generation (synthcodec.codeclm)
+    "encode": "synthcodec.commands.encode",
+    "metadata": "synthcodec.commands.metadata",
+    "decode": "synthcodec.commands.decode",
+    "rubrics": "synthcodec.commands.rubrics",
+    "improve": "synthcodec.commands.improve",
+    "respond": "synthcodec.commands.respond",
+    "contrast": "synthcodec.commands.contrast",
+    "generate": "synthcodec.commands.generate",
+    "run": "synthcodec.commands.run",
 }
 
 

@@ -1,0 +1,264 @@
+"""Contrastive Filtering over the base instructions: the per-instruction loop (`generate`)
+and the same steps one round at a time (`respond`, `contrast`, `improve`).
+
+Both write the same final files: RUN/pairs.jsonl (kept, with lineage) and
+RUN/rejected.jsonl (every base instruction that did not make it, with its reason).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from synthcodec.codeclm import steps
+from synthcodec.codeclm.rouge import NearDuplicateFilter
+from synthcodec.codeclm.stages import (
+    INSTRUCTIONS,
+    PAIRS,
+    REJECTED_FILE,
+    RUBRICS,
+    StageResult,
+    _flat,
+    _result,
+    base_items,
+    load_actions,
+    load_candidates,
+    loop_config,
+    map_stage,
+)
+from synthcodec.codeclm.steps import IMPROVE, KEEP_STRONG, KEEP_TARGET, UNRESOLVED, Ctx
+from synthcodec.codeclm.workspace import Workspace
+from synthcodec.engine import Item, LocalExecutor, Record
+from synthcodec.errors import UserError
+from synthcodec.runner import Models, RunOptions
+from synthcodec.store import FAILED, OK, REJECTED
+
+REACHED, EXHAUSTED, INTERRUPTED = "reached", "exhausted", "interrupted"
+
+
+@dataclass
+class Collected:
+    kept: int
+    rejected: int
+    near_duplicates: int
+
+
+def collect(ws: Workspace, kept_rows: list[Record], rejected_rows: list[Record],
+            threshold: float, n: int | None = None) -> Collected:
+    """Publish pairs.jsonl (kept, near-duplicates of earlier kept ones removed, at most n)
+    and rejected.jsonl (everything else, each with a reason)."""
+    near = NearDuplicateFilter(threshold)
+    kept: list[Record] = []
+    rejected = list(rejected_rows)
+    for row in kept_rows:
+        if n is not None and len(kept) >= n:
+            break  # finished after the target was reached: stays in the journal, unused
+        if near.add(row["instruction"]):
+            kept.append(row)
+        else:
+            rejected.append({**row, "decision": "near_duplicate",
+                             "reason": f"near-duplicate of a kept instruction (ROUGE-L > {threshold:g})"})
+    ws.publish(PAIRS, kept)
+    ws.publish(REJECTED_FILE, rejected)
+    return Collected(len(kept), len(rejected), near.removed)
+
+
+def _rejected_rows(journal: Any) -> list[Record]:
+    rows = [{**r} for r in journal.rows(REJECTED)]
+    rows += [{**r, "decision": "failed", "reason": r.get("error", "failed")}
+             for r in journal.rows(FAILED)]
+    return rows
+
+
+@dataclass
+class LoopResult(StageResult):
+    stop: str = EXHAUSTED
+    kept: int = 0
+    near_duplicates: int = 0
+
+
+async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
+                     n: int | None = None) -> LoopResult:
+    """Every base instruction through evolve(), until n pairs are kept or none are left."""
+    actions = load_actions(ws)
+    items = base_items(ws)
+    journal = ws.begin("loop", loop_config(ctx), input_sha=ws.sha(INSTRUCTIONS, RUBRICS))
+    assert journal is not None
+    threshold = ctx.cfg.rouge_threshold
+    usage_total: dict[str, int] = {}
+    while True:
+        # Count kept pairs as they finish, so the run stops once n are in hand.
+        near = NearDuplicateFilter(threshold)
+        for out in _flat(journal.rows(OK)):
+            near.add(out["instruction"])
+        executor = LocalExecutor(concurrency=models.concurrency(options.concurrency))
+        reached = n is not None and len(near) >= n
+
+        async def step(record: Record) -> Record:
+            nonlocal reached
+            out = await steps.evolve(ctx, record, actions.get(str(record["metadata_id"]), []))
+            if n is not None and near.add(out["instruction"]) and len(near) >= n:
+                reached = True
+                executor.stop()  # in-flight records finish and are journaled
+            return out
+
+        pending = [i for i in items if not journal.finished(i.id)]
+        if reached or not pending:
+            run = None
+        else:
+            run, usage = await map_stage(ws, journal, "loop", items, step, models, options,
+                                         executor=executor)
+            for k, v in usage.items():
+                usage_total[k] = usage_total.get(k, 0) + v
+        interrupted = run is not None and run.interrupted and not reached
+        if interrupted:
+            stop = INTERRUPTED
+            break
+        got = collect(ws, _flat(journal.rows(OK)), _rejected_rows(journal), threshold, n)
+        left = any(not journal.finished(i.id) for i in items)
+        if n is not None and got.kept >= n:
+            stop = REACHED
+            break
+        if not left:
+            stop = EXHAUSTED
+            break
+        # Completion order and input order can disagree on which near-duplicate counts:
+        # fewer than n after publishing, with work left, means keep going.
+    result = LoopResult("loop", stop=stop)
+    base = _result("loop", journal, run) if run is not None else None
+    if base is not None:
+        result.resumed = base.resumed
+    totals = journal.counts()
+    result.ok, result.rejected, result.failed = totals[OK], totals[REJECTED], totals[FAILED]
+    result.interrupted = stop == INTERRUPTED
+    if stop != INTERRUPTED:
+        result.kept, result.near_duplicates = got.kept, got.near_duplicates
+        result.outputs = {PAIRS: got.kept, REJECTED_FILE: got.rejected}
+    ws.finish("loop", stats=usage_total, stop=stop, requested=n,
+              near_duplicates=result.near_duplicates, mode="loop")
+    return result
+
+
+# --------------------------------------------------------------------------- one round at a time
+
+def responses_file(r: int) -> str:
+    return f"responses_{r}.jsonl"
+
+
+def contrast_file(r: int) -> str:
+    return f"contrast_{r}.jsonl"
+
+
+def improved_file(r: int) -> str:
+    return f"improved_{r}.jsonl"
+
+
+def latest_round(ws: Workspace, pattern: str) -> int:
+    """The highest r for which RUN/<pattern with r> exists (0 when none)."""
+    regex = re.compile(pattern.replace("{r}", r"(\d+)") + "$")
+    found = [int(m.group(1)) for p in ws.path.iterdir() if (m := regex.match(p.name))]
+    return max(found, default=0)
+
+
+def round_input(ws: Workspace, r: int) -> tuple[list[Item], str]:
+    if r == 1:
+        return base_items(ws), INSTRUCTIONS
+    name = improved_file(r)
+    return load_candidates(ws, name, "improve"), name
+
+
+async def respond_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
+                        r: int | None = None) -> StageResult:
+    """Strong and target answers for round r's candidates -> responses_<r>.jsonl."""
+    r = r or max(1, latest_round(ws, r"improved_{r}\.jsonl"))
+    items, source = round_input(ws, r)
+    config = {k: v for k, v in loop_config(ctx).items()
+              if k in ("strong", "target", "answer_temperature", "max_tokens")}
+    journal = ws.begin(f"respond_{r}", config, input_sha=ws.sha(source))
+    assert journal is not None
+    run, usage = await map_stage(ws, journal, f"respond round {r}", items,
+                                 lambda rec: steps.respond(ctx, rec), models, options)
+    result = _result(f"respond_{r}", journal, run)
+    if not run.interrupted:
+        result.outputs[responses_file(r)] = ws.publish(responses_file(r), _flat(journal.rows(OK)))
+        ws.publish_rejects(f"respond_{r}", journal)
+    ws.finish(f"respond_{r}", stats=usage)
+    return result
+
+
+async def contrast_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
+                         r: int | None = None) -> StageResult:
+    """Judge round r's answers in both orders -> contrast_<r>.jsonl, then pairs/rejected."""
+    r = r or latest_round(ws, r"responses_{r}\.jsonl")
+    if r < 1:
+        raise UserError(f"no responses in {ws.path}: run `synthcodec respond {ws.path}` first")
+    items = load_candidates(ws, responses_file(r), "respond")
+    config = loop_config(ctx)
+    journal = ws.begin(f"contrast_{r}", config, input_sha=ws.sha(responses_file(r)))
+    assert journal is not None
+    run, usage = await map_stage(ws, journal, f"contrast round {r}", items,
+                                 lambda rec: steps.contrast(ctx, rec), models, options)
+    result = _result(f"contrast_{r}", journal, run)
+    if not run.interrupted:
+        rows = _flat(journal.rows(OK))
+        result.outputs[contrast_file(r)] = ws.publish(contrast_file(r), rows)
+        ws.publish_rejects(f"contrast_{r}", journal)
+        got = collect_rounds(ws, ctx.cfg.rouge_threshold)
+        result.outputs.update({PAIRS: got.kept, REJECTED_FILE: got.rejected})
+        waiting = sum(1 for row in rows if row["decision"] == IMPROVE)
+        if waiting:
+            result.notes.append(f"{waiting} instructions wait for another round: "
+                                f"`synthcodec improve {ws.path}`, then respond and contrast")
+    ws.finish(f"contrast_{r}", stats=usage, mode="rounds")
+    return result
+
+
+def collect_rounds(ws: Workspace, threshold: float) -> Collected:
+    """pairs.jsonl / rejected.jsonl from every contrast round so far."""
+    kept, rejected = [], []
+    for r in range(1, latest_round(ws, r"contrast_{r}\.jsonl") + 1):
+        if not ws.exists(contrast_file(r)):
+            continue
+        for _, row in ws.rows(contrast_file(r)):
+            if row["decision"] in (KEEP_STRONG, KEEP_TARGET):
+                kept.append(row)
+            elif row["decision"] == UNRESOLVED:
+                rejected.append({**row, "reason": "unresolved: |gap| <= theta in every iteration"})
+    kept.sort(key=lambda row: (row["iteration"], row["id"]))
+    got = collect(ws, kept, rejected, threshold)
+    ws.finish("rounds", kept=got.kept, near_duplicates=got.near_duplicates, stop=EXHAUSTED)
+    return got
+
+
+async def improve_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
+                        r: int | None = None) -> StageResult:
+    """Rewrite round r's undecided instructions -> improved_<r+1>.jsonl."""
+    r = r or latest_round(ws, r"contrast_{r}\.jsonl")
+    if r < 1:
+        raise UserError(f"nothing to improve in {ws.path}: base instructions are judged before "
+                        f"any rewrite, so run `synthcodec respond {ws.path}` and "
+                        f"`synthcodec contrast {ws.path}` first")
+    if r >= ctx.cfg.max_iterations:
+        raise UserError(f"round {r} was the last (--max-iterations {ctx.cfg.max_iterations}): "
+                        "its undecided instructions are rejected as unresolved")
+    actions = load_actions(ws)
+    items = [i for i in load_candidates(ws, contrast_file(r), "contrast")
+             if i.record["decision"] == IMPROVE]
+    config = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("improve"),
+              **ctx.cfg.subset("temperature", "max_tokens", "seed", "parse_tries")}
+    journal = ws.begin(f"improve_{r + 1}", config, input_sha=ws.sha(contrast_file(r), RUBRICS))
+    assert journal is not None
+
+    async def step(record: Record) -> Record:
+        return await steps.improve(ctx, record, actions.get(str(record["metadata_id"]), []))
+
+    run, usage = await map_stage(ws, journal, f"improve round {r + 1}", items, step, models,
+                                 options)
+    result = _result(f"improve_{r + 1}", journal, run)
+    if not run.interrupted:
+        name = improved_file(r + 1)
+        result.outputs[name] = ws.publish(name, _flat(journal.rows(OK)))
+        ws.publish_rejects(f"improve_{r + 1}", journal)
+    ws.finish(f"improve_{r + 1}", stats=usage)
+    return result

@@ -1,0 +1,174 @@
+"""Open models inside one event loop and run CodecLM stages; `generate` chains all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from synthcodec.codeclm.config import CodecConfig, per_metadata_for
+from synthcodec.codeclm.loop import INTERRUPTED, PAIRS, LoopResult, loop_stage
+from synthcodec.codeclm.prompts import Prompts
+from synthcodec.codeclm.report import SAME_MODEL_WARNING, build_summary, summary_lines, write_summary
+from synthcodec.codeclm.stages import (
+    StageResult,
+    decode_stage,
+    encode_stage,
+    load_metadata,
+    metadata_stage,
+    rubrics_stage,
+)
+from synthcodec.codeclm.steps import Ctx
+from synthcodec.codeclm.workspace import Workspace, note
+from synthcodec.errors import UserError
+from synthcodec.judge import JudgeSettings
+from synthcodec.runner import Models, RunOptions
+
+T = TypeVar("T")
+MODELS_KEY = "_models"
+
+
+def resolve_models(ws: Workspace, **given: str | None) -> dict[str, str]:
+    """Model specs for this command: given on the command line, else those the run used."""
+    known: dict[str, str] = dict(ws.state.get(MODELS_KEY, {}))
+    out: dict[str, str] = {}
+    for role, spec in given.items():
+        spec = spec or known.get(role)
+        if not spec:
+            raise UserError(f"no --{role} model: give --{role} MODEL (no earlier stage of "
+                            f"{ws.path} recorded one)")
+        out[role] = spec
+    ws.state[MODELS_KEY] = {**known, **out}
+    ws.save()
+    return out
+
+
+def run_with_models(specs: Mapping[str, str], options: RunOptions,
+                    body: Callable[[Models], Awaitable[T]],
+                    backends: Mapping[str, Any] | None = None) -> T:
+    """Open the clients inside the event loop that uses them, run `body`, close them."""
+    async def main() -> T:
+        models = Models.open(specs, options, backends)
+        try:
+            return await body(models)
+        finally:
+            await models.aclose()
+
+    return asyncio.run(main())
+
+
+def make_ctx(models: Models, cfg: CodecConfig, prompts: Prompts,
+             judge: JudgeSettings | None = None) -> Ctx:
+    target = models.clients.get("target")
+    return Ctx(strong=models["strong"], target=target, cfg=cfg, prompts=prompts,
+               judge=judge or JudgeSettings(max_tokens=cfg.judge_max_tokens))
+
+
+def warn_same_model(specs: Mapping[str, str]) -> None:
+    if specs.get("strong") and specs.get("strong") == specs.get("target"):
+        note("WARNING: " + SAME_MODEL_WARNING.format(model=specs["strong"]))
+
+
+def print_lines(lines: list[str]) -> None:
+    for line in lines:
+        print(line, file=sys.stderr)
+
+
+@dataclass
+class GenerateResult:
+    stages: list[StageResult]
+    loop: LoopResult | None
+    summary: dict[str, Any] | None
+
+    @property
+    def interrupted(self) -> bool:
+        return any(s.interrupted for s in self.stages)
+
+
+def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: int,
+             cfg: CodecConfig, options: RunOptions, mapping: Mapping[str, str] | None = None,
+             oversample: float = 2.0,
+             prompts_dir: str | None = None, export_format: str | None = None,
+             backends: Mapping[str, Any] | None = None) -> GenerateResult:
+    """encode -> metadata -> decode -> rubrics -> loop, until n pairs are kept or none are left."""
+    prompts = Prompts.load(prompts_dir)
+    specs = {"strong": strong, "target": target}
+    warn_same_model(specs)
+    with Workspace(run_dir, overwrite=options.overwrite) as ws:
+        resolve_models(ws, strong=strong, target=target)
+        done: list[StageResult] = []
+
+        async def body(models: Models) -> LoopResult | None:
+            nonlocal cfg
+            ctx = make_ctx(models, cfg, prompts)
+            for stage in ("encode", "metadata", "decode", "rubrics"):
+                if stage == "encode":
+                    result = await encode_stage(ws, models, ctx, seeds, mapping or {}, options)
+                elif stage == "metadata":
+                    result = metadata_stage(ws, cfg)
+                    k = cfg.per_metadata or per_metadata_for(n, len(load_metadata(ws)), oversample)
+                    cfg = replace(cfg, per_metadata=k)
+                    ctx = make_ctx(models, cfg, prompts)
+                elif stage == "decode":
+                    result = await decode_stage(ws, models, ctx, options)
+                else:
+                    result = await rubrics_stage(ws, models, ctx, options)
+                done.append(result)
+                print_lines([result.line(), *result.notes])
+                if result.interrupted:
+                    return None
+            loop = await loop_stage(ws, models, ctx, options, n)
+            done.append(loop)
+            return loop
+
+        loop = run_with_models(specs, options, body, backends)
+        summary = None
+        if loop is not None and loop.stop != INTERRUPTED:
+            summary = build_summary(ws, strong=strong, target=target, theta=cfg.theta,
+                                    requested=n, stop=loop.stop)
+            lines = summary_lines(summary) + write_summary(ws, summary)
+            if export_format:
+                lines.append(export_pairs(ws, export_format))
+            print_lines(lines)
+        else:
+            print_lines(["interrupted: run the same command again to resume"])
+        return GenerateResult(done, loop, summary)
+
+
+EXPORT_NAMES = {"jsonl": "pairs_export.jsonl", "alpaca": "pairs_alpaca.json",
+                "openai": "pairs_openai.jsonl", "sharegpt": "pairs_sharegpt.json",
+                "hf": "pairs_hf"}
+
+
+def export_pairs(ws: Workspace, fmt: str) -> str:
+    """Write the kept pairs in a fine-tuning format beside pairs.jsonl."""
+    from synthcodec.export import export
+
+    target = ws.file(EXPORT_NAMES[fmt])
+    n = export(fmt, target, ws.rows(PAIRS), {}, source=ws.file(PAIRS))
+    return f"wrote {target} ({n} pairs, {fmt})"
+
+
+def run_round_command(stage: Callable[..., Awaitable[StageResult]], *, run_dir: str,
+                      strong: str | None, target: str | None, cfg: CodecConfig,
+                      options: RunOptions, round_: int | None,
+                      prompts_dir: str | None = None, needs_target: bool = True) -> None:
+    """The body of `respond`, `contrast` and `improve`: one round of the loop by hand."""
+    prompts = Prompts.load(prompts_dir)
+    with Workspace(run_dir, overwrite=options.overwrite) as ws:
+        specs = (resolve_models(ws, strong=strong, target=target) if needs_target
+                 else resolve_models(ws, strong=strong))
+        warn_same_model(specs)
+        result = run_with_models(specs, options, lambda models: stage(
+            ws, models, make_ctx(models, cfg, prompts), options, round_))
+        lines = [result.line(), *result.notes]
+        if PAIRS in result.outputs:
+            summary = build_summary(ws, strong=specs["strong"], target=specs["target"],
+                                    theta=cfg.theta, requested=None, stop="exhausted")
+            lines += summary_lines(summary) + write_summary(ws, summary)
+    print_lines(lines)
+    if result.interrupted:
+        raise SystemExit(130)

@@ -1,0 +1,242 @@
+"""Each CodecLM stage as an async function over a Workspace: read a file, map a step, publish.
+
+Stages run inside one event loop with one `Models` (the clients' limits and sessions are
+bound to the loop), so `generate` loads the embedded model once for every stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from synthcodec.codeclm.config import CodecConfig
+from synthcodec.codeclm.pool import build_pool, check_pool_row
+from synthcodec.codeclm.prompts import Prompts
+from synthcodec.codeclm.rouge import NearDuplicateFilter
+from synthcodec.codeclm.steps import Ctx, base_candidate
+from synthcodec.codeclm import steps
+from synthcodec.codeclm.workspace import Workspace, note, stats_delta
+from synthcodec.engine import Item, LocalExecutor, Record, RunResult, Stage
+from synthcodec.errors import InputError, UserError
+from synthcodec.io import FieldSpec, extract, iter_rows, scan_input
+from synthcodec.progress import Counts, Progress
+from synthcodec.runner import Models, RunOptions, record_id
+from synthcodec.store import OK, REJECTED, Journal, hash_file
+
+ENCODED, METADATA, INSTRUCTIONS, RUBRICS = ("encoded.jsonl", "metadata.jsonl",
+                                            "instructions.jsonl", "rubrics.jsonl")
+PAIRS, REJECTED_FILE = "pairs.jsonl", "rejected.jsonl"
+SEED_FIELDS = [FieldSpec("instruction"), FieldSpec("id", required=False, kind=(str, int))]
+
+
+@dataclass
+class StageResult:
+    stage: str
+    ok: int = 0
+    rejected: int = 0
+    failed: int = 0
+    resumed: int = 0
+    interrupted: bool = False
+    outputs: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        parts = [f"{self.stage}: ok {self.ok}", f"rejected {self.rejected}",
+                 f"failed {self.failed}"]
+        if self.resumed:
+            parts.append(f"resumed {self.resumed}")
+        out = ", ".join(f"{name} ({n})" for name, n in self.outputs.items())
+        return " | ".join(parts) + (f" -> {out}" if out else "")
+
+
+async def map_stage(ws: Workspace, journal: Journal, name: str, items: list[Item],
+                    step: Callable[[Record], Awaitable[Any]], models: Models,
+                    options: RunOptions, *,
+                    executor: LocalExecutor | None = None) -> tuple[RunResult, dict[str, int]]:
+    """Run `step` over `items` with the local executor; returns the result and usage delta."""
+    before = models.stats.as_dict()
+    counts = Counts(total=len(items))
+    progress = Progress(name, counts, models.stats, enabled=options.progress,
+                        interval=options.progress_interval)
+    executor = executor or LocalExecutor(concurrency=models.concurrency(options.concurrency))
+    try:
+        result = await executor.run(Stage(name, step), items, journal, progress=progress)
+    finally:
+        progress.close()
+    return result, stats_delta(models.stats, before)
+
+
+def _result(stage: str, journal: Journal, run: RunResult) -> StageResult:
+    totals = journal.counts()
+    return StageResult(stage, ok=totals[OK], rejected=totals[REJECTED], failed=totals["failed"],
+                       resumed=run.counts.resumed, interrupted=run.interrupted)
+
+
+def _flat(rows: Iterable[Any]) -> list[Record]:
+    return [r for outputs in rows for r in (outputs if isinstance(outputs, list) else [outputs])]
+
+
+# --------------------------------------------------------------------------- encode
+
+def seed_items(path: str, mapping: Mapping[str, str], limit: int | None) -> list[Item]:
+    """Seeds `{id?, instruction}`; a seed without an id is named by its line."""
+    scan_input(path, SEED_FIELDS, mapping)
+    items = []
+    for idx, (line, row) in enumerate(iter_rows(path)):
+        if limit is not None and idx >= limit:
+            break
+        ours = extract(path, line, row, SEED_FIELDS, mapping)
+        seed_id = str(ours.get("id", f"line{line}"))
+        items.append(Item(record_id(idx, row), idx,
+                          {"seed_id": seed_id, "instruction": ours["instruction"]}))
+    return items
+
+
+async def encode_stage(ws: Workspace, models: Models, ctx: Ctx, seeds: str,
+                       mapping: Mapping[str, str], options: RunOptions) -> StageResult:
+    config = {"seeds": str(seeds), "fields": dict(mapping), "limit": options.limit,
+              "strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("encode"),
+              **ctx.cfg.subset("temperature", "max_tokens")}
+    items = seed_items(seeds, mapping, options.limit)
+    journal = ws.begin("encode", config, input_sha=hash_file(seeds))
+    assert journal is not None
+    run, usage = await map_stage(ws, journal, "encode", items,
+                                 lambda r: steps.encode(ctx, r), models, options)
+    result = _result("encode", journal, run)
+    if not run.interrupted:
+        result.outputs[ENCODED] = ws.publish(ENCODED, _flat(journal.rows(OK)))
+        ws.publish_rejects("encode", journal)
+    ws.finish("encode", stats=usage, seeds=len(items))
+    return result
+
+
+# --------------------------------------------------------------------------- metadata
+
+def metadata_stage(ws: Workspace, cfg: CodecConfig) -> StageResult:
+    """Build metadata.jsonl from encoded.jsonl, unless the user wrote or edited it."""
+    result = StageResult("metadata")
+    config = cfg.subset("pool_size", "seed")
+    if ws.edited_by_hand(METADATA) and not ws.overwrite:
+        rows = load_metadata(ws)
+        result.notes.append(f"{ws.file(METADATA)} was written or edited by hand: using its "
+                            f"{len(rows)} entries as they are (--overwrite rebuilds it)")
+        result.ok = len(rows)
+        ws.finish("metadata", config=config, hand_written=True)
+        return result
+    encoded = [row for _, row in ws.rows(ENCODED, made_by="encode SEEDS --strong MODEL -o")]
+    pool = build_pool(encoded, cfg.pool_size, cfg.seed)
+    observed = sum(1 for e in pool if e["source"] == "observed")
+    ws.begin("metadata", config, input_sha=ws.sha(ENCODED), journal=False)
+    result.ok = len(pool)
+    result.outputs[METADATA] = ws.publish(METADATA, pool)
+    if len(pool) < cfg.pool_size:
+        result.notes.append(f"metadata pool has {len(pool)} entries, fewer than --size "
+                            f"{cfg.pool_size}: the seeds' skills allow no more distinct pairs")
+    ws.finish("metadata", observed=observed, mixed=len(pool) - observed, hand_written=False)
+    return result
+
+
+def load_metadata(ws: Workspace) -> list[Record]:
+    path = str(ws.file(METADATA))
+    rows, ids = [], set()
+    for idx, (line, row) in enumerate(ws.rows(METADATA, made_by="metadata")):
+        entry = check_pool_row(path, line, row, idx)
+        if entry["id"] in ids:
+            raise InputError(path, f"duplicate id {entry['id']!r}", line=line, field="id")
+        ids.add(entry["id"])
+        rows.append(entry)
+    if not rows:
+        raise UserError(f"{path} has no entries")
+    return rows
+
+
+# --------------------------------------------------------------------------- decode
+
+async def decode_stage(ws: Workspace, models: Models, ctx: Ctx,
+                       options: RunOptions) -> StageResult:
+    pool = load_metadata(ws)
+    config = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("decode"),
+              **ctx.cfg.subset("temperature", "max_tokens", "per_metadata", "parse_tries",
+                               "rouge_threshold")}
+    journal = ws.begin("decode", config, input_sha=ws.sha(METADATA))
+    assert journal is not None
+    items = [Item(record_id(i, m), i, m) for i, m in enumerate(pool)]
+    run, usage = await map_stage(ws, journal, "decode", items,
+                                 lambda r: steps.decode(ctx, r), models, options)
+    result = _result("decode", journal, run)
+    if not run.interrupted:
+        kept, dropped = dedupe_instructions(_flat(journal.rows(OK)), ctx.cfg.rouge_threshold)
+        result.outputs[INSTRUCTIONS] = ws.publish(INSTRUCTIONS, kept)
+        ws.publish_rejects("decode", journal)
+        if dropped:
+            ws.file("rejects").mkdir(exist_ok=True)
+            ws.run.publish_jsonl("rejects/decode_duplicates.jsonl", dropped)
+        result.notes.append(f"decode: {len(dropped)} near-duplicate base instructions removed "
+                            f"(ROUGE-L > {ctx.cfg.rouge_threshold:g})")
+        ws.finish("decode", stats=usage, near_duplicates=len(dropped))
+    else:
+        ws.finish("decode", stats=usage)
+    return result
+
+
+def dedupe_instructions(rows: list[Record], threshold: float) -> tuple[list[Record], list[Record]]:
+    """Round-robin order (the k-th instruction of every entry before any (k+1)-th), so a run
+    stopped at n kept pairs covers the pool evenly; near-duplicates of earlier ones dropped."""
+    ordered = sorted(rows, key=lambda r: r["k"])  # stable: metadata order within each k
+    near = NearDuplicateFilter(threshold)
+    kept, dropped = [], []
+    for row in ordered:
+        if near.add(row["instruction"]):
+            kept.append(row)
+        else:
+            dropped.append({**row, "reason": f"near-duplicate (ROUGE-L > {threshold:g})"})
+    return kept, dropped
+
+
+# --------------------------------------------------------------------------- rubrics
+
+async def rubrics_stage(ws: Workspace, models: Models, ctx: Ctx,
+                        options: RunOptions) -> StageResult:
+    pool = load_metadata(ws)
+    config = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("rubrics"),
+              **ctx.cfg.subset("temperature", "max_tokens", "n_rubrics", "parse_tries")}
+    journal = ws.begin("rubrics", config, input_sha=ws.sha(METADATA))
+    assert journal is not None
+    items = [Item(record_id(i, m), i, m) for i, m in enumerate(pool)]
+    run, usage = await map_stage(ws, journal, "rubrics", items,
+                                 lambda r: steps.rubrics(ctx, r), models, options)
+    result = _result("rubrics", journal, run)
+    if not run.interrupted:
+        result.outputs[RUBRICS] = ws.publish(RUBRICS, _flat(journal.rows(OK)))
+        ws.publish_rejects("rubrics", journal)
+    ws.finish("rubrics", stats=usage)
+    return result
+
+
+def load_actions(ws: Workspace) -> dict[str, list[str]]:
+    actions: dict[str, list[str]] = {}
+    for _, row in ws.rows(RUBRICS, made_by="rubrics"):
+        actions[str(row["metadata_id"])] = list(row.get("actions") or [])
+    return actions
+
+
+def load_candidates(ws: Workspace, name: str, made_by: str) -> list[Item]:
+    items = []
+    for idx, (_, row) in enumerate(ws.rows(name, made_by=made_by)):
+        items.append(Item(record_id(idx, row), idx, row))
+    return items
+
+
+def base_items(ws: Workspace) -> list[Item]:
+    """Decoded instructions as iteration-1 candidates, in instructions.jsonl order."""
+    return [Item(i.id, i.idx, base_candidate(i.record))
+            for i in load_candidates(ws, INSTRUCTIONS, "decode")]
+
+
+def loop_config(ctx: Ctx) -> dict[str, Any]:
+    """What the verdicts depend on: changing any of these is a different loop."""
+    return {"strong": ctx.strong.identity, "target": ctx.need_target().identity,
+            "prompt": ctx.prompts.sha256("improve"), **ctx.judge.config(),
+            **ctx.cfg.subset("temperature", "answer_temperature", "max_tokens", "theta",
+                             "max_iterations", "seed", "parse_tries")}

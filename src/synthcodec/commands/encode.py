@@ -1,0 +1,43 @@
+"""`synthcodec encode`: seed instructions -> use case + skills per seed (CodecLM §1.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from synthcodec.codeclm.cli_options import codec_options, config_from, prompts_option
+from synthcodec.codeclm.pipeline import make_ctx, print_lines, resolve_models, run_with_models
+from synthcodec.codeclm.prompts import Prompts
+from synthcodec.codeclm.stages import encode_stage
+from synthcodec.codeclm.workspace import Workspace
+from synthcodec.io import parse_field_map
+from synthcodec.llm import MODEL_SPEC_HELP
+from synthcodec.options import options_from, run_options
+
+
+@click.command("encode", epilog=MODEL_SPEC_HELP)
+@click.argument("seeds", metavar="SEEDS", type=click.Path(exists=True))
+@click.option("--strong", required=True, help="The strong model that names use case and skills.")
+@click.option("--output", "-o", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory (created; later stages read and write it).")
+@click.option("--field", "fields", multiple=True, metavar="OURS=THEIRS",
+              help="Map instruction/id to input columns, e.g. --field instruction=text.")
+@codec_options("temperature", "max_tokens")
+@prompts_option
+@run_options
+def command(seeds: str, strong: str, run_dir: str, fields: tuple[str, ...],
+            prompts_dir: str | None, **kwargs: Any) -> None:
+    """Name the use case and up to 3 skills of every seed instruction in SEEDS.
+
+    SEEDS rows need an `instruction` (and may have an `id`). Writes RUN/encoded.jsonl.
+    """
+    options, cfg = options_from(kwargs), config_from(kwargs)
+    prompts = Prompts.load(prompts_dir)
+    with Workspace(run_dir, overwrite=options.overwrite) as ws:
+        specs = resolve_models(ws, strong=strong)
+        result = run_with_models(specs, options, lambda models: encode_stage(
+            ws, models, make_ctx(models, cfg, prompts), seeds, parse_field_map(fields), options))
+    print_lines([result.line(), *result.notes])
+    if result.interrupted:
+        raise SystemExit(130)

@@ -1,0 +1,39 @@
+"""`synthcodec respond`: strong and target answers for one round (§1.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from synthcodec.codeclm.cli_options import (
+    codec_options,
+    config_from,
+    model_option,
+    prompts_option,
+    run_dir_argument,
+)
+from synthcodec.codeclm.loop import respond_stage
+from synthcodec.codeclm.pipeline import run_round_command
+from synthcodec.options import options_from, run_options
+
+
+@click.command("respond")
+@run_dir_argument
+@model_option("strong")
+@model_option("target")
+@click.option("--round", "round_", type=click.IntRange(1), default=None,
+              help="Which round (default: the latest one ready for this step).")
+@codec_options("answer_temperature", "max_tokens")
+@prompts_option
+@run_options
+def command(run_dir: str, strong: str | None, target: str | None, round_: int | None,
+            prompts_dir: str | None, **kwargs: Any) -> None:
+    """Answer round R's instructions with the strong and the target model.
+
+    Round 1 answers RUN/instructions.jsonl; round R > 1 answers RUN/improved_R.jsonl.
+    Writes RUN/responses_R.jsonl. R defaults to the latest round with instructions.
+    """
+    options, cfg = options_from(kwargs), config_from(kwargs)
+    run_round_command(respond_stage, run_dir=run_dir, strong=strong, target=target, cfg=cfg,
+                      options=options, round_=round_, prompts_dir=prompts_dir)

@@ -1,0 +1,201 @@
+"""The CodecLM loop's control flow on scripted fake models (no network, no real model).
+
+The scripted world: the target answers HARD instructions badly and EASY ones as well as the
+strong model; on FLIP instructions the strong model is the bad one. The judge prefers good
+answers and adds +1 to whichever answer it sees first (position bias), which averaging the
+two orders must cancel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synthcodec.codeclm import CodecConfig, generate
+from synthcodec.llm import FakeBackend, PermanentError, Request
+from synthcodec.llm.client import FatalModelError
+from synthcodec.runner import RunOptions
+from tests.helpers import read_jsonl, write_jsonl
+
+GOOD, BAD = "A careful, correct and complete answer.", "I do not know."
+SEEDS = [
+    {"id": "s1", "instruction": "Write a limerick about a cat."},
+    {"id": "s2", "instruction": "Fix this Python loop that never ends."},
+    {"id": "s3", "instruction": "Explain photosynthesis simply."},
+]
+ENCODED = {
+    "limerick": {"use_case": "creative writing", "skills": ["poetry", "humor"]},
+    "python": {"use_case": "code debugging", "skills": ["python"]},
+    "photosynthesis": {"use_case": "science explanation", "skills": ["biology"]},
+}
+MARKERS = ["HARD", "EASY", "FLIP"]
+
+
+def _words(key: str, n: int = 8) -> str:
+    """Distinct pseudo-words per key, so unrelated instructions are never near-duplicates."""
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return " ".join("w" + digest[i:i + 6] for i in range(0, 6 * n, 6))
+
+
+def _field(text: str, label: str) -> str:
+    return re.search(rf"^{label}: (.*)$", text, re.MULTILINE).group(1)  # type: ignore[union-attr]
+
+
+def _fenced(text: str, label: str) -> str:
+    match = re.search(rf"<<<BEGIN (DATA-\w+) {label}>>>\n(.*?)\n<<<END \1 {label}>>>", text, re.S)
+    assert match, f"no {label} block in judge prompt"
+    return match.group(2)
+
+
+def strong_model(request: Request) -> str:
+    prompt = request.messages[-1]["content"]
+    if request.json_schema is not None:  # encode
+        seed = _field(prompt.rsplit("\n\n", 1)[-1], "Instruction")
+        key = next(k for k in ENCODED if k in seed.lower())
+        return json.dumps(ENCODED[key])
+    if prompt.startswith("You are an instruction writer"):
+        n = int(re.search(r"Write (\d+) diverse", prompt).group(1))  # type: ignore[union-attr]
+        use_case = _field(prompt, "Use case")
+        skills = _field(prompt, "Skills they must require")
+        return "Here you go:\n" + "\n".join(
+            f"{k + 1}. {MARKERS[k % 3]} {_words(use_case + skills + str(k))}" for k in range(n))
+    if prompt.startswith("You are an expert who judges"):
+        return ("Rubrics:\n1. Depth\n2. Constraints\n3. Breadth\n4. Rigor\nActions:\n"
+                "1. Add a depth requirement.\n2. Add a constraint.\n3. Widen the scope.\n"
+                "4. Demand a proof.")
+    if prompt.startswith("Rewrite the instruction"):
+        instruction = prompt.rsplit("Instruction: ", 1)[1]
+        return f"New instruction: {instruction} {_words(instruction, 1)}"
+    if "[Assistant 1's Answer]" in prompt:
+        first, second = _fenced(prompt, "ASSISTANT 1 ANSWER"), _fenced(prompt, "ASSISTANT 2 ANSWER")
+        s1, s2 = (9 if first == GOOD else 2) + 1, (9 if second == GOOD else 2)
+        return f"{s1} {s2}\nAssistant 1 was shown first."
+    # An answer: the instruction is the whole user turn.
+    return BAD if prompt.startswith("FLIP") else GOOD
+
+
+def target_model(request: Request) -> str:
+    prompt = request.messages[-1]["content"]
+    return BAD if prompt.startswith("HARD") else GOOD
+
+
+def _generate(tmp_path: Path, strong: FakeBackend, target: FakeBackend, *, n: int = 100,
+              run: str = "run", cache: Path | None = None, **cfg: Any):
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
+    options = RunOptions(progress=False, cache_path=str(cache or tmp_path / "cache.sqlite"))
+    config = CodecConfig(**{"pool_size": 3, "per_metadata": 3, **cfg})
+    return generate(seeds=str(seeds), run_dir=tmp_path / run, strong="fake:strong",
+                    target="fake:target", n=n, cfg=config, options=options,
+                    backends={"strong": strong, "target": target})
+
+
+def test_keeps_exactly_what_the_target_is_bad_at(tmp_path: Path) -> None:
+    result = _generate(tmp_path, FakeBackend(strong_model, name="strong"),
+                       FakeBackend(target_model, name="target"))
+    pairs = read_jsonl(tmp_path / "run" / "pairs.jsonl")
+    rejected = read_jsonl(tmp_path / "run" / "rejected.jsonl")
+    instructions = read_jsonl(tmp_path / "run" / "instructions.jsonl")
+    hard = {r["id"] for r in instructions if r["instruction"].startswith("HARD")}
+    flip = {r["id"] for r in instructions if r["instruction"].startswith("FLIP")}
+    easy = {r["id"] for r in instructions if r["instruction"].startswith("EASY")}
+    assert len(hard) == len(flip) == len(easy) == 3
+
+    assert {p["id"] for p in pairs} == hard | flip
+    for p in pairs:
+        assert p["iteration"] == 1 and p["action"] is None and p["history"] == []
+        if p["id"] in hard:  # +1 bias to whoever is first cancels: 9.5 vs 2.5 both orders
+            assert p["scores"] == {"strong_first": {"strong": 10, "target": 2},
+                                   "target_first": {"strong": 9, "target": 3}}
+            assert (p["strong_score"], p["target_score"], p["gap"]) == (9.5, 2.5, 7.0)
+            assert p["decision"] == "keep_strong" and p["response"] == GOOD
+        else:  # the target much better: keep its answer
+            assert p["gap"] == -7.0 and p["decision"] == "keep_target"
+            assert p["response"] == p["target_answer"] == GOOD
+        assert p["seed_ids"] and p["use_case"] and p["skills"] and p["metadata_id"]
+
+    assert {r["id"] for r in rejected} == easy
+    for r in rejected:
+        assert r["decision"] == "unresolved" and r["reason"].startswith("unresolved")
+        assert r["iteration"] == 4 and len(r["history"]) == 3
+        assert [h["iteration"] for h in r["history"]] == [1, 2, 3]
+        assert all(h["gap"] == 0.0 for h in r["history"]) and r["gap"] == 0.0
+        assert r["action"] in {"Add a depth requirement.", "Add a constraint.",
+                               "Widen the scope.", "Demand a proof."}
+        assert r["instruction"] != r["base_instruction"]  # rewritten three times
+
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["kept"], summary["unresolved"], summary["rejected"]) == (6, 3, 0)
+    assert summary["kept_by_iteration"] == {"1": 6}
+    assert summary["stop"] == "exhausted"
+    assert summary["metadata_coverage"]["share"] == 1.0
+    assert summary["warnings"] == []
+    assert (tmp_path / "run" / "gap_histogram.png").stat().st_size > 0
+    assert result.loop is not None and result.loop.stop == "exhausted"
+
+
+def test_stops_once_n_pairs_are_kept(tmp_path: Path) -> None:
+    result = _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model), n=2)
+    assert len(read_jsonl(tmp_path / "run" / "pairs.jsonl")) == 2
+    assert result.summary is not None and result.summary["stop"] == "reached"
+
+
+def test_improve_action_is_seeded_and_recorded(tmp_path: Path) -> None:
+    _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model), run="a")
+    _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model), run="b")
+    a = read_jsonl(tmp_path / "a" / "rejected.jsonl")
+    b = read_jsonl(tmp_path / "b" / "rejected.jsonl")
+    assert [[h["action"] for h in r["history"]] + [r["action"]] for r in a] == \
+           [[h["action"] for h in r["history"]] + [r["action"]] for r in b]
+
+
+def test_resume_in_the_middle_of_an_improve_round(tmp_path: Path) -> None:
+    cache = tmp_path / "shared-cache.sqlite"
+    sent: list[int] = []
+
+    def failing_target(request: Request) -> Any:
+        sent.append(1)
+        if len(sent) > 12:  # 9 base answers, then 3 answers to rewrites: mid round 2
+            return PermanentError("401 unauthorized", status=401)
+        return target_model(request)
+
+    strong1 = FakeBackend(strong_model)
+    target1 = FakeBackend(failing_target)
+    with pytest.raises(FatalModelError):
+        _generate(tmp_path, strong1, target1, cache=cache)
+    assert any(r.messages[-1]["content"].startswith("Rewrite") for r in strong1.calls)
+
+    strong2, target2 = FakeBackend(strong_model), FakeBackend(target_model)
+    _generate(tmp_path, strong2, target2, cache=cache)
+
+    def keys(calls: list[Request]) -> set[str]:
+        return {json.dumps(r.canonical(), sort_keys=True) for r in calls}
+
+    answered_before = keys(target1.calls[:12])
+    assert not keys(strong2.calls) & keys(strong1.calls), "cached strong requests were re-sent"
+    assert not keys(target2.calls) & answered_before, "cached target requests were re-sent"
+    pairs = read_jsonl(tmp_path / "run" / "pairs.jsonl")
+    rejected = read_jsonl(tmp_path / "run" / "rejected.jsonl")
+    assert len(pairs) == len({p["id"] for p in pairs}) == 6
+    assert len(rejected) == len({r["id"] for r in rejected}) == 3
+
+    # The same run again: everything is journaled, nothing is sent.
+    strong3, target3 = FakeBackend(strong_model), FakeBackend(target_model)
+    _generate(tmp_path, strong3, target3, cache=cache)
+    assert strong3.calls == [] and target3.calls == []
+
+
+def test_same_model_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
+    fake = FakeBackend(strong_model)
+    result = generate(seeds=str(seeds), run_dir=tmp_path / "run", strong="fake:x",
+                      target="fake:x", n=5, cfg=CodecConfig(pool_size=3, per_metadata=1),
+                      options=RunOptions(progress=False, cache_path=str(tmp_path / "c.sqlite")),
+                      backends={"strong": fake, "target": fake})
+    assert result.summary is not None
+    assert "same model" in result.summary["warnings"][0]
+    assert "WARNING: strong and target are the same model" in capsys.readouterr().err
