@@ -1,0 +1,140 @@
+"""`synthcodec answer`: answer every question of a benchmark with one model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from synthcodec.bench import BENCH_FORMATS, Question, read_questions, resolve_format
+from synthcodec.engine import Record
+from synthcodec.errors import InputError, UserError
+from synthcodec.io import FieldSpec, parse_field_map
+from synthcodec.llm import MODEL_SPEC_HELP, Request
+from synthcodec.options import options_from, run_options
+from synthcodec.runner import Models, print_summary, run_file_stage
+from synthcodec.store import atomic_writer
+
+
+def default_run_dir(output: str | Path) -> Path:
+    """The run directory kept beside the answers file, so a re-run resumes and caches."""
+    out = Path(output)
+    return out.with_name(out.name + ".run")
+
+
+@click.command("answer", epilog=MODEL_SPEC_HELP)
+@click.argument("bench_path", metavar="BENCH", type=click.Path(exists=True))
+@click.option("--model", "-m", default="local", show_default=True, help="The model (see below).")
+@click.option("--bench", "bench_name", default=None, metavar="NAME",
+              help=f"Benchmark format: {', '.join(BENCH_FORMATS)} (default: detected from the "
+                   "fields).")
+@click.option("--field", "fields", multiple=True, metavar="OURS=THEIRS",
+              help="Map id, text, category, input or instances to a column, "
+                   "e.g. --field text=question --field id=qid.")
+@click.option("--system", default=None, help="A system message sent with every question.")
+@click.option("--temperature", type=float, default=0.0, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True)
+@click.option("--output", "-o", "output", required=True, type=click.Path(dir_okay=False),
+              help="The answers file (JSONL), written atomically when the run finishes.")
+@click.option("--run-dir", default=None, type=click.Path(file_okay=False),
+              help="Run directory for resume and bookkeeping (default: OUTPUT.run beside it).")
+@run_options
+def command(bench_path: str, model: str, bench_name: str | None, fields: tuple[str, ...],
+            system: str | None, temperature: float, max_tokens: int, output: str,
+            run_dir: str | None, **kwargs: Any) -> None:
+    """Answer every question of the benchmark file BENCH with MODEL.
+
+    BENCH is a Vicuna, Self-Instruct, WizardLM (Evol-Instruct) or Koala question file, or any
+    file whose columns --field names. Each answer row keeps the question id, the question,
+    its category and the model: {question_id, question, category, answer, model, bench}.
+    Feed two such files to `synthcodec compare`.
+    """
+    options = options_from(kwargs)
+    fmt = resolve_format(bench_path, bench_name, parse_field_map(fields))
+    questions = list(read_questions(bench_path, fmt))  # validates every row before any call
+    _check_unique_ids(bench_path, [q.id for q in questions])
+    run = Path(run_dir) if run_dir else default_run_dir(output)
+    if Path(output).is_dir():
+        raise UserError(f"{output} is a directory; -o names the answers file")
+    if run.exists() and not run.is_dir():
+        raise UserError(f"{run} exists and is not a directory (pick another --run-dir)")
+    normalized = _write_questions(run, questions)
+
+    def make_step(models: Models) -> Any:
+        client = models["model"]
+
+        async def step(record: Record) -> Record:
+            request = Request.chat(record["question"], system=system, temperature=temperature,
+                                   max_tokens=max_tokens)
+            # A long answer cut at --max-tokens is still an answer to judge; dropping it
+            # would leave the question unpaired in `compare`. It is flagged instead.
+            completion = await client.complete(request, allow_truncated=True)
+            return {"question_id": record["question_id"], "question": record["question"],
+                    "category": record["category"], "answer": completion.text.strip(),
+                    "model": model, "bench": fmt.name,
+                    "truncated": completion.finish_reason == "length"}
+
+        return step
+
+    summary = run_file_stage(
+        input_path=normalized, run_dir=run, stage="answer",
+        fields=[FieldSpec("question_id", kind=(int, str)), FieldSpec("question"),
+                FieldSpec("category", required=False)],
+        mapping={}, models={"model": model}, make_step=make_step, options=options,
+        config={"bench": str(Path(bench_path).resolve()), "bench_format": asdict(fmt),
+                "system": system, "temperature": temperature, "max_tokens": max_tokens},
+    )
+    print_summary(summary)
+    if summary.interrupted:
+        raise SystemExit(130)
+    n = _publish(run / "output.jsonl", output)
+    click.echo(f"wrote {output} ({n} answers)", err=True)
+    if summary.failed:
+        click.echo(f"note: {summary.failed} questions have no answer yet; run the same command "
+                   "again to retry them before comparing", err=True)
+
+
+def _write_questions(run: Path, questions: list[Question]) -> Path:
+    """The questions, normalized, in the run directory under a content-addressed name.
+
+    One row per question (a Self-Instruct task with several instances is several questions),
+    so the shared runner journals, resumes and limits per question. The name carries the
+    content hash: a different benchmark or mapping never overwrites the file of an existing
+    run, and the run's config check reports the change.
+    """
+    body = "".join(json.dumps(q.as_dict(), ensure_ascii=False) + "\n" for q in questions)
+    digest = hashlib.sha256(body.encode()).hexdigest()[:12]
+    path = run / f"questions.{digest}.jsonl"
+    if not path.exists():
+        with atomic_writer(path) as fh:
+            fh.write(body)
+    return path
+
+
+def _check_unique_ids(path: str, ids: list[Any]) -> None:
+    seen: set[str] = set()
+    dupes: list[str] = []
+    for qid in ids:
+        key = str(qid)
+        if key in seen and key not in dupes:
+            dupes.append(key)
+        seen.add(key)
+    if dupes:
+        shown = ", ".join(dupes[:10]) + (f" (+{len(dupes) - 10} more)" if len(dupes) > 10 else "")
+        raise InputError(path, f"question ids appear more than once: {shown}; map a unique "
+                         "column with --field id=COL")
+
+
+def _publish(source: Path, output: str) -> int:
+    """Copy the run's output to OUTPUT atomically (readers never see half a file)."""
+    n = 0
+    with open(source, encoding="utf-8") as src, atomic_writer(output) as dst:
+        for line in src:
+            json.loads(line)  # the run's own output: cheap sanity check before publishing
+            dst.write(line)
+            n += 1
+    return n

