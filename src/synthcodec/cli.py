@@ -14,6 +14,8 @@ from synthcodec.errors import UserError
 # name -> module; imported only when that command runs, so `--help` stays fast.
 COMMANDS: dict[str, str] = {
     "complete": "synthcodec.commands.complete",
+    "rate": "synthcodec.commands.rate",
+    "select": "synthcodec.commands.select",
     "answer": "synthcodec.commands.answer",
     "compare": "synthcodec.commands.compare",
     # CodecLM generation (synthcodec.codeclm)

@@ -1,0 +1,282 @@
+"""`synthcodec rate`: score every (instruction, input, response) row 0–5 with an LLM judge.
+
+The AlpaGasus rater (Chen et al., ICLR 2024; methods.md §2.1). The untrusted triplet is
+fenced (synthcodec.fence) so a response cannot pose as instructions or as the judge's
+verdict. Free-text replies are read with `parsing.parse_rating`; JSON replies are validated
+against `Rating`. An unreadable reply is re-asked a bounded number of times and then the
+row is quarantined in RUN/failed.jsonl with the reason: never a silent default score.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import BaseModel, Field
+
+from synthcodec.engine import Record
+from synthcodec.errors import UserError
+from synthcodec.export import EXAMPLE_FIELDS
+from synthcodec.fence import FENCE_NOTICE, boundary_for, fence
+from synthcodec.histogram import score_bins, text_histogram
+from synthcodec.io import iter_rows, parse_field_map
+from synthcodec.llm import MODEL_SPEC_HELP, Request
+from synthcodec.llm.base import Backend
+from synthcodec.llm.client import LLMClient, RecordFailed
+from synthcodec.options import options_from, run_options
+from synthcodec.parsing import ParseError, parse_rating
+from synthcodec.prompts import ChatTemplate, load_template
+from synthcodec.runner import Models, RunOptions, Summary, print_summary, run_file_stage
+
+SCALE_LOW, SCALE_HIGH = 0.0, 5.0
+TEMPLATE_NAME = "rate.txt"
+PLACEHOLDERS = ("dimension", "fence_notice", "triplet", "instruction", "input", "response",
+                "answer_format")
+DEFAULT_FIELDS = {"response": "output"}  # Alpaca names the response 'output'
+FIELD_ALIASES = {"output": "response"}  # `--field output=answer` means the response too
+# Columns added to every rated row.
+SCORE, EXPLANATION, JUDGE_TEXT = "score", "explanation", "judge_text"
+
+TEXT_ANSWER = ("Give the score alone on the first line (a number from 0 to 5; halves such as "
+               "3.5 are fine), then an unbiased explanation on the following lines.")
+JSON_ANSWER = ('Reply with only a JSON object with two keys: "score" (a number from 0 to 5; '
+               'halves such as 3.5 are fine) and "explanation" (an unbiased explanation of '
+               "the score).")
+
+
+class Rating(BaseModel):
+    """The JSON reply asked for with --json."""
+
+    score: float = Field(ge=SCALE_LOW, le=SCALE_HIGH, description="0 to 5, higher is better")
+    explanation: str = Field(description="why the response earns this score")
+
+
+@dataclass(frozen=True)
+class RatingResult:
+    score: float
+    explanation: str
+    raw: str  # the judge's reply as written (JSON mode: the validated object, re-serialised)
+    tries: int
+
+
+def has_input(value: object) -> bool:
+    """Alpaca marks 'no input' with an empty string; treat blank the same way."""
+    return isinstance(value, str) and bool(value.strip())
+
+
+def render_prompt(template: ChatTemplate, *, instruction: str, input: str, response: str,
+                  dimension: str, json_mode: bool) -> tuple[dict[str, str], ...]:
+    """The judge's chat messages, with the untrusted triplet fenced by an unforgeable boundary."""
+    given = input if has_input(input) else ""
+    # The boundary is derived from all three texts and occurs in none of them, so no part
+    # of the triplet can close its own fence or open a fake one.
+    boundary = boundary_for(instruction, given, response)
+    blocks = {
+        "instruction": fence("INSTRUCTION", instruction, boundary),
+        "input": fence("INPUT", given, boundary) if given else "",
+        "response": fence("RESPONSE", response, boundary),
+    }
+    triplet = "\n\n".join(b for b in blocks.values() if b)  # the input block is omitted when empty
+    return template.render({
+        **blocks,
+        "triplet": triplet,
+        "dimension": dimension,
+        "fence_notice": FENCE_NOTICE,
+        "answer_format": JSON_ANSWER if json_mode else TEXT_ANSWER,
+    })
+
+
+def rating_template(path: str | Path | None) -> ChatTemplate:
+    """The packaged template or the user's, checked before any work starts."""
+    template = load_template(TEMPLATE_NAME, path)
+    template.check(PLACEHOLDERS, need_one_of=[("triplet", "response"), ("triplet", "instruction")])
+    return template
+
+
+def correction(problem: str) -> str:
+    return (f"Your reply could not be read as a rating ({problem}). Reply again: the score "
+            "alone on the first line, a number from 0 to 5, then your explanation.")
+
+
+class Rater:
+    """Rates one triplet with one judge; shared by `rate` and any recipe that needs ratings."""
+
+    def __init__(self, client: LLMClient, template: ChatTemplate, *, dimension: str,
+                 json_mode: bool, reasks: int, max_tokens: int) -> None:
+        self.client = client
+        self.template = template
+        self.dimension = dimension
+        self.json_mode = json_mode
+        self.reasks = reasks
+        self.max_tokens = max_tokens
+
+    async def rate(self, instruction: str, input: str, response: str) -> RatingResult:
+        messages = render_prompt(self.template, instruction=instruction, input=input,
+                                 response=response, dimension=self.dimension,
+                                 json_mode=self.json_mode)
+        # Temperature 0 as in the paper: ratings should not depend on sampling luck.
+        request = Request(messages=messages, temperature=0.0, max_tokens=self.max_tokens)
+        if self.json_mode:
+            rating = await self.client.structured(request, Rating, reasks=self.reasks)
+            return RatingResult(rating.score, rating.explanation.strip(),
+                                rating.model_dump_json(), 1)
+        problem = ""
+        text = ""
+        for attempt in range(1, self.reasks + 2):
+            # A reply cut off at max_tokens still has its score on the first line (only
+            # the explanation is short), so truncation alone is not a reason to re-ask.
+            completion = await self.client.complete(request, allow_truncated=True)
+            text = completion.text
+            try:
+                score, explanation = parse_rating(text, SCALE_LOW, SCALE_HIGH)
+            except ParseError as exc:
+                problem = _clip(exc.reason)  # reasons quote the reply: keep them short
+            else:
+                return RatingResult(score, explanation, text, attempt)
+            # Re-ask in the same conversation, like LLMClient.structured does for JSON.
+            request = replace(request, messages=request.messages + (
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": correction(problem)},
+            ))
+        snippet = _clip(text.strip().replace("\n", " "))
+        raise RecordFailed(f"no readable rating after {self.reasks + 1} tries: {problem}; "
+                           f"last reply: {snippet!r}")
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def field_mapping(items: tuple[str, ...] | list[str],
+                  defaults: Mapping[str, str] = DEFAULT_FIELDS) -> dict[str, str]:
+    """`--field` values over `defaults`; OURS must be instruction, input or response."""
+    given = parse_field_map(items)
+    mapping = dict(defaults)
+    known = {spec.name for spec in EXAMPLE_FIELDS}
+    for ours, theirs in given.items():
+        ours = FIELD_ALIASES.get(ours, ours)
+        if ours not in known:
+            raise UserError(f"--field {ours}=...: unknown field; use instruction, input or response")
+        mapping[ours] = theirs
+    return mapping
+
+
+def wants_json(choice: bool | None, backend: Backend) -> bool:
+    """--json/--text, or by default JSON only for the embedded model.
+
+    llama.cpp turns the schema into a grammar, so even a tiny local model cannot answer
+    off-format; HTTP servers differ in how (or whether) they honour response_format, so
+    for them the default is the paper's own format: the score alone on the first line.
+    """
+    if choice is not None:
+        if choice and not getattr(backend, "supports_json_schema", False):
+            raise UserError(f"--json: the judge {backend.identity} cannot be asked for a JSON schema;"
+                            " use --text")
+        return choice
+    from synthcodec.llm.llamacpp import LlamaCppBackend  # no llama_cpp import until a model loads
+
+    return isinstance(backend, LlamaCppBackend) and backend.supports_json_schema
+
+
+def print_scores(output: Path) -> None:
+    """The score histogram of the rated rows, read back from RUN/output.jsonl (streamed)."""
+    if not output.exists():
+        return
+    bins = score_bins(float(row[SCORE]) for _, row in iter_rows(output))
+    if not sum(n for _, n in bins):
+        return
+    print("scores:", file=sys.stderr)
+    for line in text_histogram(bins):
+        print("  " + line, file=sys.stderr)
+
+
+def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, options: RunOptions,
+              dimension: str = "accuracy", mapping: Mapping[str, str] | None = None,
+              template: ChatTemplate | None = None, as_json: bool | None = None,
+              reasks: int = 2, max_tokens: int = 256,
+              backends: Mapping[str, Any] | None = None) -> Summary:
+    """Rate every row of `input_path` into `run_dir` (resuming it); what the command runs.
+
+    `backends={"judge": backend}` replaces the model named by `judge`, e.g. a FakeBackend.
+    """
+    mapping = dict(DEFAULT_FIELDS if mapping is None else mapping)
+    template = template or rating_template(None)
+    # Our renamed copies (response, when it came from 'output') are dropped from the output
+    # row, so it is the user's row plus the rating columns.
+    hidden = {ours for ours, theirs in mapping.items() if ours != theirs}
+
+    def make_step(models: Models) -> Any:
+        client = models["judge"]
+        rater = Rater(client, template, dimension=dimension,
+                      json_mode=wants_json(as_json, client.backend), reasks=reasks,
+                      max_tokens=max_tokens)
+
+        async def step(record: Record) -> Record:
+            result = await rater.rate(record["instruction"], record.get("input") or "",
+                                      record["response"])
+            out = {k: v for k, v in record.items() if k not in hidden}
+            out[SCORE] = result.score
+            out[EXPLANATION] = result.explanation
+            out[JUDGE_TEXT] = result.raw
+            return out
+
+        return step
+
+    return run_file_stage(
+        input_path=input_path, run_dir=run_dir, stage="rate",
+        fields=list(EXAMPLE_FIELDS), mapping=mapping, models={"judge": judge},
+        make_step=make_step, options=options, backends=backends,
+        config={"dimension": dimension, "template": template.text,
+                "answer": {None: "auto", True: "json", False: "text"}[as_json],
+                "reasks": reasks, "max_tokens": max_tokens, "temperature": 0.0},
+    )
+
+
+@click.command("rate", epilog=MODEL_SPEC_HELP)
+@click.argument("input_path", metavar="DATA", type=click.Path(exists=True))
+@click.option("--judge", "-m", default="local", show_default=True, help="The rating model (see below).")
+@click.option("--dimension", default="accuracy", show_default=True,
+              help="What to rate: accuracy (the paper's main setting), helpfulness, or any text.")
+@click.option("--field", "fields", multiple=True, metavar="OURS=THEIRS",
+              help="Map instruction/input/response to input columns (default: response=output).")
+@click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Your own rating prompt (start from synthcodec/prompts/rate.txt).")
+@click.option("--json/--text", "as_json", default=None,
+              help="Ask for a JSON {score, explanation} (--json) or the score on the first line "
+                   "(--text). Default: JSON for the embedded model, text for HTTP judges.")
+@click.option("--reasks", type=click.IntRange(0, 10), default=2, show_default=True,
+              help="Re-ask an unreadable reply this many times, then quarantine the row.")
+@click.option("--max-tokens", type=click.IntRange(16), default=256, show_default=True,
+              help="Longest judge reply (the score comes first, so a cut explanation is fine).")
+@click.option("--output", "-o", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory (created; re-running the same command resumes it).")
+@run_options
+def command(input_path: str, judge: str, dimension: str, fields: tuple[str, ...],
+            template_path: str | None, as_json: bool | None, reasks: int, max_tokens: int,
+            run_dir: str, **kwargs: Any) -> None:
+    """Rate every (instruction, input, response) row of DATA from 0 to 5 with JUDGE (AlpaGasus).
+
+    DATA may be JSONL, a JSON array (e.g. Alpaca), CSV, Parquet or a saved Hugging Face
+    dataset; rows need instruction and output (input is optional). RUN/output.jsonl holds
+    each row plus score, explanation and judge_text; rows the judge could not rate are in
+    RUN/failed.jsonl with the reason. Then: synthcodec select RUN --min-score 4.5 -o kept.jsonl
+    """
+    options = options_from(kwargs)
+    mapping = field_mapping(fields)
+    dimension = " ".join(dimension.split())
+    if not dimension:
+        raise UserError("--dimension must not be empty")
+    summary = rate_file(input_path, run_dir, judge=judge, dimension=dimension, mapping=mapping,
+                        template=rating_template(template_path), as_json=as_json,
+                        reasks=reasks, max_tokens=max_tokens, options=options)
+    print_summary(summary)
+    if summary.interrupted:
+        raise SystemExit(130)
+    if summary.kept:
+        print_scores(summary.run_dir / "output.jsonl")
+        print(f"next: synthcodec select {summary.run_dir} --min-score 4.5 -o kept.jsonl",
+              file=sys.stderr)

@@ -1,0 +1,60 @@
+"""rate → select → export on real Alpaca rows with the embedded model (small: 20 rows, 2 cores)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from synthcodec.cli import main
+
+pytestmark = pytest.mark.integration
+
+N_ROWS = 20
+
+
+def run_cli(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_rate_select_export_on_real_alpaca(shared_data: Path, require_embedded: None,
+                                           tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = shared_data / "alpaca" / "random_9k.json"
+    if not data.exists():
+        pytest.skip(f"{data} is absent")
+    run = tmp_path / "run"
+    argv = ["rate", str(data), "--judge", "local", "--limit", str(N_ROWS), "-q", "-o", str(run)]
+    assert run_cli(argv) == 0, capsys.readouterr().err
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    rated = [json.loads(x) for x in (run / "output.jsonl").read_text().splitlines()]
+    failed = [json.loads(x) for x in (run / "failed.jsonl").read_text().splitlines()]
+    assert len(rated) + len(failed) == N_ROWS
+    # The embedded judge answers JSON under a grammar, so nearly every row gets a score.
+    assert len(rated) >= N_ROWS // 2, [f["error"] for f in failed]
+    for row in rated:
+        assert 0 <= row["score"] <= 5 and isinstance(row["judge_text"], str)
+        assert {"instruction", "input", "output", "explanation"} <= set(row)
+    assert all(f["error"] for f in failed)  # quarantined with a reason, never a default score
+
+    # Running the same command again finds everything done and sends nothing.
+    capsys.readouterr()
+    assert run_cli(argv) == 0
+    assert "requests sent 0" in capsys.readouterr().err
+
+    out = tmp_path / "top.json"
+    assert run_cli(["select", str(run), "--top", "5", "--format", "alpaca", "-o", str(out)]) == 0
+    kept = json.loads(out.read_text())
+    assert len(kept) == min(5, len(rated))
+    assert all(set(k) == {"instruction", "input", "output"} for k in kept)
+    assert (run / "scores.png").read_bytes()[:4] == b"\x89PNG"
+
+    assert run_cli(["select", str(run), "--min-score", "4.5", "-o", str(tmp_path / "kept.jsonl")]) == 0
+    summary = json.loads((tmp_path / "kept.summary.json").read_text())
+    assert summary["rated"] == len(rated) and summary["kept"] + summary["rejected"] == len(rated)
