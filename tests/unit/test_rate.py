@@ -33,7 +33,7 @@ MARKER = re.compile(r"<<<(BEGIN|END) (DATA-[0-9a-f]{16}) (\w+)>>>")
 
 def render(response: str, instruction: str = "Add 2 and 2.", input: str = "",
            json_mode: bool = False, template: ChatTemplate | None = None) -> tuple[dict[str, str], ...]:
-    return render_prompt(template or rating_template(None), instruction=instruction, input=input,
+    return render_prompt(template or rating_template(None), instruction=instruction, input_text=input,
                          response=response, dimension="accuracy", json_mode=json_mode)
 
 

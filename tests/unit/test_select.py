@@ -109,7 +109,7 @@ def test_rate_select_export_alpaca(rated_run: Path, tmp_path: Path,
     png = rated_run / "scores.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     err = capsys.readouterr().err
-    assert "kept 4 of 10 (40.0%) by score ≥ 4.5" in err
+    assert "kept 4 of 10 (40.0%): score ≥ 4.5" in err
     assert re.search(r"4\.5 \| #+ +2  20\.0%", err)
 
 

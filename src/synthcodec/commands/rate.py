@@ -68,10 +68,10 @@ def has_input(value: object) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def render_prompt(template: ChatTemplate, *, instruction: str, input: str, response: str,
+def render_prompt(template: ChatTemplate, *, instruction: str, input_text: str, response: str,
                   dimension: str, json_mode: bool) -> tuple[dict[str, str], ...]:
     """The judge's chat messages, with the untrusted triplet fenced by an unforgeable boundary."""
-    given = input if has_input(input) else ""
+    given = input_text if has_input(input_text) else ""
     # The boundary is derived from all three texts and occurs in none of them, so no part
     # of the triplet can close its own fence or open a fake one.
     boundary = boundary_for(instruction, given, response)
@@ -114,8 +114,8 @@ class Rater:
         self.reasks = reasks
         self.max_tokens = max_tokens
 
-    async def rate(self, instruction: str, input: str, response: str) -> RatingResult:
-        messages = render_prompt(self.template, instruction=instruction, input=input,
+    async def rate(self, instruction: str, input_text: str, response: str) -> RatingResult:
+        messages = render_prompt(self.template, instruction=instruction, input_text=input_text,
                                  response=response, dimension=self.dimension,
                                  json_mode=self.json_mode)
         # Temperature 0 as in the paper: ratings should not depend on sampling luck.

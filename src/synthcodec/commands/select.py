@@ -185,7 +185,7 @@ def command(source_path: str, out: str, min_score: float | None, top: int | None
     print(f"scores of {len(scores)} rated rows:", file=err)
     for line in text_histogram(bins):
         print("  " + line, file=err)
-    print(f"kept {n_kept} of {len(scores)} ({100 * n_kept / len(scores):.1f}%) by {rule}", file=err)
+    print(f"kept {n_kept} of {len(scores)} ({100 * n_kept / len(scores):.1f}%): {rule}", file=err)
     if top is not None and top > len(scores) or random_n is not None and random_n > len(scores):
         print(f"note: asked for {top or random_n} rows but only {len(scores)} are rated", file=err)
     if src.failed:
