@@ -86,6 +86,7 @@ class LocalExecutor:
         counts = progress.counts if progress else Counts(total=total)
         started = time.monotonic()
         source: Iterator[Item] = iter(items)
+        journal.prepare()
         self._stopping = False
         fatal: list[BaseException] = []
 

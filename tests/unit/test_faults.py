@@ -88,6 +88,20 @@ def test_truncated_output_is_a_failure_not_a_result(tmp_path: Path) -> None:
     assert len(read_jsonl(tmp_path / "run" / "output.jsonl")) == 4
 
 
+def test_a_run_dir_has_one_owner(tmp_path: Path) -> None:
+    src = _input(tmp_path, 100)
+    run = tmp_path / "run"
+    with serve_in_subprocess(latency=0.5) as (_, url):  # the first run takes >= 25 s
+        first = popen_synthcodec("complete", str(src), "-m", f"mock-model@{url}", "-o", str(run),
+                                 "-j", "2")
+        _wait_for_answers(url, 4)
+        second = _complete(src, url, run)
+        first.kill()
+        first.communicate()
+    assert second.returncode == 2
+    assert "another synthcodec process is working in" in second.stderr
+
+
 def test_api_key_never_leaks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "sk-test-SECRET-1234567890"
     src = _input(tmp_path, 4)
@@ -109,16 +123,17 @@ def _journal_rows(run: Path) -> int:
     db = run / "journal.sqlite"
     if not db.exists():
         return 0
+    conn = sqlite3.connect(db, timeout=5)
     try:
-        with sqlite3.connect(db, timeout=1) as conn:
-            return conn.execute("SELECT COUNT(*) FROM stage_complete").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
+        return conn.execute("SELECT COUNT(*) FROM stage_complete").fetchone()[0]
+    finally:
+        conn.close()  # an open reader would keep the next run from taking the run dir
 
 
-def _wait_for_rows(run: Path, at_least: int, timeout: float = 60) -> None:
+def _wait_for_answers(url: str, at_least: int, timeout: float = 60) -> None:
+    """The journal is locked by the running process, so watch the server instead."""
     deadline = time.monotonic() + timeout
-    while _journal_rows(run) < at_least:
+    while _stats(url)["completed"] < at_least:
         assert time.monotonic() < deadline, "run made no progress"
         time.sleep(0.05)
 
@@ -131,7 +146,7 @@ def test_killed_run_resumes_exactly(tmp_path: Path, sig: signal.Signals) -> None
     with serve_in_subprocess(latency=0.05) as (_, url):
         proc = popen_synthcodec("complete", str(src), "-m", f"mock-model@{url}", "-o", str(run),
                                 "-j", str(jobs))
-        _wait_for_rows(run, 40)
+        _wait_for_answers(url, 40)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
         done_before = _journal_rows(run)

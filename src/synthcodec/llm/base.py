@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -33,9 +33,16 @@ class Request:
         return Request(messages=tuple(messages), **params)
 
     def canonical(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["messages"] = [dict(m) for m in self.messages]
-        return d
+        # Built by hand: dataclasses.asdict deep-copies, which showed up in profiles.
+        return {
+            "messages": [dict(m) for m in self.messages],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+            "stop": list(self.stop) if self.stop else None,
+            "json_schema": self.json_schema,
+            "sample": self.sample,
+        }
 
     def seed(self) -> int:
         """A reproducible per-request seed derived from the request itself."""
