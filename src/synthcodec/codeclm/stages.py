@@ -125,6 +125,9 @@ def metadata_stage(ws: Workspace, cfg: CodecConfig) -> StageResult:
         ws.finish("metadata", config=config, hand_written=True)
         return result
     encoded = [row for _, row in ws.rows(ENCODED, made_by="encode SEEDS --strong MODEL -o")]
+    if not encoded:
+        raise UserError(f"no seed was encoded (reasons in {ws.file('rejects/encode.jsonl')}): "
+                        "nothing to build a metadata pool from")
     pool = build_pool(encoded, cfg.pool_size, cfg.seed)
     observed = sum(1 for e in pool if e["source"] == "observed")
     ws.begin("metadata", config, input_sha=ws.sha(ENCODED), journal=False)

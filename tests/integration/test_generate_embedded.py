@@ -1,0 +1,69 @@
+"""`synthcodec generate` end to end on the embedded model: 3 seeds, tiny sizes, 2 cores."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from synthcodec.cli import main
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x]
+
+
+def test_generate_on_the_embedded_model(require_embedded: None, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    argv = ["generate", str(REPO / "examples" / "seeds.jsonl"), "--strong", "local",
+            "--target", "local", "--limit", "3", "-n", "2", "--size", "3", "--per-metadata", "1",
+            "--max-iterations", "2", "--max-tokens", "96", "--judge-max-tokens", "16",
+            "--format", "alpaca", "-q", "-o", str(run)]
+    started = time.monotonic()
+    code = run_cli(argv)
+    err = capsys.readouterr().err
+    print(f"generate on the embedded model: {time.monotonic() - started:.1f}s")
+    assert code == 0, err
+    assert "WARNING: strong and target are the same model" in err
+    assert "stopped:" in err and "kept by iteration" in err
+
+    seeds = {s["id"] for s in read(REPO / "examples" / "seeds.jsonl")[:3]}
+    metadata = {m["id"]: m for m in read(run / "metadata.jsonl")}
+    assert 1 <= len(metadata) <= 3
+    pairs, rejected = read(run / "pairs.jsonl"), read(run / "rejected.jsonl")
+    assert pairs or rejected
+    for row in pairs + rejected:  # every row leads back to its metadata and seeds
+        assert row["metadata_id"] in metadata
+        assert set(row["seed_ids"]) <= seeds and row["seed_ids"]
+        assert row["use_case"] and row["skills"]
+        assert row["reason" if row in rejected else "response"]
+    for row in pairs:
+        assert abs(row["gap"]) > 3 and row["iteration"] in (1, 2)
+        assert set(row["scores"]) == {"strong_first", "target_first"}
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["kept"] == len(pairs) and summary["stop"] in ("reached", "exhausted")
+    assert summary["warnings"]
+    assert (run / "gap_histogram.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(json.loads((run / "pairs_alpaca.json").read_text())) == len(pairs)
+
+    # The same command again: all journaled, nothing sent.
+    sent = summary["llm"]["requests"]
+    assert run_cli(argv) == 0
+    again = json.loads((run / "summary.json").read_text())
+    assert again["kept"] == len(pairs) and again["llm"]["requests"] == sent

@@ -1,0 +1,112 @@
+"""Stages one at a time (the by-hand path), hand-written metadata, and the recipe runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from synthcodec.codeclm import CodecConfig
+from synthcodec.codeclm.loop import contrast_stage, improve_stage, respond_stage
+from synthcodec.codeclm.pipeline import make_ctx, run_with_models
+from synthcodec.codeclm.prompts import Prompts
+from synthcodec.codeclm.stages import decode_stage, encode_stage, metadata_stage, rubrics_stage
+from synthcodec.codeclm.workspace import Workspace
+from synthcodec.commands.generate import command as generate_command
+from synthcodec.commands.run import table_to_args
+from synthcodec.errors import UserError
+from synthcodec.llm import FakeBackend
+from synthcodec.runner import RunOptions
+from tests.helpers import read_jsonl, write_jsonl
+from tests.unit.test_codeclm_loop import SEEDS, _generate, strong_model, target_model
+
+CFG = CodecConfig(pool_size=3, per_metadata=3)
+
+
+def _stage(ws: Workspace, fn, cfg: CodecConfig = CFG, **kw):  # type: ignore[no-untyped-def]
+    options = RunOptions(progress=False, cache_path=str(ws.path.parent / "cache.sqlite"))
+    backends = {"strong": FakeBackend(strong_model), "target": FakeBackend(target_model)}
+    return run_with_models({"strong": "fake:s", "target": "fake:t"}, options,
+                           lambda m: fn(ws, m, make_ctx(m, cfg, Prompts.load()), options, **kw),
+                           backends)
+
+
+def test_rounds_by_hand_give_the_same_pairs_as_generate(tmp_path: Path) -> None:
+    _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model), run="gen")
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
+    with Workspace(tmp_path / "hand") as ws:
+        _stage(ws, lambda ws, m, ctx, o: encode_stage(ws, m, ctx, str(seeds), {}, o))
+        metadata_stage(ws, CFG)
+        _stage(ws, decode_stage)
+        _stage(ws, rubrics_stage)
+        with pytest.raises(UserError, match="judged before any rewrite"):
+            _stage(ws, improve_stage)
+        for _ in range(4):
+            _stage(ws, respond_stage)
+            _stage(ws, contrast_stage)
+            if _ < 3:
+                _stage(ws, improve_stage)
+        with pytest.raises(UserError, match="was the last"):
+            _stage(ws, improve_stage)
+    gen = read_jsonl(tmp_path / "gen" / "pairs.jsonl")
+    hand = read_jsonl(tmp_path / "hand" / "pairs.jsonl")
+    assert sorted(p["id"] for p in hand) == sorted(p["id"] for p in gen)
+    rejected = read_jsonl(tmp_path / "hand" / "rejected.jsonl")
+    assert len(rejected) == 3 and all(r["decision"] == "unresolved" for r in rejected)
+    assert all(len(r["history"]) == 3 for r in rejected)
+    assert (tmp_path / "hand" / "improved_4.jsonl").exists()
+
+
+def test_hand_written_metadata_is_used_as_is(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    write_jsonl(run / "metadata.jsonl", [{"use_case": "creative writing", "skills": "poetry, humor"}])
+    with Workspace(run) as ws:
+        result = metadata_stage(ws, CFG)
+        assert "by hand" in result.notes[0]
+        _stage(ws, decode_stage)
+    rows = read_jsonl(run / "instructions.jsonl")
+    assert len(rows) == 3 and rows[0]["metadata_id"] == "m0000"
+    assert rows[0]["skills"] == ["poetry", "humor"]
+
+
+def test_changed_settings_need_overwrite(tmp_path: Path) -> None:
+    _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model))
+    with pytest.raises(UserError, match="other settings.*theta"):
+        _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model), theta=5.0)
+
+
+def test_recipe_table_becomes_the_command_line() -> None:
+    table = {"seeds": "examples/seeds.jsonl", "strong": "local", "target": "local", "n": 4,
+             "output": "runs/x", "per-metadata": 2, "max_tokens": 128, "quiet": True,
+             "no-cache": False, "field": {"instruction": "text"}}
+    args = table_to_args(generate_command, table, "r.toml")
+    assert args == ["examples/seeds.jsonl", "--strong", "local", "--target", "local", "-n", "4",
+                    "--output", "runs/x", "--per-metadata", "2", "--max-tokens", "128",
+                    "--quiet", "--field", "instruction=text"]
+    with pytest.raises(UserError, match="unknown key 'thetta'"):
+        table_to_args(generate_command, {"thetta": 3}, "r.toml")
+
+
+def test_run_command_rejects_unknown_kinds(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from synthcodec.commands.run import command
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[experimentz]\nx = 1\n')
+    result = CliRunner().invoke(command, [str(recipe)])
+    assert isinstance(result.exception, UserError) and "known kinds: generate" in str(result.exception)
+
+
+def test_example_recipe_parses() -> None:
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[2]
+    data = tomllib.loads((repo / "examples" / "recipe.toml").read_text())
+    args = table_to_args(generate_command, data["generate"], "examples/recipe.toml")
+    assert args[0] == "examples/seeds.jsonl"
+    seeds = read_jsonl(repo / "examples" / "seeds.jsonl")
+    assert len(seeds) >= 6 and all(set(s) == {"id", "instruction"} for s in seeds)
+    assert json.dumps(seeds)  # plain JSON
