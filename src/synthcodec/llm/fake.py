@@ -30,10 +30,12 @@ class FakeBackend:
         *,
         name: str = "fake",
         latency: float = 0.0,
+        record_calls: bool = True,
     ) -> None:
         self.identity = f"fake:{name}"
         self.latency = latency
         self.calls: list[Request] = []
+        self.record_calls = record_calls
         self._fn: ReplyFn | None = None
         self._script: list[Reply] = []
         if callable(replies):
@@ -47,12 +49,13 @@ class FakeBackend:
     def from_spec(cls, spec: str) -> "FakeBackend":
         """`fake` or `fake:echo` echoes the last user message; `fake:json` answers `{}`-ish."""
         kind = spec.partition(":")[2] or "echo"
-        if kind == "echo":
-            return cls(_echo, name="echo")
+        if kind == "echo":  # used from the CLI: keep no history, memory stays flat
+            return cls(_echo, name="echo", record_calls=False)
         raise ValueError(f"unknown fake model {spec!r}; use 'fake:echo'")
 
     async def complete(self, request: Request) -> Completion:
-        self.calls.append(request)
+        if self.record_calls:
+            self.calls.append(request)
         if self.latency:
             await asyncio.sleep(self.latency)
         if self._fn is not None:
