@@ -215,6 +215,7 @@ def run_file_stage(
         counts={"input": n_rows, **totals},
         this_invocation={**opened.stats.as_dict(), "seconds": round(summary.seconds, 3),
                          "resumed": counts.resumed},
+        usage_total=run.accumulate_usage(opened.stats.as_dict()),
         outputs=outputs,
     )
     run.close()

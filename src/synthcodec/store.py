@@ -197,6 +197,14 @@ class RunDir:
                 n += 1
         return n
 
+    def accumulate_usage(self, usage: dict[str, int]) -> dict[str, int]:
+        """Usage of every invocation of this run so far, this one included."""
+        path = self.path / "manifest.json"
+        before: dict[str, int] = {}
+        if path.exists():
+            before = json.loads(path.read_text(encoding="utf-8")).get("usage_total", {})
+        return {k: before.get(k, 0) + usage.get(k, 0) for k in set(before) | set(usage)}
+
     def write_manifest(self, **fields: Any) -> dict[str, Any]:
         manifest = {
             "synthcodec_version": __version__,
