@@ -265,3 +265,18 @@ def test_rouge_l_and_near_duplicate_filter() -> None:
     assert not near.add("Write a short poem about the sea at dawn.")
     assert near.add("Explain how a hash table handles collisions.")
     assert near.removed == 1 and len(near) == 2
+
+
+def test_filter_agrees_with_brute_force() -> None:
+    import random
+
+    rng = random.Random(3)
+    vocab = "the a of write poem sea night story code python list explain why how".split()
+    texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 12))) for _ in range(300)]
+    near, kept = NearDuplicateFilter(0.7), []
+    for text in texts:
+        expect = all(rouge_l(text, k) <= 0.7 for k in kept)
+        assert near.add(text) == expect
+        if expect:
+            kept.append(text)
+    assert near.removed == len(texts) - len(kept)

@@ -103,6 +103,7 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
                 executor.stop()  # in-flight records finish and are journaled
             return out
 
+        journal.prepare()  # finished() answers from a snapshot of whether the table is empty
         pending = [i for i in items if not journal.finished(i.id)]
         if reached or not pending:
             run = None
@@ -116,6 +117,7 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
             stop = INTERRUPTED
             break
         got = collect(ws, _flat(journal.rows(OK)), _rejected_rows(journal), threshold, n)
+        journal.prepare()
         left = any(not journal.finished(i.id) for i in items)
         if n is not None and got.kept >= n:
             stop = REACHED

@@ -7,6 +7,7 @@ The loop step `evolve` chains improve -> respond -> contrast for one base instru
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,13 +155,13 @@ async def improve(ctx: Ctx, cand: Record, actions: list[str]) -> Record:
 async def respond(ctx: Ctx, cand: Record) -> Record:
     """Strong and target answers to the candidate instruction."""
     cfg = ctx.cfg
-    strong = await ctx.strong.complete(
-        answer_request(cand["instruction"], temperature=cfg.answer_temperature,
-                       max_tokens=cfg.max_tokens), allow_truncated=True)
-    # Sample 1: a distinct draw even when strong and target are one model.
-    target = await ctx.need_target().complete(
-        answer_request(cand["instruction"], temperature=cfg.answer_temperature,
-                       max_tokens=cfg.max_tokens, sample=1), allow_truncated=True)
+    # Sample 1 for the target: a distinct draw even when strong and target are one model.
+    strong, target = await asyncio.gather(
+        ctx.strong.complete(answer_request(cand["instruction"], temperature=cfg.answer_temperature,
+                                           max_tokens=cfg.max_tokens), allow_truncated=True),
+        ctx.need_target().complete(
+            answer_request(cand["instruction"], temperature=cfg.answer_temperature,
+                           max_tokens=cfg.max_tokens, sample=1), allow_truncated=True))
     return {**cand, "strong_answer": strong.text, "target_answer": target.text,
             "strong_truncated": strong.finish_reason == "length",
             "target_truncated": target.finish_reason == "length"}

@@ -1,0 +1,137 @@
+"""Overhead of a 2,000-pair `generate` run: the time synthcodec spends beyond the LLM calls.
+
+A scripted world answers every CodecLM request instantly (the target is bad at a third of
+the instructions, so those are kept), either in-process (`--backend fake`: no HTTP, the
+floor) or through the foundation's mock OpenAI-compatible server (`--backend mock`, in this
+process, with `--latency` seconds per request). With zero latency, all of the wall time is
+overhead: run dir, journals, cache, prompts, parsing, judging logic, ROUGE-L, publishing.
+
+    PYTHONPATH=src python3 benchmarks/bench_generate.py --backend fake -n 2000
+    PYTHONPATH=src python3 benchmarks/bench_generate.py --backend mock -n 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from synthcodec.codeclm import CodecConfig, generate  # noqa: E402
+from synthcodec.llm import FakeBackend, Request  # noqa: E402
+from synthcodec.runner import RunOptions  # noqa: E402
+
+GOOD, BAD = "A careful, correct and complete answer.", "I do not know."
+MARKERS = ["HARD", "EASY", "FLIP"]
+USE_CASES = ["creative writing", "code generation", "science explanation", "email writing",
+             "travel planning", "summarization", "math reasoning", "data analysis",
+             "career advice", "cooking", "history", "legal questions", "health tips",
+             "product description", "translation"]
+
+
+def _words(key: str, n: int = 10) -> str:
+    digest = hashlib.sha256(key.encode()).hexdigest() * 2
+    return " ".join("w" + digest[i:i + 6] for i in range(0, 6 * n, 6))
+
+
+def seeds(n: int) -> list[dict[str, str]]:
+    return [{"id": f"b{i}", "instruction": f"Seed {i} about {USE_CASES[i % len(USE_CASES)]}: "
+             + _words(str(i), 5)} for i in range(n)]
+
+
+def reply(messages: list[dict[str, str]], schema: bool, model: str) -> str:
+    prompt = messages[-1]["content"]
+    if model == "target":
+        return BAD if prompt.startswith("HARD") else GOOD
+    if schema:
+        i = int(re.search(r"Seed (\d+) about", prompt.rsplit("Instruction:", 1)[1]).group(1))
+        return json.dumps({"use_case": USE_CASES[i % len(USE_CASES)],
+                           "skills": [f"skill {i % 17}", f"skill {(i * 7) % 23 + 17}"]})
+    if prompt.startswith("You are an instruction writer"):
+        n = int(re.search(r"Write (\d+) diverse", prompt).group(1))
+        return "\n".join(f"{k + 1}. {MARKERS[k % 3]} {_words(prompt + str(k))}" for k in range(n))
+    if prompt.startswith("You are an expert who judges"):
+        return ("Rubrics:\n1. Depth\n2. Constraints\n3. Breadth\n4. Rigor\nActions:\n"
+                "1. Add a depth requirement.\n2. Add a constraint.\n3. Widen the scope.\n"
+                "4. Demand a proof.")
+    if prompt.startswith("Rewrite the instruction"):
+        instruction = prompt.rsplit("Instruction: ", 1)[1]
+        return f"{instruction} {_words(instruction, 1)}"
+    if "[Assistant 1's Answer]" in prompt:
+        first = prompt.split("ASSISTANT 1 ANSWER>>>\n", 1)[1]
+        second = prompt.split("ASSISTANT 2 ANSWER>>>\n", 1)[1]
+        s1 = 9 if first.startswith(GOOD) else 2
+        s2 = 9 if second.startswith(GOOD) else 2
+        return f"{s1} {s2}\nExplanation."
+    return BAD if prompt.startswith("FLIP") else GOOD
+
+
+def fake(model: str) -> FakeBackend:
+    return FakeBackend(lambda r: reply(list(r.messages), r.json_schema is not None, model),
+                       name=model)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-generate-"))
+    seed_file = tmp / "seeds.jsonl"
+    seed_file.write_text("".join(json.dumps(s) + "\n" for s in seeds(args.seeds)))
+    options = RunOptions(progress=False, cache_path=str(tmp / "cache.sqlite"),
+                         concurrency=args.inflight)
+    cfg = CodecConfig(pool_size=args.size)
+    strong, target, backends = "fake:strong", "fake:target", None
+    server = loop = None
+    if args.backend == "fake":
+        backends = {"strong": fake("strong"), "target": fake("target")}
+    else:
+        from synthcodec.testing.mock_server import MockServer
+
+        def responder(body: dict[str, Any]) -> str:
+            schema = isinstance(body.get("response_format"), dict)
+            return reply(body["messages"], schema, body.get("model", ""))
+
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, daemon=True).start()
+        server = MockServer(latency=args.latency, responder=responder)
+        url = asyncio.run_coroutine_threadsafe(server.start(), loop).result()
+        strong, target = f"strong@{url}", f"target@{url}"
+    cpu0 = time.process_time()
+    t0 = time.monotonic()
+    result = generate(seeds=str(seed_file), run_dir=tmp / "run", strong=strong, target=target,
+                      n=args.n, cfg=cfg, options=options, backends=backends)
+    wall = time.monotonic() - t0
+    cpu = time.process_time() - cpu0
+    if server is not None and loop is not None:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result()
+    s = result.summary or {}
+    requests = s.get("llm", {}).get("requests", 0)
+    return {"backend": args.backend, "latency_s": args.latency, "inflight": args.inflight,
+            "n": args.n, "kept": s.get("kept"), "stop": s.get("stop"), "requests": requests,
+            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "overhead_ms_per_request": round(1000 * wall / max(1, requests), 3),
+            "overhead_ms_per_kept_pair": round(1000 * wall / max(1, s.get("kept") or 1), 2),
+            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", choices=["fake", "mock"], default="fake")
+    p.add_argument("-n", type=int, default=2000)
+    p.add_argument("--size", type=int, default=200)
+    p.add_argument("--seeds", type=int, default=60)
+    p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--inflight", type=int, default=64)
+    print(json.dumps(run(p.parse_args()), indent=2))
+
+
+if __name__ == "__main__":
+    main()
