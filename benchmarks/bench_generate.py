@@ -27,9 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from synthcodec.codeclm import CodecConfig, generate  # noqa: E402
-from synthcodec.llm import FakeBackend, Request  # noqa: E402
-from synthcodec.runner import RunOptions  # noqa: E402
+from synthcodec.codeclm import CodecConfig, generate
+from synthcodec.llm import FakeBackend
+from synthcodec.runner import RunOptions
 
 GOOD, BAD = "A careful, correct and complete answer.", "I do not know."
 MARKERS = ["HARD", "EASY", "FLIP"]

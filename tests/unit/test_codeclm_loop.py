@@ -47,7 +47,7 @@ def _field(text: str, label: str) -> str:
 
 
 def _fenced(text: str, label: str) -> str:
-    match = re.search(rf"<<<BEGIN (DATA-\w+) {label}>>>\n(.*?)\n<<<END \1 {label}>>>", text, re.S)
+    match = re.search(rf"<<<BEGIN (DATA-\w+) {label}>>>\n(.*?)\n<<<END \1 {label}>>>", text, re.DOTALL)
     assert match, f"no {label} block in judge prompt"
     return match.group(2)
 

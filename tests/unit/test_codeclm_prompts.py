@@ -22,7 +22,14 @@ from synthcodec.codeclm.prompts import (
     rubrics_request,
 )
 from synthcodec.codeclm.rouge import NearDuplicateFilter, lcs_length, rouge_l, tokens
-from synthcodec.codeclm.steps import IMPROVE, KEEP_STRONG, KEEP_TARGET, UNRESOLVED, choose_action, decide
+from synthcodec.codeclm.steps import (
+    IMPROVE,
+    KEEP_STRONG,
+    KEEP_TARGET,
+    UNRESOLVED,
+    choose_action,
+    decide,
+)
 from synthcodec.errors import UserError
 from synthcodec.parsing import ParseError, parse_pair_scores
 
@@ -100,12 +107,12 @@ def test_encoded_metadata_normalizes_and_keeps_three_skills() -> None:
 
 @pytest.mark.parametrize("text", [
     "1. Write a haiku about rain.\n2. Describe a sunset in prose.\n3. Draft a short fable.",
-    "Sure! Here are three instructions:\n\n1) Write a haiku about rain.\n2) Describe a sunset "
-    "in prose.\n3) Draft a short fable.\n\nLet me know if you need more.",
-    "**1.** Write a haiku about rain.\n**2.** Describe a sunset in prose.\n"
-    "**3.** Draft a short fable.",
-    "Instruction 1: \"Write a haiku about rain.\"\nInstruction 2: \"Describe a sunset in prose.\"\n"
-    "Instruction 3: \"Draft a short fable.\"",
+    ("Sure! Here are three instructions:\n\n1) Write a haiku about rain.\n2) Describe a sunset "
+    "in prose.\n3) Draft a short fable.\n\nLet me know if you need more."),
+    ("**1.** Write a haiku about rain.\n**2.** Describe a sunset in prose.\n"
+    "**3.** Draft a short fable."),
+    ("Instruction 1: \"Write a haiku about rain.\"\nInstruction 2: \"Describe a sunset in prose.\"\n"
+    "Instruction 3: \"Draft a short fable.\""),
     "- Write a haiku about rain.\n- Describe a sunset in prose.\n- Draft a short fable.",
 ])
 def test_parse_instructions_odd_formats(text: str) -> None:
@@ -271,7 +278,7 @@ def test_filter_agrees_with_brute_force() -> None:
     import random
 
     rng = random.Random(3)
-    vocab = "the a of write poem sea night story code python list explain why how".split()
+    vocab = ["the", "a", "of", "write", "poem", "sea", "night", "story", "code", "python", "list", "explain", "why", "how"]
     texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 12))) for _ in range(300)]
     near, kept = NearDuplicateFilter(0.7), []
     for text in texts:

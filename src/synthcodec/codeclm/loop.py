@@ -72,6 +72,24 @@ def _rejected_rows(journal: Any) -> list[Record]:
 
 
 @dataclass
+class _StopAt:
+    """Counts kept pairs as they finish and stops the executor once n are in hand."""
+
+    n: int | None
+    near: NearDuplicateFilter
+    executor: LocalExecutor
+    reached: bool = False
+
+    def __post_init__(self) -> None:
+        self.reached = self.n is not None and len(self.near) >= self.n
+
+    def kept(self, row: Record) -> None:
+        if self.n is not None and self.near.add(row["instruction"]) and len(self.near) >= self.n:
+            self.reached = True
+            self.executor.stop()  # in-flight records finish and are journaled
+
+
+@dataclass
 class LoopResult(StageResult):
     stop: str = EXHAUSTED
     kept: int = 0
@@ -93,26 +111,23 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
         for out in _flat(journal.rows(OK)):
             near.add(out["instruction"])
         executor = LocalExecutor(concurrency=models.concurrency(options.concurrency))
-        reached = n is not None and len(near) >= n
+        stopper = _StopAt(n, near, executor)
 
-        async def step(record: Record) -> Record:
-            nonlocal reached
+        async def step(record: Record, stopper: _StopAt = stopper) -> Record:
             out = await steps.evolve(ctx, record, actions.get(str(record["metadata_id"]), []))
-            if n is not None and near.add(out["instruction"]) and len(near) >= n:
-                reached = True
-                executor.stop()  # in-flight records finish and are journaled
+            stopper.kept(out)
             return out
 
         journal.prepare()  # finished() answers from a snapshot of whether the table is empty
         pending = [i for i in items if not journal.finished(i.id)]
-        if reached or not pending:
+        if stopper.reached or not pending:
             run = None
         else:
             run, usage = await map_stage(ws, journal, "loop", items, step, models, options,
                                          executor=executor)
             for k, v in usage.items():
                 usage_total[k] = usage_total.get(k, 0) + v
-        interrupted = run is not None and run.interrupted and not reached
+        interrupted = run is not None and run.interrupted and not stopper.reached
         if interrupted:
             stop = INTERRUPTED
             break

@@ -12,7 +12,12 @@ from typing import Any, TypeVar
 from synthcodec.codeclm.config import CodecConfig, per_metadata_for
 from synthcodec.codeclm.loop import INTERRUPTED, PAIRS, LoopResult, loop_stage
 from synthcodec.codeclm.prompts import Prompts
-from synthcodec.codeclm.report import SAME_MODEL_WARNING, build_summary, summary_lines, write_summary
+from synthcodec.codeclm.report import (
+    SAME_MODEL_WARNING,
+    build_summary,
+    summary_lines,
+    write_summary,
+)
 from synthcodec.codeclm.stages import (
     StageResult,
     decode_stage,

@@ -75,7 +75,7 @@ class Prompts:
     improve: ChatTemplate
 
     @classmethod
-    def load(cls, folder: str | Path | None = None) -> "Prompts":
+    def load(cls, folder: str | Path | None = None) -> Prompts:
         """Packaged templates; a file with the same name in `folder` replaces one."""
         loaded: dict[str, ChatTemplate] = {}
         for name, allowed in PLACEHOLDERS.items():

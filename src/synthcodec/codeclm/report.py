@@ -103,16 +103,16 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         stop,
         "kept by iteration: " + (", ".join(f"{k}: {v}" for k, v in s["kept_by_iteration"].items())
                                  or "none"),
-        f"near-duplicates removed (ROUGE-L): {near['base_instructions']} base instructions, "
-        f"{near['kept_pairs']} kept pairs",
-        f"metadata coverage: {cov['with_kept_rows']}/{cov['pool']} pool entries produced kept "
-        f"rows ({100 * cov['share']:.0f}%)",
+        (f"near-duplicates removed (ROUGE-L): {near['base_instructions']} base instructions, "
+        f"{near['kept_pairs']} kept pairs"),
+        (f"metadata coverage: {cov['with_kept_rows']}/{cov['pool']} pool entries produced kept "
+        f"rows ({100 * cov['share']:.0f}%)"),
         f"LLM calls {llm.get('requests', 0)} (cache hits {llm.get('cache_hits', 0)}), tokens "
         f"{llm.get('prompt_tokens', 0)} in / {llm.get('completion_tokens', 0)} out"
         + (f"; per kept pair: {llm['requests_per_kept_pair']} calls, "
            f"{llm['tokens_per_kept_pair']:.0f} tokens" if s["kept"] else ""),
-        f"gap = S(strong) - S(target) over {s['judged']} judgements (keep when |gap| > "
-        f"{s['theta']:g}):",
+        (f"gap = S(strong) - S(target) over {s['judged']} judgements (keep when |gap| > "
+        f"{s['theta']:g}):"),
         *("  " + line for line in text_histogram([(b, n) for b, n in s["gap_histogram"]], 30)),
     ]
     lines += [f"WARNING: {w}" for w in s["warnings"]]

@@ -10,13 +10,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from synthcodec.codeclm import steps
 from synthcodec.codeclm.config import CodecConfig
 from synthcodec.codeclm.pool import build_pool, check_pool_row
-from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.rouge import NearDuplicateFilter
 from synthcodec.codeclm.steps import Ctx, base_candidate
-from synthcodec.codeclm import steps
-from synthcodec.codeclm.workspace import Workspace, note, stats_delta
+from synthcodec.codeclm.workspace import Workspace, stats_delta
 from synthcodec.engine import Item, LocalExecutor, Record, RunResult, Stage
 from synthcodec.errors import InputError, UserError
 from synthcodec.io import FieldSpec, extract, iter_rows, scan_input

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, field
-from typing import Any
 
 from synthcodec.codeclm.config import CodecConfig
 from synthcodec.codeclm.prompts import (

@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from synthcodec.errors import UserError
 from synthcodec.io import iter_rows
@@ -37,14 +37,14 @@ class Workspace:
         self.run = RunDir(self.path)
         self.state: dict[str, Any] = {}
 
-    def open(self) -> "Workspace":
+    def open(self) -> Self:
         # The RunDir check still stops us from writing into another command's run.
         self.run.open(dict(RUN_KIND), overwrite=self.overwrite)
         state_path = self.path / STATE
         self.state = json.loads(state_path.read_text("utf-8")) if state_path.exists() else {}
         return self
 
-    def __enter__(self) -> "Workspace":
+    def __enter__(self) -> Self:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:
