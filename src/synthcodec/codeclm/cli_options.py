@@ -19,6 +19,8 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], Any, str]] = {
     "max_tokens": (("--max-tokens",), click.IntRange(1), "Max new tokens per generation."),
     "judge_max_tokens": (("--judge-max-tokens",), click.IntRange(1),
                          "Max new tokens per judgement (the scores are on its first line)."),
+    "judge_reasks": (("--judge-reasks",), click.IntRange(0),
+                     "Re-asks when a judgement has no readable pair of scores."),
     "pool_size": (("--size",), click.IntRange(1), "Metadata pool size."),
     "per_metadata": (("--per-metadata",), click.IntRange(1),
                      "Base instructions decoded per metadata entry."),

@@ -20,6 +20,7 @@ class CodecConfig:
     answer_temperature: float = 0.7
     max_tokens: int = 2048  # paper
     judge_max_tokens: int = 256  # the scores are on the first line; the rest is explanation
+    judge_reasks: int = 2  # re-asks when a judgement has no readable pair of scores
     pool_size: int = 200  # metadata pool (paper)
     # Base instructions decoded per metadata entry; None: `generate` derives it from n.
     per_metadata: int | None = None

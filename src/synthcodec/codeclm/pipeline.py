@@ -69,7 +69,8 @@ def make_ctx(models: Models, cfg: CodecConfig, prompts: Prompts,
              judge: JudgeSettings | None = None) -> Ctx:
     target = models.clients.get("target")
     return Ctx(strong=models["strong"], target=target, cfg=cfg, prompts=prompts,
-               judge=judge or JudgeSettings(max_tokens=cfg.judge_max_tokens))
+               judge=judge or JudgeSettings(max_tokens=cfg.judge_max_tokens,
+                                             reasks=cfg.judge_reasks))
 
 
 def warn_same_model(specs: Mapping[str, str]) -> None:
