@@ -34,7 +34,8 @@ def test_embedded_backend_answers_and_follows_a_schema() -> None:
     client = LLMClient(LlamaCppBackend())
 
     async def go() -> tuple[str, Capital]:
-        plain = await client.complete(Request.chat("What is the capital of France?", max_tokens=32),
+        plain = await client.complete(Request.chat("Which city is the capital of France? Answer with the city name.",
+                                                   max_tokens=32),
                                       allow_truncated=True)
         structured = await client.structured(
             Request.chat("Give the capital of France as JSON.", max_tokens=64), Capital)
@@ -103,7 +104,7 @@ def llama_server() -> Iterator[str]:
 
 def test_http_backend_against_a_real_llama_cpp_server(tmp_path: Path, llama_server: str) -> None:
     src = write_jsonl(tmp_path / "q.jsonl", [
-        {"prompt": "What is the capital of France?"},
+        {"prompt": "Which city is the capital of France? Answer with the city name."},
         {"prompt": "Name a primary colour."},
     ])
     result = synthcodec("complete", str(src), "-m", f"smollm2@{llama_server}", "--max-tokens",
