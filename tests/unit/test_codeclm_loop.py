@@ -199,3 +199,18 @@ def test_same_model_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert result.summary is not None
     assert "same model" in result.summary["warnings"][0]
     assert "WARNING: strong and target are the same model" in capsys.readouterr().err
+
+
+def test_unreadable_judge_fails_the_record_and_the_run_still_ends(tmp_path: Path) -> None:
+    def mumbling_judge(request: Request) -> str:
+        prompt = request.messages[-1]["content"]
+        if "[Assistant 1's Answer]" in prompt or "could not be read" in prompt:
+            return "Both answers are fine."
+        return strong_model(request)
+
+    result = _generate(tmp_path, FakeBackend(mumbling_judge), FakeBackend(target_model), n=3)
+    assert result.summary is not None and result.summary["stop"] == "exhausted"
+    rejected = read_jsonl(tmp_path / "run" / "rejected.jsonl")
+    assert len(rejected) == 9 and all(r["decision"] == "failed" for r in rejected)
+    assert all("judge gave no readable pair of scores" in r["reason"] for r in rejected)
+    assert all(r["metadata_id"] and r["seed_ids"] for r in rejected)

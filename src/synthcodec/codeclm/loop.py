@@ -132,16 +132,15 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
             stop = INTERRUPTED
             break
         got = collect(ws, _flat(journal.rows(OK)), _rejected_rows(journal), threshold, n)
-        journal.prepare()
-        left = any(not journal.finished(i.id) for i in items)
         if n is not None and got.kept >= n:
             stop = REACHED
             break
-        if not left:
+        if not stopper.reached:
+            # The executor went through every item (failed ones wait for the next run).
             stop = EXHAUSTED
             break
-        # Completion order and input order can disagree on which near-duplicate counts:
-        # fewer than n after publishing, with work left, means keep going.
+        # Reached in completion order but not in input order (near-duplicates count
+        # differently): fewer than n published, so take more records.
     result = LoopResult("loop", stop=stop)
     base = _result("loop", journal, run) if run is not None else None
     if base is not None:
