@@ -57,6 +57,7 @@ class ReportRow:
     alpagasus: Tally = field(default_factory=Tally)
     codeclm: Tally = field(default_factory=Tally)
     inconsistent: int = 0
+    failed: int = 0  # pairs the judge could not score: not in N, listed so none go unnoticed
     sum_a: float = 0.0
     sum_b: float = 0.0
 
@@ -83,7 +84,7 @@ class ReportRow:
     def as_dict(self) -> dict[str, Any]:
         n = self.n
         return {
-            "bench": self.bench, "category": self.category, "n": n,
+            "bench": self.bench, "category": self.category, "n": n, "failed": self.failed,
             "alpagasus": {"win": self.alpagasus.win, "tie": self.alpagasus.tie,
                           "lose": self.alpagasus.lose,
                           "score": self.alpagasus.alpagasus_score if n else None},
@@ -117,8 +118,12 @@ class Report:
                 "categories": [r.as_dict() for r in self.categories]}
 
 
-def summarize(rows: Iterable[Mapping[str, Any]], bench_order: Iterable[str] = ()) -> Report:
-    """Tally verdict rows ({bench, category, score_a_first, ...}) per benchmark and category."""
+def summarize(rows: Iterable[Mapping[str, Any]], bench_order: Iterable[str] = (),
+              failed: Iterable[Mapping[str, Any]] = ()) -> Report:
+    """Tally verdict rows ({bench, category, score_a_first, ...}) per benchmark and category.
+
+    `failed` rows (pairs without a verdict) are only counted, per benchmark and in total.
+    """
     benches: dict[str, ReportRow] = {name: ReportRow(name) for name in bench_order}
     cats: dict[tuple[str, str], ReportRow] = {}
     total = ReportRow("total")
@@ -129,6 +134,10 @@ def summarize(rows: Iterable[Mapping[str, Any]], bench_order: Iterable[str] = ()
         if row.get("category") is not None:
             key = (bench, str(row["category"]))
             cats.setdefault(key, ReportRow(bench, key[1])).add(row)
+    for row in failed:
+        bench = str(row.get("bench") or "bench")
+        benches.setdefault(bench, ReportRow(bench)).failed += 1
+        total.failed += 1
     ordered_cats = sorted(cats.values(), key=lambda r: (list(benches).index(r.bench),
                                                          r.category or ""))
     return Report(list(benches.values()), total, ordered_cats)
@@ -136,15 +145,16 @@ def summarize(rows: Iterable[Mapping[str, Any]], bench_order: Iterable[str] = ()
 
 # ---------------------------------------------------------------------------- rendering
 
-HEADER = ("benchmark", "N", "AlpaGasus W/T/L", "AlpaGasus score", "CodecLM W/T/L", "CRR",
+HEADER = ("benchmark", "N", "failed", "AlpaGasus W/T/L", "AlpaGasus score", "CodecLM W/T/L", "CRR",
           "inconsistent", "mean A", "mean B")
 
 
 def _cells(row: ReportRow) -> tuple[str, ...]:
     if row.n == 0:
-        return (row.label, "0") + ("–",) * (len(HEADER) - 2)
+        return (row.label, "0", str(row.failed)) + ("–",) * (len(HEADER) - 3)
     a, c = row.alpagasus, row.codeclm
-    return (row.label, str(row.n), f"{a.win}/{a.tie}/{a.lose}", f"{a.alpagasus_score:.3f}",
+    return (row.label, str(row.n), str(row.failed), f"{a.win}/{a.tie}/{a.lose}",
+            f"{a.alpagasus_score:.3f}",
             f"{c.win}/{c.tie}/{c.lose}", f"{100 * c.crr:.2f}%",
             f"{100 * row.inconsistency_rate:.1f}%", f"{row.sum_a / row.n:.2f}",
             f"{row.sum_b / row.n:.2f}")
@@ -209,8 +219,9 @@ def write_chart(report: Report, path: str | Path, *, label_a: str, label_b: str)
     matplotlib.use("Agg")  # no display: this runs on servers and in CI
     import matplotlib.pyplot as plt
 
-    rows = [r for r in report.table_rows + report.categories if r.n]
-    labels = [r.label for r in rows]
+    # Rows without verdicts stay in the chart (empty, labelled) so it always matches the table.
+    rows = report.table_rows + report.categories
+    labels = [r.label if r.n else f"{r.label} (no verdicts)" for r in rows]
     height = max(2.5, 0.45 * len(rows) + 1.5)
     fig, axes = plt.subplots(1, 2, figsize=(12, height), sharey=True)
     colors = {"win": "#4c9a5b", "tie": "#b8b8b8", "lose": "#c8553d"}
@@ -219,7 +230,7 @@ def write_chart(report: Report, path: str | Path, *, label_a: str, label_b: str)
         left = [0.0] * len(rows)
         for outcome in ("win", "tie", "lose"):
             counts = [getattr(getattr(r, rule), outcome) for r in rows]
-            shares = [c / r.n for c, r in zip(counts, rows)]
+            shares = [c / r.n if r.n else 0.0 for c, r in zip(counts, rows)]
             bars = ax.barh(range(len(rows)), shares, left=left, color=colors[outcome],
                            label=outcome)
             for bar, count, share in zip(bars, counts, shares):

@@ -2,7 +2,9 @@
 
 The embedded 135M judge is weak: this checks that a real run on real text works (pairing by
 instruction+input, both orders, re-asks, report, chart), not what it concludes. Kept to 10
-pairs and a short judge reply so it fits beside other work on 2 cores.
+pairs, a short judge reply (the scores are on the first line) and no re-asks, so it fits
+beside other work on 2 cores. The 135M model mostly echoes the data markers instead of
+scoring: unjudged pairs must then be counted and reported, not lost.
 """
 
 from __future__ import annotations
@@ -43,10 +45,13 @@ def test_compare_real_predictions_with_embedded_judge(tmp_path: Path) -> None:
             str(PREDICTIONS / "text-davinci-003_sinstruct.jsonl"),
             str(PREDICTIONS / "text-davinci-001_sinstruct.jsonl"),
             "--key", "instruction,input", "--judge", "local", "-o", str(run),
-            "--limit", str(PAIRS), "--judge-max-tokens", "48", "--reasks", "1", "-q"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
+            "--limit", str(PAIRS), "--judge-max-tokens", "24", "--reasks", "0", "-q"]
+    # Generous: 20 short judge calls take ~1 min on 2 idle cores, far longer when shared.
+    done = subprocess.run(args, capture_output=True, text=True, timeout=1800, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "A = text-davinci-003_sinstruct" in done.stdout
+    assert "benchmark" in done.stdout and "CRR" in done.stdout  # the table, judged or not
+    assert (run / "chart.png").read_bytes()[:4] == b"\x89PNG"
 
     verdicts = [json.loads(line) for line in (run / "verdicts.jsonl").read_text().splitlines()]
     failed = (run / "failed.jsonl").read_text().splitlines()
@@ -58,11 +63,10 @@ def test_compare_real_predictions_with_embedded_judge(tmp_path: Path) -> None:
         assert v["alpagasus"] in ("win", "tie", "lose") and v["codeclm"] in ("win", "tie", "lose")
         assert 1 <= v["score_a_first"] <= 10 and 1 <= v["score_b_second"] <= 10
         assert v["question"] and v["answer_a"] and v["answer_b"]
-    if verdicts:
-        assert (run / "chart.png").read_bytes()[:4] == b"\x89PNG"
-        assert report["total"]["n"] == len(verdicts)
+    assert report["total"]["n"] == len(verdicts)
 
     # A second run resumes: every judged pair comes from the journal.
-    again = subprocess.run(args, capture_output=True, text=True, timeout=900, env=env)
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resumed {len(verdicts)}" in again.stderr or not verdicts
+    assert "requests sent 0 " in again.stderr  # failed pairs are retried from the cache

@@ -75,6 +75,8 @@ def backends(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeBackend]:
         "judge": quality_judge,
         "scripted": scripted_judge,
         "position": lambda r: "9 2\nThe first one.",  # always prefers whichever is shown first
+        # Scores only questions containing "easy"; echoes the marker otherwise (like a tiny model).
+        "weak": lambda r: "6 5" if "easy" in fenced(r, "QUESTION") else "<<<BEGIN DATA-x",
     }
 
     def load(spec: str, **_: Any) -> FakeBackend:
@@ -173,6 +175,44 @@ def test_position_biased_judge_gives_all_ties(tmp_path: Path, backends: Any) -> 
     assert total["position_inconsistency"] == 1.0
 
 
+def test_unjudged_pairs_are_counted_and_retried(tmp_path: Path, backends: dict[str, FakeBackend],
+                                                capsys: Any) -> None:
+    qs = ["easy one", "hard one", "easy two", "hard two"]
+    a = write(tmp_path / "a.jsonl", [{"id": i, "question": q, "answer": "x"}
+                                     for i, q in enumerate(qs)])
+    b = write(tmp_path / "b.jsonl", [{"id": i, "question": q, "answer": "y"}
+                                     for i, q in enumerate(qs)])
+    run = tmp_path / "r"
+    assert cli("compare", str(a), str(b), "--judge", "weak", "--reasks", "1", "-o", str(run),
+               "-q") == 0
+    captured = capsys.readouterr()
+    assert re.search(r"a\s+2\s+2\s+0/2/0", captured.out)  # N 2, failed 2; first-shown bias
+    assert "2 pairs could not be judged" in captured.err
+    failed = read(run / "failed.jsonl")
+    assert [f["question"] for f in failed] == ["hard one", "hard two"]
+    assert "no pair of scores" in failed[0]["error"]
+    report = json.loads((run / "report.json").read_text())
+    assert (report["failed"], report["total"]["n"], report["total"]["failed"]) == (2, 2, 2)
+    assert (run / "chart.png").exists() and "could not be judged" in (run / "report.md").read_text()
+    calls = len(backends["weak"].calls)
+    assert calls == 2 * 2 + 2 * 2 * 2  # judged pairs: 2 orders; failed: 2 orders x 2 tries
+    # A re-run retries only the failed pairs (their requests now come from the cache).
+    assert cli("compare", str(a), str(b), "--judge", "weak", "--reasks", "1", "-o", str(run),
+               "-q") == 0
+    assert len(backends["weak"].calls) == calls
+    assert "resumed 2" in capsys.readouterr().err
+
+
+def test_no_verdict_at_all_still_prints_table_and_chart(tmp_path: Path, backends: Any,
+                                                        capsys: Any) -> None:
+    a = write(tmp_path / "a.jsonl", [{"id": 1, "question": "hard", "answer": "x"}])
+    b = write(tmp_path / "b.jsonl", [{"id": 1, "question": "hard", "answer": "y"}])
+    assert cli("compare", str(a), str(b), "--judge", "weak", "--reasks", "0", "-o",
+               str(tmp_path / "r"), "-q") == 0
+    assert re.search(r"a\s+0\s+1\s+–", capsys.readouterr().out)
+    assert (tmp_path / "r" / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
 # -------------------------------------------------------------------------- CLI end to end
 
 def test_answer_then_compare_end_to_end(tmp_path: Path, backends: dict[str, FakeBackend],
@@ -195,13 +235,13 @@ def test_answer_then_compare_end_to_end(tmp_path: Path, backends: dict[str, Fake
     assert cli("compare", str(a), str(b), "--judge", "judge", "-o", str(run), "-q") == 0
     out = capsys.readouterr().out
     assert "A = model-a   B = model-b" in out
-    assert re.search(r"vicuna\s+6\s+6/0/0\s+2\.000\s+6/0/0\s+100\.00%\s+0\.0%", out)
+    assert re.search(r"vicuna\s+6\s+0\s+6/0/0\s+2\.000\s+6/0/0\s+100\.00%\s+0\.0%", out)
     assert "math" in out and "writing" in out  # the per-category table
     for name in ("verdicts.jsonl", "report.md", "report.json", "chart.png", "manifest.json"):
         assert (run / name).exists(), name
     assert (run / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (run / "report.md").read_text()
-    assert "| vicuna | 6 | 6/0/0 | 2.000 | 6/0/0 | 100.00% |" in md
+    assert "| vicuna | 6 | 0 | 6/0/0 | 2.000 | 6/0/0 | 100.00% |" in md
     assert "vicuna / math" in md and "Capacity Recovery Ratio" in md
     verdict = read(run / "verdicts.jsonl")[0]
     assert verdict["question_id"] == 1 and verdict["category"] == "math"
@@ -224,8 +264,8 @@ def test_several_benchmarks_give_one_row_each_and_a_total(tmp_path: Path, backen
     assert cli("compare", "--pair", "first", str(g), str(x), "--pair", "second", str(x), str(g),
                "--judge", "judge", "-o", str(run), "-q") == 0
     out = capsys.readouterr().out
-    assert re.search(r"first\s+3\s+3/0/0", out) and re.search(r"second\s+3\s+0/0/3", out)
-    assert re.search(r"total\s+6\s+3/0/3\s+1\.000", out)
+    assert re.search(r"first\s+3\s+0\s+3/0/0", out) and re.search(r"second\s+3\s+0\s+0/0/3", out)
+    assert re.search(r"total\s+6\s+0\s+3/0/3\s+1\.000", out)
     report = json.loads((run / "report.json").read_text())
     assert [r["bench"] for r in report["benchmarks"]] == ["first", "second"]
     assert "| **total** |" in (run / "report.md").read_text()
@@ -236,7 +276,8 @@ def test_several_benchmarks_give_one_row_each_and_a_total(tmp_path: Path, backen
 def test_answer_resumes_and_rejects_duplicate_ids(tmp_path: Path,
                                                   backends: dict[str, FakeBackend],
                                                   capsys: Any) -> None:
-    bench = write(tmp_path / "k.jsonl", [{"id": "k1", "prompt": "Hi"}, {"id": "k2", "prompt": "Yo"}])
+    bench = write(tmp_path / "k.jsonl", [{"id": "k1", "prompt": "Hi"},
+                                         {"id": "k2", "prompt": "Yo"}])
     out = tmp_path / "ans.jsonl"
     assert cli("answer", str(bench), "--model", "model-a", "-o", str(out), "-q") == 0
     assert cli("answer", str(bench), "--model", "model-a", "-o", str(out), "-q") == 0

@@ -349,15 +349,13 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
     failed = list(journal.rows(FAILED))
     outputs = {"verdicts.jsonl": run.publish_jsonl("verdicts.jsonl", verdicts),
                "failed.jsonl": run.publish_jsonl("failed.jsonl", failed)}
-    report = summarize(verdicts, bench_order)
+    report = summarize(verdicts, bench_order, failed)
     label_a, label_b = labels
     write_json(run.path / "report.json", {"a": label_a, "b": label_b, "judge": judge,
                                            "pairs": len(items), "failed": len(failed),
                                            **report.as_dict()})
-    chart = None
-    if verdicts:
-        write_chart(report, run.path / "chart.png", label_a=label_a, label_b=label_b)
-        chart = "chart.png"
+    write_chart(report, run.path / "chart.png", label_a=label_a, label_b=label_b)
+    chart = "chart.png"
     markdown = render_markdown(report, label_a=label_a, label_b=label_b, judge=judge,
                                chart=chart, failed=len(failed))
     with atomic_writer(run.path / "report.md") as fh:
@@ -370,7 +368,7 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
     run.close()
 
     click.echo(f"A = {label_a}   B = {label_b}   judge = {judge}   (wins are A's)")
-    click.echo(render_table(report.table_rows) if verdicts else "no pair could be judged")
+    click.echo(render_table(report.table_rows))
     if report.categories:
         click.echo("")
         click.echo(render_table(report.categories, "category"))
