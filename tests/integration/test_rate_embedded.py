@@ -1,4 +1,8 @@
-"""rate → select → export on real Alpaca rows with the embedded model (small: 20 rows, 2 cores)."""
+"""rate → select → export on real Alpaca rows with the embedded model.
+
+Kept small (12 rows, replies capped at 48 tokens) because the machine has 2 shared cores.
+The score comes first, so capped replies also exercise the "cut explanation still counts" path.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from synthcodec.cli import main
 
 pytestmark = pytest.mark.integration
 
-N_ROWS = 20
+N_ROWS = 12
 
 
 def run_cli(argv: list[str]) -> int:
@@ -28,7 +32,8 @@ def test_rate_select_export_on_real_alpaca(shared_data: Path, require_embedded: 
     if not data.exists():
         pytest.skip(f"{data} is absent")
     run = tmp_path / "run"
-    argv = ["rate", str(data), "--judge", "local", "--limit", str(N_ROWS), "-q", "-o", str(run)]
+    argv = ["rate", str(data), "--judge", "local", "--limit", str(N_ROWS), "--max-tokens", "48",
+            "-q", "-o", str(run)]
     assert run_cli(argv) == 0, capsys.readouterr().err
 
     manifest = json.loads((run / "manifest.json").read_text())

@@ -23,7 +23,7 @@ from synthcodec.commands.rate import (
 )
 from synthcodec.errors import UserError
 from synthcodec.fence import FENCE_NOTICE
-from synthcodec.llm import FakeBackend, Request
+from synthcodec.llm import Completion, FakeBackend, Request
 from synthcodec.llm.client import LLMClient, RecordFailed
 from synthcodec.prompts import ChatTemplate
 from synthcodec.runner import RunOptions
@@ -174,8 +174,34 @@ def test_json_mode_validates_and_re_asks() -> None:
 
 
 def test_json_mode_gives_up_with_a_reason() -> None:
-    with pytest.raises(RecordFailed, match="no valid structured output"):
-        asyncio.run(rater(FakeBackend(["nope"]), json_mode=True).rate("q", "", "a"))
+    backend = FakeBackend(["nope"])
+    with pytest.raises(RecordFailed, match="no readable rating after 3 tries: .*last reply: 'nope'"):
+        asyncio.run(rater(backend, json_mode=True).rate("q", "", "a"))
+    assert "JSON object" in backend.calls[1].messages[-1]["content"]
+
+
+def test_json_schema_bounds_the_explanation() -> None:
+    backend = FakeBackend(['{"score": 4, "explanation": "' + "long " * 200 + '"}'])
+    result = asyncio.run(rater(backend, json_mode=True).rate("q", "", "a"))
+    assert result.score == 4  # the bound shapes generation; a longer reply still counts
+    assert backend.calls[0].json_schema["properties"]["explanation"]["maxLength"] == 400
+
+
+def test_truncated_reply_counts_when_its_score_is_complete() -> None:
+    cut = Completion(text='{"score": 4.5, "explanation": "Mostly right but the se',
+                     finish_reason="length")
+    result = asyncio.run(rater(FakeBackend([cut]), json_mode=True).rate("q", "", "a"))
+    assert (result.score, result.explanation, result.raw) == (4.5, "Mostly right but the se", cut.text)
+    text_cut = Completion(text="4\nThe answer is correct and", finish_reason="length")
+    assert asyncio.run(rater(FakeBackend([text_cut])).rate("q", "", "a")).score == 4
+
+
+def test_reply_cut_before_the_score_is_re_asked() -> None:
+    backend = FakeBackend([Completion(text='{"score": 4', finish_reason="length"),
+                           '{"score": 2, "explanation": "meh"}'])
+    result = asyncio.run(rater(backend, json_mode=True).rate("q", "", "a"))
+    assert (result.score, result.tries) == (2, 2)
+    assert "cut off before its score" in backend.calls[1].messages[-1]["content"]
 
 
 # ----------------------------------------------------------------------------- whole runs

@@ -9,6 +9,8 @@ row is quarantined in RUN/failed.jsonl with the reason: never a silent default s
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from synthcodec.engine import Record
 from synthcodec.errors import UserError
@@ -55,11 +57,59 @@ class Rating(BaseModel):
     explanation: str = Field(description="why the response earns this score")
 
 
+# Sent as the explanation's maxLength: a grammar-constrained backend (llama.cpp) must then
+# close the string, where a tiny model would otherwise ramble until max_tokens. Not enforced
+# when validating, so a server that ignores it never fails a row for a long explanation.
+EXPLANATION_MAX_CHARS = 400
+# A reply cut off after `{"score": 4.5,` still carries a complete score (the comma proves it).
+_TRUNCATED_JSON_SCORE = re.compile(
+    r'^\s*(?:```(?:json)?\s*)?\{\s*"score"\s*:\s*(-?\d+(?:\.\d+)?)\s*,'
+    r'(?:\s*"explanation"\s*:\s*"(?P<expl>.*))?', re.DOTALL)
+
+
+def rating_schema() -> dict[str, Any]:
+    schema = Rating.model_json_schema()
+    schema["properties"]["explanation"]["maxLength"] = EXPLANATION_MAX_CHARS
+    return schema
+
+
+def parse_json_rating(text: str, truncated: bool) -> tuple[float, str]:
+    """(score, explanation) from a JSON reply; a truncated one counts if its score is complete."""
+    if truncated:
+        match = _TRUNCATED_JSON_SCORE.match(text)
+        if match is None:
+            raise ParseError("the reply was cut off before its score was complete", text)
+        score = float(match.group(1))
+        if not SCALE_LOW <= score <= SCALE_HIGH:
+            raise ParseError(f"score {score:g} is outside the allowed range 0–5", text)
+        return score, _partial_json_string(match.group("expl") or "")
+    body = text.strip()
+    if body.startswith("```"):  # some servers fence JSON even when asked not to
+        body = body.split("\n", 1)[1] if "\n" in body else ""
+        body = body.rsplit("```", 1)[0]
+    try:
+        rating = Rating.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "reply"
+        raise ParseError(f"{where}: {first.get('msg')}", text) from None
+    return rating.score, rating.explanation.strip()
+
+
+def _partial_json_string(fragment: str) -> str:
+    """Best-effort text of a JSON string cut off mid-way (escapes decoded where complete)."""
+    fragment = re.sub(r'\\u[0-9a-fA-F]{0,3}$|\\$', "", fragment)
+    try:
+        return str(json.loads(f'"{fragment}"')).strip()
+    except ValueError:
+        return fragment.strip()
+
+
 @dataclass(frozen=True)
 class RatingResult:
     score: float
     explanation: str
-    raw: str  # the judge's reply as written (JSON mode: the validated object, re-serialised)
+    raw: str  # the judge's reply exactly as written
     tries: int
 
 
@@ -97,9 +147,11 @@ def rating_template(path: str | Path | None) -> ChatTemplate:
     return template
 
 
-def correction(problem: str) -> str:
-    return (f"Your reply could not be read as a rating ({problem}). Reply again: the score "
-            "alone on the first line, a number from 0 to 5, then your explanation.")
+def correction(problem: str, json_mode: bool = False) -> str:
+    how = ("with only a JSON object: {\"score\": a number from 0 to 5, \"explanation\": "
+           "a short explanation}" if json_mode else
+           "the score alone on the first line, a number from 0 to 5, then your explanation")
+    return f"Your reply could not be read as a rating ({problem}). Reply again {how}."
 
 
 class Rater:
@@ -119,20 +171,22 @@ class Rater:
                                  response=response, dimension=self.dimension,
                                  json_mode=self.json_mode)
         # Temperature 0 as in the paper: ratings should not depend on sampling luck.
-        request = Request(messages=messages, temperature=0.0, max_tokens=self.max_tokens)
-        if self.json_mode:
-            rating = await self.client.structured(request, Rating, reasks=self.reasks)
-            return RatingResult(rating.score, rating.explanation.strip(),
-                                rating.model_dump_json(), 1)
+        request = Request(messages=messages, temperature=0.0, max_tokens=self.max_tokens,
+                          json_schema=rating_schema() if self.json_mode else None)
         problem = ""
         text = ""
         for attempt in range(1, self.reasks + 2):
-            # A reply cut off at max_tokens still has its score on the first line (only
-            # the explanation is short), so truncation alone is not a reason to re-ask.
+            # The score comes first, so a reply cut off at max_tokens still has a complete
+            # score (only the explanation is short): truncation alone is no reason to re-ask.
+            # (This is why JSON mode does not use LLMClient.structured, which refuses any
+            # truncated reply and does not return the raw text we keep.)
             completion = await self.client.complete(request, allow_truncated=True)
             text = completion.text
             try:
-                score, explanation = parse_rating(text, SCALE_LOW, SCALE_HIGH)
+                if self.json_mode:
+                    score, explanation = parse_json_rating(text, completion.finish_reason == "length")
+                else:
+                    score, explanation = parse_rating(text, SCALE_LOW, SCALE_HIGH)
             except ParseError as exc:
                 problem = _clip(exc.reason)  # reasons quote the reply: keep them short
             else:
@@ -140,7 +194,7 @@ class Rater:
             # Re-ask in the same conversation, like LLMClient.structured does for JSON.
             request = replace(request, messages=request.messages + (
                 {"role": "assistant", "content": text},
-                {"role": "user", "content": correction(problem)},
+                {"role": "user", "content": correction(problem, self.json_mode)},
             ))
         snippet = _clip(text.strip().replace("\n", " "))
         raise RecordFailed(f"no readable rating after {self.reasks + 1} tries: {problem}; "
