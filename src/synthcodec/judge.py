@@ -246,14 +246,15 @@ class BothOrders:
 async def judge_both_orders(client: LLMClient, question: str, a: str, b: str,
                             settings: JudgeSettings | None = None) -> BothOrders:
     """Judge A against B with A shown first and with B shown first, concurrently."""
-    tasks = (asyncio.ensure_future(judge_pair(client, question, a, b, settings)),
-             asyncio.ensure_future(judge_pair(client, question, b, a, settings)))
-    try:
-        first, second = await asyncio.gather(*tasks)
-    except BaseException:
-        # If one order fails, don't leave the other spending requests on a dropped record.
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    # Both orders always run to the end, even when one fails: a cancelled request to the
+    # embedded model keeps its worker thread busy anyway, and a finished one lands in the
+    # cache, so retrying the record later costs only the order that failed.
+    results = await asyncio.gather(judge_pair(client, question, a, b, settings),
+                                   judge_pair(client, question, b, a, settings),
+                                   return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    first, second = results
+    assert isinstance(first, Verdict) and isinstance(second, Verdict)
     return BothOrders(first, second)

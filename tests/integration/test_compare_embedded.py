@@ -69,4 +69,4 @@ def test_compare_real_predictions_with_embedded_judge(tmp_path: Path) -> None:
     again = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resumed {len(verdicts)}" in again.stderr or not verdicts
-    assert "requests sent 0 " in again.stderr  # failed pairs are retried from the cache
+    assert "tokens in 0 out 0" in again.stderr  # failed pairs are retried from the cache
