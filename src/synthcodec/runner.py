@@ -165,60 +165,63 @@ def run_file_stage(
         **config,
     }
     run = RunDir(run_dir).open(full_config, overwrite=options.overwrite)
-    journal = run.journal(stage)
-
-    def items() -> Iterator[Item]:
-        for idx, (line, row) in enumerate(iter_rows(input_path)):
-            if options.limit is not None and idx >= options.limit:
-                return
-            ours = extract(input_path, line, row, fields, mapping)
-            record = {**row, **ours} if keep_input else ours
-            yield Item(id=record_id(idx, row), idx=idx, record=record)
-
-    started = time.monotonic()
-    opened = Models.open(models, options, backends)
-    counts = Counts(total=n_rows)
-    progress = Progress(stage, counts, opened.stats, enabled=options.progress,
-                        interval=options.progress_interval)
-    executor = LocalExecutor(concurrency=opened.concurrency(options.concurrency))
-    step = make_step(opened)
-
-    async def main() -> Any:
-        try:
-            return await executor.run(Stage(stage, step), items(), journal, progress=progress)
-        finally:
-            await opened.aclose()
-
     try:
-        result = asyncio.run(main())
+        journal = run.journal(stage)
+
+        def items() -> Iterator[Item]:
+            for idx, (line, row) in enumerate(iter_rows(input_path)):
+                if options.limit is not None and idx >= options.limit:
+                    return
+                ours = extract(input_path, line, row, fields, mapping)
+                record = {**row, **ours} if keep_input else ours
+                yield Item(id=record_id(idx, row), idx=idx, record=record)
+
+        started = time.monotonic()
+        opened = Models.open(models, options, backends)
+        counts = Counts(total=n_rows)
+        progress = Progress(stage, counts, opened.stats, enabled=options.progress,
+                            interval=options.progress_interval)
+        executor = LocalExecutor(concurrency=opened.concurrency(options.concurrency))
+        step = make_step(opened)
+
+        async def main() -> Any:
+            try:
+                return await executor.run(Stage(stage, step), items(), journal, progress=progress)
+            finally:
+                await opened.aclose()
+
+        try:
+            result = asyncio.run(main())
+        finally:
+            progress.close()
+        totals = journal.counts()
+        outputs: dict[str, int] = {}
+        if not result.interrupted:
+            outputs["output.jsonl"] = run.publish_jsonl("output.jsonl", _flatten(journal.rows(OK)))
+            if options.parquet:
+                outputs["output.parquet"] = write_parquet(run.path / "output.parquet",
+                                                          _flatten(journal.rows(OK)))
+            outputs["rejected.jsonl"] = run.publish_jsonl("rejected.jsonl", journal.rows(REJECTED))
+            outputs["failed.jsonl"] = run.publish_jsonl("failed.jsonl", journal.rows(FAILED))
+        summary = Summary(
+            run_dir=run.path, records_in=n_rows, kept=totals[OK], rejected=totals[REJECTED],
+            failed=totals[FAILED], resumed=counts.resumed, stats=opened.stats,
+            seconds=time.monotonic() - started, interrupted=result.interrupted, outputs=outputs,
+        )
+        run.write_manifest(
+            status="interrupted" if result.interrupted else "complete",
+            stage=stage,
+            config_sha256=hash_value(full_config),
+            input_sha256=scanned.sha256,
+            counts={"input": n_rows, **totals},
+            this_invocation={**opened.stats.as_dict(), "seconds": round(summary.seconds, 3),
+                             "resumed": counts.resumed},
+            usage_total=run.accumulate_usage(opened.stats.as_dict()),
+            outputs=outputs,
+        )
+
     finally:
-        progress.close()
-    totals = journal.counts()
-    outputs: dict[str, int] = {}
-    if not result.interrupted:
-        outputs["output.jsonl"] = run.publish_jsonl("output.jsonl", _flatten(journal.rows(OK)))
-        if options.parquet:
-            outputs["output.parquet"] = write_parquet(run.path / "output.parquet",
-                                                      _flatten(journal.rows(OK)))
-        outputs["rejected.jsonl"] = run.publish_jsonl("rejected.jsonl", journal.rows(REJECTED))
-        outputs["failed.jsonl"] = run.publish_jsonl("failed.jsonl", journal.rows(FAILED))
-    summary = Summary(
-        run_dir=run.path, records_in=n_rows, kept=totals[OK], rejected=totals[REJECTED],
-        failed=totals[FAILED], resumed=counts.resumed, stats=opened.stats,
-        seconds=time.monotonic() - started, interrupted=result.interrupted, outputs=outputs,
-    )
-    run.write_manifest(
-        status="interrupted" if result.interrupted else "complete",
-        stage=stage,
-        config_sha256=hash_value(full_config),
-        input_sha256=scanned.sha256,
-        counts={"input": n_rows, **totals},
-        this_invocation={**opened.stats.as_dict(), "seconds": round(summary.seconds, 3),
-                         "resumed": counts.resumed},
-        usage_total=run.accumulate_usage(opened.stats.as_dict()),
-        outputs=outputs,
-    )
-    run.close()
+        run.close()  # releases the run directory even when the stage raised
     return summary
 
 

@@ -43,6 +43,10 @@ class OpenAIHTTPBackend:
         if self.__key:
             self._headers["Authorization"] = f"Bearer {self.__key}"
         self._session: aiohttp.ClientSession | None = None
+        # OpenAI, vLLM and Ollama take response_format type "json_schema"; llama.cpp's
+        # Python server only takes type "json_object" with a "schema" beside it. We start
+        # with the former and switch once if the server rejects it.
+        self._schema_style = "json_schema"
 
     def __repr__(self) -> str:
         return f"OpenAIHTTPBackend({self.identity!r})"
@@ -74,24 +78,32 @@ class OpenAIHTTPBackend:
         if request.temperature > 0 or request.sample:
             body["seed"] = request.seed()
         if request.json_schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": request.json_schema},
-            }
+            if self._schema_style == "json_schema":
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "output", "schema": request.json_schema},
+                }
+            else:
+                body["response_format"] = {"type": "json_object", "schema": request.json_schema}
         return body
 
-    async def complete(self, request: Request) -> Completion:
+    async def _post(self, request: Request) -> tuple[int, bytes, Any]:
         session = self._session_for_loop()
         payload = json.dumps(self.body(request)).encode()
         try:
             async with session.post(self._url, data=payload) as resp:
-                raw = await resp.read()
-                status = resp.status
-                headers = resp.headers
+                return resp.status, await resp.read(), resp.headers
         except asyncio.TimeoutError as exc:
             raise TransientError(f"{self.identity}: no answer within {self.timeout:g}s") from exc
         except aiohttp.ClientError as exc:
             raise TransientError(self._redact(f"{self.identity}: {type(exc).__name__}: {exc}")) from exc
+
+    async def complete(self, request: Request) -> Completion:
+        status, raw, headers = await self._post(request)
+        if (status in (400, 422, 500) and request.json_schema is not None
+                and self._schema_style == "json_schema" and b"json_schema" in raw):
+            self._schema_style = "json_object"  # the llama.cpp server dialect; see __init__
+            status, raw, headers = await self._post(request)
         if status != 200:
             detail = self._redact(raw[:300].decode("utf-8", "replace"))
             message = f"{self.identity}: HTTP {status}: {detail}"
