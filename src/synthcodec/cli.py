@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "contrast": "synthcodec.commands.contrast",
     "generate": "synthcodec.commands.generate",
     "run": "synthcodec.commands.run",
+    "train": "synthcodec.commands.train",
 }
 
 

@@ -1,0 +1,30 @@
+"""Fine-tune a target model on synthcodec data (LoRA SFT). Needs the `train` extra.
+
+Importing this package is cheap: torch, transformers and peft load only when training runs.
+"""
+
+from synthcodec.train.sft import (
+    TRAIN_INFO,
+    StepProgress,
+    TrainExample,
+    TrainResult,
+    default_batch_size,
+    encode_messages,
+    load_examples,
+    read_train_info,
+    resolve_base,
+    train_lora,
+)
+
+__all__ = [
+    "TRAIN_INFO",
+    "StepProgress",
+    "TrainExample",
+    "TrainResult",
+    "default_batch_size",
+    "encode_messages",
+    "load_examples",
+    "read_train_info",
+    "resolve_base",
+    "train_lora",
+]
