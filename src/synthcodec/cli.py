@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "generate": "synthcodec.commands.generate",
     "run": "synthcodec.commands.run",
     "train": "synthcodec.commands.train",
+    "experiment": "synthcodec.commands.experiment",
 }
 
 

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
 
-from synthcodec.bench import BENCH_FORMATS, Question, read_questions, resolve_format
+from synthcodec.bench import BENCH_FORMATS, BenchFormat, Question, read_questions, resolve_format
 from synthcodec.engine import Record
 from synthcodec.errors import InputError, UserError
 from synthcodec.io import FieldSpec, parse_field_map
 from synthcodec.llm import MODEL_SPEC_HELP, Request
 from synthcodec.options import options_from, run_options
-from synthcodec.runner import Models, print_summary, run_file_stage
+from synthcodec.runner import Models, RunOptions, Summary, print_summary, run_file_stage
 from synthcodec.store import atomic_writer
 
 
@@ -55,8 +56,31 @@ def command(bench_path: str, model: str, bench_name: str | None, fields: tuple[s
     """
     options = options_from(kwargs)
     fmt = resolve_format(bench_path, bench_name, parse_field_map(fields))
+    summary, n = answer_file(bench_path, output, model=model, fmt=fmt, system=system,
+                             temperature=temperature, max_tokens=max_tokens, run_dir=run_dir,
+                             options=options)
+    print_summary(summary)
+    if summary.interrupted:
+        raise SystemExit(130)
+    click.echo(f"wrote {output} ({n} answers)", err=True)
+    if summary.failed:
+        click.echo(f"note: {summary.failed} questions have no answer yet; run the same command "
+                   "again to retry them before comparing", err=True)
+
+
+def answer_file(bench_path: str | Path, output: str | Path, *, model: str, options: RunOptions,
+                fmt: BenchFormat | None = None, system: str | None = None,
+                temperature: float = 0.0, max_tokens: int = 1024,
+                run_dir: str | Path | None = None,
+                backends: Mapping[str, Any] | None = None) -> tuple[Summary, int]:
+    """Answer every question of `bench_path` with `model` into `output`; what the command runs.
+
+    Returns the run's summary and the number of answers published (0 when interrupted).
+    `backends={"model": backend}` replaces the model named by `model`, e.g. a FakeBackend.
+    """
+    fmt = fmt or resolve_format(bench_path, None, {})
     questions = list(read_questions(bench_path, fmt))  # validates every row before any call
-    _check_unique_ids(bench_path, [q.id for q in questions])
+    _check_unique_ids(str(bench_path), [q.id for q in questions])
     run = Path(run_dir) if run_dir else default_run_dir(output)
     if Path(output).is_dir():
         raise UserError(f"{output} is a directory; -o names the answers file")
@@ -85,17 +109,13 @@ def command(bench_path: str, model: str, bench_name: str | None, fields: tuple[s
         fields=[FieldSpec("question_id", kind=(int, str)), FieldSpec("question"),
                 FieldSpec("category", required=False)],
         mapping={}, models={"model": model}, make_step=make_step, options=options,
+        backends=backends,
         config={"bench": str(Path(bench_path).resolve()), "bench_format": asdict(fmt),
                 "system": system, "temperature": temperature, "max_tokens": max_tokens},
     )
-    print_summary(summary)
     if summary.interrupted:
-        raise SystemExit(130)
-    n = _publish(run / "output.jsonl", output)
-    click.echo(f"wrote {output} ({n} answers)", err=True)
-    if summary.failed:
-        click.echo(f"note: {summary.failed} questions have no answer yet; run the same command "
-                   "again to retry them before comparing", err=True)
+        return summary, 0
+    return summary, _publish(run / "output.jsonl", output)
 
 
 def _write_questions(run: Path, questions: list[Question]) -> Path:
@@ -129,7 +149,7 @@ def _check_unique_ids(path: str, ids: list[Any]) -> None:
                          "column with --field id=COL")
 
 
-def _publish(source: Path, output: str) -> int:
+def _publish(source: Path, output: str | Path) -> int:
     """Copy the run's output to OUTPUT atomically (readers never see half a file)."""
     n = 0
     with open(source, encoding="utf-8") as src, atomic_writer(output) as dst:

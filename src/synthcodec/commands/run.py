@@ -7,6 +7,7 @@ long names (`per-metadata` or `per_metadata`); positional arguments go by their 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import tomllib
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from synthcodec.errors import UserError
 
 KINDS: dict[str, str] = {
     "generate": "synthcodec.commands.generate",
+    "experiment": "synthcodec.commands.experiment",
 }
 
 
@@ -65,7 +67,8 @@ def command(recipe: str, dry_run: bool) -> None:
     Relative paths in the recipe are relative to the current directory.
     """
     try:
-        data = tomllib.loads(Path(recipe).read_text(encoding="utf-8"))
+        text = Path(recipe).read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{recipe}: not valid TOML: {exc}") from None
     if not data:
@@ -77,9 +80,19 @@ def command(recipe: str, dry_run: bool) -> None:
                             + ", ".join(sorted(KINDS)))
         if not isinstance(table, dict):
             raise UserError(f"{recipe}: [{kind}] must be a table")
-        cmd = importlib.import_module(KINDS[kind]).command
-        jobs.append((kind, cmd, table_to_args(cmd, table, f"{recipe} [{kind}]")))
-    for kind, cmd, args in jobs:  # all tables checked before anything runs
-        click.echo(f"synthcodec {kind} " + " ".join(args), err=True)
+        module = importlib.import_module(KINDS[kind])
+        where = f"{recipe} [{kind}]"
+        if hasattr(module, "prepare_table"):
+            # A kind whose table is a whole recipe with sub-tables ([experiment]): the
+            # module checks it and returns (description, job).
+            description, job = module.prepare_table(table, where, text)
+            jobs.append((kind, description, job))
+            continue
+        cmd = module.command
+        args = table_to_args(cmd, table, where)
+        jobs.append((kind, " ".join(args), functools.partial(
+            cmd.main, args=args, prog_name=f"synthcodec {kind}", standalone_mode=False)))
+    for kind, description, job in jobs:  # all tables checked before anything runs
+        click.echo(f"synthcodec {kind} {description}", err=True)
         if not dry_run:
-            cmd.main(args=args, prog_name=f"synthcodec {kind}", standalone_mode=False)
+            job()

@@ -1,0 +1,590 @@
+"""One recipe that tests the papers' claim: build datasets, train one LoRA adapter on each,
+answer a benchmark with each adapter, judge them pairwise, and write one report.
+
+    [experiment]                 # synthcodec run experiment.toml
+    dir = "runs/experiment"
+    base = "local"
+    [experiment.rate]            # AlpaGasus rating of a pool of rows
+    data = "../shared/data/alpaca/random_9k.json"
+    limit = 60
+    [experiment.datasets.filtered]
+    top = 24                     # or min_score = 4.5, or path = "kept.json"
+    [experiment.datasets.random]
+    random = "filtered"          # the same number of rows as `filtered`, at random
+    [experiment.train]
+    max_steps = 12
+    [experiment.bench]
+    path = "../shared/data/bench/vicuna_test_set.jsonl"
+    [experiment.compare]
+    judge = "local"
+
+Every step reuses the commands' own functions (`rate_file`, `select.choose`, `train_lora`,
+`answer_file`, `run_compare`) and writes into the experiment directory. After it finishes,
+a step writes `steps/<name>.json` with the hash of everything it depends on (its settings
+and the content of its input files); a re-run skips a step whose marker hash matches and
+whose outputs exist, so an interrupted experiment resumes at the step it was in (and the
+rate/answer/compare runs inside it resume per record, like the commands). A changed
+setting or input redoes that step and, through the content hashes, everything after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthcodec import __version__
+from synthcodec.errors import UserError
+from synthcodec.store import atomic_writer, hash_file, hash_value, write_json
+
+STEPS_DIR = "steps"
+MARKER_FORMAT = 1
+SMOKE_NOTE = (
+    "**Smoke scale.** The base model is the embedded SmolLM2-135M-Instruct, tuned on a few "
+    "dozen rows for a few steps on a CPU, and judged by {judge}. This shows the pipeline "
+    "working end to end; it does not measure the papers' effect, which was found with "
+    "7B-13B models, thousands of rows and strong judges (GPT-4 / Claude class). For a real "
+    "experiment point `base` at a capable model on a GPU and the judges at a strong model "
+    "behind an OpenAI-compatible server."
+)
+
+# --- The recipe -------------------------------------------------------------------------
+
+
+def _take(table: dict[str, Any], where: str, known: Mapping[str, type | tuple[type, ...]]
+          ) -> dict[str, Any]:
+    """The table's keys (dashes or underscores), checked against `known` names and types."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise UserError(f"{where}: unknown key {key!r}; known: {', '.join(sorted(known))}")
+        kind = known[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is not object and (not isinstance(value, kind) or (
+                isinstance(value, bool) and kind in (int, float))):
+            names = (kind.__name__ if isinstance(kind, type)
+                     else " or ".join(k.__name__ for k in kind))
+            raise UserError(f"{where}: {key} must be a {names}, got {value!r}")
+        out[name] = value
+    return out
+
+
+@dataclass
+class RateSpec:
+    data: str
+    judge: str
+    limit: int | None = None
+    dimension: str = "accuracy"
+    max_tokens: int = 256
+    json: bool | None = None
+    reasks: int = 2
+
+
+@dataclass
+class DatasetSpec:
+    name: str
+    top: int | None = None
+    min_score: float | None = None
+    random: int | str | None = None  # N rows, or the name of a dataset whose size to match
+    path: str | None = None  # a ready-made training file instead of the rated pool
+    seed: int = 0
+
+    @property
+    def rule(self) -> str:
+        src = f"{self.path}: " if self.path else ""
+        if self.top is not None:
+            return f"{src}top {self.top} by score"
+        if self.min_score is not None:
+            return f"{src}score ≥ {self.min_score:g}"
+        if self.random is not None:
+            size = (f"as many as '{self.random}'" if isinstance(self.random, str)
+                    else str(self.random))
+            return f"{src}random {size} (seed {self.seed})"
+        return f"{src}all rows"
+
+
+@dataclass
+class TrainSpec:
+    epochs: float | None = None
+    max_steps: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    micro_batch_size: int | None = None
+    lora_r: int = 16
+    max_length: int = 2048
+    seed: int = 0
+    device: str | None = None
+
+
+@dataclass
+class BenchSpec:
+    path: str
+    name: str | None = None
+    limit: int | None = None
+    max_tokens: int = 512
+    temperature: float = 0.0
+    system: str | None = None
+
+
+@dataclass
+class CompareSpec:
+    judge: str
+    pairs: list[tuple[str, str]]
+    judge_max_tokens: int = 512
+    reasks: int = 2
+
+
+@dataclass
+class Experiment:
+    dir: Path
+    base: str
+    datasets: list[DatasetSpec]
+    train: TrainSpec
+    bench: BenchSpec
+    compare: CompareSpec
+    rate: RateSpec | None = None
+    name: str = "experiment"
+    cache: str | None = None
+    concurrency: int | None = None
+    recipe_text: str | None = None  # the recipe as written, copied into the report
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], where: str = "[experiment]",
+                   recipe_text: str | None = None) -> "Experiment":
+        """Parse and check an [experiment] table; UserError naming the bad key."""
+        table = dict(table)
+        subtables = {k: table.pop(k) for k in ("rate", "datasets", "train", "bench", "compare")
+                     if k in table}
+        top = _take(table, where, {"dir": str, "base": str, "judge": str, "name": str,
+                                   "cache": str, "concurrency": int, "seed": int})
+        if "dir" not in top:
+            raise UserError(f"{where}: 'dir' (the experiment directory) is required")
+        judge = top.get("judge", "local")
+        seed = top.get("seed")
+        for key in ("rate", "datasets", "train", "bench", "compare"):
+            if key in subtables and not isinstance(subtables[key], dict):
+                raise UserError(f"{where}: '{key}' must be a table ([experiment.{key}])")
+
+        rate = None
+        if "rate" in subtables:
+            r = _take(subtables["rate"], f"{where[:-1]}.rate]",
+                      {"data": str, "judge": str, "limit": int, "dimension": str,
+                       "max_tokens": int, "json": bool, "reasks": int})
+            if "data" not in r:
+                raise UserError(f"{where[:-1]}.rate]: 'data' (the rows to rate) is required")
+            rate = RateSpec(**{"judge": judge, **r})
+
+        datasets: list[DatasetSpec] = []
+        for name, d in (subtables.get("datasets") or {}).items():
+            w = f"{where[:-1]}.datasets.{name}]"
+            if not isinstance(d, dict):
+                raise UserError(f"{w}: must be a table")
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise UserError(f"{w}: dataset names may hold letters, digits, - and _ only")
+            spec = DatasetSpec(name=name, **{"seed": seed or 0, **_take(
+                d, w, {"top": int, "min_score": float, "random": (int, str), "path": str,
+                       "seed": int})})
+            rules = [x for x in (spec.top, spec.min_score, spec.random) if x is not None]
+            if len(rules) > 1:
+                raise UserError(f"{w}: give only one of top, min_score, random")
+            if spec.path is None and not rules:
+                raise UserError(f"{w}: give top, min_score or random (rows of the rated pool), "
+                                "or path (a ready-made training file)")
+            if spec.path is None and rate is None:
+                raise UserError(f"{w}: selecting by score needs an [experiment.rate] table")
+            if spec.path is not None and (spec.top is not None or spec.min_score is not None):
+                raise UserError(f"{w}: top/min_score select rated rows; with path only random "
+                                "applies")
+            datasets.append(spec)
+        if len(datasets) < 2:
+            raise UserError(f"{where}: define at least two [experiment.datasets.NAME] tables to "
+                            "compare")
+        names = [d.name for d in datasets]
+        for d in datasets:
+            if isinstance(d.random, str):
+                if d.random not in names or d.random == d.name:
+                    raise UserError(f"{where[:-1]}.datasets.{d.name}]: random = {d.random!r} "
+                                    f"must name another dataset ({', '.join(names)})")
+                if names.index(d.random) > names.index(d.name):
+                    raise UserError(f"{where[:-1]}.datasets.{d.name}]: random = {d.random!r} "
+                                    "must name a dataset defined before it")
+
+        train = TrainSpec(**{"seed": seed or 0, **_take(
+            subtables.get("train") or {}, f"{where[:-1]}.train]",
+            {"epochs": float, "max_steps": int, "lr": float, "batch_size": int,
+             "micro_batch_size": int, "lora_r": int, "max_length": int, "seed": int,
+             "device": str})})
+        if "bench" not in subtables:
+            raise UserError(f"{where}: an [experiment.bench] table with 'path' is required")
+        b = _take(subtables["bench"], f"{where[:-1]}.bench]",
+                  {"path": str, "name": str, "limit": int, "max_tokens": int,
+                   "temperature": float, "system": str})
+        if "path" not in b:
+            raise UserError(f"{where[:-1]}.bench]: 'path' (the benchmark questions) is required")
+        bench = BenchSpec(**b)
+        c = _take(subtables.get("compare") or {}, f"{where[:-1]}.compare]",
+                  {"judge": str, "pairs": list, "judge_max_tokens": int, "reasks": int})
+        pairs_raw = c.pop("pairs", None)
+        if pairs_raw is None:
+            pairs = [(a, bb) for i, a in enumerate(names) for bb in names[i + 1:]]
+        else:
+            pairs = []
+            for p in pairs_raw:
+                if (not isinstance(p, list) or len(p) != 2 or p[0] == p[1]
+                        or any(x not in names for x in p)):
+                    raise UserError(f"{where[:-1]}.compare]: pairs must be [[A, B], ...] of "
+                                    f"two different datasets ({', '.join(names)}); got {p!r}")
+                pairs.append((p[0], p[1]))
+        compare = CompareSpec(pairs=pairs, **{"judge": judge, **c})
+        return cls(dir=Path(top["dir"]), base=top.get("base", "local"), datasets=datasets,
+                   train=train, bench=bench, compare=compare, rate=rate,
+                   name=top.get("name", "experiment"), cache=top.get("cache"),
+                   concurrency=top.get("concurrency"), recipe_text=recipe_text)
+
+    def plan(self) -> list[str]:
+        """The steps in order, for --dry-run and the report."""
+        steps = ["rate"] if self.rate else []
+        steps += [f"data-{d.name}" for d in self.datasets]
+        for d in self.datasets:
+            steps += [f"train-{d.name}", f"answer-{d.name}"]
+        steps += [f"compare-{a}-vs-{b}" for a, b in self.compare.pairs]
+        return steps + ["report"]
+
+
+# --- Steps with markers -----------------------------------------------------------------
+
+
+@dataclass
+class StepLog:
+    name: str
+    status: str  # "done" (ran now) or "skipped" (finished by an earlier run)
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Steps:
+    """Runs a step unless its marker says it is done with the same config hash."""
+
+    def __init__(self, root: Path, say: Callable[[str], None]) -> None:
+        self.root = root
+        self.say = say
+        self.log: list[StepLog] = []
+
+    def marker(self, name: str) -> Path:
+        return self.root / STEPS_DIR / f"{name}.json"
+
+    def read(self, name: str) -> dict[str, Any] | None:
+        path = self.marker(name)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def run(self, name: str, config: Mapping[str, Any], outputs: list[Path],
+            fn: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+        """Skip when done with this config, else run `fn` and write the marker."""
+        digest = hash_value(config)
+        old = self.read(name)
+        if (old is not None and old.get("config_sha256") == digest
+                and all(p.exists() for p in outputs)):
+            self.say(f"[{name}] done earlier (config {digest[:12]}), skipped")
+            self.log.append(StepLog(name, "skipped", float(old.get("seconds", 0.0)),
+                                    old.get("info") or {}))
+            return old.get("info") or {}
+        if old is not None:
+            self.say(f"[{name}] settings or inputs changed since the last run: redoing it")
+            self.marker(name).unlink()
+        self.say(f"[{name}] running")
+        started = time.monotonic()
+        info = fn() or {}
+        seconds = time.monotonic() - started
+        write_json(self.marker(name), {
+            "format": MARKER_FORMAT, "step": name, "config_sha256": digest,
+            "config": dict(config), "outputs": [str(p) for p in outputs],
+            "seconds": round(seconds, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "info": info,
+        })
+        self.log.append(StepLog(name, "done", seconds, info))
+        self.say(f"[{name}] done in {seconds:.1f}s")
+        return info
+
+
+class Interrupted(Exception):
+    """A step's run was interrupted (Ctrl-C); the experiment stops, a re-run resumes."""
+
+
+# --- Running ----------------------------------------------------------------------------
+
+Trainer = Callable[..., Any]  # train_lora's signature
+
+
+def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None,
+                   trainer: Trainer | None = None, progress: bool = True,
+                   say: Callable[[str], None] | None = None) -> Path:
+    """Run (or resume) every step of `exp`; returns the path of report.md.
+
+    `backends` replaces models by role, for tests: "rate" (the rater), "compare" (the
+    pairwise judge), "answer:NAME" (the model answering for dataset NAME). `trainer`
+    replaces `train_lora` (same signature).
+    """
+    backends = dict(backends or {})
+    say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    root = exp.dir
+    root.mkdir(parents=True, exist_ok=True)
+    if exp.recipe_text is not None:
+        with atomic_writer(root / "recipe.toml") as fh:
+            fh.write(exp.recipe_text)
+    steps = Steps(root, say)
+    started = time.monotonic()
+    from synthcodec.runner import RunOptions
+
+    def options(limit: int | None = None) -> RunOptions:
+        # overwrite: the experiment owns these run directories; a run with the same config
+        # resumes, one with a different config (a changed recipe) starts over.
+        return RunOptions(concurrency=exp.concurrency, cache_path=exp.cache, overwrite=True,
+                          limit=limit, progress=progress)
+
+    # 1. Rate the pool (AlpaGasus).
+    rate_out = root / "rate" / "output.jsonl"
+    rate_info: dict[str, Any] = {}
+    if exp.rate is not None:
+        r = exp.rate
+
+        def do_rate() -> dict[str, Any]:
+            from synthcodec.commands.rate import rate_file, rating_template
+
+            summary = rate_file(r.data, root / "rate", judge=r.judge, options=options(r.limit),
+                                dimension=r.dimension, template=rating_template(None),
+                                as_json=r.json, reasks=r.reasks, max_tokens=r.max_tokens,
+                                backends={"judge": backends["rate"]} if "rate" in backends
+                                else None)
+            _check(summary, "rate")
+            return {"rated": summary.kept, "failed": summary.failed,
+                    "requests": summary.stats.requests}
+
+        rate_info = steps.run("rate", {
+            "data": str(Path(r.data).resolve()), "data_sha256": hash_file(r.data),
+            **asdict(r), "prompt": "packaged rate.txt", "version": __version__,
+        }, [rate_out], do_rate)
+
+    # 2. Build the datasets.
+    data_paths: dict[str, Path] = {}
+    data_info: dict[str, dict[str, Any]] = {}
+    for d in exp.datasets:
+        out = root / "data" / f"{d.name}.json"
+        data_paths[d.name] = out
+        size_of = data_info[d.random]["rows"] if isinstance(d.random, str) else None
+        source = Path(d.path) if d.path else rate_out
+        data_info[d.name] = steps.run(f"data-{d.name}", {
+            **asdict(d), "source": str(source.resolve()), "source_sha256": hash_file(source),
+            "size_of": size_of,
+        }, [out], lambda d=d, out=out, size_of=size_of: build_dataset(
+            d, out, rated=None if d.path else rate_out, size=size_of))
+
+    # 3. Train one adapter per dataset; 4. answer the benchmark with it.
+    train_fn = trainer
+    adapters: dict[str, Path] = {}
+    answers: dict[str, Path] = {}
+    train_info: dict[str, dict[str, Any]] = {}
+    answer_info: dict[str, dict[str, Any]] = {}
+    t = exp.train
+    for d in exp.datasets:
+        adapter = root / "adapters" / d.name
+        adapters[d.name] = adapter
+
+        def do_train(d: DatasetSpec = d, adapter: Path = adapter) -> dict[str, Any]:
+            nonlocal train_fn
+            if train_fn is None:
+                from synthcodec.train.sft import train_lora
+                train_fn = train_lora
+            from synthcodec.commands.train import StepPrinter
+
+            printer = StepPrinter()
+            try:
+                result = train_fn(
+                    data_paths[d.name], exp.base, adapter, epochs=t.epochs,
+                    max_steps=t.max_steps, learning_rate=t.lr, batch_size=t.batch_size,
+                    micro_batch_size=t.micro_batch_size, lora_r=t.lora_r,
+                    lora_alpha=2 * t.lora_r, max_length=t.max_length, seed=t.seed,
+                    device=t.device, progress=printer if progress else None, log=printer.note)
+            finally:
+                printer.close()
+            return {"steps": result.steps, "rows": result.n_rows, "skipped": result.skipped,
+                    "first_loss": result.losses[0] if result.losses else None,
+                    "final_loss": result.final_loss, "train_tokens": result.train_tokens,
+                    "seconds": round(result.seconds, 3), "config": result.config}
+
+        train_info[d.name] = steps.run(f"train-{d.name}", {
+            "base": exp.base, "train": asdict(t), "data_sha256": hash_file(data_paths[d.name]),
+        }, [adapter / "adapter_config.json"], do_train)
+
+        out = root / "answers" / f"{d.name}.jsonl"
+        answers[d.name] = out
+        b = exp.bench
+
+        def do_answer(d: DatasetSpec = d, adapter: Path = adapter, out: Path = out
+                      ) -> dict[str, Any]:
+            from synthcodec.commands.answer import answer_file
+            from synthcodec.bench import resolve_format
+
+            fmt = resolve_format(b.path, b.name, {})
+            role = f"answer:{d.name}"
+            summary, n = answer_file(
+                b.path, out, model=f"hf:{adapter}", fmt=fmt, system=b.system,
+                temperature=b.temperature, max_tokens=b.max_tokens,
+                run_dir=root / "answers" / f"{d.name}.run", options=options(b.limit),
+                backends={"model": backends[role]} if role in backends else None)
+            _check(summary, f"answer-{d.name}")
+            if summary.failed:
+                raise UserError(f"answer-{d.name}: {summary.failed} questions got no answer "
+                                f"(reasons in {summary.run_dir / 'failed.jsonl'}); run the "
+                                "experiment again to retry them")
+            truncated = sum(1 for row in _jsonl(out) if row.get("truncated"))
+            return {"answers": n, "truncated": truncated, "bench": fmt.name}
+
+        answer_info[d.name] = steps.run(f"answer-{d.name}", {
+            "bench": str(Path(b.path).resolve()), "bench_sha256": hash_file(b.path),
+            **asdict(b), "adapter_sha256": _adapter_hash(adapter),
+        }, [out], do_answer)
+
+    # 5. Compare every pair, both orders.
+    compare_dirs: dict[tuple[str, str], Path] = {}
+    c = exp.compare
+    for a, bb in c.pairs:
+        run_dir = root / "compare" / f"{a}-vs-{bb}"
+        compare_dirs[(a, bb)] = run_dir
+
+        def do_compare(a: str = a, bb: str = bb, run_dir: Path = run_dir) -> dict[str, Any]:
+            return compare_answers(answers[a], answers[bb], run_dir, labels=(a, bb),
+                                   bench=answer_info[a].get("bench") or "bench",
+                                   judge=c.judge, judge_max_tokens=c.judge_max_tokens,
+                                   reasks=c.reasks, options=options(),
+                                   backend=backends.get("compare"))
+
+        steps.run(f"compare-{a}-vs-{bb}", {
+            "judge": c.judge, "judge_max_tokens": c.judge_max_tokens, "reasks": c.reasks,
+            "a": hash_file(answers[a]), "b": hash_file(answers[bb]),
+        }, [run_dir / "report.json"], do_compare)
+
+    # 6. The report (always rebuilt: cheap, and it lists what this run skipped).
+    from synthcodec.experiment_report import write_report
+
+    path = write_report(exp, steps.log, rate_info=rate_info, data_info=data_info,
+                        train_info=train_info, answer_info=answer_info, adapters=adapters,
+                        compare_dirs=compare_dirs, wall=time.monotonic() - started)
+    say(f"wrote {path}")
+    return path
+
+
+def _check(summary: Any, step: str) -> None:
+    if summary.interrupted:
+        raise Interrupted(f"{step} was interrupted: run the experiment again to resume")
+
+
+def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _adapter_hash(adapter: Path) -> str | None:
+    """The adapter weights' hash (retraining changes it), None before training."""
+    weights = [adapter / n for n in ("adapter_model.safetensors", "adapter_model.bin")]
+    for w in weights:
+        if w.exists():
+            return hash_file(w)
+    return hash_file(adapter) if adapter.exists() else None
+
+
+# --- Datasets ---------------------------------------------------------------------------
+
+
+def build_dataset(d: DatasetSpec, out: Path, *, rated: Path | None,
+                  size: int | None = None) -> dict[str, Any]:
+    """Select rows of the rated pool (or of `d.path`) and write them as Alpaca JSON."""
+    from synthcodec.commands.select import choose, open_source, read_scores
+    from synthcodec.export import export
+    from synthcodec.io import iter_rows
+
+    random_n = size if size is not None else (d.random if isinstance(d.random, int) else None)
+    if d.path is not None:
+        rows = list(iter_rows(d.path))
+        keep = (set(random.Random(d.seed).sample(range(len(rows)), min(random_n, len(rows))))
+                if random_n is not None else set(range(len(rows))))
+        picked = [rows[i] for i in sorted(keep)]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_writer(out) as fh:  # as given: any format `train` reads
+            json.dump([row for _, row in picked], fh, ensure_ascii=False, indent=1)
+        return {"rows": len(picked), "pool": len(rows), "rule": d.rule}
+    assert rated is not None
+    src = open_source(rated.parent, ())
+    scores = read_scores(src.rows, "score")
+    if not scores:
+        raise UserError(f"{rated} has no rated rows")
+    keep = choose(scores, min_score=d.min_score, top=d.top, random_n=random_n, seed=d.seed)
+    if not keep:
+        raise UserError(f"dataset {d.name}: the rule '{d.rule}' keeps no rows of {len(scores)}")
+    n = export("alpaca", out, ((line, row) for i, (line, row) in enumerate(iter_rows(src.rows))
+                               if i in keep), src.mapping, src.rows)
+    kept_scores = [scores[i] for i in keep]
+    return {"rows": n, "pool": len(scores), "rule": d.rule,
+            "score_mean": sum(kept_scores) / len(kept_scores),
+            "score_min": min(kept_scores), "score_max": max(kept_scores),
+            "pool_score_mean": sum(scores) / len(scores)}
+
+
+# --- Comparing --------------------------------------------------------------------------
+
+
+def compare_answers(path_a: Path, path_b: Path, run_dir: Path, *, labels: tuple[str, str],
+                    bench: str, judge: str, judge_max_tokens: int, reasks: int, options: Any,
+                    backend: Any = None) -> dict[str, Any]:
+    """`synthcodec compare A B` through its own functions; the report's numbers."""
+    from synthcodec.commands.compare import PairSpec, pair_answers, run_compare
+    from synthcodec.judge import JudgeSettings, load_judge_template
+
+    pairs = pair_answers(bench, str(path_a), str(path_b), PairSpec())
+    settings = JudgeSettings(template=load_judge_template(None), max_tokens=judge_max_tokens,
+                             reasks=reasks)
+    config = {
+        "stage": "judge",
+        "benchmarks": [{"name": bench, "a": str(path_a.resolve()), "a_sha256": hash_file(path_a),
+                        "b": str(path_b.resolve()), "b_sha256": hash_file(path_b)}],
+        "pairs_sha256": hash_value([asdict(p) for p in pairs]),
+        "limit": None,
+        "models": {"judge": judge},
+        **settings.config(),
+    }
+    code = run_compare(pairs, [bench], run_dir=run_dir, judge=judge, settings=settings,
+                       config=config, options=options, labels=labels,
+                       backends={"judge": backend} if backend is not None else None)
+    if code == 130:
+        raise Interrupted(f"compare {labels[0]} vs {labels[1]} was interrupted: run the "
+                          "experiment again to resume")
+    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    return {"pairs": report["pairs"], "failed": report["failed"], "total": report["total"]}
+
+
+def clean(exp: Experiment) -> None:  # pragma: no cover - convenience for users
+    """Remove the experiment directory (everything is rebuilt on the next run)."""
+    shutil.rmtree(exp.dir, ignore_errors=True)
+
+
+def describe(exp: Experiment) -> str:
+    return (f"{exp.name}: {len(exp.datasets)} datasets, base {exp.base}, "
+            f"{len(exp.compare.pairs)} comparisons, in {exp.dir}")
+
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch's first import

@@ -1,0 +1,258 @@
+"""The experiment's report: results per comparison, charts, and everything needed to
+reproduce it (models, data sizes, judges, seeds, hyper-parameters, versions, step times).
+
+Rebuilt from the files in the experiment directory on every run, so it always matches them.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from synthcodec import __version__
+from synthcodec.report import render_markdown, summarize
+from synthcodec.store import atomic_writer, hash_file, write_json
+
+EMBEDDED = "local"
+
+
+def _is_embedded(spec: str) -> bool:
+    if spec.strip() in ("local", ""):
+        return True
+    try:
+        from synthcodec.llm.llamacpp import default_gguf
+
+        return Path(spec.removeprefix("gguf:")).resolve() == Path(default_gguf()).resolve()
+    except Exception:  # noqa: BLE001 - no embedded model installed: not it
+        return False
+
+
+def _md(text: Any) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _fmt(value: Any, spec: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and spec:
+        return format(value, spec)
+    return _md(value)
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    out += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _verdicts(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "verdicts.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _loss_chart(path: Path, losses: Mapping[str, list[float]]) -> bool:
+    if not any(losses.values()):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, values in losses.items():
+        if values:
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (answer tokens)")
+    ax.set_title("LoRA training loss per dataset")
+    ax.legend()
+    fig.tight_layout()
+    try:
+        with atomic_writer(path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    return True
+
+
+def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
+                 data_info: Mapping[str, Mapping[str, Any]],
+                 train_info: Mapping[str, Mapping[str, Any]],
+                 answer_info: Mapping[str, Mapping[str, Any]],
+                 adapters: Mapping[str, Path], compare_dirs: Mapping[tuple[str, str], Path],
+                 wall: float) -> Path:
+    root: Path = exp.dir
+    smoke = _is_embedded(exp.base)
+    judges = {exp.compare.judge} | ({exp.rate.judge} if exp.rate else set())
+    judge_text = (
+        "the same embedded 135M model (its verdicts are close to noise)"
+        if all(_is_embedded(j) for j in judges) else ", ".join(f"`{j}`" for j in sorted(judges)))
+
+    train_files = {name: _read_json(path / "synthcodec_train.json")
+                   for name, path in adapters.items()}
+    losses = {name: (info.get("result") or {}).get("losses") or []
+              for name, info in train_files.items()}
+    has_loss_chart = _loss_chart(root / "training_loss.png", losses)
+
+    bench_name = next(iter(answer_info.values()), {}).get("bench", "bench")
+    lines = [f"# Experiment `{_md(exp.name)}`: "
+             + " vs ".join(d.name for d in exp.datasets) + f" on {bench_name}", ""]
+    if smoke:
+        lines += [_smoke(judge_text), ""]
+    lines += ["## Results", "",
+              "Each row: the adapter tuned on dataset A against the one tuned on dataset B, "
+              "every question judged in both orders. Wins, ties and losses are A's.", ""]
+    results_json = []
+    rows = []
+    for (a, b), run_dir in compare_dirs.items():
+        rep = _read_json(run_dir / "report.json")
+        total = rep.get("total") or {}
+        ag, cl = total.get("alpagasus") or {}, total.get("codeclm") or {}
+        n = total.get("n") or 0
+        rows.append([a, b, n, rep.get("failed", 0),
+                     f"{ag.get('win', 0)}/{ag.get('tie', 0)}/{ag.get('lose', 0)}",
+                     _fmt(ag.get("score"), ".3f"),
+                     f"{cl.get('win', 0)}/{cl.get('tie', 0)}/{cl.get('lose', 0)}",
+                     f"{100 * cl['crr']:.1f}%" if cl.get("crr") is not None else "–",
+                     f"{100 * total['position_inconsistency']:.0f}%"
+                     if total.get("position_inconsistency") is not None else "–",
+                     _fmt(total.get("mean_score_a"), ".2f"), _fmt(total.get("mean_score_b"), ".2f")])
+        results_json.append({"a": a, "b": b, "run": str(run_dir), **rep})
+    lines += _table(["A", "B", "N", "failed", "AlpaGasus W/T/L", "AlpaGasus score (0–2)",
+                     "CodecLM W/T/L", "CRR", "position inconsistency", "mean A (1–10)",
+                     "mean B (1–10)"], rows)
+    lines += ["", "AlpaGasus score = (W − L) / N + 1 (1 = even); CRR = (W + T) / N under the "
+              "CodecLM rule (A wins only when both orders agree).", ""]
+    for (a, b), run_dir in compare_dirs.items():
+        rel = run_dir.relative_to(root)
+        lines += [f"![{_md(a)} vs {_md(b)}: win / tie / lose]({rel.as_posix()}/chart.png)", ""]
+    if has_loss_chart:
+        lines += ["![training loss](training_loss.png)", ""]
+
+    # --- setup -------------------------------------------------------------------------
+    lines += ["## Setup (everything needed to reproduce it)", "",
+              f"Re-run with `synthcodec run {root.as_posix()}/recipe.toml` (a copy of the "
+              "recipe); finished steps are skipped, so delete the directory to redo everything.",
+              ""]
+    base_path = next((f.get("base", {}).get("path") for f in train_files.values() if f), None)
+    models = [["base model (tuned)", f"`{exp.base}`" + (f" ({base_path})" if base_path else "")]]
+    if exp.rate:
+        models.append(["rater (AlpaGasus, 0–5)", f"`{exp.rate.judge}`"])
+    models.append(["pairwise judge (1–10, both orders)", f"`{exp.compare.judge}`"])
+    models += [[f"answers of `{name}`", f"`hf:{path.relative_to(root).as_posix()}`"]
+               for name, path in adapters.items()]
+    lines += ["### Models", ""] + _table(["role", "model"], models) + [""]
+
+    if exp.rate:
+        r = exp.rate
+        lines += ["### Data", "",
+                  f"Pool: `{_md(r.data)}` (sha256 {hash_file(r.data)[:16]}…), first "
+                  f"{r.limit if r.limit else 'all'} rows rated on *{_md(r.dimension)}* "
+                  f"({rate_info.get('rated', '?')} rated, {rate_info.get('failed', 0)} failed; "
+                  f"judge max tokens {r.max_tokens}, re-asks {r.reasks}).", ""]
+    else:
+        lines += ["### Data", ""]
+    drows = []
+    for d in exp.datasets:
+        info = data_info.get(d.name, {})
+        mean = info.get("score_mean")
+        scores = (f"{mean:.2f} ({info['score_min']:g}–{info['score_max']:g})"
+                  if mean is not None else "–")
+        drows.append([d.name, d.rule, info.get("rows"), info.get("pool"), scores,
+                      f"data/{d.name}.json"])
+    lines += _table(["dataset", "rule", "rows", "of pool", "mean score (range)", "file"], drows)
+    pool_mean = next((i.get("pool_score_mean") for i in data_info.values()
+                      if i.get("pool_score_mean") is not None), None)
+    if pool_mean is not None:
+        lines += ["", f"Mean score of the whole rated pool: {pool_mean:.2f}."]
+    lines += [""]
+
+    t_rows = []
+    keys = [("steps", "steps"), ("epochs", "epochs"), ("batch_size", "batch"),
+            ("micro_batch_size", "micro-batch"), ("learning_rate", "peak lr"),
+            ("lr_schedule", "schedule"), ("lora_r", "LoRA r"), ("lora_alpha", "alpha"),
+            ("max_length", "max length"), ("seed", "seed"), ("device", "device"),
+            ("dtype", "dtype")]
+    for name, info in train_info.items():
+        cfg = info.get("config") or {}
+        first, last = info.get("first_loss"), info.get("final_loss")
+        t_rows.append([name] + [cfg.get(k) for k, _ in keys] + [
+            f"{first:.3f} → {last:.3f}" if first is not None and last is not None else "–",
+            info.get("train_tokens"), f"{info.get('seconds', 0):.0f}s"])
+    lines += ["### Training (LoRA SFT, loss on answer tokens only)", ""]
+    lines += _table(["adapter"] + [label for _, label in keys] + ["loss first → last",
+                                                                 "answer tokens", "time"], t_rows)
+    lines += ["", "Optimizer AdamW (betas 0.9/0.95, no weight decay, grad clip 1.0), LoRA on "
+              "all linear layers, dropout 0.05 (see docs/training.md).", ""]
+
+    b = exp.bench
+    a_rows = [[name, info.get("answers"), info.get("truncated")]
+              for name, info in answer_info.items()]
+    lines += ["### Benchmark", "",
+              f"`{_md(b.path)}` (sha256 {hash_file(b.path)[:16]}…, format {bench_name}), "
+              f"first {b.limit if b.limit else 'all'} questions; temperature {b.temperature:g}, "
+              f"max tokens {b.max_tokens}" + (f", system prompt {b.system!r}" if b.system else "")
+              + ".", ""]
+    lines += _table(["adapter", "answers", "cut at max tokens"], a_rows) + [""]
+    lines += ["### Judge", "",
+              f"`{_md(exp.compare.judge)}` with the packaged Vicuna-style pairwise prompt, "
+              f"temperature 0, max tokens {exp.compare.judge_max_tokens}, re-asks "
+              f"{exp.compare.reasks}; every pair judged with A first and with B first.", ""]
+
+    seeds = {"dataset selection": {d.name: d.seed for d in exp.datasets if d.random is not None},
+             "training (data order, LoRA init)": exp.train.seed}
+    lines += ["### Seeds", ""] + [f"- {k}: {v}" for k, v in seeds.items()] + [""]
+
+    versions = next((f.get("versions") for f in train_files.values() if f.get("versions")), {})
+    versions = {"synthcodec": __version__, "python": platform.python_version(), **versions}
+    lines += ["### Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
+
+    lines += ["### Steps", ""]
+    lines += _table(["step", "this run", "seconds (when it ran)"],
+                    [[s.name, "ran" if s.status == "done" else "skipped (done earlier)",
+                      f"{s.seconds:.1f}"] for s in steps])
+    lines += ["", f"Wall time of this invocation: {wall:.0f}s.", ""]
+
+    # --- per comparison, the compare command's own report, with categories ----------------
+    for (a, b), run_dir in compare_dirs.items():
+        verdicts = _verdicts(run_dir)
+        if not verdicts:
+            continue
+        failed = _read_json(run_dir / "report.json").get("failed", 0)
+        body = render_markdown(summarize(verdicts), label_a=a, label_b=b,
+                               judge=exp.compare.judge, chart=None, failed=failed)
+        body = body.split("\n## How to read this")[0].rstrip()
+        body = "\n".join("##" + ln if ln.startswith("#") else ln for ln in body.splitlines())
+        lines += [body, "", f"Verdicts: `{run_dir.relative_to(root).as_posix()}/verdicts.jsonl`.",
+                  ""]
+
+    path = root / "report.md"
+    with atomic_writer(path) as fh:
+        fh.write("\n".join(lines).rstrip() + "\n")
+    write_json(root / "report.json", {
+        "name": exp.name, "smoke_scale": smoke, "base": exp.base, "base_path": base_path,
+        "rater": exp.rate.judge if exp.rate else None, "judge": exp.compare.judge,
+        "rate": rate_info, "datasets": data_info, "train": train_info, "answers": answer_info,
+        "comparisons": results_json, "seeds": seeds, "versions": versions,
+        "steps": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 3)}
+                  for s in steps], "wall_seconds": round(wall, 3),
+    })
+    return path
+
+
+def _smoke(judge_text: str) -> str:
+    from synthcodec.experiment import SMOKE_NOTE
+
+    return "> " + SMOKE_NOTE.format(judge=judge_text)

@@ -1,0 +1,239 @@
+"""The experiment recipe end to end on fake models and a stub trainer: steps, markers,
+skip on re-run, redo on a changed setting, resume after an interruption, the report."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from synthcodec.errors import UserError
+from synthcodec.experiment import Experiment, run_experiment
+from synthcodec.llm.fake import FakeBackend
+from synthcodec.llm.base import Request
+from synthcodec.train.sft import TrainResult
+
+from tests.helpers import write_jsonl
+
+GOOD = [{"instruction": f"Good task {i}", "input": "", "output": f"A fine answer {i}."}
+        for i in range(4)]
+BAD = [{"instruction": f"Bad task {i}", "input": "", "output": f"nonsense {i}"}
+       for i in range(4)]
+QUESTIONS = [{"question_id": i, "text": f"Question {i}?", "category": "generic"}
+             for i in range(1, 4)]
+
+
+def rater(request: Request) -> str:
+    text = request.messages[-1]["content"]
+    return "5\nclear and correct" if "A fine answer" in text else "1\nwrong"
+
+
+def judge(request: Request) -> str:
+    """Scores the 'good' answer 9 and the other 4, whichever order they come in."""
+    text = request.messages[-1]["content"]
+    good, meh = text.find("GOOD ANSWER"), text.find("MEH ANSWER")
+    assert good >= 0 and meh >= 0, text
+    return "9 4\nfirst is better" if good < meh else "4 9\nsecond is better"
+
+
+class StubTrainer:
+    """Writes an adapter-shaped directory; counts calls; can fail once to simulate Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.interrupt_on: str | None = None
+
+    def __call__(self, data: Any, base: str, output: Any, **kw: Any) -> TrainResult:
+        name = Path(output).name
+        if self.interrupt_on == name:
+            self.interrupt_on = None
+            raise KeyboardInterrupt
+        self.calls.append(name)
+        rows = json.loads(Path(data).read_text(encoding="utf-8"))
+        out = Path(output)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "adapter_config.json").write_text("{}")
+        (out / "adapter_model.safetensors").write_text(json.dumps([rows, kw["max_steps"]]))
+        info = {"base": {"spec": base, "path": "/models/base.gguf"},
+                "result": {"losses": [2.0, 1.5]}, "versions": {"torch": "0"}}
+        (out / "synthcodec_train.json").write_text(json.dumps(info))
+        config = {"steps": kw["max_steps"], "batch_size": kw["batch_size"], "seed": kw["seed"],
+                  "learning_rate": kw["learning_rate"] or 2e-4, "lora_r": kw["lora_r"],
+                  "max_length": kw["max_length"]}
+        return TrainResult(output_dir=out, losses=[2.0, 1.5], final_loss=1.5,
+                           n_rows=len(rows), steps=kw["max_steps"], seconds=0.1,
+                           train_tokens=42, config=config)
+
+
+def recipe(tmp_path: Path, max_steps: int = 2) -> str:
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps([r for pair in zip(GOOD, BAD) for r in pair]))
+    bench = write_jsonl(tmp_path / "vicuna.jsonl", QUESTIONS)
+    return f"""
+[experiment]
+name = "unit"
+dir = "{tmp_path / 'exp'}"
+base = "local"
+judge = "fake:echo"
+seed = 3
+
+[experiment.rate]
+data = "{pool}"
+max-tokens = 32
+
+[experiment.datasets.filtered]
+top = 4
+
+[experiment.datasets.random]
+random = "filtered"
+
+[experiment.train]
+max_steps = {max_steps}
+batch_size = 2
+max_length = 128
+
+[experiment.bench]
+path = "{bench}"
+limit = 3
+max_tokens = 16
+
+[experiment.compare]
+judge_max_tokens = 32
+"""
+
+
+def backends() -> dict[str, Any]:
+    return {"rate": FakeBackend(rater, name="rater"),
+            "compare": FakeBackend(judge, name="judge"),
+            "answer:filtered": FakeBackend(lambda r: "GOOD ANSWER", name="filtered"),
+            "answer:random": FakeBackend(lambda r: "MEH ANSWER", name="random")}
+
+
+def run(text: str, trainer: StubTrainer, **kw: Any) -> tuple[Path, list[str]]:
+    said: list[str] = []
+    exp = Experiment.from_table(tomllib.loads(text)["experiment"], recipe_text=text)
+    path = run_experiment(exp, backends=kw.pop("backends", None) or backends(),
+                          trainer=trainer, progress=False, say=said.append, **kw)
+    return path, said
+
+
+def skipped(said: list[str]) -> set[str]:
+    return {m.group(1) for line in said if (m := re.match(r"\[(.+)\] done earlier", line))}
+
+
+def test_experiment_runs_every_step_and_reports(tmp_path: Path) -> None:
+    trainer = StubTrainer()
+    report, said = run(recipe(tmp_path), trainer)
+    exp = tmp_path / "exp"
+    assert trainer.calls == ["filtered", "random"]
+    filtered = json.loads((exp / "data" / "filtered.json").read_text())
+    assert sorted(r["instruction"] for r in filtered) == sorted(r["instruction"] for r in GOOD)
+    assert set(filtered[0]) == {"instruction", "input", "output"}  # Alpaca, no score columns
+    assert len(json.loads((exp / "data" / "random.json").read_text())) == 4
+    for step in ("rate", "data-filtered", "data-random", "train-filtered", "answer-filtered",
+                 "train-random", "answer-random", "compare-filtered-vs-random"):
+        marker = json.loads((exp / "steps" / f"{step}.json").read_text())
+        assert len(marker["config_sha256"]) == 64
+    assert len((exp / "answers" / "filtered.jsonl").read_text().splitlines()) == 3
+    compare = json.loads((exp / "compare" / "filtered-vs-random" / "report.json").read_text())
+    assert compare["total"]["alpagasus"] == {"win": 3, "tie": 0, "lose": 0, "score": 2.0}
+    assert (exp / "compare" / "filtered-vs-random" / "chart.png").exists()
+    assert (exp / "training_loss.png").exists()
+
+    text = report.read_text()
+    assert "| filtered | random | 3 | 0 | 3/0/0 | 2.000 | 3/0/0 | 100.0% |" in text
+    assert "Smoke scale" in text  # base = local
+    assert "compare/filtered-vs-random/chart.png" in text
+    for needed in ("`fake:echo`", "top 4 by score", "random as many as 'filtered' (seed 3)",
+                   "max tokens 16", "Seeds", "Versions", "torch 0", "recipe.toml"):
+        assert needed in text, needed
+    assert (exp / "recipe.toml").read_text().startswith("\n[experiment]")
+    data = json.loads((exp / "report.json").read_text())
+    assert data["smoke_scale"] is True and data["datasets"]["filtered"]["rows"] == 4
+
+
+def test_rerun_skips_finished_steps_and_redoes_changed_ones(tmp_path: Path) -> None:
+    trainer = StubTrainer()
+    run(recipe(tmp_path), trainer)
+    marker = tmp_path / "exp" / "steps" / "train-filtered.json"
+    before = marker.stat().st_mtime_ns
+
+    _, said = run(recipe(tmp_path), trainer)
+    assert trainer.calls == ["filtered", "random"]  # nothing retrained
+    assert skipped(said) == {"rate", "data-filtered", "data-random", "train-filtered",
+                             "answer-filtered", "train-random", "answer-random",
+                             "compare-filtered-vs-random"}
+    assert marker.stat().st_mtime_ns == before
+    assert "| train-filtered | skipped (done earlier) |" in (tmp_path / "exp" / "report.md").read_text()
+
+    _, said = run(recipe(tmp_path, max_steps=3), trainer)  # a training setting changed
+    assert trainer.calls == ["filtered", "random", "filtered", "random"]
+    # The answers were redone (new adapters) but came out the same, so the judging, which
+    # hangs on the answers' content, is still valid and skipped.
+    assert skipped(said) == {"rate", "data-filtered", "data-random", "compare-filtered-vs-random"}
+
+
+def test_interrupted_experiment_resumes_where_it_stopped(tmp_path: Path) -> None:
+    trainer = StubTrainer()
+    trainer.interrupt_on = "random"
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe(tmp_path), trainer)
+    assert trainer.calls == ["filtered"]
+    assert not (tmp_path / "exp" / "steps" / "train-random.json").exists()
+    assert not (tmp_path / "exp" / "report.md").exists()
+
+    _, said = run(recipe(tmp_path), trainer)
+    assert trainer.calls == ["filtered", "random"]  # only the unfinished adapter trained
+    assert skipped(said) == {"rate", "data-filtered", "data-random", "train-filtered",
+                             "answer-filtered"}
+    assert (tmp_path / "exp" / "report.md").exists()
+
+
+def test_marker_without_output_redoes_the_step(tmp_path: Path) -> None:
+    trainer = StubTrainer()
+    run(recipe(tmp_path), trainer)
+    (tmp_path / "exp" / "answers" / "random.jsonl").unlink()
+    _, said = run(recipe(tmp_path), trainer)
+    assert "answer-random" not in skipped(said)
+    assert trainer.calls == ["filtered", "random"]
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"datasets": {"a": {"top": 2}}}, "at least two"),
+    ({"datasets": {"a": {"top": 2, "random": 2}, "b": {"top": 1}}}, "only one of"),
+    ({"datasets": {"a": {"random": "b"}, "b": {"top": 1}}}, "defined before it"),
+    ({"datasets": {"a": {"top": 1}, "b": {"top": 2}}, "bogus": 1}, "unknown key 'bogus'"),
+    ({"datasets": {"a": {"top": "x"}, "b": {"top": 2}}}, "top must be a int"),
+    ({"datasets": {"a": {"top": 1}, "b": {"top": 2}},
+      "compare": {"pairs": [["a", "c"]]}}, "pairs must be"),
+])
+def test_bad_recipes_are_refused_before_anything_runs(patch: dict[str, Any], message: str) -> None:
+    table: dict[str, Any] = {"dir": "x", "rate": {"data": "pool.json"},
+                             "bench": {"path": "b.jsonl"}, **patch}
+    with pytest.raises(UserError, match=message):
+        Experiment.from_table(table)
+
+
+def test_run_command_dry_run_lists_the_steps(tmp_path: Path) -> None:
+    from synthcodec.commands.run import command
+
+    path = tmp_path / "experiment.toml"
+    path.write_text(recipe(tmp_path))
+    result = CliRunner().invoke(command, [str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert ("rate → data-filtered → data-random → train-filtered → answer-filtered → "
+            "train-random → answer-random → compare-filtered-vs-random → report") in result.output
+    assert not (tmp_path / "exp").exists()
+
+
+def test_example_recipe_parses() -> None:
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "examples" / "experiment.toml").read_text()
+    exp = Experiment.from_table(tomllib.loads(text)["experiment"])
+    assert [d.name for d in exp.datasets] == ["filtered", "random"]
+    assert exp.compare.pairs == [("filtered", "random")]
