@@ -69,17 +69,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def llama_server() -> Iterator[str]:
+def llama_server(tmp_path: Path) -> Iterator[str]:
     """A real OpenAI-compatible server on loopback, serving the embedded GGUF."""
     pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
     from synthcodec.llm.llamacpp import default_gguf
 
     port = _free_port()
+    # The server logs a lot; a pipe nobody reads would fill up and stall it, so use a file.
+    log = open(tmp_path / "llama_server.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf()),
          "--host", "127.0.0.1", "--port", str(port), "--model_alias", "smollm2",
          "--n_ctx", "2048"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}/v1"
     try:
@@ -90,8 +92,9 @@ def llama_server() -> Iterator[str]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("llama_cpp.server did not start: "
-                                       + proc.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
+                    log.flush()
+                    tail = (tmp_path / "llama_server.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError("llama_cpp.server did not start: " + tail)
                 time.sleep(0.5)
         yield base
     finally:
@@ -100,6 +103,7 @@ def llama_server() -> Iterator[str]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 def test_http_backend_against_a_real_llama_cpp_server(tmp_path: Path, llama_server: str) -> None:
