@@ -128,7 +128,8 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
                      f"{100 * cl['crr']:.1f}%" if cl.get("crr") is not None else "–",
                      f"{100 * total['position_inconsistency']:.0f}%"
                      if total.get("position_inconsistency") is not None else "–",
-                     _fmt(total.get("mean_score_a"), ".2f"), _fmt(total.get("mean_score_b"), ".2f")])
+                     _fmt(total.get("mean_score_a"), ".2f"),
+                     _fmt(total.get("mean_score_b"), ".2f")])
         results_json.append({"a": a, "b": b, "run": str(run_dir), **rep})
     lines += _table(["A", "B", "N", "failed", "AlpaGasus W/T/L", "AlpaGasus score (0–2)",
                      "CodecLM W/T/L", "CRR", "position inconsistency", "mean A (1–10)",

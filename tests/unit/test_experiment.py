@@ -169,7 +169,8 @@ def test_rerun_skips_finished_steps_and_redoes_changed_ones(tmp_path: Path) -> N
                              "answer-filtered", "train-random", "answer-random",
                              "compare-filtered-vs-random"}
     assert marker.stat().st_mtime_ns == before
-    assert "| train-filtered | skipped (done earlier) |" in (tmp_path / "exp" / "report.md").read_text()
+    report = (tmp_path / "exp" / "report.md").read_text()
+    assert "| train-filtered | skipped (done earlier) |" in report
 
     _, said = run(recipe(tmp_path, max_steps=3), trainer)  # a training setting changed
     assert trainer.calls == ["filtered", "random", "filtered", "random"]
@@ -226,8 +227,9 @@ def test_run_command_dry_run_lists_the_steps(tmp_path: Path) -> None:
     path.write_text(recipe(tmp_path))
     result = CliRunner().invoke(command, [str(path), "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert ("rate → data-filtered → data-random → train-filtered → answer-filtered → "
-            "train-random → answer-random → compare-filtered-vs-random → report") in result.output
+    steps = ("rate → data-filtered → data-random → train-filtered → answer-filtered → "
+             "train-random → answer-random → compare-filtered-vs-random → report")
+    assert steps in result.output
     assert not (tmp_path / "exp").exists()
 
 
