@@ -166,3 +166,12 @@ def test_killed_run_resumes_exactly(tmp_path: Path, sig: signal.Signals) -> None
     # The resume only re-sends what was not journaled: at most the in-flight requests again.
     assert sent_after - sent_before <= n - done_before + jobs
     assert sent_after <= n + jobs
+
+
+def test_allow_truncated_keeps_cut_answers_marked(tmp_path: Path) -> None:
+    src = _input(tmp_path, 4)
+    with serve_in_subprocess(truncate_every=2) as (_, url):
+        result = _complete(src, url, tmp_path / "run", "-j", "1", "--allow-truncated")
+    assert result.returncode == 0, result.stderr
+    rows = read_jsonl(tmp_path / "run" / "output.jsonl")
+    assert [r["truncated"] for r in rows] == [False, True, False, True]

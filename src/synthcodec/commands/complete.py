@@ -21,13 +21,17 @@ from synthcodec.runner import Models, print_summary, run_file_stage
 @click.option("--system", default=None, help="A system message sent with every prompt.")
 @click.option("--temperature", type=float, default=0.0, show_default=True)
 @click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True)
+@click.option("--allow-truncated", is_flag=True,
+              help="Keep answers cut off at --max-tokens (marked truncated: true) instead of "
+                   "counting them as failed.")
 @click.option("--output-field", default="response", show_default=True,
               help="Name of the answer field added to each row.")
 @click.option("--output", "-o", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory (created; re-running the same command resumes it).")
 @run_options
 def command(input_path: str, model: str, fields: tuple[str, ...], system: str | None,
-            temperature: float, max_tokens: int, output_field: str, run_dir: str,
+            temperature: float, max_tokens: int, allow_truncated: bool, output_field: str,
+            run_dir: str,
             **kwargs: Any) -> None:
     """Answer the PROMPT field of every row of INPUT with MODEL.
 
@@ -44,9 +48,11 @@ def command(input_path: str, model: str, fields: tuple[str, ...], system: str | 
         async def step(record: Record) -> Record:
             request = Request.chat(record["prompt"], system=system, temperature=temperature,
                                    max_tokens=max_tokens)
-            completion = await client.complete(request)
+            completion = await client.complete(request, allow_truncated=allow_truncated)
             out = {k: v for k, v in record.items() if k != "prompt" or "prompt" not in mapping}
             out[output_field] = completion.text
+            if allow_truncated:
+                out["truncated"] = completion.finish_reason == "length"
             return out
 
         return step
@@ -56,7 +62,7 @@ def command(input_path: str, model: str, fields: tuple[str, ...], system: str | 
         fields=[FieldSpec("prompt")], mapping=mapping, models={"model": model},
         make_step=make_step, options=options,
         config={"system": system, "temperature": temperature, "max_tokens": max_tokens,
-                "output_field": output_field},
+                "output_field": output_field, "allow_truncated": allow_truncated},
     )
     print_summary(summary)
     if summary.interrupted:
