@@ -420,6 +420,9 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
                     device=t.device, progress=printer if progress else None, log=printer.note)
             finally:
                 printer.close()
+            from synthcodec.commands.train import summary as train_summary
+
+            say(train_summary(result).splitlines()[0])
             return {"steps": result.steps, "rows": result.n_rows, "skipped": result.skipped,
                     "first_loss": result.losses[0] if result.losses else None,
                     "final_loss": result.final_loss, "train_tokens": result.train_tokens,

@@ -136,6 +136,7 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
                      "mean B (1–10)"], rows)
     lines += ["", "AlpaGasus score = (W − L) / N + 1 (1 = even); CRR = (W + T) / N under the "
               "CodecLM rule (A wins only when both orders agree).", ""]
+    lines += _warnings(results_json, data_info)
     for (a, b), run_dir in compare_dirs.items():
         rel = run_dir.relative_to(root)
         lines += [f"![{_md(a)} vs {_md(b)}: win / tie / lose]({rel.as_posix()}/chart.png)", ""]
@@ -214,7 +215,11 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
 
     seeds = {"dataset selection": {d.name: d.seed for d in exp.datasets if d.random is not None},
              "training (data order, LoRA init)": exp.train.seed}
-    lines += ["### Seeds", ""] + [f"- {k}: {v}" for k, v in seeds.items()] + [""]
+    picks = ", ".join(f"{k} {v}" for k, v in seeds["dataset selection"].items()) or "none random"
+    lines += ["### Seeds", "", f"- random dataset draws: {picks}",
+              f"- training (data order, LoRA init): {exp.train.seed}",
+              "- rater, answers and judge: temperature "
+              f"0 / {exp.bench.temperature:g} / 0 (greedy at 0)", ""]
 
     versions = next((f.get("versions") for f in train_files.values() if f.get("versions")), {})
     versions = {"synthcodec": __version__, "python": platform.python_version(), **versions}
@@ -224,7 +229,8 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
     lines += _table(["step", "this run", "seconds (when it ran)"],
                     [[s.name, "ran" if s.status == "done" else "skipped (done earlier)",
                       f"{s.seconds:.1f}"] for s in steps])
-    lines += ["", f"Wall time of this invocation: {wall:.0f}s.", ""]
+    total = sum(s.seconds for s in steps)
+    lines += ["", f"All steps: {total:.0f}s of work; this invocation: {wall:.0f}s.", ""]
 
     # --- per comparison, the compare command's own report, with categories ----------------
     for (a, b), run_dir in compare_dirs.items():
@@ -251,6 +257,29 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
                   for s in steps], "wall_seconds": round(wall, 3),
     })
     return path
+
+
+def _warnings(results: list[dict[str, Any]], data_info: Mapping[str, Mapping[str, Any]]
+              ) -> list[str]:
+    """Say plainly when the numbers carry little signal."""
+    notes = []
+    for r in results:
+        total = r.get("total") or {}
+        inc = total.get("position_inconsistency")
+        if inc is not None and inc >= 0.5:
+            notes.append(f"- {r['a']} vs {r['b']}: the two orders disagree on {100 * inc:.0f}% "
+                         "of the questions, so the judge mostly picked by position; these "
+                         "verdicts carry little signal (use a stronger judge).")
+    pool = [(i.get("score_min"), i.get("score_max"), i.get("score_mean"))
+            for i in data_info.values() if i.get("pool_score_mean") is not None]
+    means = [m for _, _, m in pool if m is not None]
+    lows = [lo for lo, _, _ in pool if lo is not None]
+    highs = [hi for _, hi, _ in pool if hi is not None]
+    if means and max(highs) - min(lows) <= 1.0:
+        notes.append(f"- The rater's scores span only {min(lows):g}–{max(highs):g} across the "
+                     "datasets, so the selection by score barely differs from a random one "
+                     "(use a stronger rater).")
+    return (["**Caveats**", ""] + notes + [""]) if notes else []
 
 
 def _smoke(judge_text: str) -> str:
