@@ -16,8 +16,21 @@ if [ -z "$python" ]; then
 fi
 [ -n "$python" ] || { echo "setup: Python >= 3.11 is required" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras//,/_}"
-if [ ! -f "$stamp" ]; then
+hash="$(sha256sum pyproject.toml | cut -c1-16)"
+# Done already if an install from this pyproject.toml covered every requested extra.
+covered() {
+  local stamp have want
+  for stamp in .venv/.installed-"$hash"-*; do
+    [ -f "$stamp" ] || continue
+    have=",$(cat "$stamp"),"
+    for want in ${extras//,/ }; do
+      [[ "$have" == *",$want,"* ]] || continue 2
+    done
+    return 0
+  done
+  return 1
+}
+if ! covered; then
   echo "setup: installing synthcodec${extras:+[$extras]} into .venv (the first time compiles llama.cpp: ~6 minutes)" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   if [[ ",$extras," == *",train,"* ]]; then
@@ -26,6 +39,6 @@ if [ ! -f "$stamp" ]; then
   fi
   CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}" \
     .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
-  rm -f .venv/.installed-*
-  touch "$stamp"
+  find .venv -maxdepth 1 -name '.installed-*' ! -name ".installed-$hash-*" -delete
+  echo "$extras" > ".venv/.installed-$hash-${extras//,/_}"
 fi
