@@ -11,6 +11,12 @@ Contrastive Filtering uses for its quality gap, and the outcome rules of methods
 Answers are untrusted text: they go to the judge between BEGIN/END markers carrying a
 boundary token that occurs in none of them (synthcodec.fence), so an answer cannot pose as
 instructions, markers, or a score line.
+
+Two answer formats, one parser (parsing.parse_pair_scores): the paper's text (the two
+scores on the first line, then the explanation) and JSON ({"score_1", "score_2",
+"explanation"}, sent as a JSON schema). JSON is the default for llama.cpp backends, which
+turn the schema into a grammar so even the tiny embedded model must write two scores; HTTP
+judges default to the paper's text format. `JudgeSettings(json=True/False)` overrides.
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from synthcodec.errors import UserError
 from synthcodec.fence import FENCE_NOTICE, boundary_for, fence
-from synthcodec.llm.base import Request
+from synthcodec.llm.base import Backend, Request
 from synthcodec.llm.client import LLMClient, RecordFailed
 from synthcodec.outcomes import (
     Result,
@@ -43,11 +50,61 @@ __all__ = [
     "judge_both_orders",
     "judge_pair",
     "load_judge_template",
+    "pair_schema",
+    "wants_json",
 ]
 
 DEFAULT_JUDGE_PROMPT = "judge_pairwise.txt"
 PLACEHOLDERS = ("fence_notice", "question", "answer_1", "answer_2")
 SCORE_LOW, SCORE_HIGH = 1.0, 10.0
+# Sent as the explanation's maxLength: a grammar-constrained backend (llama.cpp) must then
+# close the string where a tiny model would otherwise ramble until max_tokens. The scores
+# come first, so a reply cut off anywhere in the explanation still carries both.
+EXPLANATION_MAX_CHARS = 200
+JSON_ANSWER = ('Reply with only a JSON object: {"score_1": the score of Assistant 1, '
+               '"score_2": the score of Assistant 2, "explanation": a short explanation}. '
+               "Scores are whole numbers from 1 to 10.")
+
+
+def pair_schema() -> dict[str, Any]:
+    """The JSON-mode answer: two integer scores 1-10, then a short explanation (in that order).
+
+    `enum` is what llama.cpp's grammar honours (it ignores minimum/maximum); the bounds are
+    there for servers that validate them. Built fresh each call, always equal: it is part of
+    the request, hence of the cache key.
+    """
+    def score(which: int) -> dict[str, Any]:
+        return {"type": "integer", "minimum": int(SCORE_LOW), "maximum": int(SCORE_HIGH),
+                "enum": list(range(int(SCORE_LOW), int(SCORE_HIGH) + 1)),
+                "description": f"score of Assistant {which}, 1 to 10"}
+
+    return {
+        "type": "object",
+        "properties": {
+            "score_1": score(1),
+            "score_2": score(2),
+            "explanation": {"type": "string", "maxLength": EXPLANATION_MAX_CHARS},
+        },
+        "required": ["score_1", "score_2", "explanation"],
+        "additionalProperties": False,
+    }
+
+
+def wants_json(choice: bool | None, backend: Backend) -> bool:
+    """JSON answers if asked (`choice`), else by default only for llama.cpp backends.
+
+    llama.cpp turns the schema into a grammar, so even a tiny local model cannot answer
+    off-format; HTTP servers differ in how (or whether) they honour response_format, so
+    for them the default is the paper's own format: two scores on the first line.
+    """
+    if choice is not None:
+        if choice and not getattr(backend, "supports_json_schema", False):
+            raise UserError(f"--judge-json: the judge {backend.identity} cannot be asked for a "
+                            "JSON schema; use --judge-text")
+        return choice
+    from synthcodec.llm.llamacpp import LlamaCppBackend  # no llama_cpp import until a model loads
+
+    return isinstance(backend, LlamaCppBackend) and bool(backend.supports_json_schema)
 
 
 @dataclass(frozen=True)
@@ -65,8 +122,13 @@ class JudgeTemplate:
         """Goes into run configs: editing the prompt is a different run."""
         return hashlib.sha256(self.chat.text.encode()).hexdigest()
 
-    def render(self, question: str, answer_1: str, answer_2: str) -> Request:
-        """The judge request for one order (answer_1 is shown first), at temperature 0."""
+    def render(self, question: str, answer_1: str, answer_2: str, *,
+               json_mode: bool = False) -> Request:
+        """The judge request for one order (answer_1 is shown first), at temperature 0.
+
+        In JSON mode the request carries `pair_schema()` and the last message ends with
+        a note asking for that JSON object instead of the score line.
+        """
         boundary = boundary_for(question, answer_1, answer_2)
         values = {
             "fence_notice": FENCE_NOTICE,
@@ -76,7 +138,13 @@ class JudgeTemplate:
         }
         # The template engine substitutes in one pass: an answer containing "$answer_2"
         # stays data, never a placeholder.
-        return Request(messages=self.chat.render(values), temperature=0.0)
+        messages = self.chat.render(values)
+        if not json_mode:
+            return Request(messages=messages, temperature=0.0)
+        last = messages[-1]
+        messages = messages[:-1] + ({**last, "content": f"{last['content'].rstrip()}\n\n"
+                                                        f"{JSON_ANSWER}"},)
+        return Request(messages=messages, temperature=0.0, json_schema=pair_schema())
 
 
 def load_judge_template(path: str | Path | None = None) -> JudgeTemplate:
@@ -97,19 +165,28 @@ def _checked(chat: ChatTemplate) -> JudgeTemplate:
 
 @dataclass(frozen=True)
 class JudgeSettings:
-    """How the judge is asked: prompt, token budget, re-asks on an unparsable reply."""
+    """How the judge is asked: prompt, answer format, token budget, re-asks."""
 
     template: JudgeTemplate | None = None  # None: the packaged prompt
     max_tokens: int = 512
     reasks: int = 2
+    # True: JSON answers (schema); False: the paper's score line; None: JSON for llama.cpp
+    # backends only (see wants_json), decided per judge when it is first asked.
+    json: bool | None = None
 
     def resolved(self) -> JudgeTemplate:
         return self.template or _default_template()
 
+    def for_backend(self, backend: Backend) -> JudgeSettings:
+        """These settings with the answer format decided for `backend` (UserError if it
+        cannot do JSON and JSON was asked for): call it before work starts."""
+        return replace(self, json=wants_json(self.json, backend))
+
     def config(self) -> dict[str, Any]:
         """What changes the verdicts, for run configs."""
         return {"judge_prompt_sha256": self.resolved().sha256, "judge_max_tokens": self.max_tokens,
-                "judge_reasks": self.reasks}
+                "judge_reasks": self.reasks,
+                "judge_answer": {None: "auto", True: "json", False: "text"}[self.json]}
 
 
 _DEFAULT: JudgeTemplate | None = None
@@ -140,12 +217,14 @@ async def judge_pair(client: LLMClient, question: str, answer_1: str, answer_2: 
                      settings: JudgeSettings | None = None) -> Verdict:
     """Judge one order (answer_1 shown first); RecordFailed after the re-asks are used up."""
     settings = settings or JudgeSettings()
-    request = replace(settings.resolved().render(question, answer_1, answer_2),
+    json_mode = wants_json(settings.json, client.backend)
+    request = replace(settings.resolved().render(question, answer_1, answer_2,
+                                                 json_mode=json_mode),
                       max_tokens=settings.max_tokens)
     problem = ""
     for attempt in range(1, settings.reasks + 2):
-        # Truncation is fine: only the first line (the scores) matters, and a long
-        # explanation cut short must not cost the verdict.
+        # Truncation is fine: only the scores matter (the first line, or the first two JSON
+        # fields), and a long explanation cut short must not cost the verdict.
         completion = await client.complete(request, allow_truncated=True)
         try:
             s1, s2 = parse_pair_scores(completion.text, SCORE_LOW, SCORE_HIGH)
@@ -157,14 +236,21 @@ async def judge_pair(client: LLMClient, question: str, answer_1: str, answer_2: 
         # so a re-ask must change the conversation: show the reply and say what was wrong.
         request = replace(request, messages=request.messages + (
             {"role": "assistant", "content": completion.text},
-            {"role": "user", "content": (
-                f"Your reply could not be read ({problem}). Reply again: the first line must "
-                "hold only two scores from 1 to 10, for Assistant 1 and Assistant 2 in that "
-                "order, separated by a space; then explain on the following lines."
-            )},
+            {"role": "user", "content": _correction(problem, json_mode)},
         ))
     raise RecordFailed(f"judge gave no readable pair of scores after {settings.reasks + 1} "
                        f"tries: {problem}")
+
+
+def _correction(problem: str, json_mode: bool) -> str:
+    if json_mode:
+        how = ('reply with only a JSON object {"score_1": 1 to 10, "score_2": 1 to 10, '
+               '"explanation": a short explanation}, scoring Assistant 1 and Assistant 2')
+    else:
+        how = ("the first line must hold only two scores from 1 to 10, for Assistant 1 and "
+               "Assistant 2 in that order, separated by a space; then explain on the "
+               "following lines")
+    return f"Your reply could not be read ({problem}). Reply again: {how}."
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,11 @@ _ASSISTANT_SCORE_RE = re.compile(
     re.IGNORECASE,
 )
 _LABELLED_TOP_LINES = 6
+# A JSON reply cut off after its two scores (`{"score_1": 8, "score_2": 7, "explanat`): the
+# comma (or brace) after the second score proves both are complete.
+_JSON_PAIR_PREFIX = re.compile(
+    r'^\s*(?:```(?:json)?\s*)?\{\s*"(?P<k1>[^"]{1,20})"\s*:\s*"?(?P<s1>' + _NUM + r')"?\s*,'
+    r'\s*"(?P<k2>[^"]{1,20})"\s*:\s*"?(?P<s2>' + _NUM + r')"?\s*[,}]', re.IGNORECASE)
 
 
 def _pair_from_json(obj: dict[str, Any], low: float, high: float) -> tuple[float, float]:
@@ -222,14 +227,34 @@ def _pair_from_labels(lines: list[str], low: float, high: float) -> tuple[float,
     return result[0], result[1]
 
 
+def _pair_from_json_prefix(text: str, low: float, high: float) -> tuple[float, float] | None:
+    """The two scores at the start of a JSON reply cut off later (e.g. in its explanation)."""
+    m = _JSON_PAIR_PREFIX.match(text)
+    if m is None or (m["k1"].lower(), m["k2"].lower()) not in _PAIR_JSON_KEYS:
+        return None
+    return (_check_range(float(m["s1"]), low, high, "score of assistant 1"),
+            _check_range(float(m["s2"]), low, high, "score of assistant 2"))
+
+
 def parse_pair_scores(text: str, low: float = 1, high: float = 10) -> tuple[float, float]:
-    """Parse a Vicuna-style pairwise judgement into (score of assistant 1, score of assistant 2)."""
+    """Parse a pairwise judgement into (score of assistant 1, score of assistant 2).
+
+    Accepts the Vicuna text format (two scores on the first line, or labelled scores at the
+    top) and JSON ({"score_1": 8, "score_2": 7, ...}), including a JSON reply cut off after
+    its two scores.
+    """
     if not text or not text.strip():
         raise ParseError("empty response: expected two scores on the first line")
 
     obj = _load_json_object(text)
     if obj is not None:
         return _pair_from_json(obj, low, high)
+    prefix = _pair_from_json_prefix(text, low, high)
+    if prefix is not None:
+        return prefix
+    if _strip_code_fence(text.strip()).lstrip().startswith("{"):
+        raise ParseError("the JSON reply is incomplete or malformed before both scores: "
+                         f"{text.strip()[:80]!r}")
 
     lines = _nonempty_lines(_strip_code_fence(text.strip()))
     first_raw = lines[0]

@@ -32,7 +32,7 @@ def test_generate_on_the_embedded_model(require_embedded: None, tmp_path: Path,
     run = tmp_path / "run"
     argv = ["generate", str(REPO / "examples" / "seeds.jsonl"), "--strong", "local",
             "--target", "local", "--limit", "1", "-n", "1", "--size", "1", "--per-metadata", "1",
-            "--max-iterations", "2", "--max-tokens", "96", "--judge-max-tokens", "12",
+            "--max-iterations", "2", "--max-tokens", "96", "--judge-max-tokens", "32",
             "--judge-reasks", "0", "--parse-tries", "2",
             "--format", "alpaca", "-q", "-o", str(run)]
     started = time.monotonic()
@@ -48,8 +48,8 @@ def test_generate_on_the_embedded_model(require_embedded: None, tmp_path: Path,
     assert len(metadata) == 1
     pairs, rejected = read(run / "pairs.jsonl"), read(run / "rejected.jsonl")
     assert pairs or rejected
-    # SmolLM2-135M often writes no readable score line: such rows are rejected as failed,
-    # with the judge's error as the reason, never given a default score.
+    # The embedded judge answers in JSON under a grammar, so judgements are readable; a row
+    # that still fails is rejected as failed with the reason, never given a default score.
     for row in pairs + rejected:  # every row leads back to its metadata and seeds
         assert row["metadata_id"] in metadata
         assert set(row["seed_ids"]) <= seeds and row["seed_ids"]

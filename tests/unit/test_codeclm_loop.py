@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,45 @@ def test_unreadable_judge_fails_the_record_and_the_run_still_ends(tmp_path: Path
     assert len(rejected) == 9 and all(r["decision"] == "failed" for r in rejected)
     assert all("judge gave no readable pair of scores" in r["reason"] for r in rejected)
     assert all(r["metadata_id"] and r["seed_ids"] for r in rejected)
+
+
+def test_judge_json_mode_gives_the_same_pairs(tmp_path: Path) -> None:
+    """--judge-json: every judgement carries the pair schema; the JSON scores decide alike."""
+    from synthcodec.judge import pair_schema
+
+    judged: list[Request] = []
+
+    def json_strong(request: Request) -> str:
+        if request.json_schema is not None and "score_1" in request.json_schema["properties"]:
+            judged.append(request)
+            text = strong_model(replace(request, json_schema=None))
+            s1, s2 = text.split("\n", 1)[0].split()
+            return json.dumps({"score_1": int(s1), "score_2": int(s2), "explanation": "x"})
+        assert "[Assistant 1's Answer]" not in request.messages[-1]["content"]  # no text judging
+        return strong_model(request)
+
+    _generate(tmp_path, FakeBackend(json_strong), FakeBackend(target_model), run="j",
+              judge_json=True)
+    _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model), run="t")
+    assert judged and all(r.json_schema == pair_schema() for r in judged)
+    pairs_j = read_jsonl(tmp_path / "j" / "pairs.jsonl")
+    pairs_t = read_jsonl(tmp_path / "t" / "pairs.jsonl")
+    assert [(p["id"], p["gap"], p["decision"]) for p in pairs_j] == \
+        [(p["id"], p["gap"], p["decision"]) for p in pairs_t]
+    stages = json.loads((tmp_path / "j" / "stages.json").read_text())
+    assert stages["loop"]["config"]["judge_answer"] == "json"
+    stages = json.loads((tmp_path / "t" / "stages.json").read_text())
+    assert stages["loop"]["config"]["judge_answer"] == "text"  # auto, for a non-llama.cpp judge
+
+
+def test_a_run_that_keeps_nothing_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def even_judge(request: Request) -> str:  # every pair scored equal: every gap is 0
+        if "[Assistant 1's Answer]" in request.messages[-1]["content"]:
+            return "6 6\nSame."
+        return strong_model(request)
+
+    result = _generate(tmp_path, FakeBackend(even_judge), FakeBackend(target_model), n=3,
+                       max_iterations=1)
+    assert result.summary is not None and result.summary["kept"] == 0
+    err = capsys.readouterr().err
+    assert f"no pair kept: all {result.summary['judged']} judged gaps were within ±3" in err

@@ -87,6 +87,9 @@ def test_recipe_table_becomes_the_command_line() -> None:
                     "--quiet", "--field", "instruction=text"]
     with pytest.raises(UserError, match="unknown key 'thetta'"):
         table_to_args(generate_command, {"thetta": 3}, "r.toml")
+    # A paired flag: true gives its first form, false its second (not nothing).
+    assert table_to_args(generate_command, {"judge-json": True}, "r.toml") == ["--judge-json"]
+    assert table_to_args(generate_command, {"judge-json": False}, "r.toml") == ["--judge-text"]
 
 
 def test_run_command_rejects_unknown_kinds(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import synthcodec.runner as runner
 from synthcodec.commands.compare import PairSpec, iter_verdicts, pair_answers
 from synthcodec.cli import main
 from synthcodec.errors import UserError
+from synthcodec.judge import pair_schema
 from synthcodec.llm import FakeBackend, Request
 from synthcodec.report import summarize
 
@@ -77,6 +78,9 @@ def backends(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeBackend]:
         "position": lambda r: "9 2\nThe first one.",  # always prefers whichever is shown first
         # Scores only questions containing "easy"; echoes the marker otherwise (like a tiny model).
         "weak": lambda r: "6 5" if "easy" in fenced(r, "QUESTION") else "<<<BEGIN DATA-x",
+        # Answers in JSON when asked with a schema (as llama.cpp's grammar forces), else text.
+        "json": lambda r: ('{"score_1": 8, "score_2": 4, "explanation": "first is better"}'
+                           if r.json_schema is not None else "7 7\nsame"),
     }
 
     def load(spec: str, **_: Any) -> FakeBackend:
@@ -332,3 +336,30 @@ def test_compare_against_mock_server_runs_concurrently(tmp_path: Path, capsys: A
     total = json.loads((tmp_path / "r" / "report.json").read_text())["total"]
     assert total["codeclm"]["win"] == n
     assert elapsed < 12, f"{2 * n} requests of 0.1 s took {elapsed:.1f}s: not concurrent"
+
+
+def test_judge_json_sends_the_schema_and_judge_text_does_not(tmp_path: Path, backends: Any,
+                                                             capsys: Any) -> None:
+    a = write(tmp_path / "a.jsonl", [{"id": i, "question": f"Q{i}", "answer": "x"}
+                                     for i in range(3)])
+    b = write(tmp_path / "b.jsonl", [{"id": i, "question": f"Q{i}", "answer": "y"}
+                                     for i in range(3)])
+    assert cli("compare", str(a), str(b), "--judge", "json", "--judge-json",
+               "-o", str(tmp_path / "j"), "-q") == 0
+    calls = backends["json"].calls
+    assert len(calls) == 6 and all(c.json_schema == pair_schema() for c in calls)
+    assert "judge answers in JSON" in capsys.readouterr().err
+    verdicts = read(tmp_path / "j" / "verdicts.jsonl")
+    assert all(v["score_a_first"] == 8 and v["score_a_second"] == 4 for v in verdicts)
+    config = json.loads((tmp_path / "j" / "config.json").read_text())
+    assert config["judge_answer"] == "json"
+
+    # --judge-text (and the default for a non-llama.cpp judge): the paper's score line.
+    for flag, run in (("--judge-text", "t"), (None, "d")):
+        backends["json"].calls.clear()
+        args = ["compare", str(a), str(b), "--judge", "json", "-o", str(tmp_path / run), "-q",
+                "--no-cache"]
+        assert cli(*args, *([flag] if flag else [])) == 0
+        assert len(backends["json"].calls) == 6
+        assert all(c.json_schema is None for c in backends["json"].calls)
+        assert all(v["score_a_first"] == 7 for v in read(tmp_path / run / "verdicts.jsonl"))

@@ -161,3 +161,110 @@ def test_user_template_overrides_and_is_checked(tmp_path: Path) -> None:
         parse_template("[user]\n$question $answer_1 $answer_2 $score\n")
     bare = parse_template("# comment\n$question $answer_1 $answer_2")
     assert bare.render(QUESTION, A, B).messages[0]["role"] == "user"
+
+
+# ------------------------------------------------------------------ JSON answer mode
+
+def json_judge(s1: int, s2: int, explanation: str = "Assistant 1 is right.") -> str:
+    import json
+
+    return json.dumps({"score_1": s1, "score_2": s2, "explanation": explanation})
+
+
+def test_text_mode_sends_no_schema_and_json_mode_sends_one() -> None:
+    text = FakeBackend(["8 6\nok"])
+    run(judge_pair(LLMClient(text), QUESTION, A, B, JudgeSettings(json=False)))
+    assert text.calls[0].json_schema is None
+    assert "JSON" not in text.calls[0].messages[-1]["content"]
+
+    backend = FakeBackend([json_judge(8, 6)])
+    verdict = run(judge_pair(LLMClient(backend), QUESTION, A, B, JudgeSettings(json=True)))
+    assert (verdict.score_1, verdict.score_2, verdict.attempts) == (8, 6, 1)
+    request = backend.calls[0]
+    assert request.json_schema == judge_mod.pair_schema()
+    assert request.temperature == 0 and "JSON object" in request.messages[-1]["content"]
+    assert shown(request, 1) == A and shown(request, 2) == B  # same fenced prompt otherwise
+
+
+def test_pair_schema_puts_bounded_scores_before_a_capped_explanation() -> None:
+    schema = judge_mod.pair_schema()
+    assert list(schema["properties"]) == ["score_1", "score_2", "explanation"]
+    assert schema["required"] == ["score_1", "score_2", "explanation"]
+    for key in ("score_1", "score_2"):
+        prop = schema["properties"][key]
+        assert prop["type"] == "integer" and (prop["minimum"], prop["maximum"]) == (1, 10)
+        assert prop["enum"] == list(range(1, 11))  # what llama.cpp's grammar honours
+    assert schema["properties"]["explanation"]["maxLength"] == judge_mod.EXPLANATION_MAX_CHARS
+
+
+def test_json_requests_are_deterministic_cache_keys() -> None:
+    from synthcodec.cache import request_key
+
+    template = load_judge_template()
+    one = template.render(QUESTION, A, B, json_mode=True)
+    two = template.render(QUESTION, A, B, json_mode=True)
+    text = template.render(QUESTION, A, B)
+    assert request_key("local", one) == request_key("local", two)
+    assert request_key("local", one) != request_key("local", text)
+
+
+def test_json_reply_cut_off_in_its_explanation_still_gives_the_scores() -> None:
+    cut = Completion(text='{"score_1": 3, "score_2": 9, "explanation": "Assistant 2 gi',
+                     finish_reason="length")
+    backend = FakeBackend([cut])
+    verdict = run(judge_pair(LLMClient(backend), QUESTION, A, B,
+                             JudgeSettings(json=True, max_tokens=24)))
+    assert (verdict.score_1, verdict.score_2, verdict.attempts) == (3, 9, 1)
+    assert verdict.text == cut.text
+
+
+def test_json_reply_cut_off_before_its_scores_is_reasked_in_json() -> None:
+    backend = FakeBackend([Completion(text='{"score_1": 3, "sco', finish_reason="length"),
+                           json_judge(4, 7)])
+    verdict = run(judge_pair(LLMClient(backend), QUESTION, A, B, JudgeSettings(json=True)))
+    assert (verdict.score_1, verdict.score_2, verdict.attempts) == (4, 7, 2)
+    retry = backend.calls[1]
+    assert retry.json_schema == judge_mod.pair_schema()
+    assert "JSON object" in retry.messages[-1]["content"]
+
+
+def test_answer_format_defaults_to_json_only_for_llama_cpp(tmp_path: Path) -> None:
+    from synthcodec.llm.llamacpp import LlamaCppBackend
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"")  # never loaded: the model opens on the first request
+    local = LlamaCppBackend(gguf)
+    fake = FakeBackend(["8 6"])
+    assert judge_mod.wants_json(None, local) is True
+    assert judge_mod.wants_json(None, fake) is False  # stands in for an HTTP judge
+    assert judge_mod.wants_json(False, local) is False and judge_mod.wants_json(True, fake)
+    assert JudgeSettings().for_backend(local).json is True
+    assert JudgeSettings(json=False).for_backend(local).json is False
+    # By default judge_pair asks a non-llama.cpp judge in the paper's text format.
+    run(judge_pair(LLMClient(fake), QUESTION, A, B))
+    assert fake.calls[0].json_schema is None
+
+
+def test_json_mode_needs_a_backend_that_takes_a_schema() -> None:
+    fake = FakeBackend(["8 6"])
+    fake.supports_json_schema = False  # like hf:
+    with pytest.raises(UserError, match="--judge-text"):
+        JudgeSettings(json=True).for_backend(fake)
+    assert JudgeSettings().for_backend(fake).json is False
+
+
+def test_settings_config_records_the_answer_format() -> None:
+    assert JudgeSettings().config()["judge_answer"] == "auto"
+    assert JudgeSettings(json=True).config()["judge_answer"] == "json"
+    assert JudgeSettings(json=False).config()["judge_answer"] == "text"
+
+
+def test_both_orders_in_json_mode() -> None:
+    def judge(request: Request) -> str:
+        assert request.json_schema is not None
+        return json_judge(9 if shown(request, 1) == A else 3, 9 if shown(request, 2) == A else 3)
+
+    both = run(judge_both_orders(LLMClient(FakeBackend(judge)), QUESTION, A, B,
+                                 JudgeSettings(json=True)))
+    assert (both.s_a_first, both.s_b_first, both.s_a_second, both.s_b_second) == (9, 3, 9, 3)
+    assert both.gap == 6 and both.codeclm == "win"

@@ -269,3 +269,16 @@ def test_parse_rubrics_rejects(text: str, reason: str) -> None:
     with pytest.raises(ParseError) as info:
         parse_rubrics(text)
     assert reason in info.value.reason
+
+
+def test_pair_scores_from_json_cut_off_after_the_scores() -> None:
+    from synthcodec.parsing import ParseError, parse_pair_scores
+
+    assert parse_pair_scores('{"score_1": 8, "score_2": 7, "explanation": "Assistant 1 is') \
+        == (8, 7)
+    assert parse_pair_scores('```json\n{"score_1": 2, "score_2": 10}') == (2, 10)
+    for bad in ('{"score_1": 8, "score_2', '{"score_1": 8, "score_2": 7', '{"x": 1, "y": 2,'):
+        with pytest.raises(ParseError, match="JSON reply"):
+            parse_pair_scores(bad)
+    with pytest.raises(ParseError, match="outside"):
+        parse_pair_scores('{"score_1": 8, "score_2": 11, "expl')

@@ -18,9 +18,12 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], Any, str]] = {
                            "Sampling temperature of the strong and target answers."),
     "max_tokens": (("--max-tokens",), click.IntRange(1), "Max new tokens per generation."),
     "judge_max_tokens": (("--judge-max-tokens",), click.IntRange(1),
-                         "Max new tokens per judgement (the scores are on its first line)."),
+                         "Max new tokens per judgement (the scores come first; ~20 tokens in JSON)."),
     "judge_reasks": (("--judge-reasks",), click.IntRange(0),
                      "Re-asks when a judgement has no readable pair of scores."),
+    "judge_json": (("--judge-json/--judge-text",), None,
+                   "Ask the judge for JSON {score_1, score_2, explanation} or for the paper's "
+                   "score line. Default: JSON for the embedded/GGUF judge, text for HTTP ones."),
     "pool_size": (("--size",), click.IntRange(1), "Metadata pool size."),
     "per_metadata": (("--per-metadata",), click.IntRange(1),
                      "Base instructions decoded per metadata entry."),

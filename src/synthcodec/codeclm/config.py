@@ -21,6 +21,9 @@ class CodecConfig:
     max_tokens: int = 2048  # paper
     judge_max_tokens: int = 256  # the scores are on the first line; the rest is explanation
     judge_reasks: int = 2  # re-asks when a judgement has no readable pair of scores
+    # Judge answers as JSON (a schema) or the paper's score line; None: JSON for llama.cpp
+    # judges (the grammar makes even a tiny model write two scores), text for HTTP ones.
+    judge_json: bool | None = None
     pool_size: int = 200  # metadata pool (paper)
     # Base instructions decoded per metadata entry; None: `generate` derives it from n.
     per_metadata: int | None = None

@@ -68,9 +68,13 @@ def run_with_models(specs: Mapping[str, str], options: RunOptions,
 def make_ctx(models: Models, cfg: CodecConfig, prompts: Prompts,
              judge: JudgeSettings | None = None) -> Ctx:
     target = models.clients.get("target")
-    return Ctx(strong=models["strong"], target=target, cfg=cfg, prompts=prompts,
-               judge=judge or JudgeSettings(max_tokens=cfg.judge_max_tokens,
-                                             reasks=cfg.judge_reasks))
+    strong = models["strong"]
+    # The answer format is decided here for the strong model (the judge), so the loop's
+    # config records "json" or "text", never "auto".
+    judge = judge or JudgeSettings(max_tokens=cfg.judge_max_tokens, reasks=cfg.judge_reasks,
+                                   json=cfg.judge_json)
+    return Ctx(strong=strong, target=target, cfg=cfg, prompts=prompts,
+               judge=judge.for_backend(strong.backend))
 
 
 def warn_same_model(specs: Mapping[str, str]) -> None:

@@ -115,8 +115,20 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         f"{s['theta']:g}):"),
         *("  " + line for line in text_histogram([(b, n) for b, n in s["gap_histogram"]], 30)),
     ]
+    if not s["kept"] and s["stop"] != "interrupted":
+        lines.append(why_none_kept(s))
     lines += [f"WARNING: {w}" for w in s["warnings"]]
     return [line for line in lines if line]
+
+
+def why_none_kept(s: dict[str, Any]) -> str:
+    """One line saying why a finished run kept nothing."""
+    if not s["judged"]:
+        return ("no pair kept: no instruction got a judgement (reasons in rejected.jsonl and "
+                "rejects/)")
+    return (f"no pair kept: all {s['judged']} judged gaps were within ±{s['theta']:g}, i.e. the "
+            "judge found the target about as good as the strong model on every instruction "
+            "(rewrites included); reasons per instruction in rejected.jsonl")
 
 
 def write_summary(ws: Workspace, summary: dict[str, Any]) -> list[str]:

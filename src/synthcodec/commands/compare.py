@@ -221,6 +221,10 @@ def _label(path: str, given: str | None) -> str:
 @click.option("--judge-prompt", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Your copy of the judge prompt (start from synthcodec/prompts/"
                    "judge_pairwise.txt).")
+@click.option("--judge-json/--judge-text", "judge_json", default=None,
+              help="Ask the judge for JSON {score_1, score_2, explanation} (a schema: llama.cpp "
+                   "turns it into a grammar) or for the paper's score line. Default: JSON for "
+                   "the embedded/GGUF judge, text for HTTP judges.")
 @click.option("--judge-max-tokens", type=click.IntRange(8), default=512, show_default=True)
 @click.option("--reasks", type=click.IntRange(0, 10), default=2, show_default=True,
               help="Re-asks when the judge's reply has no readable score line.")
@@ -230,8 +234,8 @@ def _label(path: str, given: str | None) -> str:
 def command(files: tuple[str, ...], pairs: tuple[tuple[str, str, str], ...], name: str | None,
             judge: str, key: str | None, answer_field: str | None, question_field: str | None,
             category_field: str, label_a: str | None, label_b: str | None,
-            judge_prompt: str | None, judge_max_tokens: int, reasks: int, run_dir: str,
-            **kwargs: Any) -> None:
+            judge_prompt: str | None, judge_json: bool | None, judge_max_tokens: int,
+            reasks: int, run_dir: str, **kwargs: Any) -> None:
     """Judge model A's answers against model B's, question by question, in both orders.
 
     Give the two answer files as A B, or one --pair NAME A B per benchmark. Answers are
@@ -253,7 +257,7 @@ def command(files: tuple[str, ...], pairs: tuple[tuple[str, str, str], ...], nam
         bench_pairs = pair_answers(bench, path_a, path_b, spec)
         all_pairs.extend(bench_pairs[: options.limit] if options.limit else bench_pairs)
     settings = JudgeSettings(template=load_judge_template(judge_prompt),
-                             max_tokens=judge_max_tokens, reasks=reasks)
+                             max_tokens=judge_max_tokens, reasks=reasks, json=judge_json)
     first_a, first_b = benches[0][1], benches[0][2]
     labels = (_label(first_a, label_a), _label(first_b, label_b))
     config = {
@@ -311,6 +315,11 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
     progress = Progress("judge", counts, models.stats, enabled=options.progress,
                         interval=options.progress_interval)
     client = models["judge"]
+    try:  # JSON or text answers: decided (and checked) before any work starts
+        settings = settings.for_backend(client.backend)
+    except UserError:
+        run.close()
+        raise
 
     async def step(record: Record) -> Record:
         both = await judge_both_orders(client, record["question"], record["answer_a"],
@@ -334,7 +343,8 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
     seconds = time.monotonic() - started
     s = models.stats
     print(f"pairs {len(items)} | judged {totals[OK]} | failed {totals[FAILED]}"
-          + (f" | resumed {counts.resumed}" if counts.resumed else ""), file=sys.stderr)
+          + (f" | resumed {counts.resumed}" if counts.resumed else "")
+          + f" | judge answers in {'JSON' if settings.json else 'text'}", file=sys.stderr)
     print(f"requests sent {s.requests} | cache hits {s.cache_hits} | retries {s.retries} | "
           f"tokens in {s.prompt_tokens} out {s.completion_tokens} | wall {seconds:.1f}s",
           file=sys.stderr)

@@ -24,7 +24,7 @@ from synthcodec.options import options_from, run_options
 @model_option("target")
 @click.option("--round", "round_", type=click.IntRange(1), default=None,
               help="Which round (default: the latest one ready for this step).")
-@codec_options("theta", "max_iterations", "judge_max_tokens", "judge_reasks",
+@codec_options("theta", "max_iterations", "judge_max_tokens", "judge_reasks", "judge_json",
                "answer_temperature", "max_tokens", "temperature", "seed", "parse_tries")
 @prompts_option
 @run_options

@@ -47,6 +47,8 @@ def table_to_args(cmd: click.Command, table: Mapping[str, Any], where: str) -> l
                 raise UserError(f"{where}: {key} is a flag: write true or false")
             if value:
                 args.append(flag)
+            elif param.secondary_opts:  # `judge-json = false` means --judge-text
+                args.append(param.secondary_opts[0])
         elif isinstance(value, list):
             for item in value:
                 args += [flag, str(item)]
