@@ -47,7 +47,10 @@ class LlamaCppBackend:
             raise UserError(f"GGUF model file not found: {self.path}")
         self.identity = "local" if path is None else f"gguf:{self.path.name}"
         self.n_ctx = n_ctx or 4096
-        self.n_threads = n_threads or os.cpu_count() or 1
+        # llama.cpp's threads busy-wait: on cores shared with other work, fewer is faster.
+        env_threads = os.environ.get("SYNTHCODEC_LLAMA_THREADS", "")
+        self.n_threads = n_threads or (int(env_threads) if env_threads.isdigit() else 0) \
+            or os.cpu_count() or 1
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
         self._llama: Any = None
 
