@@ -16,7 +16,6 @@ import asyncio
 import json
 import math
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,8 +24,6 @@ import aiohttp
 
 from synthcodec.runner import RunOptions, run_file_stage
 from synthcodec.testing.mock_server import serve_in_subprocess
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 
 def make_input(path: Path, n: int) -> Path:
@@ -37,11 +34,10 @@ def make_input(path: Path, n: int) -> Path:
 
 
 def synthcodec_run(src: Path, url: str, inflight: int, run_dir: Path, cache: Path) -> tuple[float, float, int]:
-    from synthcodec.commands.complete import command  # noqa: F401 - same code path as the CLI
     from synthcodec.io import FieldSpec
     from synthcodec.llm import Request
 
-    def make_step(models):  # the same step `synthcodec complete` runs
+    def make_step(models):  # what `synthcodec complete` runs per row, minus its option handling
         client = models["model"]
 
         async def step(record):
