@@ -29,8 +29,8 @@ from typing import Any
 
 from synthcodec.errors import UserError
 from synthcodec.fence import FENCE_NOTICE, boundary_for, fence
-from synthcodec.llm.base import Backend, Request
-from synthcodec.llm.client import LLMClient, RecordFailed
+from synthcodec.llm.base import Backend, Completion, Request
+from synthcodec.llm.client import LLMClient
 from synthcodec.outcomes import (
     Result,
     alpagasus_outcome,
@@ -38,7 +38,7 @@ from synthcodec.outcomes import (
     order_result,
     position_inconsistent,
 )
-from synthcodec.parsing import ParseError, parse_pair_scores
+from synthcodec.parsing import parse_pair_scores
 from synthcodec.prompts import ChatTemplate, load_template
 
 __all__ = [
@@ -221,25 +221,17 @@ async def judge_pair(client: LLMClient, question: str, answer_1: str, answer_2: 
     request = replace(settings.resolved().render(question, answer_1, answer_2,
                                                  json_mode=json_mode),
                       max_tokens=settings.max_tokens)
-    problem = ""
-    for attempt in range(1, settings.reasks + 2):
+
+    def parse(completion: Completion) -> tuple[float, float]:
         # Truncation is fine: only the scores matter (the first line, or the first two JSON
         # fields), and a long explanation cut short must not cost the verdict.
-        completion = await client.complete(request, allow_truncated=True)
-        try:
-            s1, s2 = parse_pair_scores(completion.text, SCORE_LOW, SCORE_HIGH)
-        except ParseError as exc:
-            problem = exc.reason
-        else:
-            return Verdict(s1, s2, completion.text, attempts=attempt)
-        # At temperature 0 the same request gives the same reply (and the cache returns it),
-        # so a re-ask must change the conversation: show the reply and say what was wrong.
-        request = replace(request, messages=request.messages + (
-            {"role": "assistant", "content": completion.text},
-            {"role": "user", "content": _correction(problem, json_mode)},
-        ))
-    raise RecordFailed(f"judge gave no readable pair of scores after {settings.reasks + 1} "
-                       f"tries: {problem}")
+        return parse_pair_scores(completion.text, SCORE_LOW, SCORE_HIGH)
+
+    asked = await client.ask(request, parse, reasks=settings.reasks,
+                             failure="judge gave no readable pair of scores",
+                             correction=lambda problem: _correction(problem, json_mode))
+    s1, s2 = asked.value
+    return Verdict(s1, s2, asked.completion.text, attempts=asked.attempts)
 
 
 def _correction(problem: str, json_mode: bool) -> str:

@@ -13,7 +13,7 @@ import json
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,9 @@ from synthcodec.export import EXAMPLE_FIELDS
 from synthcodec.fence import FENCE_NOTICE, boundary_for, fence
 from synthcodec.histogram import score_bins, text_histogram
 from synthcodec.io import iter_rows, parse_field_map
-from synthcodec.llm import MODEL_SPEC_HELP, Request
+from synthcodec.llm import MODEL_SPEC_HELP, Completion, Request
 from synthcodec.llm.base import Backend
-from synthcodec.llm.client import LLMClient, RecordFailed
+from synthcodec.llm.client import LLMClient
 from synthcodec.options import options_from, run_options
 from synthcodec.parsing import ParseError, parse_rating
 from synthcodec.prompts import ChatTemplate, load_template
@@ -173,36 +173,18 @@ class Rater:
         # Temperature 0 as in the paper: ratings should not depend on sampling luck.
         request = Request(messages=messages, temperature=0.0, max_tokens=self.max_tokens,
                           json_schema=rating_schema() if self.json_mode else None)
-        problem = ""
-        text = ""
-        for attempt in range(1, self.reasks + 2):
+        def parse(completion: Completion) -> tuple[float, str]:
             # The score comes first, so a reply cut off at max_tokens still has a complete
             # score (only the explanation is short): truncation alone is no reason to re-ask.
-            # (This is why JSON mode does not use LLMClient.structured, which refuses any
-            # truncated reply and does not return the raw text we keep.)
-            completion = await self.client.complete(request, allow_truncated=True)
-            text = completion.text
-            try:
-                if self.json_mode:
-                    score, explanation = parse_json_rating(text, completion.finish_reason == "length")
-                else:
-                    score, explanation = parse_rating(text, SCALE_LOW, SCALE_HIGH)
-            except ParseError as exc:
-                problem = _clip(exc.reason)  # reasons quote the reply: keep them short
-            else:
-                return RatingResult(score, explanation, text, attempt)
-            # Re-ask in the same conversation, like LLMClient.structured does for JSON.
-            request = replace(request, messages=request.messages + (
-                {"role": "assistant", "content": text},
-                {"role": "user", "content": correction(problem, self.json_mode)},
-            ))
-        snippet = _clip(text.strip().replace("\n", " "))
-        raise RecordFailed(f"no readable rating after {self.reasks + 1} tries: {problem}; "
-                           f"last reply: {snippet!r}")
+            if self.json_mode:
+                return parse_json_rating(completion.text, completion.finish_reason == "length")
+            return parse_rating(completion.text, SCALE_LOW, SCALE_HIGH)
 
-
-def _clip(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+        asked = await self.client.ask(
+            request, parse, reasks=self.reasks, failure="no readable rating",
+            correction=lambda problem: correction(problem, self.json_mode))
+        score, explanation = asked.value
+        return RatingResult(score, explanation, asked.completion.text, asked.attempts)
 
 
 def field_mapping(items: tuple[str, ...] | list[str],

@@ -7,15 +7,32 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from synthcodec.cache import RequestCache, request_key
 from synthcodec.errors import UserError
-from synthcodec.llm.base import Backend, Completion, LLMError, PermanentError, Request, TransientError
+from synthcodec.llm.base import (
+    Backend,
+    Completion,
+    LLMError,
+    PermanentError,
+    Request,
+    TransientError,
+)
 
 T = TypeVar("T", bound=BaseModel)
+V = TypeVar("V")
+
+
+@dataclass
+class Asked(Generic[V]):
+    """A parsed reply, the completion it came from, and how many tries it took."""
+
+    value: V
+    completion: Completion
+    attempts: int
 
 
 class RecordFailed(Exception):
@@ -169,7 +186,7 @@ class LLMClient:
                 completion = await self.backend.complete(request)
             except TransientError as exc:
                 error: LLMError = exc
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 error = TransientError(f"{self.identity}: timed out")
             except PermanentError as exc:
                 self.stats.request_failures += 1
@@ -202,34 +219,63 @@ class LLMClient:
                 self.on_retry(f"retrying in {delay:.1f}s: {error}")
             await asyncio.sleep(delay)
 
+    async def ask(
+        self,
+        request: Request,
+        parse: Callable[[Completion], V],
+        *,
+        correction: Callable[[str], str],
+        reasks: int = 2,
+        failure: str = "no readable output",
+    ) -> Asked[V]:
+        """Ask until `parse` accepts the reply: the one re-ask loop every parsed stage uses.
+
+        `parse` raises ValueError (e.g. ParseError) with the reason. At temperature 0 the same
+        request gives the same reply (and the cache returns it), so a re-ask changes the
+        conversation: it shows the reply and `correction(reason)`. Truncated replies reach
+        `parse`, which decides whether what arrived is enough. After `reasks` re-asks the
+        record fails with the last reason and a snippet of the last reply.
+        """
+        problem = text = ""
+        for attempt in range(1, reasks + 2):
+            completion = await self.complete(request, allow_truncated=True)
+            text = completion.text
+            try:
+                return Asked(parse(completion), completion, attempt)
+            except ValueError as exc:
+                problem = _clip(getattr(exc, "reason", None) or str(exc))
+            request = replace(request, messages=request.messages + (
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": correction(problem)},
+            ))
+        snippet = _clip(text.strip().replace("\n", " "))
+        raise RecordFailed(f"{failure} after {reasks + 1} tries: {problem}; last reply: {snippet!r}")
+
     async def structured(self, request: Request, model: type[T], *, reasks: int = 2) -> T:
         """JSON output validated against `model`; re-asks with the error, then gives up."""
-        schema = model.model_json_schema()
-        request = replace(request, json_schema=schema)
-        problem = ""
-        for _ in range(reasks + 1):
-            completion = await self.complete(request, allow_truncated=True)
+
+        def parse(completion: Completion) -> T:
             if completion.finish_reason == "length":
-                problem = f"output truncated at max_tokens={request.max_tokens}"
-            else:
-                try:
-                    return model.model_validate_json(_strip_fences(completion.text))
-                except ValidationError as exc:
-                    problem = _short_validation_error(exc)
-            request = replace(
-                request,
-                messages=request.messages + (
-                    {"role": "assistant", "content": completion.text},
-                    {"role": "user", "content": (
-                        f"That reply was not valid ({problem}). Reply again with only a JSON "
-                        "object that matches the requested schema."
-                    )},
-                ),
-            )
-        raise RecordFailed(f"no valid structured output after {reasks + 1} tries: {problem}")
+                raise ValueError(f"output truncated at max_tokens={request.max_tokens}")
+            try:
+                return model.model_validate_json(_strip_fences(completion.text))
+            except ValidationError as exc:
+                raise ValueError(_short_validation_error(exc)) from None
+
+        asked = await self.ask(
+            replace(request, json_schema=model.model_json_schema()), parse, reasks=reasks,
+            correction=lambda problem: (f"That reply was not valid ({problem}). Reply again with "
+                                        "only a JSON object that matches the requested schema."),
+            failure="no valid structured output",
+        )
+        return asked.value
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _strip_fences(text: str) -> str:
@@ -255,5 +301,11 @@ def default_in_flight(backend: Backend, requested: int | None) -> int:
     return hint if isinstance(hint, int) else 64
 
 
-__all__ = ["LLMClient", "Stats", "RetryPolicy", "RecordFailed", "FatalModelError",
-           "default_in_flight"]
+__all__ = [
+    "FatalModelError",
+    "LLMClient",
+    "RecordFailed",
+    "RetryPolicy",
+    "Stats",
+    "default_in_flight",
+]
