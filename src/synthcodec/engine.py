@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from synthcodec.llm.client import FatalModelError, RecordFailed, Stats
+from synthcodec.llm.client import RecordFailed, Stats
 from synthcodec.progress import Counts, Progress
 from synthcodec.store import FAILED, OK, REJECTED, Journal
 
@@ -113,7 +113,7 @@ class LocalExecutor:
                     journal.record(item.id, item.idx, FAILED,
                                    {"id": item.id, "error": str(exc), **item.record})
                     counts.failed += 1
-                except (FatalModelError, Exception) as exc:  # noqa: BLE001 - stop the run, then re-raise
+                except Exception as exc:  # noqa: BLE001 - a bad key or a bug: stop the run, re-raise below
                     fatal.append(exc)
                     return
                 else:
