@@ -15,6 +15,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from synthcodec.errors import UserError
 from synthcodec.llm.base import Completion, Request
 
 COMMIT_EVERY = 64
@@ -39,16 +40,25 @@ def request_key(identity: str, request: Request) -> str:
 class RequestCache:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS completions ("
-            " key TEXT PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT,"
-            " prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)"
-        )
+        try:
+            if self.path.is_dir():
+                raise IsADirectoryError(21, "is a directory")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS completions ("
+                " key TEXT PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT,"
+                " prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)"
+            )
+            self._db.execute("SELECT key, text, finish_reason, prompt_tokens, completion_tokens,"
+                             " created FROM completions LIMIT 0")
+        except (OSError, sqlite3.Error) as exc:
+            raise UserError(f"cannot use the request cache {self.path}: "
+                            f"{getattr(exc, 'strerror', None) or exc} (pick another file with "
+                            "--cache PATH, or --no-cache)") from None
         self._pending = 0
         self._last_commit = time.monotonic()
 

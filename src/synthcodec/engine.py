@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from synthcodec.io import META
 from synthcodec.llm.client import RecordFailed, Stats
 from synthcodec.progress import Counts, Progress
 from synthcodec.store import FAILED, OK, REJECTED, Journal
@@ -44,15 +45,29 @@ class Stage:
 
 @dataclass(frozen=True)
 class Item:
-    """One input record with its deterministic id and input position."""
+    """One input record with its deterministic id and input position.
+
+    `record` is what the step gets; `row`, when given, is the user's input row as read,
+    which a rejected or failed record is written as (our fields never replace theirs).
+    """
 
     id: str
     idx: int
     record: Record
+    row: Record | None = None
 
 
-class Interrupted(Exception):
-    """The user stopped the run; everything finished so far is journaled."""
+def dropped_row(item: Item, status: str, reason: str, data: Record | None = None,
+                **extra: Any) -> Record:
+    """A rejected or failed row: the data untouched, our bookkeeping under one key."""
+    payload = data if data is not None else item.row if item.row is not None else item.record
+    return {**payload, META: {"id": item.id, "index": item.idx, "status": status,
+                              "reason": reason, **extra}}
+
+
+def reason_of(row: Record) -> str:
+    """The reason written into a rejected or failed row by `dropped_row`."""
+    return str((row.get(META) or {}).get("reason", ""))
 
 
 @dataclass
@@ -99,30 +114,35 @@ class LocalExecutor:
             return None
 
         async def worker() -> None:
-            while not self._stopping and not fatal:
-                item = next_item()
-                if item is None:
-                    return
-                try:
-                    result = await stage.step(item.record)
-                except Reject as exc:
-                    data = {"id": item.id, "reason": exc.reason, **(exc.data or item.record)}
-                    journal.record(item.id, item.idx, REJECTED, data)
-                    counts.rejected += 1
-                except RecordFailed as exc:
-                    journal.record(item.id, item.idx, FAILED,
-                                   {"id": item.id, "error": str(exc), **item.record})
-                    counts.failed += 1
-                except Exception as exc:  # noqa: BLE001 - a bad key or a bug: stop the run, re-raise below
-                    fatal.append(exc)
-                    return
-                else:
-                    outputs = [] if result is None else result if isinstance(result, list) else [result]
-                    journal.record(item.id, item.idx, OK, outputs)
-                    counts.ok += 1
-                counts.done += 1
-                if progress:
-                    progress.tick()
+            try:
+                while not self._stopping and not fatal:
+                    item = next_item()
+                    if item is None:
+                        return
+                    await one(item)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # a bug or bad data outside a step: stop the run
+                fatal.append(exc)
+
+        async def one(item: Item) -> None:
+            try:
+                result = await stage.step(item.record)
+            except Reject as exc:
+                journal.record(item.id, item.idx, REJECTED,
+                               dropped_row(item, REJECTED, exc.reason, exc.data))
+                counts.rejected += 1
+            except RecordFailed as exc:
+                journal.record(item.id, item.idx, FAILED,
+                               dropped_row(item, FAILED, str(exc), repeats=exc.repeats))
+                counts.failed += 1
+            else:
+                outputs = [] if result is None else result if isinstance(result, list) else [result]
+                journal.record(item.id, item.idx, OK, outputs)
+                counts.ok += 1
+            counts.done += 1
+            if progress:
+                progress.tick()
 
         loop = asyncio.get_running_loop()
         interrupts = 0
@@ -133,11 +153,13 @@ class LocalExecutor:
             interrupts += 1
             if interrupts == 1:
                 self.stop()
+                message = (f"Stopping: letting in-flight records finish (up to "
+                           f"{self.grace_seconds:g}s); press Ctrl-C again to abort. Re-run the "
+                           "same command to resume.")
                 if progress:
-                    progress.note(
-                        f"Stopping: letting in-flight records finish (up to {self.grace_seconds:g}s);"
-                        " press Ctrl-C again to abort. Re-run the same command to resume."
-                    )
+                    progress.note(message)
+                else:
+                    print(message, file=sys.stderr, flush=True)
                 loop.call_later(self.grace_seconds, _cancel_all)
             else:
                 _cancel_all()
@@ -158,15 +180,20 @@ class LocalExecutor:
         try:
             workers = [asyncio.create_task(worker()) for _ in range(max(1, self.concurrency))]
             outcomes = await asyncio.gather(*workers, return_exceptions=True)
+            if self._stopping:
+                # Workers cancelled after the grace period are an interruption, not a bug.
+                outcomes = [o for o in outcomes if not isinstance(o, asyncio.CancelledError)]
         finally:
             if ticker:
                 ticker.cancel()
             if installed:
                 loop.remove_signal_handler(signal.SIGINT)
                 loop.remove_signal_handler(signal.SIGTERM)
-        if fatal:  # a bad key or a bug in a step: surface it, don't journal it per record
-            raise fatal[0]
-        del outcomes
+        # A bad key, a bug in a step or bad data: surface it, never journal it per record
+        # or let the run look complete with records missing.
+        errors = fatal + [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            raise errors[0]
         return RunResult(counts=counts, interrupted=self._stopping,
                          seconds=time.monotonic() - started)
 

@@ -6,7 +6,10 @@ input once before any work starts: bad input stops the run before anything is wr
 
 from __future__ import annotations
 
+import base64
 import csv
+import datetime as dt
+import decimal
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -17,6 +20,10 @@ from typing import Any
 from synthcodec.errors import InputError, UserError
 
 Row = dict[str, Any]
+
+# Our bookkeeping inside a row (record id, input position, status, reason). One namespaced
+# key, so it never overwrites a user's column; an input that has it is refused.
+META = "_synthcodec"
 
 
 def parse_field_map(items: Iterable[str]) -> dict[str, str]:
@@ -40,7 +47,7 @@ def detect_format(path: Path) -> str:
         return "jsonl"
     if suffix == ".json":
         with open(path, "rb") as fh:
-            head = fh.read(4096).lstrip()
+            head = fh.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
         return "json" if head.startswith(b"[") else "jsonl"
     if suffix in (".csv", ".tsv"):
         return "csv"
@@ -62,7 +69,8 @@ def iter_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, Row]]:
 
 def _decode(path: Path, line: int, raw: bytes) -> str:
     try:
-        return raw.decode("utf-8")
+        # utf-8-sig: files saved by Excel or Notepad start with a byte-order mark.
+        return raw.decode("utf-8-sig" if line == 1 else "utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8",
                          line=line) from None
@@ -87,7 +95,7 @@ def _jsonl(path: Path) -> Iterator[tuple[int, Row]]:
 
 def _json_array(path: Path) -> Iterator[tuple[int, Row]]:
     raw = path.read_bytes()
-    text = _decode(path, 1, raw)
+    text = _decode(path, 1, raw)  # line 1: a byte-order mark is accepted
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -104,9 +112,15 @@ def _json_array(path: Path) -> Iterator[tuple[int, Row]]:
 def _csv(path: Path) -> Iterator[tuple[int, Row]]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh, delimiter=delimiter)
             for row in reader:
+                if None in row:  # more fields than the header names
+                    extra = row[None]
+                    raise InputError(path, f"{len(reader.fieldnames or [])} columns in the header "
+                                     f"but {len(reader.fieldnames or []) + len(extra)} fields on "
+                                     "this line (quote fields that contain the delimiter)",
+                                     line=reader.line_num)
                 yield reader.line_num, dict(row)
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
@@ -125,7 +139,7 @@ def _parquet(path: Path) -> Iterator[tuple[int, Row]]:
     for batch in parquet.iter_batches(batch_size=4096):
         for row in batch.to_pylist():
             n += 1
-            yield n, row
+            yield n, json_safe(row)
 
 
 def _hf(path: Path) -> Iterator[tuple[int, Row]]:
@@ -148,7 +162,29 @@ def _hf(path: Path) -> Iterator[tuple[int, Row]]:
             for batch in reader:
                 for row in batch.to_pylist():
                     n += 1
-                    yield n, row
+                    yield n, json_safe(row)
+
+
+def json_safe(value: Any) -> Any:
+    """Arrow values as JSON values: timestamps/dates as ISO 8601, bytes as text or base64,
+    decimals as strings (exact), durations as seconds. Rows are journaled as JSON."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(raw).decode("ascii")
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -187,15 +223,44 @@ class InputSummary:
     sha256: str
 
 
+def check_mapping(mapping: Mapping[str, str], fields: Iterable[FieldSpec]) -> None:
+    """Every `--field OURS=...` must name a field this command reads."""
+    known = [spec.name for spec in fields]
+    for ours in mapping:
+        if ours not in known:
+            raise UserError(f"--field {ours}={mapping[ours]}: unknown field; this command reads "
+                            + ", ".join(known))
+
+
+def check_columns(path: str | os.PathLike[str], line: int, row: Mapping[str, Any],
+                  adds: Iterable[str], hint: str = "") -> None:
+    """Refuse a row whose columns the output would overwrite (ours never replace the user's)."""
+    for name in (META, *adds):
+        if name in row:
+            why = ("is reserved for synthcodec's bookkeeping" if name == META else
+                   "would be overwritten by this command's output column of that name")
+            raise InputError(path, f"the input already has this column, which {why}"
+                             + (f"; {hint}" if hint and name != META else ""),
+                             line=line, field=name)
+
+
 def scan_input(path: str | os.PathLike[str], fields: Iterable[FieldSpec],
-               mapping: Mapping[str, str]) -> InputSummary:
-    """Validate every row and count them, before any work starts."""
+               mapping: Mapping[str, str], *, adds: Iterable[str] = (),
+               adds_hint: str = "") -> InputSummary:
+    """Validate every row and count them, before any work starts.
+
+    `adds` are the columns the command adds to each row: an input that already has one is
+    refused (naming the file, line and column), since the output would overwrite it.
+    """
     from synthcodec.store import hash_file
 
     fields = list(fields)
+    adds = tuple(adds)
+    check_mapping(mapping, fields)
     n = 0
     for line, row in iter_rows(path):
         extract(path, line, row, fields, mapping)
+        check_columns(path, line, row, adds, adds_hint)
         n += 1
     if n == 0:
         raise InputError(path, "the input has no rows")

@@ -18,11 +18,14 @@ from typing import Any
 
 from synthcodec.cache import RequestCache, default_cache_path
 from synthcodec.engine import Item, LocalExecutor, Record, Stage
-from synthcodec.io import FieldSpec, extract, iter_rows, scan_input, write_parquet
-from synthcodec.llm import load_backend
+from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write_parquet
+from synthcodec.llm import check_spec, load_backend, redact_spec
 from synthcodec.llm.client import LLMClient, RetryPolicy, Stats, default_in_flight
 from synthcodec.progress import Counts, Progress
 from synthcodec.store import FAILED, OK, REJECTED, RunDir, canonical_json, hash_value
+
+# Exit codes of every model-calling command (documented in the README).
+EXIT_OK, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 @dataclass
@@ -46,6 +49,24 @@ class RunOptions:
         if self.no_cache:
             return None
         return RequestCache(self.cache_path or default_cache_path())
+
+    def check_cache(self) -> None:
+        """Open and close the cache once: a bad --cache stops before the run dir is touched."""
+        cache = self.cache()
+        if cache is not None:
+            cache.close()
+
+
+def check_models(specs: Mapping[str, str], backends: Mapping[str, Any] | None = None) -> None:
+    """Every model spec is well-formed (checked before anything is written)."""
+    for role, spec in specs.items():
+        if not (backends and role in backends):
+            check_spec(spec)
+
+
+def shown_models(specs: Mapping[str, str]) -> dict[str, str]:
+    """Model specs as configs and reports store them: credentials replaced by ***."""
+    return {role: redact_spec(spec) for role, spec in specs.items()}
 
 
 @dataclass
@@ -116,6 +137,16 @@ class Summary:
     seconds: float
     interrupted: bool
     outputs: dict[str, int] = field(default_factory=dict)
+    repeating: int = 0  # failed records whose failure a re-run would repeat
+
+    @property
+    def exit_code(self) -> int:
+        """130 interrupted; 1 when records came in and every one failed; else 0."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.failed and not self.kept and not self.rejected:
+            return EXIT_ALL_FAILED
+        return EXIT_OK
 
     def lines(self) -> list[str]:
         s = self.stats
@@ -132,10 +163,16 @@ class Summary:
         elif self.failed:
             lines.append(f"{self.failed} records failed (reasons in {self.run_dir / 'failed.jsonl'});"
                          " running the same command again retries them")
+            if self.repeating:
+                lines.append(f"{self.repeating} of them failed in a way a re-run repeats (the same "
+                             "reply comes back from the cache or greedy decoding): change the "
+                             "options (e.g. --max-tokens) rather than re-running")
+            if self.exit_code == EXIT_ALL_FAILED:
+                lines.append("every record failed: exit code 1")
         return lines
 
 
-StepFactory = Callable[[Models], Callable[[Record], Awaitable[Any]]]
+StepFactory = Callable[[Models], Callable[[Record], Awaitable[Record]]]
 
 
 def run_file_stage(
@@ -149,11 +186,21 @@ def run_file_stage(
     make_step: StepFactory,
     config: Mapping[str, Any],
     options: RunOptions,
+    adds: tuple[str, ...],
+    adds_hint: str = "",
     backends: Mapping[str, Any] | None = None,
-    keep_input: bool = True,
 ) -> Summary:
-    """Validate input, open/resume RUN, run `stage` over every row, publish, write manifest."""
-    scanned = scan_input(input_path, fields, mapping)
+    """Validate input, open/resume RUN, run `stage` over every row, publish, write manifest.
+
+    The step gets our fields of a row (`fields`, read through `mapping`) and returns the
+    columns `adds` names; each output row is the user's input row, untouched, plus those
+    columns plus META = {id, index}, which joins it to its input row and to the rejected or
+    failed rows. An input row that already has one of those columns is refused up front.
+    Everything (input, models, cache, output path) is checked before RUN is touched.
+    """
+    scanned = scan_input(input_path, fields, mapping, adds=adds, adds_hint=adds_hint)
+    check_models(models, backends)
+    options.check_cache()
     n_rows = min(scanned.rows, options.limit) if options.limit else scanned.rows
     full_config = {
         "stage": stage,
@@ -161,7 +208,7 @@ def run_file_stage(
         "input_sha256": scanned.sha256,
         "limit": options.limit,
         "fields": dict(mapping),
-        "models": dict(models),
+        "models": shown_models(models),
         **config,
     }
     run = RunDir(run_dir).open(full_config, overwrite=options.overwrite)
@@ -169,12 +216,13 @@ def run_file_stage(
         journal = run.journal(stage)
 
         def items() -> Iterator[Item]:
+            # The step sees our fields; the row they came from rides along for the output.
             for idx, (line, row) in enumerate(iter_rows(input_path)):
                 if options.limit is not None and idx >= options.limit:
                     return
                 ours = extract(input_path, line, row, fields, mapping)
-                record = {**row, **ours} if keep_input else ours
-                yield Item(id=record_id(idx, row), idx=idx, record=record)
+                rid = record_id(idx, row)
+                yield Item(rid, idx, {"fields": ours, "row": row, "id": rid, "index": idx}, row)
 
         started = time.monotonic()
         opened = Models.open(models, options, backends)
@@ -184,32 +232,46 @@ def run_file_stage(
         executor = LocalExecutor(concurrency=opened.concurrency(options.concurrency))
         step = make_step(opened)
 
+        async def whole_row(item: Record) -> Record:
+            added = await step(item["fields"])
+            return {**item["row"], **added, META: {"id": item["id"], "index": item["index"]}}
+
         async def main() -> Any:
             try:
-                return await executor.run(Stage(stage, step), items(), journal, progress=progress)
+                return await executor.run(Stage(stage, whole_row), items(), journal,
+                                          progress=progress)
             finally:
                 await opened.aclose()
 
         try:
-            result = asyncio.run(main())
+            result = run_async(main())
         finally:
             progress.close()
         totals = journal.counts()
         outputs: dict[str, int] = {}
+        status = "interrupted" if result.interrupted else "complete"
         if not result.interrupted:
+            accounted = totals[OK] + totals[REJECTED] + totals[FAILED]
+            if accounted != n_rows:  # the invariant: every input record is kept, rejected or failed
+                run.write_manifest(status="incomplete", stage=stage,
+                                   counts={"input": n_rows, **totals})
+                raise RuntimeError(f"{n_rows - accounted} of {n_rows} records are unaccounted "
+                                   "for; nothing was published (this is a bug: please report it)")
             outputs["output.jsonl"] = run.publish_jsonl("output.jsonl", _flatten(journal.rows(OK)))
             if options.parquet:
                 outputs["output.parquet"] = write_parquet(run.path / "output.parquet",
                                                           _flatten(journal.rows(OK)))
             outputs["rejected.jsonl"] = run.publish_jsonl("rejected.jsonl", journal.rows(REJECTED))
             outputs["failed.jsonl"] = run.publish_jsonl("failed.jsonl", journal.rows(FAILED))
+        repeating = sum(1 for row in journal.rows(FAILED) if (row.get(META) or {}).get("repeats"))
         summary = Summary(
             run_dir=run.path, records_in=n_rows, kept=totals[OK], rejected=totals[REJECTED],
             failed=totals[FAILED], resumed=counts.resumed, stats=opened.stats,
             seconds=time.monotonic() - started, interrupted=result.interrupted, outputs=outputs,
+            repeating=repeating,
         )
         run.write_manifest(
-            status="interrupted" if result.interrupted else "complete",
+            status=status,
             stage=stage,
             config_sha256=hash_value(full_config),
             input_sha256=scanned.sha256,
@@ -218,6 +280,7 @@ def run_file_stage(
                              "resumed": counts.resumed},
             usage_total=run.accumulate_usage(opened.stats.as_dict()),
             outputs=outputs,
+            exit_code=summary.exit_code,
         )
 
     finally:
@@ -225,11 +288,25 @@ def run_file_stage(
     return summary
 
 
+def run_async(coro: Any) -> Any:
+    """`asyncio.run`, also from inside a running event loop (Jupyter): then on a thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def _flatten(rows: Iterator[list[Record]]) -> Iterator[Record]:
     for outputs in rows:
         yield from outputs
 
 
-def print_summary(summary: Summary) -> None:
+def print_summary(summary: Summary) -> int:
+    """Print the summary; returns the command's exit code."""
     for line in summary.lines():
         print(line, file=sys.stderr)
+    return summary.exit_code

@@ -27,6 +27,15 @@ from synthcodec import __version__
 from synthcodec.errors import UserError
 
 OK, REJECTED, FAILED = "ok", "rejected", "failed"
+# Files a run publishes; an --overwrite removes them with the journal so that no old
+# output outlives the run it came from.
+PUBLISHED = ("output.jsonl", "output.parquet", "rejected.jsonl", "failed.jsonl", "manifest.json")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def canonical_json(value: Any) -> str:
@@ -55,6 +64,8 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp makes the file 0600; published files get the user's usual permissions.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
             yield fh
             fh.flush()
@@ -137,11 +148,26 @@ class RunDir:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
 
+    def check(self) -> None:
+        """Can a run be written here? Checked before anything is created."""
+        check_writable_dir(self.path, what="run directory")
+
     def open(self, config: dict[str, Any], *, overwrite: bool = False) -> "RunDir":
-        """Start or resume the run described by `config` (its hash must match to resume)."""
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"{self.path} exists and is not a directory")
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Start or resume the run described by `config` (its hash must match to resume).
+
+        Call it only once everything else (input, models, cache) has been checked: it
+        creates the directory, and with `overwrite` discards the run that was there.
+        """
+        self.check()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            return self._open(config, overwrite)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            self.close()
+            raise UserError(f"cannot write the run directory {self.path}: "
+                            f"{getattr(exc, 'strerror', None) or exc}") from None
+
+    def _open(self, config: dict[str, Any], overwrite: bool) -> "RunDir":
         db = sqlite3.connect(self.path / "journal.sqlite", isolation_level=None)
         # One process owns a run at a time. The exclusive lock also makes each per-record
         # commit cheap (no shared-memory locking): ~55 us instead of ~130 us here.
@@ -162,7 +188,9 @@ class RunDir:
         if config_path.exists():
             old = json.loads(config_path.read_text(encoding="utf-8"))
             if hash_value(old) != hash_value(config):
-                if not overwrite:
+                # A run that finished no record (it stopped at once: no server, a bad key)
+                # holds nothing to protect: the corrected command simply takes it over.
+                if not overwrite and self._has_work():
                     self.close()
                     changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
                     raise UserError(
@@ -174,13 +202,20 @@ class RunDir:
         write_json(config_path, config)
         return self
 
+    def _has_work(self) -> bool:
+        assert self._db is not None
+        tables = [name for (name,) in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'stage_%'")]
+        return any(self._db.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in tables)
+
     def _reset(self) -> None:
         assert self._db is not None
         tables = [name for (name,) in self._db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'stage_%'")]
         for table in tables:
             self._db.execute(f"DROP TABLE {table}")
-        (self.path / "manifest.json").unlink(missing_ok=True)
+        for name in PUBLISHED:
+            (self.path / name).unlink(missing_ok=True)
 
     def journal(self, stage: str) -> Journal:
         if self._db is None:
@@ -220,6 +255,22 @@ class RunDir:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def check_writable_dir(path: str | os.PathLike[str], *, what: str = "directory") -> None:
+    """UserError unless `path` is (or can be created as) a directory we can write in."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{p} exists and is not a directory (the {what})")
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"cannot create the {what} {p}: {probe} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write the {what} {p}: {probe} is not writable")
 
 
 def _versions() -> dict[str, str]:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import synthcodec.runner as runner
+from synthcodec.engine import reason_of
 from synthcodec.commands.compare import PairSpec, iter_verdicts, pair_answers
 from synthcodec.cli import main
 from synthcodec.errors import UserError
@@ -88,6 +89,7 @@ def backends(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeBackend]:
         return made[spec]
 
     monkeypatch.setattr(runner, "load_backend", load)
+    monkeypatch.setattr(runner, "check_spec", lambda spec: None)  # names from `replies`
     return made
 
 
@@ -194,7 +196,7 @@ def test_unjudged_pairs_are_counted_and_retried(tmp_path: Path, backends: dict[s
     assert "2 pairs could not be judged" in captured.err
     failed = read(run / "failed.jsonl")
     assert [f["question"] for f in failed] == ["hard one", "hard two"]
-    assert "no pair of scores" in failed[0]["error"]
+    assert "no pair of scores" in reason_of(failed[0])
     report = json.loads((run / "report.json").read_text())
     assert (report["failed"], report["total"]["n"], report["total"]["failed"]) == (2, 2, 2)
     assert (run / "chart.png").exists() and "could not be judged" in (run / "report.md").read_text()
@@ -211,8 +213,9 @@ def test_no_verdict_at_all_still_prints_table_and_chart(tmp_path: Path, backends
                                                         capsys: Any) -> None:
     a = write(tmp_path / "a.jsonl", [{"id": 1, "question": "hard", "answer": "x"}])
     b = write(tmp_path / "b.jsonl", [{"id": 1, "question": "hard", "answer": "y"}])
+    # Nothing could be judged: the table and chart still come, and the exit code says so.
     assert cli("compare", str(a), str(b), "--judge", "weak", "--reasks", "0", "-o",
-               str(tmp_path / "r"), "-q") == 0
+               str(tmp_path / "r"), "-q") == 1
     assert re.search(r"a\s+0\s+1\s+–", capsys.readouterr().out)
     assert (tmp_path / "r" / "chart.png").read_bytes()[:4] == b"\x89PNG"
 

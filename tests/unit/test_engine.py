@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from synthcodec.engine import Item, LocalExecutor, Reject, Stage
+from synthcodec.engine import Item, LocalExecutor, Reject, Stage, reason_of
 from synthcodec.llm.client import RecordFailed
 from synthcodec.store import FAILED, OK, REJECTED, RunDir
 
@@ -83,8 +83,8 @@ def test_outcomes_are_journaled_and_resume_skips_finished(tmp_path: Path) -> Non
         Stage("s", step), _items(10), journal))
     assert (first.counts.ok, first.counts.rejected, first.counts.failed) == (6, 2, 2)
     assert [row["i"] for row in journal.rows(REJECTED)] == [1, 6]
-    assert all(row["reason"] == "odd one" for row in journal.rows(REJECTED))
-    assert [row["error"] for row in journal.rows(FAILED)] == ["model broke"] * 2
+    assert all(reason_of(row) == "odd one" for row in journal.rows(REJECTED))
+    assert [reason_of(row) for row in journal.rows(FAILED)] == ["model broke"] * 2
     assert list(journal.rows(OK))[0] == [{"i": 0}, {"copy": 0}]
 
     calls.clear()

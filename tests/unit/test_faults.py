@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from synthcodec.engine import reason_of
 from synthcodec.testing.mock_server import serve_in_subprocess
 from tests.helpers import popen_synthcodec, read_jsonl, synthcodec, write_jsonl
 
@@ -72,19 +73,19 @@ def test_4xx_is_not_retried_and_is_reported(tmp_path: Path) -> None:
         result = synthcodec("complete", str(src), "-m", f"bad-request@{url}", "-o",
                             str(tmp_path / "run"), "-q")
         stats = _stats(url)
-    assert result.returncode == 0
+    assert result.returncode == 1, result.stderr  # every record failed
     failed = read_jsonl(tmp_path / "run" / "failed.jsonl")
-    assert len(failed) == 3 and all("HTTP 400" in f["error"] for f in failed)
+    assert len(failed) == 3 and all("HTTP 400" in reason_of(f) for f in failed)
     assert stats["total_requests"] == 3
 
 
 def test_truncated_output_is_a_failure_not_a_result(tmp_path: Path) -> None:
     src = _input(tmp_path, 8)
     with serve_in_subprocess(truncate_every=2) as (_, url):
-        _complete(src, url, tmp_path / "run", "-j", "1")
+        _complete(src, url, tmp_path / "run", "-j", "1", "--fail-truncated")
     failed = read_jsonl(tmp_path / "run" / "failed.jsonl")
     assert len(failed) == 4
-    assert all("finish_reason=length" in f["error"] for f in failed)
+    assert all("finish_reason=length" in reason_of(f) for f in failed)
     assert len(read_jsonl(tmp_path / "run" / "output.jsonl")) == 4
 
 
@@ -110,7 +111,7 @@ def test_api_key_never_leaks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         wrong = synthcodec("complete", str(src), "-m", f"m@{url}", "-o", str(tmp_path / "bad"))
         monkeypatch.setenv("SYNTHCODEC_API_KEY", secret)
         right = _complete(src, url, tmp_path / "run")
-    assert wrong.returncode == 2 and "HTTP 401" in wrong.stderr
+    assert wrong.returncode == 3 and "HTTP 401" in wrong.stderr
     assert "sk-wrong-key" not in wrong.stderr and "Traceback" not in wrong.stderr
     assert right.returncode == 0
     cache = Path(__import__("os").environ["SYNTHCODEC_CACHE"])

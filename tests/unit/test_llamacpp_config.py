@@ -23,5 +23,5 @@ def test_thread_count_from_environment(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_missing_gguf_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="GGUF model file not found"):
+    with pytest.raises(UserError, match="no such GGUF file"):
         load_backend(f"gguf:{tmp_path / 'nope.gguf'}")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from synthcodec.engine import reason_of
 from synthcodec.cli import main
 from synthcodec.commands.rate import (
     JSON_ANSWER,
@@ -235,7 +236,8 @@ def test_rate_run_keeps_rows_and_adds_rating(tmp_path: Path) -> None:
     rows = read_jsonl(tmp_path / "run" / "output.jsonl")
     assert [r["score"] for r in rows] == [0, 1, 2, 3, 4, 5, 0, 1]
     assert rows[3] == {"instruction": "Task 3", "input": "", "output": "answer 3", "score": 3.0,
-                       "explanation": "because task 3", "judge_text": "3\nbecause task 3"}
+                       "explanation": "because task 3", "judge_text": "3\nbecause task 3",
+                       "_synthcodec": {"id": rows[3]["_synthcodec"]["id"], "index": 3}}
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["fields"] == {"response": "output"} and config["temperature"] == 0.0
 
@@ -251,7 +253,7 @@ def test_unreadable_rows_are_quarantined_with_reason(tmp_path: Path) -> None:
     assert (summary.kept, summary.failed) == (3, 1)
     failed = read_jsonl(tmp_path / "run" / "failed.jsonl")
     assert failed[0]["instruction"] == "Task 2"
-    assert "no number on the first line" in failed[0]["error"]
+    assert "no number on the first line" in reason_of(failed[0])
     assert all("score" not in r or r["instruction"] != "Task 2"
                for r in read_jsonl(tmp_path / "run" / "output.jsonl"))
 
@@ -264,7 +266,8 @@ def test_field_mapping_for_other_column_names(tmp_path: Path) -> None:
               mapping={"instruction": "prompt", "response": "answer"},
               backends={"judge": FakeBackend(score_by_task)})
     out = read_jsonl(tmp_path / "run" / "output.jsonl")
-    assert set(out[0]) == {"prompt", "answer", "score", "explanation", "judge_text"}
+    assert set(out[0]) == {"prompt", "answer", "score", "explanation", "judge_text",
+                           "_synthcodec"}
 
 
 def test_resume_after_interruption_rates_only_the_rest(tmp_path: Path) -> None:

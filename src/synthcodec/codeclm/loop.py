@@ -31,6 +31,7 @@ from synthcodec.codeclm.steps import IMPROVE, KEEP_STRONG, KEEP_TARGET, UNRESOLV
 from synthcodec.codeclm.workspace import Workspace
 from synthcodec.engine import Item, LocalExecutor, Record
 from synthcodec.errors import UserError
+from synthcodec.io import META
 from synthcodec.runner import Models, RunOptions
 from synthcodec.store import FAILED, OK, REJECTED
 
@@ -65,10 +66,18 @@ def collect(ws: Workspace, kept_rows: list[Record], rejected_rows: list[Record],
 
 
 def _rejected_rows(journal: Any) -> list[Record]:
-    rows = [{**r} for r in journal.rows(REJECTED)]
-    rows += [{**r, "decision": "failed", "reason": r.get("error", "failed")}
-             for r in journal.rows(FAILED)]
+    rows = [_flat_reason(r) for r in journal.rows(REJECTED)]
+    rows += [{**_flat_reason(r), "decision": "failed"} for r in journal.rows(FAILED)]
     return rows
+
+
+def _flat_reason(row: Record) -> Record:
+    """A candidate's own fields plus the reason: the rows generate's rejected.jsonl holds."""
+    meta = row.get(META) or {}
+    out = {k: v for k, v in row.items() if k != META}
+    out.setdefault("id", meta.get("id"))
+    out["reason"] = meta.get("reason") or row.get("reason") or "failed"
+    return out
 
 
 @dataclass

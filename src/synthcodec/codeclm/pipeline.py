@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -19,6 +18,7 @@ from synthcodec.codeclm.report import (
     write_summary,
 )
 from synthcodec.codeclm.stages import (
+    SEED_FIELDS,
     StageResult,
     decode_stage,
     encode_stage,
@@ -29,8 +29,11 @@ from synthcodec.codeclm.stages import (
 from synthcodec.codeclm.steps import Ctx
 from synthcodec.codeclm.workspace import Workspace, note
 from synthcodec.errors import UserError
+from synthcodec.io import scan_input
 from synthcodec.judge import JudgeSettings
-from synthcodec.runner import Models, RunOptions
+from synthcodec.store import check_writable_dir
+from synthcodec.llm import redact_spec
+from synthcodec.runner import Models, RunOptions, check_models, run_async
 
 T = TypeVar("T")
 MODELS_KEY = "_models"
@@ -45,8 +48,12 @@ def resolve_models(ws: Workspace, **given: str | None) -> dict[str, str]:
         if not spec:
             raise UserError(f"no --{role} model: give --{role} MODEL (no earlier stage of "
                             f"{ws.path} recorded one)")
+        if spec != redact_spec(spec) and not given.get(role):
+            raise UserError(f"give --{role} again: the credentials in its URL are not stored "
+                            f"in {ws.path}")
         out[role] = spec
-    ws.state[MODELS_KEY] = {**known, **out}
+    # Stored without credentials: a later stage reuses the spec, never a secret.
+    ws.state[MODELS_KEY] = {**known, **{role: redact_spec(spec) for role, spec in out.items()}}
     ws.save()
     return out
 
@@ -62,7 +69,7 @@ def run_with_models(specs: Mapping[str, str], options: RunOptions,
         finally:
             await models.aclose()
 
-    return asyncio.run(main())
+    return run_async(main())
 
 
 def make_ctx(models: Models, cfg: CodecConfig, prompts: Prompts,
@@ -106,7 +113,12 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
     """encode -> metadata -> decode -> rubrics -> loop, until n pairs are kept or none are left."""
     prompts = Prompts.load(prompts_dir)
     specs = {"strong": strong, "target": target}
-    warn_same_model(specs)
+    # Everything is checked before the run directory is created or touched.
+    scan_input(seeds, SEED_FIELDS, mapping or {})
+    check_models(specs, backends)
+    options.check_cache()
+    check_writable_dir(run_dir, what="run directory")
+    warn_same_model({role: redact_spec(spec) for role, spec in specs.items()})
     with Workspace(run_dir, overwrite=options.overwrite) as ws:
         resolve_models(ws, strong=strong, target=target)
         done: list[StageResult] = []

@@ -14,11 +14,18 @@ import click
 from synthcodec.bench import BENCH_FORMATS, BenchFormat, Question, read_questions, resolve_format
 from synthcodec.engine import Record
 from synthcodec.errors import InputError, UserError
-from synthcodec.io import FieldSpec, parse_field_map
-from synthcodec.llm import MODEL_SPEC_HELP, Request
+from synthcodec.io import META, FieldSpec, parse_field_map
+from synthcodec.llm import MODEL_SPEC_HELP, Request, redact_spec
 from synthcodec.options import options_from, run_options
-from synthcodec.runner import Models, RunOptions, Summary, print_summary, run_file_stage
-from synthcodec.store import atomic_writer
+from synthcodec.runner import (
+    Models,
+    RunOptions,
+    Summary,
+    check_models,
+    print_summary,
+    run_file_stage,
+)
+from synthcodec.store import atomic_writer, check_writable_dir
 
 
 def default_run_dir(output: str | Path) -> Path:
@@ -59,13 +66,15 @@ def command(bench_path: str, model: str, bench_name: str | None, fields: tuple[s
     summary, n = answer_file(bench_path, output, model=model, fmt=fmt, system=system,
                              temperature=temperature, max_tokens=max_tokens, run_dir=run_dir,
                              options=options)
-    print_summary(summary)
+    code = print_summary(summary)
     if summary.interrupted:
-        raise SystemExit(130)
+        raise SystemExit(code)
     click.echo(f"wrote {output} ({n} answers)", err=True)
     if summary.failed:
         click.echo(f"note: {summary.failed} questions have no answer yet; run the same command "
                    "again to retry them before comparing", err=True)
+    if code:
+        raise SystemExit(code)
 
 
 def answer_file(bench_path: str | Path, output: str | Path, *, model: str, options: RunOptions,
@@ -86,6 +95,10 @@ def answer_file(bench_path: str | Path, output: str | Path, *, model: str, optio
         raise UserError(f"{output} is a directory; -o names the answers file")
     if run.exists() and not run.is_dir():
         raise UserError(f"{run} exists and is not a directory (pick another --run-dir)")
+    check_models({"model": model}, backends)  # all checked before the run dir is created
+    options.check_cache()
+    check_writable_dir(run, what="run directory")
+    check_writable_dir(Path(output).resolve().parent, what="output directory")
     normalized = _write_questions(run, questions)
 
     def make_step(models: Models) -> Any:
@@ -97,10 +110,8 @@ def answer_file(bench_path: str | Path, output: str | Path, *, model: str, optio
             # A long answer cut at --max-tokens is still an answer to judge; dropping it
             # would leave the question unpaired in `compare`. It is flagged instead.
             completion = await client.complete(request, allow_truncated=True)
-            return {"question_id": record["question_id"], "question": record["question"],
-                    "category": record["category"], "answer": completion.text.strip(),
-                    "model": model, "bench": fmt.name,
-                    "truncated": completion.finish_reason == "length"}
+            return {"answer": completion.text.strip(), "model": redact_spec(model),
+                    "bench": fmt.name, "truncated": completion.finish_reason == "length"}
 
         return step
 
@@ -109,7 +120,7 @@ def answer_file(bench_path: str | Path, output: str | Path, *, model: str, optio
         fields=[FieldSpec("question_id", kind=(int, str)), FieldSpec("question"),
                 FieldSpec("category", required=False)],
         mapping={}, models={"model": model}, make_step=make_step, options=options,
-        backends=backends,
+        backends=backends, adds=("answer", "model", "bench", "truncated"),
         config={"bench": str(Path(bench_path).resolve()), "bench_format": asdict(fmt),
                 "system": system, "temperature": temperature, "max_tokens": max_tokens},
     )
@@ -150,11 +161,13 @@ def _check_unique_ids(path: str, ids: list[Any]) -> None:
 
 
 def _publish(source: Path, output: str | Path) -> int:
-    """Copy the run's output to OUTPUT atomically (readers never see half a file)."""
+    """The run's answers as OUTPUT, atomically; question_id is their key, so the run's
+    bookkeeping column stays in the run directory."""
     n = 0
     with open(source, encoding="utf-8") as src, atomic_writer(output) as dst:
         for line in src:
-            json.loads(line)  # the run's own output: cheap sanity check before publishing
-            dst.write(line)
+            row = json.loads(line)
+            row.pop(META, None)
+            dst.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
     return n

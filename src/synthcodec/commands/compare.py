@@ -7,7 +7,6 @@ twice stops the command (exit 2) with the list. Judging runs through the shared 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -24,11 +23,19 @@ from synthcodec.engine import Item, LocalExecutor, Record, Stage
 from synthcodec.errors import InputError, UserError
 from synthcodec.io import iter_rows
 from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_template
-from synthcodec.llm import MODEL_SPEC_HELP
+from synthcodec.llm import MODEL_SPEC_HELP, redact_spec
 from synthcodec.options import options_from, run_options
 from synthcodec.progress import Counts, Progress
 from synthcodec.report import render_markdown, render_table, summarize, write_chart
-from synthcodec.runner import Models, RunOptions, record_id
+from synthcodec.runner import (
+    EXIT_ALL_FAILED,
+    Models,
+    RunOptions,
+    check_models,
+    record_id,
+    run_async,
+    shown_models,
+)
 from synthcodec.store import FAILED, OK, RunDir, atomic_writer, hash_file, hash_value, write_json
 
 ID_FIELDS = ("question_id", "id", "idx")
@@ -205,7 +212,7 @@ def _label(path: str, given: str | None) -> str:
 @click.option("--name", default=None,
               help="Benchmark name for A B given as arguments (default: the answers' bench "
                    "field, else A's file name).")
-@click.option("--judge", "-J", "judge", default="local", show_default=True,
+@click.option("--judge", "-m", "judge", default="local", show_default=True,
               help="The judge model (see below).")
 @click.option("--key", default=None, metavar="FIELD[,FIELD]",
               help="Fields that identify a question in both files, e.g. --key instruction,input "
@@ -267,7 +274,7 @@ def command(files: tuple[str, ...], pairs: tuple[tuple[str, str, str], ...], nam
                        for b, a, bb in benches],
         "pairs_sha256": hash_value([asdict(p) for p in all_pairs]),
         "limit": options.limit,
-        "models": {"judge": judge},
+        "models": shown_models({"judge": judge}),
         **settings.config(),
     }
     code = run_compare(all_pairs, [b for b, _, _ in benches], run_dir=run_dir, judge=judge,
@@ -304,6 +311,9 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
                 settings: JudgeSettings, config: Mapping[str, Any], options: RunOptions,
                 labels: tuple[str, str], backends: Mapping[str, Any] | None = None) -> int:
     """Judge every pair (resuming RUN), publish verdicts and the report; the exit code."""
+    check_models({"judge": judge}, backends)  # all checked before the run dir is touched
+    options.check_cache()
+    shown_judge = redact_spec(judge)
     run = RunDir(run_dir).open(dict(config), overwrite=options.overwrite)
     journal = run.journal(STAGE)
     records = [asdict(p) for p in pairs]
@@ -336,7 +346,7 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
             await models.aclose()
 
     try:
-        result = asyncio.run(main())
+        result = run_async(main())
     finally:
         progress.close()
     totals = journal.counts()
@@ -361,12 +371,12 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
                "failed.jsonl": run.publish_jsonl("failed.jsonl", failed)}
     report = summarize(verdicts, bench_order, failed)
     label_a, label_b = labels
-    write_json(run.path / "report.json", {"a": label_a, "b": label_b, "judge": judge,
+    write_json(run.path / "report.json", {"a": label_a, "b": label_b, "judge": shown_judge,
                                            "pairs": len(items), "failed": len(failed),
                                            **report.as_dict()})
     write_chart(report, run.path / "chart.png", label_a=label_a, label_b=label_b)
     chart = "chart.png"
-    markdown = render_markdown(report, label_a=label_a, label_b=label_b, judge=judge,
+    markdown = render_markdown(report, label_a=label_a, label_b=label_b, judge=shown_judge,
                                chart=chart, failed=len(failed))
     with atomic_writer(run.path / "report.md") as fh:
         fh.write(markdown)
@@ -377,7 +387,7 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
                        outputs=outputs)
     run.close()
 
-    click.echo(f"A = {label_a}   B = {label_b}   judge = {judge}   (wins are A's)")
+    click.echo(f"A = {label_a}   B = {label_b}   judge = {shown_judge}   (wins are A's)")
     click.echo(render_table(report.table_rows))
     if report.categories:
         click.echo("")
@@ -388,6 +398,9 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
     if failed:
         print(f"{len(failed)} pairs could not be judged (reasons in {run.path / 'failed.jsonl'});"
               " running the same command again retries them", file=sys.stderr)
+    if failed and not verdicts:
+        print("no pair could be judged: exit code 1", file=sys.stderr)
+        return EXIT_ALL_FAILED
     return 0
 
 

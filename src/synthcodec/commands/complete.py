@@ -21,9 +21,9 @@ from synthcodec.runner import Models, print_summary, run_file_stage
 @click.option("--system", default=None, help="A system message sent with every prompt.")
 @click.option("--temperature", type=float, default=0.0, show_default=True)
 @click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True)
-@click.option("--allow-truncated", is_flag=True,
-              help="Keep answers cut off at --max-tokens (marked truncated: true) instead of "
-                   "counting them as failed.")
+@click.option("--allow-truncated/--fail-truncated", default=True, show_default=True,
+              help="Keep an answer cut off at --max-tokens, marked truncated: true (default), "
+                   "or count it as failed.")
 @click.option("--output-field", default="response", show_default=True,
               help="Name of the answer field added to each row.")
 @click.option("--output", "-o", "run_dir", required=True, type=click.Path(file_okay=False),
@@ -36,8 +36,11 @@ def command(input_path: str, model: str, fields: tuple[str, ...], system: str | 
     """Answer the PROMPT field of every row of INPUT with MODEL.
 
     INPUT may be JSONL, a JSON array, CSV, Parquet or a saved Hugging Face dataset.
-    Outputs go to RUN/output.jsonl (each input row plus the answer); rows that could not
-    be answered go to RUN/failed.jsonl with the reason.
+    Outputs go to RUN/output.jsonl: each input row, untouched, plus the answer, `truncated`
+    and `_synthcodec` ({id, index}: joins it to its input row); rows that could not be
+    answered go to RUN/failed.jsonl with the reason in `_synthcodec.reason`. Exit codes: 0 done,
+    1 every row failed, 2 bad input or options (nothing written), 3 the model cannot be used
+    (no server, bad key), 130 interrupted (run it again to resume).
     """
     options = options_from(kwargs)
     mapping = parse_field_map(fields)
@@ -49,21 +52,19 @@ def command(input_path: str, model: str, fields: tuple[str, ...], system: str | 
             request = Request.chat(record["prompt"], system=system, temperature=temperature,
                                    max_tokens=max_tokens)
             completion = await client.complete(request, allow_truncated=allow_truncated)
-            out = {k: v for k, v in record.items() if k != "prompt" or "prompt" not in mapping}
-            out[output_field] = completion.text
-            if allow_truncated:
-                out["truncated"] = completion.finish_reason == "length"
-            return out
+            return {output_field: completion.text,
+                    "truncated": completion.finish_reason == "length"}
 
         return step
 
     summary = run_file_stage(
         input_path=input_path, run_dir=run_dir, stage="complete",
         fields=[FieldSpec("prompt")], mapping=mapping, models={"model": model},
-        make_step=make_step, options=options,
+        make_step=make_step, options=options, adds=(output_field, "truncated"),
+        adds_hint="name the answer column with --output-field",
         config={"system": system, "temperature": temperature, "max_tokens": max_tokens,
                 "output_field": output_field, "allow_truncated": allow_truncated},
     )
-    print_summary(summary)
-    if summary.interrupted:
-        raise SystemExit(130)
+    code = print_summary(summary)
+    if code:
+        raise SystemExit(code)

@@ -9,10 +9,10 @@ import click
 from synthcodec.codeclm.cli_options import codec_options, config_from, prompts_option
 from synthcodec.codeclm.pipeline import make_ctx, print_lines, resolve_models, run_with_models
 from synthcodec.codeclm.prompts import Prompts
-from synthcodec.codeclm.stages import encode_stage
+from synthcodec.codeclm.stages import SEED_FIELDS, encode_stage
 from synthcodec.codeclm.workspace import Workspace
-from synthcodec.io import parse_field_map
-from synthcodec.llm import MODEL_SPEC_HELP
+from synthcodec.io import parse_field_map, scan_input
+from synthcodec.llm import MODEL_SPEC_HELP, check_spec
 from synthcodec.options import options_from, run_options
 
 
@@ -34,6 +34,10 @@ def command(seeds: str, strong: str, run_dir: str, fields: tuple[str, ...],
     """
     options, cfg = options_from(kwargs), config_from(kwargs)
     prompts = Prompts.load(prompts_dir)
+    scan_input(seeds, SEED_FIELDS, parse_field_map(fields))  # before the run dir is touched
+    if strong:
+        check_spec(strong)
+    options.check_cache()
     with Workspace(run_dir, overwrite=options.overwrite) as ws:
         specs = resolve_models(ws, strong=strong)
         result = run_with_models(specs, options, lambda models: encode_stage(

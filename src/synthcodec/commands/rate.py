@@ -241,9 +241,6 @@ def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, option
     """
     mapping = dict(DEFAULT_FIELDS if mapping is None else mapping)
     template = template or rating_template(None)
-    # Our renamed copies (response, when it came from 'output') are dropped from the output
-    # row, so it is the user's row plus the rating columns.
-    hidden = {ours for ours, theirs in mapping.items() if ours != theirs}
 
     def make_step(models: Models) -> Any:
         client = models["judge"]
@@ -254,11 +251,7 @@ def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, option
         async def step(record: Record) -> Record:
             result = await rater.rate(record["instruction"], record.get("input") or "",
                                       record["response"])
-            out = {k: v for k, v in record.items() if k not in hidden}
-            out[SCORE] = result.score
-            out[EXPLANATION] = result.explanation
-            out[JUDGE_TEXT] = result.raw
-            return out
+            return {SCORE: result.score, EXPLANATION: result.explanation, JUDGE_TEXT: result.raw}
 
         return step
 
@@ -266,6 +259,8 @@ def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, option
         input_path=input_path, run_dir=run_dir, stage="rate",
         fields=list(EXAMPLE_FIELDS), mapping=mapping, models={"judge": judge},
         make_step=make_step, options=options, backends=backends,
+        adds=(SCORE, EXPLANATION, JUDGE_TEXT),
+        adds_hint="rename or drop it first (e.g. the rows of an earlier rating)",
         config={"dimension": dimension, "template": template.text,
                 "answer": {None: "auto", True: "json", False: "text"}[as_json],
                 "reasks": reasks, "max_tokens": max_tokens, "temperature": 0.0},
@@ -309,10 +304,12 @@ def command(input_path: str, judge: str, dimension: str, fields: tuple[str, ...]
     summary = rate_file(input_path, run_dir, judge=judge, dimension=dimension, mapping=mapping,
                         template=rating_template(template_path), as_json=as_json,
                         reasks=reasks, max_tokens=max_tokens, options=options)
-    print_summary(summary)
+    code = print_summary(summary)
     if summary.interrupted:
-        raise SystemExit(130)
+        raise SystemExit(code)
     if summary.kept:
         print_scores(summary.run_dir / "output.jsonl")
         print(f"next: synthcodec select {summary.run_dir} --min-score 4.5 -o kept.jsonl",
               file=sys.stderr)
+    if code:
+        raise SystemExit(code)

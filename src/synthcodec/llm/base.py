@@ -67,10 +67,12 @@ class LLMError(Exception):
 class TransientError(LLMError):
     """Worth retrying: 408/409/429/5xx, timeouts, dropped connections, malformed bodies."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
+                 connect: bool = False):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.connect = connect  # no connection at all (refused, unknown host)
 
     @property
     def rate_limited(self) -> bool:

@@ -36,11 +36,26 @@ class Asked(Generic[V]):
 
 
 class RecordFailed(Exception):
-    """This record cannot be completed; it goes to the failed rows with this reason."""
+    """This record cannot be completed; it goes to the failed rows with this reason.
+
+    `repeats`: the same request gives the same failure again (a cut-off or unreadable reply
+    at temperature 0 or from the cache, a request the server refuses), so re-running the
+    same command will not help; the summary says so.
+    """
+
+    def __init__(self, message: str, *, repeats: bool = False) -> None:
+        super().__init__(message)
+        self.repeats = repeats
 
 
 class FatalModelError(UserError):
-    """Every request would fail the same way (bad key, unknown model): stop the run."""
+    """Every request would fail the same way (bad key, unknown model, no server): stop the run."""
+
+    exit_code = 3
+
+
+UNREACHABLE_TRIES = 3  # connection failures before the first answer that stop the run
+UNREACHABLE_SECONDS = 60.0  # without a connection after the server had answered
 
 
 @dataclass
@@ -151,6 +166,10 @@ class LLMClient:
         self.retry = retry or RetryPolicy()
         self.stats = stats if stats is not None else Stats()
         self.on_retry = on_retry
+        # To stop early when the server cannot be reached at all (a wrong port): hours of
+        # retries over every record would end in the same place.
+        self._answered = 0
+        self._unreachable_since: float | None = None
 
     @property
     def identity(self) -> str:
@@ -168,7 +187,8 @@ class LLMClient:
                 self.cache.put(key, completion)
         if completion.finish_reason == "length" and not allow_truncated:
             raise RecordFailed(
-                f"output truncated at max_tokens={request.max_tokens} (finish_reason=length)"
+                f"output truncated at max_tokens={request.max_tokens} (finish_reason=length)",
+                repeats=self._repeats(request),
             )
         return completion
 
@@ -192,8 +212,10 @@ class LLMClient:
                 self.stats.request_failures += 1
                 if exc.status in (401, 403, 404):
                     raise FatalModelError(str(exc)) from exc
-                raise RecordFailed(str(exc)) from exc
+                raise RecordFailed(str(exc), repeats=True) from exc
             else:
+                self._answered += 1
+                self._unreachable_since = None
                 self.limit.on_success()
                 self.stats.prompt_tokens += completion.prompt_tokens
                 self.stats.completion_tokens += completion.completion_tokens
@@ -201,6 +223,7 @@ class LLMClient:
             finally:
                 await self.limit.release()
             assert isinstance(error, TransientError)
+            self._check_reachable(error, attempt)
             if error.rate_limited:
                 rate_limited += 1
                 self.stats.rate_limited += 1
@@ -249,7 +272,8 @@ class LLMClient:
                 {"role": "user", "content": correction(problem)},
             ))
         snippet = _clip(text.strip().replace("\n", " "))
-        raise RecordFailed(f"{failure} after {reasks + 1} tries: {problem}; last reply: {snippet!r}")
+        raise RecordFailed(f"{failure} after {reasks + 1} tries: {problem}; last reply: {snippet!r}",
+                           repeats=self._repeats(request))
 
     async def structured(self, request: Request, model: type[T], *, reasks: int = 2) -> T:
         """JSON output validated against `model`; re-asks with the error, then gives up."""
@@ -269,6 +293,24 @@ class LLMClient:
             failure="no valid structured output",
         )
         return asked.value
+
+    def _check_reachable(self, error: TransientError, attempt: int) -> None:
+        """Stop the run when no connection can be made: at once if the server never answered
+        (three tries), or after a minute without any answer once it had."""
+        if not error.connect:
+            self._unreachable_since = None
+            return
+        now = time.monotonic()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        if (self._answered == 0 and attempt >= UNREACHABLE_TRIES - 1) or (
+                now - self._unreachable_since > UNREACHABLE_SECONDS):
+            raise FatalModelError(f"cannot reach the model server: {error} (is it running, "
+                                  "and is the host/port in the model spec right?)")
+
+    def _repeats(self, request: Request) -> bool:
+        """Would sending `request` again give the same reply (cached, or greedy decoding)?"""
+        return self.cache is not None or request.temperature == 0
 
     async def aclose(self) -> None:
         await self.backend.aclose()

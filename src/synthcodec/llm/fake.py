@@ -8,6 +8,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Union
 
+from synthcodec.errors import UserError
 from synthcodec.llm.base import Completion, LLMError, Request
 
 Reply = Union[str, Completion, LLMError]
@@ -47,11 +48,12 @@ class FakeBackend:
 
     @classmethod
     def from_spec(cls, spec: str) -> "FakeBackend":
-        """`fake` or `fake:echo` echoes the last user message; `fake:json` answers `{}`-ish."""
+        """`fake` or `fake:echo` echoes the last user message (a minimal JSON object when a
+        schema is asked for)."""
         kind = spec.partition(":")[2] or "echo"
         if kind == "echo":  # used from the CLI: keep no history, memory stays flat
             return cls(_echo, name="echo", record_calls=False)
-        raise ValueError(f"unknown fake model {spec!r}; use 'fake:echo'")
+        raise UserError(f"unknown fake model {spec!r}; use 'fake:echo'")
 
     async def complete(self, request: Request) -> Completion:
         if self.record_calls:

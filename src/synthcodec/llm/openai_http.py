@@ -8,15 +8,18 @@ call and classifies failures; the engine owns the one retry loop.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
-import os
+import sys
 import time
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 
 from synthcodec.llm.base import Completion, PermanentError, Request, TransientError
+from synthcodec.llm.spec import SECRET_QUERY_KEYS, HTTPEndpoint, parse_http
 
 RETRYABLE_STATUS = {408, 409, 429}
 
@@ -24,24 +27,43 @@ RETRYABLE_STATUS = {408, 409, 429}
 class OpenAIHTTPBackend:
     supports_json_schema = True
 
-    def __init__(
-        self,
-        model: str,
-        base_url: str,
-        *,
-        api_key_env: tuple[str, ...] = ("SYNTHCODEC_API_KEY", "OPENAI_API_KEY"),
-        timeout: float = 300.0,
-    ) -> None:
-        self.model = model
-        self.base_url = base_url.rstrip("/")
-        # The identity feeds the cache key and the manifest: model and endpoint, never the key.
-        self.identity = f"{model}@{self.base_url}"
+    def __init__(self, model: str, base_url: str, *, timeout: float = 300.0) -> None:
+        """`model` served at `base_url`; the key comes from $SYNTHCODEC_API_KEY (see spec.py)."""
+        self._setup(parse_http(f"{model}@{base_url}"), timeout)
+
+    @classmethod
+    def for_endpoint(cls, endpoint: HTTPEndpoint, *, timeout: float = 300.0) -> "OpenAIHTTPBackend":
+        self = cls.__new__(cls)
+        self._setup(endpoint, timeout)
+        return self
+
+    def _setup(self, endpoint: HTTPEndpoint, timeout: float) -> None:
+        self.model = endpoint.model
+        self.base_url = endpoint.url
+        # The identity feeds the cache key, configs and messages: never a secret.
+        self.identity = endpoint.identity
         self.timeout = timeout
-        self._url = self.base_url + "/chat/completions"
-        self.__key = next((os.environ[v] for v in api_key_env if os.environ.get(v)), None)
+        self._url = self.base_url.split("?", 1)[0] + "/chat/completions"
+        if "?" in self.base_url:
+            self._url += "?" + self.base_url.split("?", 1)[1]
+        self.__secrets: list[str] = []
         self._headers = {"Content-Type": "application/json"}
-        if self.__key:
-            self._headers["Authorization"] = f"Bearer {self.__key}"
+        key = endpoint.api_key()
+        if key:
+            self._headers["Authorization"] = f"Bearer {key}"
+            self.__secrets.append(key)
+        elif endpoint.basic_auth:  # credentials written in the URL: HTTP Basic auth
+            user, password = endpoint.basic_auth
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {token}"
+        if endpoint.basic_auth:
+            self.__secrets += [s for s in endpoint.basic_auth if s]
+        self.__secrets += [v for k, v in parse_qsl(urlsplit(self.base_url).query)
+                           if k.lower() in SECRET_QUERY_KEYS and v]
+        if "Authorization" in self._headers and endpoint.plain_http_to_remote():
+            print(f"warning: {self.identity}: the API key goes over plain HTTP to a host that "
+                  "is not this machine; use https:// if the network is not yours",
+                  file=sys.stderr)
         self._session: aiohttp.ClientSession | None = None
         # OpenAI, vLLM and Ollama take response_format type "json_schema"; llama.cpp's
         # Python server only takes type "json_object" with a "schema" beside it. We start
@@ -52,7 +74,9 @@ class OpenAIHTTPBackend:
         return f"OpenAIHTTPBackend({self.identity!r})"
 
     def _redact(self, text: str) -> str:
-        return text.replace(self.__key, "***") if self.__key else text
+        for secret in self.__secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _session_for_loop(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -96,7 +120,8 @@ class OpenAIHTTPBackend:
         except asyncio.TimeoutError as exc:
             raise TransientError(f"{self.identity}: no answer within {self.timeout:g}s") from exc
         except aiohttp.ClientError as exc:
-            raise TransientError(self._redact(f"{self.identity}: {type(exc).__name__}: {exc}")) from exc
+            raise TransientError(self._redact(f"{self.identity}: {type(exc).__name__}: {exc}"),
+                                 connect=isinstance(exc, aiohttp.ClientConnectorError)) from exc
 
     async def complete(self, request: Request) -> Completion:
         status, raw, headers = await self._post(request)

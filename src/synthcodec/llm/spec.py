@@ -1,0 +1,158 @@
+"""Model spec strings: parse, check (before any file is touched) and redact for display.
+
+`NAME@URL` may carry credentials (`http://user:secret@host/v1`, `?api_key=...`): they are
+used for the request and never shown or stored; `redact_spec` is what configs, manifests,
+reports, cache keys and messages see. Which API key goes where:
+
+- `openai:NAME` (api.openai.com) takes `$OPENAI_API_KEY`;
+- `NAME@URL` takes the variable named by a `#key=VAR` suffix, else `$SYNTHCODEC_API_KEY`;
+  `$OPENAI_API_KEY` only when URL is OpenAI's own host, so that key never goes to a
+  server the user merely named.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from synthcodec.errors import UserError
+
+OPENAI_URL = "https://api.openai.com/v1"
+OPENAI_HOST = "api.openai.com"
+SECRET_QUERY_KEYS = {"api_key", "api-key", "apikey", "key", "token", "access_token", "secret"}
+_KEY_SUFFIX = re.compile(r"#key=(?P<var>[A-Za-z_][A-Za-z0-9_]*)$")
+
+
+@dataclass(frozen=True)
+class HTTPEndpoint:
+    """An OpenAI-compatible endpoint, split into what is sent and what may be shown."""
+
+    model: str
+    url: str  # without credentials: what requests go to
+    shown_url: str  # what configs and messages show (secrets replaced by ***)
+    key_env: tuple[str, ...]  # where the bearer key comes from, first set wins
+    basic_auth: tuple[str, str] | None  # user:password from the URL, if any
+
+    @property
+    def identity(self) -> str:
+        return f"{self.model}@{self.shown_url}"
+
+    def api_key(self) -> str | None:
+        return next((os.environ[v] for v in self.key_env if os.environ.get(v)), None)
+
+    def plain_http_to_remote(self) -> bool:
+        parts = urlsplit(self.url)
+        return parts.scheme == "http" and not _is_loopback(parts.hostname or "")
+
+
+def is_http_spec(spec: str) -> bool:
+    return "@" in spec and "://" in spec.split("@", 1)[1]
+
+
+def parse_http(spec: str) -> HTTPEndpoint:
+    """`NAME@URL[#key=VAR]` or `openai:NAME`."""
+    spec = spec.strip()
+    if spec.startswith("openai:"):
+        name = spec.removeprefix("openai:").strip()
+        if not name:
+            raise UserError("model spec 'openai:' needs a model name, e.g. openai:gpt-4o-mini")
+        return HTTPEndpoint(name, OPENAI_URL, OPENAI_URL, ("OPENAI_API_KEY",), None)
+    name, url = spec.split("@", 1)
+    key_env: tuple[str, ...] = ("SYNTHCODEC_API_KEY",)
+    match = _KEY_SUFFIX.search(url)
+    if match:
+        key_env = (match.group("var"),)
+        url = url[: match.start()]
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"model spec {redact_spec(spec)!r}: the URL must look like "
+                        "http://HOST:PORT/v1")
+    if not name.strip():
+        raise UserError(f"model spec {redact_spec(spec)!r}: name the model before the @")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise UserError(f"model spec {redact_spec(spec)!r}: bad port in the URL") from None
+    basic = None
+    if parts.username is not None or parts.password is not None:
+        basic = (parts.username or "", parts.password or "")
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    if ":" in parts.hostname:  # IPv6
+        netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    clean = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), parts.query, ""))
+    shown_query = urlencode([(k, "***" if k.lower() in SECRET_QUERY_KEYS else v)
+                             for k, v in query], safe="*")
+    shown = urlunsplit((parts.scheme, ("***@" if basic else "") + netloc,
+                        parts.path.rstrip("/"), shown_query, ""))
+    if parts.hostname == OPENAI_HOST and not match:
+        key_env = ("SYNTHCODEC_API_KEY", "OPENAI_API_KEY")
+    return HTTPEndpoint(name.strip(), clean, shown, key_env, basic)
+
+
+def redact_spec(spec: str) -> str:
+    """The spec with credentials in its URL replaced by ***; other specs unchanged."""
+    if not is_http_spec(spec):
+        return spec
+    name, url = spec.split("@", 1)
+    suffix = ""
+    match = _KEY_SUFFIX.search(url)
+    if match:
+        suffix, url = url[match.start():], url[: match.start()]
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rsplit("@", 1)
+        host = ("***@" + netloc[1]) if len(netloc) == 2 else netloc[0]
+        query = urlencode([(k, "***" if k.lower() in SECRET_QUERY_KEYS else v)
+                           for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+        return f"{name}@" + urlunsplit((parts.scheme, host, parts.path, query, "")) + suffix
+    except ValueError:
+        return f"{name}@<unparseable URL>"
+
+
+def check_spec(spec: str) -> None:
+    """Raise UserError for a spec that cannot work, without loading anything."""
+    spec = spec.strip()
+    from synthcodec.llm import MODEL_SPEC_HELP
+
+    if spec in ("local", ""):
+        return
+    if spec.startswith("gguf:") or spec.endswith(".gguf"):
+        path = Path(spec.removeprefix("gguf:"))
+        if not path.is_file():
+            raise UserError(f"model spec {spec!r}: no such GGUF file {path}")
+        return
+    if spec.startswith("openai:") or is_http_spec(spec):
+        endpoint = parse_http(spec)
+        missing = [v for v in endpoint.key_env if v != "SYNTHCODEC_API_KEY"
+                   and v != "OPENAI_API_KEY"]
+        if missing and not endpoint.api_key():
+            raise UserError(f"model spec {redact_spec(spec)!r} names the key variable "
+                            f"${missing[0]}, which is not set")
+        if spec.startswith("openai:") and not endpoint.api_key():
+            raise UserError(f"model spec {spec!r} needs $OPENAI_API_KEY")
+        return
+    if spec.startswith("hf:"):
+        path = Path(spec.removeprefix("hf:"))
+        if not path.exists():
+            raise UserError(f"model spec {spec!r}: no such model directory {path}")
+        return
+    if spec.startswith("fake"):
+        kind = spec.partition(":")[2] or "echo"
+        if kind != "echo":
+            raise UserError(f"unknown fake model {spec!r}; the command line offers 'fake:echo'")
+        return
+    raise UserError(f"unknown model spec {redact_spec(spec)!r}. {MODEL_SPEC_HELP}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
