@@ -42,11 +42,11 @@ def test_rate_select_export_on_real_alpaca(shared_data: Path, require_embedded: 
     failed = [json.loads(x) for x in (run / "failed.jsonl").read_text().splitlines()]
     assert len(rated) + len(failed) == N_ROWS
     # The embedded judge answers JSON under a grammar, so nearly every row gets a score.
-    assert len(rated) >= N_ROWS // 2, [f["error"] for f in failed]
+    assert len(rated) >= N_ROWS // 2, [f["_synthcodec"]["reason"] for f in failed]
     for row in rated:
         assert 0 <= row["score"] <= 5 and isinstance(row["judge_text"], str)
         assert {"instruction", "input", "output", "explanation"} <= set(row)
-    assert all(f["error"] for f in failed)  # quarantined with a reason, never a default score
+    assert all(f["_synthcodec"]["reason"] for f in failed)  # quarantined with a reason, never a default score
 
     # Running the same command again finds everything done and sends nothing.
     capsys.readouterr()
