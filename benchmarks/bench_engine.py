@@ -42,7 +42,7 @@ def synthcodec_run(src: Path, url: str, inflight: int, run_dir: Path, cache: Pat
 
         async def step(record):
             completion = await client.complete(Request.chat(record["prompt"], max_tokens=64))
-            return {**record, "response": completion.text}
+            return {"response": completion.text}
 
         return step
 
@@ -50,7 +50,7 @@ def synthcodec_run(src: Path, url: str, inflight: int, run_dir: Path, cache: Pat
     summary = run_file_stage(
         input_path=src, run_dir=run_dir, stage="complete", fields=[FieldSpec("prompt")],
         mapping={}, models={"model": f"mock-model@{url}"}, make_step=make_step,
-        config={}, options=RunOptions(concurrency=inflight, cache_path=str(cache), progress=False),
+        config={}, adds=("response",), options=RunOptions(concurrency=inflight, cache_path=str(cache), progress=False),
     )
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     assert summary.kept == summary.records_in, summary.lines()
