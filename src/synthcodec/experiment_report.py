@@ -305,12 +305,13 @@ def benchmark_section(root: Path, bench_dirs: Mapping[str, Path]
         rows.append(cells)
     any_summary = base or next(iter(present.values()))
     limit, shots = any_summary.get("limit"), any_summary.get("shots")
+    data_dir = any_summary.get("data_dir")
     lines = ["## General ability (lm-evaluation-harness)", "",
              "Each adapter and the base model on standard benchmarks, run by "
              f"lm-evaluation-harness {any_summary.get('harness_version')} "
              f"({'default shots per task' if shots is None else f'{shots} shots'}"
              f"{f', first {limit} documents per task' if limit else ''}"
-             f"{', data from ' + str(any_summary.get('data_dir')) if any_summary.get('data_dir') else ''}"
+             f"{f', data from {data_dir}' if data_dir else ''}"
              "). Δ is the adapter's value minus the base's: fine-tuning on better data should "
              "not cost general ability.", ""]
     lines += _table(head, rows)
