@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "run": "synthcodec.commands.run",
     "train": "synthcodec.commands.train",
     "experiment": "synthcodec.commands.experiment",
+    "benchmark": "synthcodec.commands.benchmark",
 }
 
 

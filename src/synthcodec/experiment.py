@@ -17,6 +17,8 @@ answer a benchmark with each adapter, judge them pairwise, and write one report.
     path = "../shared/data/bench/vicuna_test_set.jsonl"
     [experiment.compare]
     judge = "local"
+    # optional: lm-evaluation-harness tasks for the base and every adapter
+    # benchmarks = ["mmlu", "bbh"]   + [experiment.benchmark_settings] limit/shots/data_dir
 
 Every step reuses the commands' own functions (`rate_file`, `select.choose`, `train_lora`,
 `answer_file`, `run_compare`) and writes into the experiment directory. After it finishes,
@@ -144,6 +146,27 @@ class CompareSpec:
 
 
 @dataclass
+class BenchmarksSpec:
+    """`benchmarks = [...]` (lm-eval tasks) and its [experiment.benchmark_settings]."""
+
+    tasks: list[str]
+    limit: int | None = None
+    shots: int | None = None
+    data_dir: str | None = None
+    batch_size: int = 8
+    device: str | None = None
+    allow_code_execution: bool = False
+
+    def settings(self) -> Any:
+        from synthcodec.lmeval import BenchmarkSettings
+
+        return BenchmarkSettings(tasks=list(self.tasks), limit=self.limit, shots=self.shots,
+                                 data_dir=self.data_dir, batch_size=self.batch_size,
+                                 device=self.device,
+                                 allow_code_execution=self.allow_code_execution)
+
+
+@dataclass
 class Experiment:
     dir: Path
     base: str
@@ -152,6 +175,7 @@ class Experiment:
     bench: BenchSpec
     compare: CompareSpec
     rate: RateSpec | None = None
+    benchmarks: BenchmarksSpec | None = None
     name: str = "experiment"
     cache: str | None = None
     concurrency: int | None = None
@@ -162,15 +186,19 @@ class Experiment:
                    recipe_text: str | None = None) -> "Experiment":
         """Parse and check an [experiment] table; UserError naming the bad key."""
         table = dict(table)
-        subtables = {k: table.pop(k) for k in ("rate", "datasets", "train", "bench", "compare")
+        subtables = {k: table.pop(k) for k in ("rate", "datasets", "train", "bench", "compare",
+                                               "benchmark_settings", "benchmark-settings")
                      if k in table}
+        if "benchmark-settings" in subtables:
+            subtables["benchmark_settings"] = subtables.pop("benchmark-settings")
         top = _take(table, where, {"dir": str, "base": str, "judge": str, "name": str,
-                                   "cache": str, "concurrency": int, "seed": int})
+                                   "cache": str, "concurrency": int, "seed": int,
+                                   "benchmarks": list})
         if "dir" not in top:
             raise UserError(f"{where}: 'dir' (the experiment directory) is required")
         judge = top.get("judge", "local")
         seed = top.get("seed")
-        for key in ("rate", "datasets", "train", "bench", "compare"):
+        for key in ("rate", "datasets", "train", "bench", "compare", "benchmark_settings"):
             if key in subtables and not isinstance(subtables[key], dict):
                 raise UserError(f"{where}: '{key}' must be a table ([experiment.{key}])")
 
@@ -245,8 +273,30 @@ class Experiment:
                                     f"two different datasets ({', '.join(names)}); got {p!r}")
                 pairs.append((p[0], p[1]))
         compare = CompareSpec(pairs=pairs, **{"judge": judge, **c})
+        benchmarks = None
+        bs_where = f"{where[:-1]}.benchmark_settings]"
+        bs = _take(subtables.get("benchmark_settings") or {}, bs_where,
+                   {"limit": int, "shots": int, "data_dir": str, "batch_size": int,
+                    "device": str, "allow_code_execution": bool})
+        if "benchmarks" in top:
+            from synthcodec.lmeval import parse_tasks
+
+            try:
+                tasks = parse_tasks(top["benchmarks"])
+            except UserError as exc:
+                raise UserError(f"{where}: benchmarks: {str(exc).removeprefix('--tasks: ')}"
+                                ) from None
+            for key in ("limit", "batch_size"):
+                if key in bs and bs[key] < 1:
+                    raise UserError(f"{bs_where}: {key} must be at least 1")
+            if bs.get("shots", 0) < 0:
+                raise UserError(f"{bs_where}: shots must be 0 or more")
+            benchmarks = BenchmarksSpec(tasks=tasks, **bs)
+        elif bs:
+            raise UserError(f"{bs_where}: give the tasks too: benchmarks = [\"mmlu\", ...] in "
+                            "[experiment]")
         return cls(dir=Path(top["dir"]), base=top.get("base", "local"), datasets=datasets,
-                   train=train, bench=bench, compare=compare, rate=rate,
+                   train=train, bench=bench, compare=compare, rate=rate, benchmarks=benchmarks,
                    name=top.get("name", "experiment"), cache=top.get("cache"),
                    concurrency=top.get("concurrency"), recipe_text=recipe_text)
 
@@ -257,6 +307,8 @@ class Experiment:
         for d in self.datasets:
             steps += [f"train-{d.name}", f"answer-{d.name}"]
         steps += [f"compare-{a}-vs-{b}" for a, b in self.compare.pairs]
+        if self.benchmarks:
+            steps += ["benchmark-base"] + [f"benchmark-{d.name}" for d in self.datasets]
         return steps + ["report"]
 
 
@@ -327,16 +379,17 @@ class Interrupted(Exception):
 # --- Running ----------------------------------------------------------------------------
 
 Trainer = Callable[..., Any]  # train_lora's signature
+Benchmarker = Callable[..., Any]  # lmeval.run_benchmark's signature
 
 
 def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None,
-                   trainer: Trainer | None = None, progress: bool = True,
-                   say: Callable[[str], None] | None = None) -> Path:
+                   trainer: Trainer | None = None, benchmarker: Benchmarker | None = None,
+                   progress: bool = True, say: Callable[[str], None] | None = None) -> Path:
     """Run (or resume) every step of `exp`; returns the path of report.md.
 
     `backends` replaces models by role, for tests: "rate" (the rater), "compare" (the
     pairwise judge), "answer:NAME" (the model answering for dataset NAME). `trainer`
-    replaces `train_lora` (same signature).
+    replaces `train_lora` and `benchmarker` `lmeval.run_benchmark` (same signatures).
     """
     backends = dict(backends or {})
     say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -480,12 +533,40 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
             "a": hash_file(answers[a]), "b": hash_file(answers[bb]),
         }, [run_dir / "report.json"], do_compare)
 
-    # 6. The report (always rebuilt: cheap, and it lists what this run skipped).
+    # 6. Standard benchmarks (lm-evaluation-harness) of the base and every adapter.
+    bench_dirs: dict[str, Path] = {}
+    if exp.benchmarks is not None:
+        spec = exp.benchmarks
+        run_bench = benchmarker
+        if run_bench is None:
+            from synthcodec.lmeval import run_benchmark as run_bench
+        models = {"base": _base_model_spec(exp.base)}
+        models.update({d.name: f"hf:{adapters[d.name]}" for d in exp.datasets})
+        identity = {"base": _model_identity(exp.base)}
+        identity.update({d.name: _adapter_hash(adapters[d.name]) for d in exp.datasets})
+        from synthcodec.lmeval import harness_version
+
+        for label, model in models.items():
+            run_dir = root / "benchmarks" / label
+            bench_dirs[label] = run_dir
+
+            def do_bench(model: str = model, run_dir: Path = run_dir) -> dict[str, Any]:
+                result = run_bench(model, spec.settings(), run_dir, say=say)
+                return {"rows": len(result.rows), "seconds": round(result.seconds, 3)}
+
+            steps.run(f"benchmark-{label}", {
+                "model": model, "model_sha256": identity[label], **asdict(spec),
+                "data_dir_sha256": _dir_fingerprint(spec.data_dir),
+                "harness": harness_version(), "version": __version__,
+            }, [run_dir / "summary.json"], do_bench)
+
+    # 7. The report (always rebuilt: cheap, and it lists what this run skipped).
     from synthcodec.experiment_report import write_report
 
     path = write_report(exp, steps.log, rate_info=rate_info, data_info=data_info,
                         train_info=train_info, answer_info=answer_info, adapters=adapters,
-                        compare_dirs=compare_dirs, wall=time.monotonic() - started)
+                        compare_dirs=compare_dirs, wall=time.monotonic() - started,
+                        bench_dirs=bench_dirs)
     say(f"wrote {path}")
     return path
 
@@ -500,6 +581,36 @@ def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
         for line in fh:
             if line.strip():
                 yield json.loads(line)
+
+
+def _base_model_spec(base: str) -> str:
+    """The experiment's `base` as a model spec for `synthcodec benchmark`."""
+    if base.strip() in ("local", "") or base.startswith(("gguf:", "hf:")):
+        return base.strip() or "local"
+    return f"hf:{base}"  # a .gguf file or a Hugging Face model directory, as `train` takes it
+
+
+def _model_identity(base: str) -> str:
+    """Cheap identity of the base model's files (path, size, mtime)."""
+    from synthcodec.train.sft import resolve_base
+
+    try:
+        path = Path(resolve_base(base).path)
+    except UserError:
+        return base
+    return _dir_fingerprint(str(path)) or base
+
+
+def _dir_fingerprint(path: str | None) -> str | None:
+    """A hash of the names, sizes and mtimes of the files under `path` (or of the file)."""
+    if not path:
+        return None
+    root = Path(path)
+    if not root.exists():
+        return None
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return hash_value([[str(p.relative_to(root) if p != root else p.name), p.stat().st_size,
+                        p.stat().st_mtime_ns] for p in files])
 
 
 def _adapter_hash(adapter: Path) -> str | None:

@@ -92,7 +92,7 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
                  train_info: Mapping[str, Mapping[str, Any]],
                  answer_info: Mapping[str, Mapping[str, Any]],
                  adapters: Mapping[str, Path], compare_dirs: Mapping[tuple[str, str], Path],
-                 wall: float) -> Path:
+                 wall: float, bench_dirs: Mapping[str, Path] | None = None) -> Path:
     root: Path = exp.dir
     smoke = _is_embedded(exp.base)
     judges = {exp.compare.judge} | ({exp.rate.judge} if exp.rate else set())
@@ -142,6 +142,8 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
         lines += [f"![{_md(a)} vs {_md(b)}: win / tie / lose]({rel.as_posix()}/chart.png)", ""]
     if has_loss_chart:
         lines += ["![training loss](training_loss.png)", ""]
+    bench_lines, bench_json = benchmark_section(root, bench_dirs or {})
+    lines += bench_lines
 
     # --- setup -------------------------------------------------------------------------
     lines += ["## Setup (everything needed to reproduce it)", "",
@@ -252,11 +254,79 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
         "name": exp.name, "smoke_scale": smoke, "base": exp.base, "base_path": base_path,
         "rater": exp.rate.judge if exp.rate else None, "judge": exp.compare.judge,
         "rate": rate_info, "datasets": data_info, "train": train_info, "answers": answer_info,
-        "comparisons": results_json, "seeds": seeds, "versions": versions,
+        "comparisons": results_json, "benchmarks": bench_json, "seeds": seeds,
+        "versions": versions,
         "steps": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 3)}
                   for s in steps], "wall_seconds": round(wall, 3),
     })
     return path
+
+
+def benchmark_section(root: Path, bench_dirs: Mapping[str, Path]
+                      ) -> tuple[list[str], dict[str, Any]]:
+    """The standard-benchmark table: one row per task and metric, the base's value and each
+    adapter's with its difference from the base (the papers' "no loss of general ability"
+    check). Read from each run's summary.json."""
+    from synthcodec.lmeval import read_summary
+
+    if not bench_dirs:
+        return [], {}
+    summaries = {label: read_summary(d) for label, d in bench_dirs.items()}
+    present = {label: s for label, s in summaries.items() if s}
+    if not present:
+        return [], {}
+    labels = list(bench_dirs)
+    base = present.get("base")
+    keys: list[tuple[str, str, str]] = []
+    values: dict[str, dict[tuple[str, str, str], dict[str, Any]]] = {}
+    for label in labels:
+        values[label] = {}
+        for row in (present.get(label) or {}).get("rows", []):
+            key = (row["task"], row["metric"], row["filter"])
+            values[label][key] = row
+            if key not in keys:
+                keys.append(key)
+    head = ["task", "metric", "docs"] + [
+        "base" if label == "base" else f"{label} (Δ vs base)" for label in labels]
+    rows = []
+    for key in keys:
+        task, metric, filt = key
+        docs = next((v[key].get("n") for v in values.values() if key in v), None)
+        cells: list[Any] = [task, metric if filt == "none" else f"{metric} ({filt})", docs]
+        base_value = values.get("base", {}).get(key, {}).get("value")
+        for label in labels:
+            row = values[label].get(key)
+            if row is None:
+                cells.append("–")
+            elif label == "base" or base_value is None:
+                cells.append(f"{row['value']:.4f}")
+            else:
+                cells.append(f"{row['value']:.4f} ({row['value'] - base_value:+.4f})")
+        rows.append(cells)
+    any_summary = base or next(iter(present.values()))
+    limit, shots = any_summary.get("limit"), any_summary.get("shots")
+    data_dir = any_summary.get("data_dir")
+    lines = ["## General ability (lm-evaluation-harness)", "",
+             "Each adapter and the base model on standard benchmarks, run by "
+             f"lm-evaluation-harness {any_summary.get('harness_version')} "
+             f"({'default shots per task' if shots is None else f'{shots} shots'}"
+             f"{f', first {limit} documents per task' if limit else ''}"
+             f"{f', data from {data_dir}' if data_dir else ''}"
+             "). Δ is the adapter's value minus the base's: fine-tuning on better data should "
+             "not cost general ability.", ""]
+    lines += _table(head, rows)
+    missing = [label for label in labels if label not in present]
+    if missing:
+        lines += ["", f"No results yet for: {', '.join(missing)}."]
+    rel = {label: d.relative_to(root).as_posix() for label, d in bench_dirs.items()}
+    lines += ["", "Results: " + ", ".join(f"`{p}/results.json`" for p in rel.values())
+              + " (lm-eval's own), with `summary.md` beside each.", ""]
+    if limit:
+        lines += ["With a document limit these numbers are a smoke test, not comparable to "
+                  "published scores.", ""]
+    data = {label: {"run": rel[label], "rows": (present.get(label) or {}).get("rows", [])}
+            for label in labels}
+    return lines, data
 
 
 def _warnings(results: list[dict[str, Any]], data_info: Mapping[str, Mapping[str, Any]]

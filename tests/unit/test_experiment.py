@@ -239,3 +239,63 @@ def test_example_recipe_parses() -> None:
     exp = Experiment.from_table(tomllib.loads(text)["experiment"])
     assert [d.name for d in exp.datasets] == ["filtered", "random"]
     assert exp.compare.pairs == [("filtered", "random")]
+
+
+class StubBenchmarker:
+    """Writes a benchmark run as `lmeval.run_benchmark` does; each adapter scores higher."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, model: str, settings: Any, run_dir: Any, **kw: Any) -> Any:
+        from synthcodec.lmeval import ModelTarget, write_outputs
+
+        self.calls.append(model)
+        acc = {"local": 0.5}.get(model, 0.75 if "filtered" in model else 0.25)
+        results = {"results": {t: {"alias": t, "acc,none": acc, "acc_stderr,none": 0.1}
+                               for t in settings.tasks},
+                   "versions": {t: 1.0 for t in settings.tasks},
+                   "n-shot": {t: settings.shots or 0 for t in settings.tasks},
+                   "n-samples": {t: {"original": 9, "effective": settings.limit or 9}
+                                 for t in settings.tasks}}
+        return write_outputs(Path(run_dir), results, target=ModelTarget(model, "hf", {}, True,
+                             model), settings=settings, seconds=0.5, say=lambda m: None)
+
+
+def test_benchmarks_run_for_base_and_adapters_with_deltas(tmp_path: Path) -> None:
+    text = recipe(tmp_path).replace('seed = 3\n', 'seed = 3\nbenchmarks = ["mini_mmlu"]\n')
+    text += '\n[experiment.benchmark_settings]\nlimit = 4\nshots = 0\n'
+    trainer, benchmarker = StubTrainer(), StubBenchmarker()
+    report, said = run(text, trainer, benchmarker=benchmarker)
+    exp = tmp_path / "exp"
+    assert benchmarker.calls == ["local", f"hf:{exp / 'adapters' / 'filtered'}",
+                                 f"hf:{exp / 'adapters' / 'random'}"]
+    for step in ("benchmark-base", "benchmark-filtered", "benchmark-random"):
+        assert (exp / "steps" / f"{step}.json").exists()
+    body = report.read_text()
+    assert "## General ability (lm-evaluation-harness)" in body
+    assert "| task | metric | docs | base | filtered (Δ vs base) | random (Δ vs base) |" in body
+    assert "| mini_mmlu | acc | 4 | 0.5000 | 0.7500 (+0.2500) | 0.2500 (-0.2500) |" in body
+    assert "0 shots, first 4 documents per task" in body
+    data = json.loads((exp / "report.json").read_text())
+    assert data["benchmarks"]["filtered"]["rows"][0]["value"] == 0.75
+
+    _, said = run(text, trainer, benchmarker=benchmarker)  # resumes: nothing re-benchmarked
+    assert len(benchmarker.calls) == 3
+    assert {"benchmark-base", "benchmark-filtered", "benchmark-random"} <= skipped(said)
+
+
+def test_benchmarks_in_the_plan_and_bad_settings() -> None:
+    table: dict[str, Any] = {"dir": "x", "rate": {"data": "pool.json"},
+                             "bench": {"path": "b.jsonl"},
+                             "datasets": {"a": {"top": 1}, "b": {"top": 2}},
+                             "benchmarks": ["mmlu", "bbh"]}
+    exp = Experiment.from_table(table)
+    assert exp.plan()[-4:] == ["benchmark-base", "benchmark-a", "benchmark-b", "report"]
+    with pytest.raises(UserError, match="not a task name"):
+        Experiment.from_table({**table, "benchmarks": ["mm lu"]})
+    with pytest.raises(UserError, match="give the tasks too"):
+        Experiment.from_table({**{k: v for k, v in table.items() if k != "benchmarks"},
+                               "benchmark_settings": {"limit": 3}})
+    with pytest.raises(UserError, match="unknown key 'bogus'"):
+        Experiment.from_table({**table, "benchmark_settings": {"bogus": 1}})
