@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import MissingExtraError, UserError
+from synthcodec.llm.spec import HTTPEndpoint, check_spec, is_http_spec, parse_http
 
 EXTRA = "eval"
 LOGLIKELIHOOD_TYPES = ("loglikelihood", "loglikelihood_rolling", "multiple_choice")
@@ -82,25 +83,22 @@ class ModelTarget:
     args: dict[str, Any]
     loglikelihood: bool  # can it score given continuations (multiple-choice tasks)?
     description: str
+    shown_base_url: str | None = None  # base_url with any secret replaced by ***
 
     def public_args(self) -> dict[str, Any]:
-        return {k: v for k, v in self.args.items() if k not in ("api_key",)}
+        args = {k: v for k, v in self.args.items() if k not in ("api_key", "header")}
+        if self.shown_base_url:
+            args["base_url"] = self.shown_base_url
+        return args
 
 
 def resolve_model(spec: str, *, device: str | None = None, batch_size: int = 8
                   ) -> ModelTarget:
     """Turn a model spec into lm_eval's model name and arguments (UserError when bad)."""
     spec = spec.strip()
-    if "@" in spec and "://" in spec.split("@", 1)[1]:
-        name, url = spec.split("@", 1)
-        if not name:
-            raise UserError(f"model {spec!r}: expected NAME@http://HOST:PORT/v1")
-        return _api_target(spec, name, url.rstrip("/"), batch_size)
-    if spec.startswith("openai:"):
-        name = spec.removeprefix("openai:")
-        if not name:
-            raise UserError(f"model {spec!r}: expected openai:NAME")
-        return _api_target(spec, name, "https://api.openai.com/v1", batch_size)
+    if is_http_spec(spec) or spec.startswith("openai:"):
+        check_spec(spec)
+        return _api_target(parse_http(spec), batch_size)
     if spec in ("local", "") or spec.startswith("gguf:"):
         from synthcodec.train.sft import resolve_base
 
@@ -176,14 +174,20 @@ def _hf_target(spec: str, args: dict[str, Any], device: str | None, batch_size: 
     return ModelTarget(spec, "hf", args, True, description)
 
 
-def _api_target(spec: str, name: str, url: str, batch_size: int) -> ModelTarget:
-    if not url.startswith(("http://", "https://")):
-        raise UserError(f"model {spec!r}: the server URL must start with http:// or https://")
-    args = {"model": name, "base_url": f"{url}/completions", "tokenizer_backend": None,
-            "tokenized_requests": False, "num_concurrent": 1,
-            "max_retries": 3}
-    return ModelTarget(spec, "local-completions", args, False,
-                       f"OpenAI-compatible server {url} (/completions), model {name}")
+def _api_target(endpoint: HTTPEndpoint, batch_size: int) -> ModelTarget:
+    # Our own header, always: lm_eval's local-completions would otherwise send
+    # $OPENAI_API_KEY to whatever server is named (the key rules are in llm/spec.py).
+    key = endpoint.api_key()
+    header = {"Authorization": f"Bearer {key}"} if key else {"Accept": "application/json"}
+    base, _, query = endpoint.url.partition("?")
+    args = {"model": endpoint.model, "base_url": f"{base}/completions" + (f"?{query}" if query else ""),
+            "tokenizer_backend": None, "tokenized_requests": False, "num_concurrent": 1,
+            "max_retries": 3, "header": header}
+    shown_base, _, shown_query = endpoint.shown_url.partition("?")
+    return ModelTarget(endpoint.identity, "local-completions", args, False,
+                       f"OpenAI-compatible server {endpoint.shown_url} (/completions), "
+                       f"model {endpoint.model}",
+                       f"{shown_base}/completions" + (f"?{shown_query}" if shown_query else ""))
 
 
 def require_extra(target: ModelTarget | None = None) -> None:

@@ -59,12 +59,18 @@ def test_parse_tasks() -> None:
         parse_tasks("mmlu bbh")
 
 
-def test_model_specs(tmp_path: Path) -> None:
+def test_model_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-only")
     api = resolve_model("llama3@http://127.0.0.1:8000/v1/")
+    # The OpenAI key never goes to a server the user merely named (llm/spec.py).
+    assert "sk-openai-only" not in json.dumps(api.args)
     assert api.lm == "local-completions" and not api.loglikelihood
     assert api.args["base_url"] == "http://127.0.0.1:8000/v1/completions"
     assert api.args["model"] == "llama3" and api.args["tokenized_requests"] is False
-    assert resolve_model("openai:gpt-4o-mini").args["base_url"].startswith("https://api.openai")
+    openai = resolve_model("openai:gpt-4o-mini")
+    assert openai.args["base_url"].startswith("https://api.openai")
+    assert openai.args["header"]["Authorization"] == "Bearer sk-openai-only"
+    assert "header" not in openai.public_args()
     hf_dir = tmp_path / "model"
     hf_dir.mkdir()
     (hf_dir / "config.json").write_text("{}")
@@ -84,8 +90,8 @@ def test_model_specs(tmp_path: Path) -> None:
     assert a.args["peft"] == a.args["tokenizer"] == str(adapter.resolve())
     assert a.args["gguf_file"] == "m.gguf"
     for bad, message in [("hf:/nope", "no such file"), ("gguf:/nope.gguf", "no such .gguf"),
-                         ("llama@ftp://x", "must start with http"), ("what", "expected local"),
-                         ("@http://127.0.0.1:1/v1", "NAME@http")]:
+                         ("llama@ftp://x", "must look like http"), ("what", "expected local"),
+                         ("@http://127.0.0.1:1/v1", "name the model before the @")]:
         with pytest.raises(UserError, match=message):
             resolve_model(bad)
 
