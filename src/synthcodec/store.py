@@ -6,10 +6,12 @@ Layout of RUN/:
                      soon as its record finishes, so kill -9 loses only in-flight records
   <name>.jsonl       outputs, published atomically (temp file, fsync, rename)
   manifest.json      counts, hashes, token usage, versions
+  .lock              held (flock) by the one process writing the run; others may read
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -27,6 +29,7 @@ from synthcodec import __version__
 from synthcodec.errors import UserError
 
 OK, REJECTED, FAILED = "ok", "rejected", "failed"
+LOCK_FILE = ".lock"
 # Files a run publishes; an --overwrite removes them with the journal so that no old
 # output outlives the run it came from.
 PUBLISHED = ("output.jsonl", "output.parquet", "rejected.jsonl", "failed.jsonl", "manifest.json")
@@ -141,12 +144,26 @@ class Journal:
         self._maybe_done = False
 
 
+def read_journal(run_dir: str | os.PathLike[str], stage: str, status: str | None = None
+                 ) -> list[Any]:
+    """A stage's journal rows, in input order, read without disturbing a live run."""
+    path = Path(run_dir) / "journal.sqlite"
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+    try:
+        query = f"SELECT data FROM stage_{stage}" + (" WHERE status = ?" if status else "")
+        cursor = db.execute(query + " ORDER BY idx", (status,) if status else ())
+        return [json.loads(data) for (data,) in cursor]
+    finally:
+        db.close()
+
+
 class RunDir:
     """A run directory. Opening one that holds a different configuration is an error."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
+        self._lock: IO[Any] | None = None
 
     def check(self) -> None:
         """Can a run be written here? Checked before anything is created."""
@@ -168,21 +185,22 @@ class RunDir:
                             f"{getattr(exc, 'strerror', None) or exc}") from None
 
     def _open(self, config: dict[str, Any], overwrite: bool) -> "RunDir":
-        db = sqlite3.connect(self.path / "journal.sqlite", isolation_level=None)
-        # One process owns a run at a time. The exclusive lock also makes each per-record
-        # commit cheap (no shared-memory locking): ~55 us instead of ~130 us here.
-        db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        # One process writes a run at a time: an advisory lock on RUN/.lock, which the OS
+        # drops when the process dies (kill -9 included). The journal itself stays readable
+        # by other processes (a viewer, `sqlite3`) while the run is live; measured here,
+        # SQLite's exclusive locking mode saved nothing per commit (21 vs 22 us).
+        self._lock = open(self.path / LOCK_FILE, "a+")  # noqa: SIM115 - held until close()
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            db.close()
-            if "locked" in str(exc):
-                raise UserError(f"another synthcodec process is working in {self.path}; "
-                                "wait for it or stop it first") from None
-            raise
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            self._lock = None
+            raise UserError(f"another synthcodec process is working in {self.path}; "
+                            "wait for it or stop it first") from None
+        db = sqlite3.connect(self.path / "journal.sqlite", isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=10000")  # a reader's checkpoint never fails a commit
         self._db = db
         config_path = self.path / "config.json"
         if config_path.exists():
@@ -255,6 +273,9 @@ class RunDir:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
 
 
 def check_writable_dir(path: str | os.PathLike[str], *, what: str = "directory") -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from synthcodec.engine import reason_of
+from synthcodec.store import read_journal
 from synthcodec.testing.mock_server import serve_in_subprocess
 from tests.helpers import popen_synthcodec, read_jsonl, synthcodec, write_jsonl
 
@@ -103,6 +104,30 @@ def test_a_run_dir_has_one_owner(tmp_path: Path) -> None:
     assert "another synthcodec process is working in" in second.stderr
 
 
+def test_a_live_run_can_be_read_by_another_process(tmp_path: Path) -> None:
+    src = _input(tmp_path, 60)
+    run = tmp_path / "run"
+    with serve_in_subprocess(latency=0.2) as (_, url):  # the run takes >= 6 s at -j 2
+        writer = popen_synthcodec("complete", str(src), "-m", f"mock-model@{url}", "-o",
+                                  str(run), "-j", "2", "-q")
+        try:
+            _wait_for_answers(url, 6)
+            deadline = time.monotonic() + 30
+            seen: list[int] = []
+            while len(seen) < 3:  # the journal grows under our eyes, read-only
+                rows = read_journal(run, "complete", "ok")
+                if not seen or len(rows) > seen[-1]:
+                    seen.append(len(rows))
+                assert time.monotonic() < deadline, seen
+                time.sleep(0.2)
+            assert json.loads((run / "config.json").read_text())["stage"] == "complete"
+            assert all(out[0]["_synthcodec"]["id"] for out in rows)  # each: the outputs of a record
+        finally:
+            out, err = writer.communicate(timeout=120)
+    assert writer.returncode == 0, err  # reading never got in the writer's way
+    assert len(read_journal(run, "complete", "ok")) == 60
+
+
 def test_api_key_never_leaks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "sk-test-SECRET-1234567890"
     src = _input(tmp_path, 4)
@@ -132,7 +157,7 @@ def _journal_rows(run: Path) -> int:
 
 
 def _wait_for_answers(url: str, at_least: int, timeout: float = 60) -> None:
-    """The journal is locked by the running process, so watch the server instead."""
+    """Progress as the server sees it (answers sent, whether or not journaled yet)."""
     deadline = time.monotonic() + timeout
     while _stats(url)["completed"] < at_least:
         assert time.monotonic() < deadline, "run made no progress"
