@@ -415,7 +415,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
         r = exp.rate
 
         def do_rate() -> dict[str, Any]:
-            from synthcodec.commands.rate import rate_file, rating_template
+            from synthcodec.stages.rate import rate_file, rating_template
 
             summary = rate_file(r.data, root / "rate", judge=r.judge, options=options(r.limit),
                                 dimension=r.dimension, template=rating_template(None),
@@ -491,8 +491,8 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
 
         def do_answer(d: DatasetSpec = d, adapter: Path = adapter, out: Path = out
                       ) -> dict[str, Any]:
-            from synthcodec.commands.answer import answer_file
-            from synthcodec.bench import resolve_format
+            from synthcodec.stages.answer import answer_file
+            from synthcodec.questions import resolve_format
 
             fmt = resolve_format(b.path, b.name, {})
             role = f"answer:{d.name}"
@@ -628,7 +628,7 @@ def _adapter_hash(adapter: Path) -> str | None:
 def build_dataset(d: DatasetSpec, out: Path, *, rated: Path | None,
                   size: int | None = None) -> dict[str, Any]:
     """Select rows of the rated pool (or of `d.path`) and write them as Alpaca JSON."""
-    from synthcodec.commands.select import choose, open_source, read_scores
+    from synthcodec.stages.select import choose, open_source, read_scores
     from synthcodec.export import export
     from synthcodec.io import iter_rows
 
@@ -666,7 +666,7 @@ def compare_answers(path_a: Path, path_b: Path, run_dir: Path, *, labels: tuple[
                     bench: str, judge: str, judge_max_tokens: int, reasks: int, options: Any,
                     backend: Any = None) -> dict[str, Any]:
     """`synthcodec compare A B` through its own functions; the report's numbers."""
-    from synthcodec.commands.compare import PairSpec, pair_answers, run_compare
+    from synthcodec.stages.compare import PairSpec, pair_answers, run_compare
     from synthcodec.judge import JudgeSettings, load_judge_template
 
     pairs = pair_answers(bench, str(path_a), str(path_b), PairSpec())

@@ -11,7 +11,7 @@ import pytest
 
 import synthcodec.runner as runner
 from synthcodec.engine import reason_of
-from synthcodec.commands.compare import PairSpec, iter_verdicts, pair_answers
+from synthcodec.stages.compare import PairSpec, iter_verdicts, pair_answers
 from synthcodec.cli import main
 from synthcodec.errors import UserError
 from synthcodec.judge import pair_schema

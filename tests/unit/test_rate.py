@@ -14,7 +14,7 @@ import pytest
 
 from synthcodec.engine import reason_of
 from synthcodec.cli import main
-from synthcodec.commands.rate import (
+from synthcodec.stages.rate import (
     JSON_ANSWER,
     TEXT_ANSWER,
     Rater,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from synthcodec.cli import main
-from synthcodec.commands.rate import rate_file
-from synthcodec.commands.select import choose, sibling
+from synthcodec.stages.rate import rate_file
+from synthcodec.stages.select import choose, sibling
 from synthcodec.llm import FakeBackend, Request
 from synthcodec.runner import RunOptions
 

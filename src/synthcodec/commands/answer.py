@@ -1,37 +1,18 @@
-"""`synthcodec answer`: answer every question of a benchmark with one model."""
+"""`synthcodec answer`: answer every question of a benchmark with one model; the logic is
+synthcodec.stages.answer."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Mapping
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import click
 
-from synthcodec.bench import BENCH_FORMATS, BenchFormat, Question, read_questions, resolve_format
-from synthcodec.engine import Record
-from synthcodec.errors import InputError, UserError
-from synthcodec.io import META, FieldSpec, parse_field_map
-from synthcodec.llm import MODEL_SPEC_HELP, Request, redact_spec
+from synthcodec.io import parse_field_map
+from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.options import options_from, run_options
-from synthcodec.runner import (
-    Models,
-    RunOptions,
-    Summary,
-    check_models,
-    print_summary,
-    run_file_stage,
-)
-from synthcodec.store import atomic_writer, check_writable_dir
-
-
-def default_run_dir(output: str | Path) -> Path:
-    """The run directory kept beside the answers file, so a re-run resumes and caches."""
-    out = Path(output)
-    return out.with_name(out.name + ".run")
+from synthcodec.questions import BENCH_FORMATS, resolve_format
+from synthcodec.runner import print_summary
+from synthcodec.stages.answer import answer_file
 
 
 @click.command("answer", epilog=MODEL_SPEC_HELP)
@@ -75,99 +56,3 @@ def command(bench_path: str, model: str, bench_name: str | None, fields: tuple[s
                    "again to retry them before comparing", err=True)
     if code:
         raise SystemExit(code)
-
-
-def answer_file(bench_path: str | Path, output: str | Path, *, model: str, options: RunOptions,
-                fmt: BenchFormat | None = None, system: str | None = None,
-                temperature: float = 0.0, max_tokens: int = 1024,
-                run_dir: str | Path | None = None,
-                backends: Mapping[str, Any] | None = None) -> tuple[Summary, int]:
-    """Answer every question of `bench_path` with `model` into `output`; what the command runs.
-
-    Returns the run's summary and the number of answers published (0 when interrupted).
-    `backends={"model": backend}` replaces the model named by `model`, e.g. a FakeBackend.
-    """
-    fmt = fmt or resolve_format(bench_path, None, {})
-    questions = list(read_questions(bench_path, fmt))  # validates every row before any call
-    _check_unique_ids(str(bench_path), [q.id for q in questions])
-    run = Path(run_dir) if run_dir else default_run_dir(output)
-    if Path(output).is_dir():
-        raise UserError(f"{output} is a directory; -o names the answers file")
-    if run.exists() and not run.is_dir():
-        raise UserError(f"{run} exists and is not a directory (pick another --run-dir)")
-    check_models({"model": model}, backends)  # all checked before the run dir is created
-    options.check_cache()
-    check_writable_dir(run, what="run directory")
-    check_writable_dir(Path(output).resolve().parent, what="output directory")
-    normalized = _write_questions(run, questions)
-
-    def make_step(models: Models) -> Any:
-        client = models["model"]
-
-        async def step(record: Record) -> Record:
-            request = Request.chat(record["question"], system=system, temperature=temperature,
-                                   max_tokens=max_tokens)
-            # A long answer cut at --max-tokens is still an answer to judge; dropping it
-            # would leave the question unpaired in `compare`. It is flagged instead.
-            completion = await client.complete(request, allow_truncated=True)
-            return {"answer": completion.text.strip(), "model": redact_spec(model),
-                    "bench": fmt.name, "truncated": completion.finish_reason == "length"}
-
-        return step
-
-    summary = run_file_stage(
-        input_path=normalized, run_dir=run, stage="answer",
-        fields=[FieldSpec("question_id", kind=(int, str)), FieldSpec("question"),
-                FieldSpec("category", required=False)],
-        mapping={}, models={"model": model}, make_step=make_step, options=options,
-        backends=backends, adds=("answer", "model", "bench", "truncated"),
-        config={"bench": str(Path(bench_path).resolve()), "bench_format": asdict(fmt),
-                "system": system, "temperature": temperature, "max_tokens": max_tokens},
-    )
-    if summary.interrupted:
-        return summary, 0
-    return summary, _publish(run / "output.jsonl", output)
-
-
-def _write_questions(run: Path, questions: list[Question]) -> Path:
-    """The questions, normalized, in the run directory under a content-addressed name.
-
-    One row per question (a Self-Instruct task with several instances is several questions),
-    so the shared runner journals, resumes and limits per question. The name carries the
-    content hash: a different benchmark or mapping never overwrites the file of an existing
-    run, and the run's config check reports the change.
-    """
-    body = "".join(json.dumps(q.as_dict(), ensure_ascii=False) + "\n" for q in questions)
-    digest = hashlib.sha256(body.encode()).hexdigest()[:12]
-    path = run / f"questions.{digest}.jsonl"
-    if not path.exists():
-        with atomic_writer(path) as fh:
-            fh.write(body)
-    return path
-
-
-def _check_unique_ids(path: str, ids: list[Any]) -> None:
-    seen: set[str] = set()
-    dupes: list[str] = []
-    for qid in ids:
-        key = str(qid)
-        if key in seen and key not in dupes:
-            dupes.append(key)
-        seen.add(key)
-    if dupes:
-        shown = ", ".join(dupes[:10]) + (f" (+{len(dupes) - 10} more)" if len(dupes) > 10 else "")
-        raise InputError(path, f"question ids appear more than once: {shown}; map a unique "
-                         "column with --field id=COL")
-
-
-def _publish(source: Path, output: str | Path) -> int:
-    """The run's answers as OUTPUT, atomically; question_id is their key, so the run's
-    bookkeeping column stays in the run directory."""
-    n = 0
-    with open(source, encoding="utf-8") as src, atomic_writer(output) as dst:
-        for line in src:
-            row = json.loads(line)
-            row.pop(META, None)
-            dst.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    return n

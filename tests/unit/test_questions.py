@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from synthcodec.bench import Question, detect_bench, read_questions, resolve_format
+from synthcodec.questions import Question, detect_bench, read_questions, resolve_format
 from synthcodec.errors import InputError, UserError
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"

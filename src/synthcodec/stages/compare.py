@@ -1,0 +1,368 @@
+"""`synthcodec compare`: judge two models' answers pairwise in both orders and report.
+
+Pairing happens entirely before any judge call: a question missing on one side or present
+twice stops the command (exit 2) with the list. Judging runs through the shared engine
+(journal per pair, resume, request cache); the report is rebuilt from the journal each run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from synthcodec.engine import Item, LocalExecutor, Record, Stage
+from synthcodec.errors import InputError, UserError
+from synthcodec.io import iter_rows
+from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_template
+from synthcodec.llm import redact_spec
+from synthcodec.progress import Counts, Progress
+from synthcodec.questions import join_instruction
+from synthcodec.report import render_markdown, render_table, summarize, write_chart
+from synthcodec.runner import (
+    EXIT_ALL_FAILED,
+    Models,
+    RunOptions,
+    check_models,
+    record_id,
+    run_async,
+    shown_models,
+)
+from synthcodec.store import FAILED, OK, RunDir, atomic_writer, hash_file, hash_value, write_json
+
+ID_FIELDS = ("question_id", "id", "idx")
+ANSWER_FIELDS = ("answer", "response", "output", "text")
+QUESTION_FIELDS = ("question", "prompt", "text")
+STAGE = "judge"
+Located = tuple[int, dict[str, Any]]  # (line, row)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One question with both answers; `key` is how it was matched (for messages)."""
+
+    bench: str
+    key: str
+    question_id: Any
+    question: str
+    category: str | None
+    answer_a: str
+    answer_b: str
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """How to read and match two answer files."""
+
+    key: tuple[str, ...] | None = None  # None: the first of ID_FIELDS both files have
+    answer_field: str | None = None  # None: the first of ANSWER_FIELDS each file has
+    question_field: str | None = None
+    category_field: str = "category"
+
+
+def _load(path: str) -> list[tuple[int, dict[str, Any]]]:
+    rows = list(iter_rows(path))
+    if not rows:
+        raise InputError(path, "the answers file has no rows")
+    return rows
+
+
+def _pick(path: str, row: Mapping[str, Any], line: int, candidates: Sequence[str],
+          what: str, option: str, exclude: Sequence[str] = ()) -> str:
+    for name in candidates:
+        if name in row and name not in exclude:
+            return name
+    raise InputError(path, f"no {what} field (looked for {', '.join(candidates)}); name it "
+                     f"with {option}", line=line)
+
+
+def _key_value(path: str, line: int, row: Mapping[str, Any], key: tuple[str, ...]) -> str:
+    parts = []
+    for name in key:
+        if name not in row or row[name] is None:
+            raise InputError(path, "missing (the --key field that pairs the answers)",
+                             line=line, field=name)
+        value = row[name]
+        # Ids may be 1 in one file and "1" in another; text keys ignore edge whitespace.
+        parts.append(value.strip() if isinstance(value, str) else str(value))
+    return json.dumps(parts, ensure_ascii=False)
+
+
+def _show(key: str) -> str:
+    parts = [p if len(p) <= 50 else p[:47] + "..." for p in json.loads(key)]
+    return " | ".join(repr(p) if len(parts) > 1 else p for p in parts)
+
+
+def _listing(keys: list[str], limit: int = 10) -> str:
+    shown = "; ".join(_show(k) for k in keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def pair_answers(bench: str, path_a: str, path_b: str, spec: PairSpec) -> list[Pair]:
+    """Match the rows of two answer files; UserError listing every unmatched or repeated key."""
+    rows_a, rows_b = _load(path_a), _load(path_b)
+    if spec.key is not None:
+        key = spec.key
+    else:
+        first_a, first_b = rows_a[0][1], rows_b[0][1]
+        shared = [f for f in ID_FIELDS if f in first_a and f in first_b]
+        if not shared:
+            raise UserError(
+                f"{path_a} and {path_b} share no id field ({', '.join(ID_FIELDS)}); name the "
+                "fields that identify a question with --key, e.g. --key instruction,input")
+        key = (shared[0],)
+
+    def index(path: str, rows: list[Located]) -> tuple[dict[str, Located], list[str]]:
+        seen: dict[str, Located] = {}
+        counts: Counter[str] = Counter()
+        for line, row in rows:
+            k = _key_value(path, line, row, key)
+            counts[k] += 1
+            seen.setdefault(k, (line, row))
+        return seen, [k for k, n in counts.items() if n > 1]
+
+    by_a, dup_a = index(path_a, rows_a)
+    by_b, dup_b = index(path_b, rows_b)
+    only_a = [k for k in by_a if k not in by_b]
+    only_b = [k for k in by_b if k not in by_a]
+    problems = []
+    if dup_a:
+        problems.append(f"  present more than once in {path_a}: {_listing(dup_a)}")
+    if dup_b:
+        problems.append(f"  present more than once in {path_b}: {_listing(dup_b)}")
+    if only_a:
+        problems.append(f"  missing from {path_b} ({len(only_a)}): {_listing(only_a)}")
+    if only_b:
+        problems.append(f"  missing from {path_a} ({len(only_b)}): {_listing(only_b)}")
+    if problems:
+        raise UserError(f"cannot pair the answers of benchmark '{bench}' by "
+                        f"{','.join(key)}:\n" + "\n".join(problems))
+
+    line_a, row_a0 = rows_a[0]
+    line_b, row_b0 = rows_b[0]
+    field_a = spec.answer_field or _pick(path_a, row_a0, line_a, ANSWER_FIELDS, "answer",
+                                         "--answer-field", exclude=key)
+    field_b = spec.answer_field or _pick(path_b, row_b0, line_b, ANSWER_FIELDS, "answer",
+                                         "--answer-field", exclude=key)
+    pairs = []
+    for k, (line, row) in by_a.items():
+        line_b, row_b = by_b[k]
+        answer_a = _text(path_a, line, row, field_a)
+        answer_b = _text(path_b, line_b, row_b, field_b)
+        question = _question(path_a, line, row, spec, key, field_a)
+        category = row.get(spec.category_field, row_b.get(spec.category_field))
+        qid = row[key[0]] if len(key) == 1 else None
+        pairs.append(Pair(bench=bench, key=_show(k), question_id=qid, question=question,
+                          category=None if category is None else str(category),
+                          answer_a=answer_a.strip(), answer_b=answer_b.strip()))
+    return pairs
+
+
+def _text(path: str, line: int, row: Mapping[str, Any], name: str) -> str:
+    if name not in row or row[name] is None:
+        raise InputError(path, "missing", line=line, field=name)
+    value = row[name]
+    if not isinstance(value, str):
+        raise InputError(path, f"expected str, got {type(value).__name__}", line=line, field=name)
+    return value
+
+
+def _question(path: str, line: int, row: Mapping[str, Any], spec: PairSpec,
+              key: tuple[str, ...], answer_field: str) -> str:
+    """The question the judge sees: named, or our answers' `question`, or the text key."""
+    if spec.question_field:
+        return _text(path, line, row, spec.question_field).strip()
+    if "question" in row:
+        return _text(path, line, row, "question").strip()
+    if "instruction" in row:  # Alpaca / Self-Instruct predictions: instruction + input
+        inp = row.get("input")
+        return join_instruction(_text(path, line, row, "instruction"),
+                                inp if isinstance(inp, str) else "")
+    if all(isinstance(row.get(k), str) for k in key):
+        return "\n\n".join(row[k].strip() for k in key if row[k].strip())
+    name = _pick(path, row, line, QUESTION_FIELDS, "question", "--question-field",
+                 exclude=(answer_field,))
+    return _text(path, line, row, name).strip()
+
+
+def _label(path: str, given: str | None) -> str:
+    """The model's name for the report: given, else the answers' `model`, else the file stem."""
+    if given:
+        return given
+    first = next(iter_rows(path), None)
+    model = first[1].get("model") if first else None
+    return str(model) if isinstance(model, str) and model else Path(path).stem
+
+
+def _benchmarks(files: tuple[str, ...], pairs: tuple[tuple[str, str, str], ...],
+                name: str | None) -> list[tuple[str, str, str]]:
+    benches = list(pairs)
+    if files:
+        if len(files) != 2:
+            raise UserError(f"give exactly two answer files A B (got {len(files)}), or use "
+                            "--pair NAME A B")
+        benches.insert(0, (name or _bench_name(files[0]), files[0], files[1]))
+    if not benches:
+        raise UserError("nothing to compare: give two answer files A B, or --pair NAME A B")
+    names = [b for b, _, _ in benches]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UserError(f"benchmark name(s) used twice: {', '.join(repeated)}; name each "
+                        "--pair differently")
+    return benches
+
+
+def _bench_name(path: str) -> str:
+    first = next(iter_rows(path), None)
+    bench = first[1].get("bench") if first else None
+    return str(bench) if isinstance(bench, str) and bench else Path(path).stem
+
+
+def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Path, judge: str,
+                settings: JudgeSettings, config: Mapping[str, Any], options: RunOptions,
+                labels: tuple[str, str], backends: Mapping[str, Any] | None = None) -> int:
+    """Judge every pair (resuming RUN), publish verdicts and the report; the exit code."""
+    check_models({"judge": judge}, backends)  # all checked before the run dir is touched
+    options.check_cache()
+    shown_judge = redact_spec(judge)
+    run = RunDir(run_dir).open(dict(config), overwrite=options.overwrite)
+    journal = run.journal(STAGE)
+    records = [asdict(p) for p in pairs]
+    items = [Item(id=record_id(i, r), idx=i, record=r) for i, r in enumerate(records)]
+
+    started = time.monotonic()
+    models = Models.open({"judge": judge}, options, backends)
+    counts = Counts(total=len(items))
+    progress = Progress("judge", counts, models.stats, enabled=options.progress,
+                        interval=options.progress_interval)
+    client = models["judge"]
+    try:  # JSON or text answers: decided (and checked) before any work starts
+        settings = settings.for_backend(client.backend)
+    except UserError:
+        run.close()
+        raise
+
+    async def step(record: Record) -> Record:
+        both = await judge_both_orders(client, record["question"], record["answer_a"],
+                                       record["answer_b"], settings)
+        return {**record, **both.as_dict()}
+
+    # Each pair sends two requests at once, so half as many pairs as requests in flight.
+    executor = LocalExecutor(concurrency=max(1, models.concurrency(options.concurrency) // 2))
+
+    async def main() -> Any:
+        try:
+            return await executor.run(Stage(STAGE, step), iter(items), journal, progress=progress)
+        finally:
+            await models.aclose()
+
+    try:
+        result = run_async(main())
+    finally:
+        progress.close()
+    totals = journal.counts()
+    seconds = time.monotonic() - started
+    s = models.stats
+    print(f"pairs {len(items)} | judged {totals[OK]} | failed {totals[FAILED]}"
+          + (f" | resumed {counts.resumed}" if counts.resumed else "")
+          + f" | judge answers in {'JSON' if settings.json else 'text'}", file=sys.stderr)
+    print(f"requests sent {s.requests} | cache hits {s.cache_hits} | retries {s.retries} | "
+          f"tokens in {s.prompt_tokens} out {s.completion_tokens} | wall {seconds:.1f}s",
+          file=sys.stderr)
+    if result.interrupted:
+        run.write_manifest(status="interrupted", stage=STAGE, config_sha256=hash_value(config),
+                           counts={"pairs": len(items), **totals})
+        run.close()
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+
+    verdicts = [row for rows in journal.rows(OK) for row in rows]
+    failed = list(journal.rows(FAILED))
+    outputs = {"verdicts.jsonl": run.publish_jsonl("verdicts.jsonl", verdicts),
+               "failed.jsonl": run.publish_jsonl("failed.jsonl", failed)}
+    report = summarize(verdicts, bench_order, failed)
+    label_a, label_b = labels
+    write_json(run.path / "report.json", {"a": label_a, "b": label_b, "judge": shown_judge,
+                                           "pairs": len(items), "failed": len(failed),
+                                           **report.as_dict()})
+    write_chart(report, run.path / "chart.png", label_a=label_a, label_b=label_b)
+    chart = "chart.png"
+    markdown = render_markdown(report, label_a=label_a, label_b=label_b, judge=shown_judge,
+                               chart=chart, failed=len(failed))
+    with atomic_writer(run.path / "report.md") as fh:
+        fh.write(markdown)
+    run.write_manifest(status="complete", stage=STAGE, config_sha256=hash_value(config),
+                       counts={"pairs": len(items), **totals},
+                       this_invocation={**s.as_dict(), "seconds": round(seconds, 3),
+                                        "resumed": counts.resumed},
+                       outputs=outputs)
+    run.close()
+
+    click.echo(f"A = {label_a}   B = {label_b}   judge = {shown_judge}   (wins are A's)")
+    click.echo(render_table(report.table_rows))
+    if report.categories:
+        click.echo("")
+        click.echo(render_table(report.categories, "category"))
+    for name in ("verdicts.jsonl", "report.md", "report.json", "chart.png"):
+        if (run.path / name).exists():
+            print(f"wrote {run.path / name}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} pairs could not be judged (reasons in {run.path / 'failed.jsonl'});"
+              " running the same command again retries them", file=sys.stderr)
+    if failed and not verdicts:
+        print("no pair could be judged: exit code 1", file=sys.stderr)
+        return EXIT_ALL_FAILED
+    return 0
+
+
+def iter_verdicts(run_dir: str | Path) -> Iterator[dict[str, Any]]:
+    """The saved verdicts of a finished compare run, for recomputing a report."""
+    for _, row in iter_rows(Path(run_dir) / "verdicts.jsonl"):
+        yield row
+
+
+def compare_files(files: tuple[str, ...] | list[str] = (),
+                  pairs: tuple[tuple[str, str, str], ...] | list[tuple[str, str, str]] = (), *,
+                  run_dir: str | Path, options: RunOptions, name: str | None = None,
+                  judge: str = "local", key: str | None = None, answer_field: str | None = None,
+                  question_field: str | None = None, category_field: str = "category",
+                  label_a: str | None = None, label_b: str | None = None,
+                  judge_prompt: str | None = None, judge_json: bool | None = None,
+                  judge_max_tokens: int = 512, reasks: int = 2,
+                  backends: Mapping[str, Any] | None = None) -> int:
+    """Pair the answer files (A B, or NAME A B per benchmark) and judge them; the exit code."""
+    benches = _benchmarks(tuple(files), tuple(pairs), name)
+    spec = PairSpec(
+        key=tuple(k.strip() for k in key.split(",") if k.strip()) if key else None,
+        answer_field=answer_field, question_field=question_field, category_field=category_field,
+    )
+    if spec.key is not None and not spec.key:
+        raise UserError("--key needs at least one field name")
+    all_pairs: list[Pair] = []
+    for bench, path_a, path_b in benches:
+        bench_pairs = pair_answers(bench, path_a, path_b, spec)
+        all_pairs.extend(bench_pairs[: options.limit] if options.limit else bench_pairs)
+    settings = JudgeSettings(template=load_judge_template(judge_prompt),
+                             max_tokens=judge_max_tokens, reasks=reasks, json=judge_json)
+    first_a, first_b = benches[0][1], benches[0][2]
+    labels = (_label(first_a, label_a), _label(first_b, label_b))
+    config = {
+        "stage": STAGE,
+        "benchmarks": [{"name": b, "a": str(Path(a).resolve()), "a_sha256": hash_file(a),
+                        "b": str(Path(bb).resolve()), "b_sha256": hash_file(bb)}
+                       for b, a, bb in benches],
+        "pairs_sha256": hash_value([asdict(p) for p in all_pairs]),
+        "limit": options.limit,
+        "models": shown_models({"judge": judge}),
+        **settings.config(),
+    }
+    return run_compare(all_pairs, [b for b, _, _ in benches], run_dir=run_dir, judge=judge,
+                       settings=settings, config=config, options=options, labels=labels,
+                       backends=backends)

@@ -1,0 +1,265 @@
+"""`synthcodec rate`: score every (instruction, input, response) row 0–5 with an LLM judge.
+
+The AlpaGasus rater (Chen et al., ICLR 2024; methods.md §2.1). The untrusted triplet is
+fenced (synthcodec.fence) so a response cannot pose as instructions or as the judge's
+verdict. Free-text replies are read with `parsing.parse_rating`; JSON replies are validated
+against `Rating`. An unreadable reply is re-asked a bounded number of times and then the
+row is quarantined in RUN/failed.jsonl with the reason: never a silent default score.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from synthcodec.engine import Record
+from synthcodec.errors import UserError
+from synthcodec.export import EXAMPLE_FIELDS
+from synthcodec.fence import FENCE_NOTICE, boundary_for, fence
+from synthcodec.histogram import score_bins, text_histogram
+from synthcodec.io import iter_rows, parse_field_map
+from synthcodec.llm import Completion, Request
+from synthcodec.llm.base import Backend
+from synthcodec.llm.client import LLMClient
+from synthcodec.parsing import ParseError, parse_rating
+from synthcodec.prompts import ChatTemplate, load_template
+from synthcodec.runner import Models, RunOptions, Summary, run_file_stage
+
+SCALE_LOW, SCALE_HIGH = 0.0, 5.0
+TEMPLATE_NAME = "rate.txt"
+PLACEHOLDERS = ("dimension", "fence_notice", "triplet", "instruction", "input", "response",
+                "answer_format")
+DEFAULT_FIELDS = {"response": "output"}  # Alpaca names the response 'output'
+FIELD_ALIASES = {"output": "response"}  # `--field output=answer` means the response too
+# Columns added to every rated row.
+SCORE, EXPLANATION, JUDGE_TEXT = "score", "explanation", "judge_text"
+
+TEXT_ANSWER = ("Give the score alone on the first line (a number from 0 to 5; halves such as "
+               "3.5 are fine), then an unbiased explanation on the following lines.")
+JSON_ANSWER = ('Reply with only a JSON object with two keys: "score" (a number from 0 to 5; '
+               'halves such as 3.5 are fine) and "explanation" (an unbiased explanation of '
+               "the score).")
+
+
+class Rating(BaseModel):
+    """The JSON reply asked for with --json."""
+
+    score: float = Field(ge=SCALE_LOW, le=SCALE_HIGH, description="0 to 5, higher is better")
+    explanation: str = Field(description="why the response earns this score")
+
+
+# Sent as the explanation's maxLength: a grammar-constrained backend (llama.cpp) must then
+# close the string, where a tiny model would otherwise ramble until max_tokens. Not enforced
+# when validating, so a server that ignores it never fails a row for a long explanation.
+EXPLANATION_MAX_CHARS = 400
+# A reply cut off after `{"score": 4.5,` still carries a complete score (the comma proves it).
+_TRUNCATED_JSON_SCORE = re.compile(
+    r'^\s*(?:```(?:json)?\s*)?\{\s*"score"\s*:\s*(-?\d+(?:\.\d+)?)\s*,'
+    r'(?:\s*"explanation"\s*:\s*"(?P<expl>.*))?', re.DOTALL)
+
+
+def rating_schema() -> dict[str, Any]:
+    schema = Rating.model_json_schema()
+    schema["properties"]["explanation"]["maxLength"] = EXPLANATION_MAX_CHARS
+    return schema
+
+
+def parse_json_rating(text: str, truncated: bool) -> tuple[float, str]:
+    """(score, explanation) from a JSON reply; a truncated one counts if its score is complete."""
+    if truncated:
+        match = _TRUNCATED_JSON_SCORE.match(text)
+        if match is None:
+            raise ParseError("the reply was cut off before its score was complete", text)
+        score = float(match.group(1))
+        if not SCALE_LOW <= score <= SCALE_HIGH:
+            raise ParseError(f"score {score:g} is outside the allowed range 0–5", text)
+        return score, _partial_json_string(match.group("expl") or "")
+    body = text.strip()
+    if body.startswith("```"):  # some servers fence JSON even when asked not to
+        body = body.split("\n", 1)[1] if "\n" in body else ""
+        body = body.rsplit("```", 1)[0]
+    try:
+        rating = Rating.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "reply"
+        raise ParseError(f"{where}: {first.get('msg')}", text) from None
+    return rating.score, rating.explanation.strip()
+
+
+def _partial_json_string(fragment: str) -> str:
+    """Best-effort text of a JSON string cut off mid-way (escapes decoded where complete)."""
+    fragment = re.sub(r'\\u[0-9a-fA-F]{0,3}$|\\$', "", fragment)
+    try:
+        return str(json.loads(f'"{fragment}"')).strip()
+    except ValueError:
+        return fragment.strip()
+
+
+@dataclass(frozen=True)
+class RatingResult:
+    score: float
+    explanation: str
+    raw: str  # the judge's reply exactly as written
+    tries: int
+
+
+def has_input(value: object) -> bool:
+    """Alpaca marks 'no input' with an empty string; treat blank the same way."""
+    return isinstance(value, str) and bool(value.strip())
+
+
+def render_prompt(template: ChatTemplate, *, instruction: str, input_text: str, response: str,
+                  dimension: str, json_mode: bool) -> tuple[dict[str, str], ...]:
+    """The judge's chat messages, with the untrusted triplet fenced by an unforgeable boundary."""
+    given = input_text if has_input(input_text) else ""
+    # The boundary is derived from all three texts and occurs in none of them, so no part
+    # of the triplet can close its own fence or open a fake one.
+    boundary = boundary_for(instruction, given, response)
+    blocks = {
+        "instruction": fence("INSTRUCTION", instruction, boundary),
+        "input": fence("INPUT", given, boundary) if given else "",
+        "response": fence("RESPONSE", response, boundary),
+    }
+    triplet = "\n\n".join(b for b in blocks.values() if b)  # the input block is omitted when empty
+    return template.render({
+        **blocks,
+        "triplet": triplet,
+        "dimension": dimension,
+        "fence_notice": FENCE_NOTICE,
+        "answer_format": JSON_ANSWER if json_mode else TEXT_ANSWER,
+    })
+
+
+def rating_template(path: str | Path | None) -> ChatTemplate:
+    """The packaged template or the user's, checked before any work starts."""
+    template = load_template(TEMPLATE_NAME, path)
+    template.check(PLACEHOLDERS, need_one_of=[("triplet", "response"), ("triplet", "instruction")])
+    return template
+
+
+def correction(problem: str, json_mode: bool = False) -> str:
+    how = ("with only a JSON object: {\"score\": a number from 0 to 5, \"explanation\": "
+           "a short explanation}" if json_mode else
+           "the score alone on the first line, a number from 0 to 5, then your explanation")
+    return f"Your reply could not be read as a rating ({problem}). Reply again {how}."
+
+
+class Rater:
+    """Rates one triplet with one judge; shared by `rate` and any recipe that needs ratings."""
+
+    def __init__(self, client: LLMClient, template: ChatTemplate, *, dimension: str,
+                 json_mode: bool, reasks: int, max_tokens: int) -> None:
+        self.client = client
+        self.template = template
+        self.dimension = dimension
+        self.json_mode = json_mode
+        self.reasks = reasks
+        self.max_tokens = max_tokens
+
+    async def rate(self, instruction: str, input_text: str, response: str) -> RatingResult:
+        messages = render_prompt(self.template, instruction=instruction, input_text=input_text,
+                                 response=response, dimension=self.dimension,
+                                 json_mode=self.json_mode)
+        # Temperature 0 as in the paper: ratings should not depend on sampling luck.
+        request = Request(messages=messages, temperature=0.0, max_tokens=self.max_tokens,
+                          json_schema=rating_schema() if self.json_mode else None)
+        def parse(completion: Completion) -> tuple[float, str]:
+            # The score comes first, so a reply cut off at max_tokens still has a complete
+            # score (only the explanation is short): truncation alone is no reason to re-ask.
+            if self.json_mode:
+                return parse_json_rating(completion.text, completion.finish_reason == "length")
+            return parse_rating(completion.text, SCALE_LOW, SCALE_HIGH)
+
+        asked = await self.client.ask(
+            request, parse, reasks=self.reasks, failure="no readable rating",
+            correction=lambda problem: correction(problem, self.json_mode))
+        score, explanation = asked.value
+        return RatingResult(score, explanation, asked.completion.text, asked.attempts)
+
+
+def field_mapping(items: tuple[str, ...] | list[str],
+                  defaults: Mapping[str, str] = DEFAULT_FIELDS) -> dict[str, str]:
+    """`--field` values over `defaults`; OURS must be instruction, input or response."""
+    given = parse_field_map(items)
+    mapping = dict(defaults)
+    known = {spec.name for spec in EXAMPLE_FIELDS}
+    for ours, theirs in given.items():
+        ours = FIELD_ALIASES.get(ours, ours)
+        if ours not in known:
+            raise UserError(f"--field {ours}=...: unknown field; use instruction, input or response")
+        mapping[ours] = theirs
+    return mapping
+
+
+def wants_json(choice: bool | None, backend: Backend) -> bool:
+    """--json/--text, or by default JSON only for the embedded model.
+
+    llama.cpp turns the schema into a grammar, so even a tiny local model cannot answer
+    off-format; HTTP servers differ in how (or whether) they honour response_format, so
+    for them the default is the paper's own format: the score alone on the first line.
+    """
+    if choice is not None:
+        if choice and not getattr(backend, "supports_json_schema", False):
+            raise UserError(f"--json: the judge {backend.identity} cannot be asked for a JSON schema;"
+                            " use --text")
+        return choice
+    from synthcodec.llm.llamacpp import LlamaCppBackend  # no llama_cpp import until a model loads
+
+    return isinstance(backend, LlamaCppBackend) and backend.supports_json_schema
+
+
+def print_scores(output: Path) -> None:
+    """The score histogram of the rated rows, read back from RUN/output.jsonl (streamed)."""
+    if not output.exists():
+        return
+    bins = score_bins(float(row[SCORE]) for _, row in iter_rows(output))
+    if not sum(n for _, n in bins):
+        return
+    print("scores:", file=sys.stderr)
+    for line in text_histogram(bins):
+        print("  " + line, file=sys.stderr)
+
+
+def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, options: RunOptions,
+              dimension: str = "accuracy", mapping: Mapping[str, str] | None = None,
+              template: ChatTemplate | None = None, as_json: bool | None = None,
+              reasks: int = 2, max_tokens: int = 256,
+              backends: Mapping[str, Any] | None = None) -> Summary:
+    """Rate every row of `input_path` into `run_dir` (resuming it); what the command runs.
+
+    `backends={"judge": backend}` replaces the model named by `judge`, e.g. a FakeBackend.
+    """
+    mapping = dict(DEFAULT_FIELDS if mapping is None else mapping)
+    template = template or rating_template(None)
+
+    def make_step(models: Models) -> Any:
+        client = models["judge"]
+        rater = Rater(client, template, dimension=dimension,
+                      json_mode=wants_json(as_json, client.backend), reasks=reasks,
+                      max_tokens=max_tokens)
+
+        async def step(record: Record) -> Record:
+            result = await rater.rate(record["instruction"], record.get("input") or "",
+                                      record["response"])
+            return {SCORE: result.score, EXPLANATION: result.explanation, JUDGE_TEXT: result.raw}
+
+        return step
+
+    return run_file_stage(
+        input_path=input_path, run_dir=run_dir, stage="rate",
+        fields=list(EXAMPLE_FIELDS), mapping=mapping, models={"judge": judge},
+        make_step=make_step, options=options, backends=backends,
+        adds=(SCORE, EXPLANATION, JUDGE_TEXT),
+        adds_hint="rename or drop it first (e.g. the rows of an earlier rating)",
+        config={"dimension": dimension, "template": template.text,
+                "answer": {None: "auto", True: "json", False: "text"}[as_json],
+                "reasks": reasks, "max_tokens": max_tokens, "temperature": 0.0},
+    )
