@@ -1,3 +1,30 @@
-"""synthcodec: tailored instruction-tuning data, LLM-rated filtering, and pairwise evaluation."""
+"""synthcodec: tailored instruction-tuning data, LLM-rated filtering, and pairwise evaluation.
+
+The Python API (`synthcodec.rate`, `select`, `complete`, `answer`, `compare`, `generate`,
+`train`, their `a`-prefixed async variants, and `FakeBackend`) lives in synthcodec.api and
+is loaded on first use, so `import synthcodec` and the CLI's `--help` stay fast.
+"""
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+_API = {"complete", "rate", "select", "answer", "compare", "generate", "train",
+        "acomplete", "arate", "aselect", "aanswer", "acompare", "agenerate", "atrain",
+        "RunResult", "Selected", "Generated", "Comparison"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from synthcodec import api
+
+        return getattr(api, name)
+    if name == "FakeBackend":
+        from synthcodec.llm.fake import FakeBackend
+
+        return FakeBackend
+    raise AttributeError(f"module 'synthcodec' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API, "FakeBackend"])

@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -491,8 +490,8 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
 
         def do_answer(d: DatasetSpec = d, adapter: Path = adapter, out: Path = out
                       ) -> dict[str, Any]:
-            from synthcodec.stages.answer import answer_file
             from synthcodec.questions import resolve_format
+            from synthcodec.stages.answer import answer_file
 
             fmt = resolve_format(b.path, b.name, {})
             role = f"answer:{d.name}"
@@ -628,9 +627,9 @@ def _adapter_hash(adapter: Path) -> str | None:
 def build_dataset(d: DatasetSpec, out: Path, *, rated: Path | None,
                   size: int | None = None) -> dict[str, Any]:
     """Select rows of the rated pool (or of `d.path`) and write them as Alpaca JSON."""
-    from synthcodec.stages.select import choose, open_source, read_scores
     from synthcodec.export import export
     from synthcodec.io import iter_rows
+    from synthcodec.stages.select import choose, open_source, read_scores
 
     random_n = size if size is not None else (d.random if isinstance(d.random, int) else None)
     if d.path is not None:
@@ -666,8 +665,8 @@ def compare_answers(path_a: Path, path_b: Path, run_dir: Path, *, labels: tuple[
                     bench: str, judge: str, judge_max_tokens: int, reasks: int, options: Any,
                     backend: Any = None) -> dict[str, Any]:
     """`synthcodec compare A B` through its own functions; the report's numbers."""
-    from synthcodec.stages.compare import PairSpec, pair_answers, run_compare
     from synthcodec.judge import JudgeSettings, load_judge_template
+    from synthcodec.stages.compare import PairSpec, pair_answers, run_compare
 
     pairs = pair_answers(bench, str(path_a), str(path_b), PairSpec())
     settings = JudgeSettings(template=load_judge_template(None), max_tokens=judge_max_tokens,
@@ -689,11 +688,6 @@ def compare_answers(path_a: Path, path_b: Path, run_dir: Path, *, labels: tuple[
                           "experiment again to resume")
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     return {"pairs": report["pairs"], "failed": report["failed"], "total": report["total"]}
-
-
-def clean(exp: Experiment) -> None:  # pragma: no cover - convenience for users
-    """Remove the experiment directory (everything is rebuilt on the next run)."""
-    shutil.rmtree(exp.dir, ignore_errors=True)
 
 
 def describe(exp: Experiment) -> str:

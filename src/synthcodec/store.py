@@ -197,7 +197,10 @@ class RunDir:
             self._lock = None
             raise UserError(f"another synthcodec process is working in {self.path}; "
                             "wait for it or stop it first") from None
-        db = sqlite3.connect(self.path / "journal.sqlite", isolation_level=None)
+        # check_same_thread off: the run may go on a worker thread (inside a running event
+        # loop, see runner.run_async); one thread at a time uses it.
+        db = sqlite3.connect(self.path / "journal.sqlite", isolation_level=None,
+                             check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=10000")  # a reader's checkpoint never fails a commit

@@ -47,7 +47,10 @@ def test_generate_on_the_embedded_model(require_embedded: None, tmp_path: Path,
     metadata = {m["id"]: m for m in read(run / "metadata.jsonl")}
     assert len(metadata) == 1
     pairs, rejected = read(run / "pairs.jsonl"), read(run / "rejected.jsonl")
-    assert pairs or rejected
+    # Every decoded instruction ends exactly once: kept, or rejected with a reason.
+    instructions = read(run / "instructions.jsonl")
+    assert instructions, "decode wrote no instruction"
+    assert len(pairs) + len(rejected) == len(instructions)
     # The embedded judge answers in JSON under a grammar, so judgements are readable; a row
     # that still fails is rejected as failed with the reason, never given a default score.
     for row in pairs + rejected:  # every row leads back to its metadata and seeds

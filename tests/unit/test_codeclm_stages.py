@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -113,4 +112,5 @@ def test_example_recipe_parses() -> None:
     assert args[0] == "examples/seeds.jsonl"
     seeds = read_jsonl(repo / "examples" / "seeds.jsonl")
     assert len(seeds) >= 6 and all(set(s) == {"id", "instruction"} for s in seeds)
-    assert json.dumps(seeds)  # plain JSON
+    assert len({s["id"] for s in seeds}) == len(seeds)  # ids join kept pairs to their seeds
+    assert all(s["instruction"].strip() for s in seeds)

@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 
 import synthcodec.runner as runner
-from synthcodec.engine import reason_of
-from synthcodec.stages.compare import PairSpec, iter_verdicts, pair_answers
 from synthcodec.cli import main
+from synthcodec.engine import reason_of
 from synthcodec.errors import UserError
 from synthcodec.judge import pair_schema
 from synthcodec.llm import FakeBackend, Request
 from synthcodec.report import summarize
+from synthcodec.stages.compare import PairSpec, pair_answers
+from tests.helpers import read_jsonl
 
 RESULTS = ("win", "tie", "lose")
 # A's outcome for every (order-1 result, order-2 result), straight from methods.md §3.
@@ -166,7 +167,7 @@ def test_per_question_outcomes_from_scripted_scores(tmp_path: Path, backends: An
     assert total["codeclm"]["crr"] == pytest.approx(8 / 9)
     assert total["position_inconsistency"] == pytest.approx(6 / 9)
     # The report can be rebuilt from the saved verdicts alone.
-    assert summarize(iter_verdicts(run)).total.as_dict() == total
+    assert summarize(read_jsonl(run / "verdicts.jsonl")).total.as_dict() == total
 
 
 def test_position_biased_judge_gives_all_ties(tmp_path: Path, backends: Any) -> None:

@@ -40,4 +40,7 @@ def test_publish_and_manifest(tmp_path: Path) -> None:
     assert run.publish_jsonl("o.jsonl", iter([{"a": 1}, {"a": 2}])) == 2
     manifest = run.write_manifest(counts={"ok": 2})
     assert json.loads((tmp_path / "r" / "manifest.json").read_text())["counts"] == {"ok": 2}
-    assert "synthcodec" in manifest["versions"] or manifest["synthcodec_version"]
+    from synthcodec import __version__
+
+    assert manifest["synthcodec_version"] == __version__
+    assert manifest["versions"]["aiohttp"] and manifest["written_at"].endswith("Z")

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -320,12 +320,6 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
         print("no pair could be judged: exit code 1", file=sys.stderr)
         return EXIT_ALL_FAILED
     return 0
-
-
-def iter_verdicts(run_dir: str | Path) -> Iterator[dict[str, Any]]:
-    """The saved verdicts of a finished compare run, for recomputing a report."""
-    for _, row in iter_rows(Path(run_dir) / "verdicts.jsonl"):
-        yield row
 
 
 def compare_files(files: tuple[str, ...] | list[str] = (),

@@ -1,0 +1,312 @@
+"""The Python API: what the commands do, callable from a script or a notebook.
+
+    import synthcodec as sc
+    rated = sc.rate("alpaca.json", judge="local", limit=20)
+    kept = sc.select(rated, min_score=4.5)
+    sc.train(kept.path, base="local", output="adapters/kept", max_steps=20)
+
+Data may be a path (JSONL, JSON, CSV, Parquet, a saved Hugging Face dataset), a list of
+dicts or a `datasets.Dataset`. Every call writes the same run directory as its command
+(`run_dir=`, or one under ./runs named by the input and the options), so calling it again
+resumes instead of starting over, and returns the rows as Python objects. A `backend=`
+(e.g. `synthcodec.FakeBackend`) replaces the model named by the spec.
+
+The functions work inside a running event loop (Jupyter): the run then goes on a worker
+thread. In async code, await the `a`-prefixed variants (`await sc.arate(...)`), which run
+the same thing off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import tempfile
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from synthcodec.errors import UserError
+from synthcodec.io import iter_rows, json_safe
+from synthcodec.runner import RunOptions, Summary
+from synthcodec.store import canonical_json, hash_value
+
+Data = str | Path | Iterable[Mapping[str, Any]]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_RUN_OPTIONS = {f for f in RunOptions.__dataclass_fields__}
+
+
+@dataclass
+class RunResult:
+    """A finished run: its rows, read back from the run directory, and its summary."""
+
+    run_dir: Path
+    summary: Summary
+    rows: list[dict[str, Any]] = field(default_factory=list)  # kept (output.jsonl)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        """The output file, to hand to the next command (select, train, compare)."""
+        return self.run_dir / "output.jsonl"
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+
+@dataclass
+class Selected:
+    """The rows `select` kept, where it wrote them, and its summary."""
+
+    path: Path
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass
+class Generated:
+    """The kept instruction-response pairs of a CodecLM run, and its summary."""
+
+    run_dir: Path
+    pairs: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+
+
+@dataclass
+class Comparison:
+    """The pairwise report (win/tie/lose, CRR, ...) and the per-question verdicts."""
+
+    run_dir: Path
+    report: dict[str, Any]
+    verdicts: list[dict[str, Any]]
+    exit_code: int
+
+
+# ------------------------------------------------------------------------------ helpers
+
+def _input_path(data: Data) -> Path:
+    """A path as given; rows (a list of dicts, a Dataset) as a JSONL file named by content,
+    so the same rows give the same path and a second call resumes the same run."""
+    if isinstance(data, (str, Path)):
+        return Path(data)
+    if isinstance(data, Mapping):
+        raise UserError("data must be a path, a list of dicts or a datasets.Dataset, not one dict")
+    lines = []
+    for i, row in enumerate(data, 1):
+        if not isinstance(row, Mapping):
+            raise UserError(f"data row {i} is a {type(row).__name__}, not a dict")
+        lines.append(json.dumps(json_safe(dict(row)), ensure_ascii=False))
+    body = "\n".join(lines) + "\n"
+    digest = hash_value(body)[:16]
+    folder = Path(tempfile.gettempdir()) / "synthcodec-inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"rows-{digest}.jsonl"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(body, encoding="utf-8")
+        tmp.replace(path)
+    return path
+
+
+def _run_dir(run_dir: str | Path | None, command: str, path: Path, settings: Mapping[str, Any]
+             ) -> Path:
+    if run_dir is not None:
+        return Path(run_dir)
+    from synthcodec.store import hash_file
+
+    key = hash_value({"input": hash_file(path) if path.exists() else str(path),
+                      "settings": json.loads(canonical_json(settings, ))})
+    return Path("runs") / f"{command}-{key[:12]}"
+
+
+def _options(kwargs: dict[str, Any]) -> RunOptions:
+    """RunOptions from keyword arguments (concurrency, cache_path, no_cache, limit, ...);
+    progress is off unless asked for."""
+    unknown = sorted(set(kwargs) - _RUN_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(unknown)}; run options are "
+                        + ", ".join(sorted(_RUN_OPTIONS)))
+    kwargs.setdefault("progress", False)
+    return RunOptions(**kwargs)
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [row for _, row in iter_rows(path)] if path.exists() and path.stat().st_size else []
+
+
+def _result(summary: Summary) -> RunResult:
+    run = summary.run_dir
+    return RunResult(run, summary, _rows(run / "output.jsonl"), _rows(run / "rejected.jsonl"),
+                     _rows(run / "failed.jsonl"))
+
+
+def _async(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    wrapper.__doc__ = f"Async variant of `{fn.__name__}` (runs it off the event loop)."
+    return wrapper
+
+
+# ---------------------------------------------------------------------------- the calls
+
+def complete(data: Data, *, model: str = "local", prompt_field: str = "prompt",
+             system: str | None = None, temperature: float = 0.0, max_tokens: int = 512,
+             allow_truncated: bool = True, output_field: str = "response",
+             run_dir: str | Path | None = None, backend: Any = None,
+             **run_options: Any) -> RunResult:
+    """Answer each row's prompt with `model` (what `synthcodec complete` does)."""
+    from synthcodec.stages.complete import complete_file
+
+    path = _input_path(data)
+    settings = dict(model=model, prompt_field=prompt_field, system=system,
+                    temperature=temperature, max_tokens=max_tokens,
+                    allow_truncated=allow_truncated, output_field=output_field)
+    summary = complete_file(path, _run_dir(run_dir, "complete", path, settings), model=model,
+                            mapping={"prompt": prompt_field} if prompt_field != "prompt" else {},
+                            system=system, temperature=temperature, max_tokens=max_tokens,
+                            allow_truncated=allow_truncated, output_field=output_field,
+                            options=_options(run_options),
+                            backends={"model": backend} if backend is not None else None)
+    return _result(summary)
+
+
+def rate(data: Data, *, judge: str = "local", dimension: str = "accuracy",
+         fields: Mapping[str, str] | None = None, json_mode: bool | None = None,
+         reasks: int = 2, max_tokens: int = 256, run_dir: str | Path | None = None,
+         backend: Any = None, **run_options: Any) -> RunResult:
+    """Rate every (instruction, input, response) row 0–5 with `judge` (AlpaGasus).
+
+    `fields` maps our names to your columns, e.g. {"response": "answer"} (default: Alpaca's
+    `output` is the response). Rows the judge could not rate are in `.failed`.
+    """
+    from synthcodec.stages.rate import field_mapping, rate_file
+
+    path = _input_path(data)
+    mapping = field_mapping([f"{k}={v}" for k, v in (fields or {}).items()])
+    settings = dict(judge=judge, dimension=dimension, fields=mapping, json=json_mode,
+                    reasks=reasks, max_tokens=max_tokens)
+    summary = rate_file(path, _run_dir(run_dir, "rate", path, settings), judge=judge,
+                        dimension=dimension, mapping=mapping, as_json=json_mode, reasks=reasks,
+                        max_tokens=max_tokens, options=_options(run_options),
+                        backends={"judge": backend} if backend is not None else None)
+    return _result(summary)
+
+
+def select(rated: RunResult | str | Path, *, min_score: float | None = None,
+           top: int | None = None, random: int | None = None, seed: int | None = None,
+           output: str | Path | None = None, format: str = "jsonl") -> Selected:  # noqa: A002
+    """Keep the best-rated rows of a `rate` result or run directory (default: score ≥ 4.5)."""
+    from synthcodec.stages.select import select_rows
+
+    source = rated.run_dir if isinstance(rated, RunResult) else Path(rated)
+    rule = ("min" if min_score is not None else "top" if top is not None
+            else "random" if random is not None else "min")
+    value = min_score if min_score is not None else top if top is not None else random
+    if output is None:
+        base = source if source.is_dir() else source.parent
+        output = base / f"selected-{rule}-{value if value is not None else 4.5:g}.jsonl"
+    sel = select_rows(source, output, min_score=min_score, top=top, random_n=random, seed=seed,
+                      fmt=format)
+    rows = _rows(Path(output)) if format == "jsonl" else []
+    return Selected(Path(output), rows, sel.summary)
+
+
+def answer(bench: str | Path, *, model: str = "local", output: str | Path | None = None,
+           system: str | None = None, temperature: float = 0.0, max_tokens: int = 1024,
+           backend: Any = None, **run_options: Any) -> RunResult:
+    """Answer every question of a benchmark file (Vicuna, Self-Instruct, WizardLM, Koala)."""
+    from synthcodec.stages.answer import answer_file
+
+    settings = dict(model=model, system=system, temperature=temperature, max_tokens=max_tokens)
+    out = Path(output) if output is not None else (
+        _run_dir(None, "answer", Path(bench), settings) / "answers.jsonl")
+    summary, _ = answer_file(bench, out, model=model, system=system, temperature=temperature,
+                             max_tokens=max_tokens, options=_options(run_options),
+                             run_dir=out.parent / (out.name + ".run"),
+                             backends={"model": backend} if backend is not None else None)
+    result = _result(summary)
+    result.rows = _rows(out)  # the answers file (question_id, question, answer, ...)
+    return result
+
+
+def compare(a: str | Path, b: str | Path, *, judge: str = "local",
+            run_dir: str | Path | None = None, key: str | None = None,
+            label_a: str | None = None, label_b: str | None = None,
+            judge_json: bool | None = None, judge_max_tokens: int = 512, reasks: int = 2,
+            backend: Any = None, **run_options: Any) -> Comparison:
+    """Judge A's answers against B's in both orders (win/tie/lose, CRR; wins are A's)."""
+    from synthcodec.stages.compare import compare_files
+
+    settings = dict(b=str(b), judge=judge, key=key, judge_json=judge_json,
+                    judge_max_tokens=judge_max_tokens, reasks=reasks)
+    run = Path(run_dir) if run_dir is not None else _run_dir(None, "compare", Path(a), settings)
+    code = compare_files((str(a), str(b)), run_dir=run, options=_options(run_options),
+                         judge=judge, key=key, label_a=label_a, label_b=label_b,
+                         judge_json=judge_json, judge_max_tokens=judge_max_tokens,
+                         reasks=reasks,
+                         backends={"judge": backend} if backend is not None else None)
+    report_path = run / "report.json"
+    report = json.loads(report_path.read_text("utf-8")) if report_path.exists() else {}
+    return Comparison(run, report, _rows(run / "verdicts.jsonl"), code)
+
+
+def generate(seeds: Data, *, strong: str = "local", target: str = "local", n: int = 2000,
+             run_dir: str | Path | None = None, oversample: float = 2.0,
+             fields: Mapping[str, str] | None = None, backends: Mapping[str, Any] | None = None,
+             codec: Mapping[str, Any] | None = None, **run_options: Any) -> Generated:
+    """CodecLM: seeds → metadata → instructions → Self-Rubrics → Contrastive Filtering.
+
+    `codec` holds the CodecLM settings by name (pool_size, per_metadata, n_rubrics,
+    max_iterations, theta, temperature, max_tokens, judge_max_tokens, ...: see
+    `synthcodec.codeclm.config.CodecConfig`); `backends={"strong": ..., "target": ...}`.
+    """
+    from synthcodec.codeclm.config import CodecConfig
+    from synthcodec.codeclm.pipeline import generate as run_generate
+
+    path = _input_path(seeds)
+    cfg = CodecConfig(**dict(codec or {}))
+    settings = dict(strong=strong, target=target, n=n, oversample=oversample,
+                    fields=dict(fields or {}), codec=dict(codec or {}))
+    run = _run_dir(run_dir, "generate", path, settings)
+    result = run_generate(seeds=str(path), run_dir=run, strong=strong, target=target, n=n,
+                          cfg=cfg, options=_options(run_options), mapping=dict(fields or {}),
+                          oversample=oversample, backends=backends)
+    return Generated(run, _rows(run / "pairs.jsonl"), _rows(run / "rejected.jsonl"),
+                     result.summary)
+
+
+def train(data: Data, *, base: str = "local", output: str | Path, **settings: Any) -> Any:
+    """LoRA-tune `base` on instruction/input/output rows (or chat `messages`); needs the
+    `train` extra. `settings`: epochs, max_steps, learning_rate, batch_size, lora_r, seed, ...
+    Returns the training result (the adapter is in `output`: use it as `hf:OUTPUT`)."""
+    from synthcodec.train import train_lora
+
+    return train_lora(_input_path(data), base, output, **settings)
+
+
+acomplete = _async(complete)
+arate = _async(rate)
+aselect = _async(select)
+aanswer = _async(answer)
+acompare = _async(compare)
+agenerate = _async(generate)
+atrain = _async(train)
+
+__all__ = [
+    "Comparison", "Generated", "RunResult", "Selected",
+    "aanswer", "acompare", "acomplete", "agenerate", "answer", "arate", "aselect", "atrain",
+    "compare", "complete", "generate", "rate", "select", "train",
+]
