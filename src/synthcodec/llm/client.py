@@ -464,7 +464,8 @@ class LLMClient:
                 raise RecordFailed(f"gave up after {attempt + rate_limited} attempts: {error}")
             self.stats.retries += 1
             if self.on_retry:
-                self.on_retry(f"retrying in {delay:.1f}s: {error}")
+                self.on_retry(f"retrying in {delay:.1f}s: {error}" if delay else
+                              f"rate limited, every request waits for the pacer: {error}")
             if delay:
                 await asyncio.sleep(delay)
 
