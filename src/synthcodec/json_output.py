@@ -33,19 +33,24 @@ def load_schema(path: str | Path) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{where}: cannot read the file ({exc.__class__.__name__}: {exc})") from None
+        raise UserError(f"{where}: cannot read the file ({type(exc).__name__}: {exc})") from None
     try:
         schema = json.loads(text)
     except ValueError as exc:
-        line = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if hasattr(exc, "lineno") else str(exc)
-        raise UserError(f"{where}: not valid JSON ({line})") from None
+        if hasattr(exc, "lineno"):
+            detail = f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+        else:
+            detail = str(exc)
+        raise UserError(f"{where}: not valid JSON ({detail})") from None
     if not isinstance(schema, dict):
-        raise UserError(f"{where}: a JSON Schema must be a JSON object, got {type(schema).__name__}")
+        raise UserError(
+            f"{where}: a JSON Schema must be a JSON object, got {type(schema).__name__}")
     try:
         validator_for(schema).check_schema(schema)
     except SchemaError as exc:
         at = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise UserError(f"{where}: not a valid JSON Schema at {at}: {_clip(exc.message, 160)}") from None
+        raise UserError(
+            f"{where}: not a valid JSON Schema at {at}: {_clip(exc.message, 160)}") from None
     return schema
 
 

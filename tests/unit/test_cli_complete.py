@@ -140,7 +140,8 @@ def test_json_schema_is_sent_natively_and_enforced(tmp_path: Path) -> None:
     (failed,) = read_jsonl(tmp_path / "run" / "failed.jsonl")
     assert failed["id"] == 5
     assert "no valid JSON after 2 tries" in reason_of(failed)
-    assert "does not match the schema at score: 5 is greater than the maximum of 4" in reason_of(failed)
+    assert ("does not match the schema at score: 5 is greater than the maximum of 4"
+            in reason_of(failed))
     assert stats["total_requests"] == 6 + 1
 
 

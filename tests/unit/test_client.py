@@ -352,7 +352,8 @@ def test_retry_after_ms_wins_over_retry_after() -> None:
 
 def test_which_limit_a_429_is_about() -> None:
     tpm = b'{"error": {"message": "Rate limit reached for gpt-4o on tokens per min (TPM): ' \
-          b'Limit 30000, Used 29000, Requested 2000.", "type": "tokens", "code": "rate_limit_exceeded"}}'
+          b'Limit 30000, Used 29000, Requested 2000.", "type": "tokens", ' \
+          b'"code": "rate_limit_exceeded"}}'
     rpm = b'{"error": {"message": "Rate limit reached on requests per min (RPM)", ' \
           b'"type": "requests", "code": "rate_limit_exceeded"}}'
     assert limit_kind(tpm) == "tokens"

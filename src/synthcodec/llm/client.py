@@ -459,8 +459,9 @@ class LLMClient:
             if exhausted:
                 self.stats.request_failures += 1
                 if error.rate_limited:
-                    raise RecordFailed(f"gave up after {rate_limited} rate-limited attempts in a row "
-                                       f"with no request of this run getting through: {error}")
+                    raise RecordFailed(
+                        f"gave up after {rate_limited} rate-limited attempts in a row "
+                        f"with no request of this run getting through: {error}")
                 raise RecordFailed(f"gave up after {attempt + rate_limited} attempts: {error}")
             self.stats.retries += 1
             if self.on_retry:

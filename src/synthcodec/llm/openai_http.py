@@ -135,9 +135,9 @@ class OpenAIHTTPBackend:
             message = f"{self.identity}: HTTP {status}: {detail}"
             if status in RETRYABLE_STATUS or status >= 500:
                 limits = parse_ratelimit_headers(headers)
+                kind = limit_kind(raw, limits) if status == 429 else "requests"
                 raise TransientError(message, status=status, retry_after=retry_after(headers),
-                                     limit_kind=limit_kind(raw, limits) if status == 429 else "requests",
-                                     ratelimit=limits)
+                                     limit_kind=kind, ratelimit=limits)
             raise PermanentError(message, status=status)
         try:
             data = json.loads(raw)

@@ -380,7 +380,8 @@ class MockServer:
         )
         self.responder = responder
         if retry_after_style not in ("precise", "seconds", "none"):
-            raise ValueError(f"retry_after_style must be precise, seconds or none, not {retry_after_style!r}")
+            raise ValueError("retry_after_style must be precise, seconds or none, "
+                             f"not {retry_after_style!r}")
         self.retry_after_style = retry_after_style
         self.ratelimit_headers = bool(ratelimit_headers)
         self.fail_hash_rate = float(fail_hash_rate)
@@ -584,10 +585,10 @@ class MockServer:
             wait = self._bucket.take()
             if wait > 0:
                 self._fault("rate_limit")
-                headers = self._retry_headers(wait, self.retry_after_style)
-                headers.update(self._limit_headers())
+                limited = self._retry_headers(wait, self.retry_after_style)
+                limited.update(self._limit_headers())
                 return self._error(429, "Rate limit reached for requests; please retry later.",
-                                   headers)
+                                   limited)
 
         prompt, attempt = "", 0
         if self._per_prompt:
@@ -684,7 +685,8 @@ class MockServer:
             self._fault("malformed")
             raw = raw[: len(raw) // 2]  # cut mid-document: never parses
         limits = self._limit_headers()
-        return web.Response(body=raw, headers={**_JSON_HEADERS, **limits} if limits else _JSON_HEADERS)
+        reply_headers = {**_JSON_HEADERS, **limits} if limits else _JSON_HEADERS
+        return web.Response(body=raw, headers=reply_headers)
 
 
 # --------------------------------------------------------------------------------------
