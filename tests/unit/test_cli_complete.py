@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import read_jsonl, synthcodec, write_jsonl
 
 
@@ -72,3 +74,108 @@ def test_help_explains_models_and_parallelism() -> None:
     assert result.returncode == 0
     assert "NAME@http://HOST:PORT/v1" in result.stdout
     assert "run one process per part" in " ".join(result.stdout.split())
+
+
+# ---- --json / --json-schema ----------------------------------------------------------------
+
+def _stats(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/stats", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def _score_prompts(n: int) -> list[dict]:
+    return [{"id": i, "prompt": f'Item {i}: reply with exactly {{"score": {i % 6}}}'}
+            for i in range(n)]
+
+
+def test_w7_json_invalid_first_answers_are_reasked_cut_ones_fail_with_the_reason(
+        tmp_path: Path) -> None:
+    from synthcodec.engine import reason_of
+    from synthcodec.testing.mock_server import hash_fraction, serve_in_subprocess
+
+    n, invalid_rate, cut_rate = 60, 0.2, 0.1
+    rows = _score_prompts(n)
+    cut = {r["id"] for r in rows if hash_fraction("truncate", r["prompt"]) < cut_rate}
+    invalid = {r["id"] for r in rows
+               if hash_fraction("invalid", r["prompt"]) < invalid_rate} - cut
+    assert cut and invalid  # the hash picks some of each (fixed prompts: deterministic)
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    with serve_in_subprocess(reply_json_in_prompt=True, invalid_json_first_rate=invalid_rate,
+                             truncate_rate=cut_rate) as (_, url):
+        result = synthcodec("complete", str(src), "-m", f"mock-model@{url}", "--json", "-j", "8",
+                            "-o", str(tmp_path / "run"), "-q")
+        stats = _stats(url)
+    assert result.returncode == 0, result.stderr
+    out = read_jsonl(tmp_path / "run" / "output.jsonl")
+    # every valid row carries the parsed object, and it is the right one (0 kept wrong)
+    assert {r["id"] for r in out} == set(range(n)) - cut
+    assert all(r["response"] == {"score": r["id"] % 6} for r in out)
+    failed = read_jsonl(tmp_path / "run" / "failed.jsonl")
+    assert {r["id"] for r in failed} == cut
+    assert all("finish_reason=length" in reason_of(r) and "max_tokens=512" in reason_of(r)
+               for r in failed)
+    # one request per row, one re-ask per invalid first answer, no re-ask of a cut-off one
+    assert stats["total_requests"] == n + len(invalid)
+
+
+def test_json_schema_is_sent_natively_and_enforced(tmp_path: Path) -> None:
+    from synthcodec.engine import reason_of
+    from synthcodec.testing.mock_server import serve_in_subprocess
+
+    schema = {"type": "object", "properties": {"score": {"type": "integer", "maximum": 4}},
+              "required": ["score"]}
+    schema_file = tmp_path / "schema.json"
+    schema_file.write_text(json.dumps(schema))
+    src = write_jsonl(tmp_path / "in.jsonl", _score_prompts(6))  # scores 0..5: 5 breaks it
+    with serve_in_subprocess(reply_json_in_prompt=True) as (_, url):
+        result = synthcodec("complete", str(src), "-m", f"mock-model@{url}", "--json-schema",
+                            str(schema_file), "--json-reasks", "1", "-o", str(tmp_path / "run"),
+                            "-q")
+        stats = _stats(url)
+    assert result.returncode == 0, result.stderr
+    assert [r["response"] for r in read_jsonl(tmp_path / "run" / "output.jsonl")] == [
+        {"score": k} for k in range(5)]
+    (failed,) = read_jsonl(tmp_path / "run" / "failed.jsonl")
+    assert failed["id"] == 5
+    assert "no valid JSON after 2 tries" in reason_of(failed)
+    assert ("does not match the schema at score: 5 is greater than the maximum of 4"
+            in reason_of(failed))
+    assert stats["total_requests"] == 6 + 1
+
+
+def test_json_schema_reaches_the_backend_as_response_format() -> None:
+    from synthcodec.llm import Request
+    from synthcodec.llm.openai_http import OpenAIHTTPBackend
+
+    schema = {"type": "object"}
+    body = OpenAIHTTPBackend("m", "http://127.0.0.1:1/v1").body(
+        Request.chat("hi", json_schema=schema))
+    assert body["response_format"] == {"type": "json_schema",
+                                       "json_schema": {"name": "output", "schema": schema}}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON (line 1 column 2"),
+    ('{"type": "objekt"}', "not a valid JSON Schema at type:"),
+    ("[1, 2]", "a JSON Schema must be a JSON object, got list"),
+])
+def test_bad_json_schema_file_is_one_clear_line(tmp_path: Path, content: str, message: str) -> None:
+    schema_file = tmp_path / "schema.json"
+    schema_file.write_text(content)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "a"}])
+    result = synthcodec("complete", str(src), "-m", "fake:echo", "--json-schema",
+                        str(schema_file), "-o", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert f"--json-schema {schema_file}: {message}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_json_on_the_fake_model_gives_parsed_objects(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "a"}, {"prompt": "b"}])
+    result = synthcodec("complete", str(src), "-m", "fake:echo", "--json", "-o",
+                        str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert [r["response"] for r in read_jsonl(tmp_path / "run" / "output.jsonl")] == [{}, {}]

@@ -11,7 +11,15 @@ from pydantic import BaseModel
 
 from synthcodec.cache import RequestCache, request_key
 from synthcodec.llm import Completion, FakeBackend, PermanentError, Request, TransientError
-from synthcodec.llm.client import FatalModelError, LLMClient, RecordFailed, RetryPolicy
+from synthcodec.llm.client import FatalModelError, LLMClient, Pacer, RecordFailed, RetryPolicy
+from synthcodec.llm.openai_http import retry_after
+from synthcodec.llm.ratelimit import (
+    LimitState,
+    RateLimitInfo,
+    limit_kind,
+    parse_duration,
+    parse_ratelimit_headers,
+)
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.01)
 
@@ -60,17 +68,6 @@ def test_retry_after_is_honoured() -> None:
     assert run(client.complete(Request.chat("hi"))).text == "ok"
     assert time.monotonic() - started >= 0.3
     assert client.stats.rate_limited == 1
-
-
-def test_429_halves_concurrency_and_success_restores_it() -> None:
-    client = LLMClient(FakeBackend(["ok"]), max_in_flight=64)
-    client.limit.on_rate_limited()
-    assert client.limit.limit == 32
-    client.limit.on_rate_limited()  # same burst: not cut again
-    assert client.limit.limit == 32
-    for _ in range(2000):
-        client.limit.on_success()
-    assert client.limit.limit == 64
 
 
 def test_in_flight_limit_is_respected() -> None:
@@ -150,3 +147,216 @@ def test_structured_output_gives_up_with_a_reason() -> None:
     with pytest.raises(RecordFailed, match="no valid structured output after 3 tries"):
         run(LLMClient(fake).structured(Request.chat("rate"), Answer, reasks=2))
     assert len(fake.calls) == 3
+
+
+# ---- pacing that learns the server's rate limit ------------------------------------------
+
+
+class BucketServer:
+    """A rate-limited server as a FakeBackend reply function: a token bucket of `burst`
+    refilled at `rate` per second; no token -> 429 at once with `Retry-After` (W3's server)."""
+
+    def __init__(self, rate: float, burst: float, retry_after: float | None = 1.0,
+                 latency: float = 0.01) -> None:
+        self.rate, self.burst, self.tokens = rate, burst, burst
+        self.stamp = time.monotonic()
+        self.retry_after, self.latency = retry_after, latency
+        self.admitted = self.limited = 0
+
+    async def __call__(self, request: Request) -> str | TransientError:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            self.limited += 1
+            return TransientError("HTTP 429", status=429, retry_after=self.retry_after)
+        self.tokens -= 1
+        self.admitted += 1
+        await asyncio.sleep(self.latency)
+        return "ok"
+
+
+def test_pacer_learns_the_rate_and_stops_hammering() -> None:
+    # W3 in small: limit 20/s (bucket 20), Retry-After: 1 in whole seconds, 32 in flight.
+    server = BucketServer(rate=20, burst=20)
+    client = LLMClient(FakeBackend(server), max_in_flight=32, retry=FAST)
+
+    async def many() -> list[Completion]:
+        return await asyncio.gather(*(client.complete(Request.chat(f"q{i}")) for i in range(60)))
+
+    results = run(many())
+    assert [r.text for r in results] == ["ok"] * 60  # nothing lost
+    # The first burst of 32 meets a bucket of 20: 12 429s. After that the learned rate keeps
+    # the 429s to a handful (halving requests in flight instead kept hammering: 3 per record).
+    assert server.limited <= 12 + 4, server.limited
+    assert client.stats.requests <= 1.3 * 60
+    assert client.pacer.rate is not None and 10 <= client.pacer.rate <= 25
+
+
+def test_unlimited_server_is_never_paced() -> None:
+    client = LLMClient(FakeBackend(["ok"]), max_in_flight=8)
+
+    async def many() -> None:
+        await asyncio.gather(*(client.complete(Request.chat(str(i))) for i in range(50)))
+
+    run(many())
+    assert client.pacer.rate is None and client.pacer.cuts == 0
+
+
+def test_a_record_is_not_given_up_on_429s_while_others_get_through() -> None:
+    stubborn = {"left": 25}  # more 429s in a row than max_rate_limited allows
+
+    async def reply(request: Request) -> str | TransientError:
+        if request.messages[-1]["content"] == "stubborn" and stubborn["left"] > 0:
+            stubborn["left"] -= 1
+            return TransientError("HTTP 429", status=429, retry_after=0.001)
+        await asyncio.sleep(0.002)
+        return "ok"
+
+    client = LLMClient(FakeBackend(reply), max_in_flight=4,
+                       retry=RetryPolicy(max_rate_limited=5, base_delay=0.001))
+
+    async def others() -> None:
+        for i in range(400):
+            await client.complete(Request.chat(f"other {i}"))
+            if stubborn["left"] == 0:
+                return
+
+    async def both() -> Completion:
+        done, _ = await asyncio.gather(client.complete(Request.chat("stubborn")), others())
+        return done
+
+    assert run(both()).text == "ok"
+    assert client.stats.rate_limited == 25
+
+
+def test_429s_with_no_progress_anywhere_give_up() -> None:
+    fake = FakeBackend([TransientError("HTTP 429", status=429, retry_after=0.001)])
+    client = LLMClient(fake, retry=RetryPolicy(max_rate_limited=4, base_delay=0.001))
+    with pytest.raises(RecordFailed, match="4 rate-limited attempts in a row with no request"):
+        run(client.complete(Request.chat("hi")))
+    assert len(fake.calls) == 4
+
+
+def test_a_429_holds_every_sender_until_the_retry_after_moment() -> None:
+    pacer = Pacer()
+
+    async def scenario() -> float:
+        for _ in range(3):  # two got through, one did not
+            epoch = await pacer.acquire(10)
+        pacer.on_rate_limited(epoch, 10, TransientError("429", status=429, retry_after=0.3))
+        started = time.monotonic()
+        await pacer.acquire(10)  # another sender: waits for the hold too
+        return time.monotonic() - started
+
+    assert run(scenario()) >= 0.29
+    assert pacer.rate == pytest.approx(2 / 0.3 * Pacer.MARGIN, rel=0.05)
+
+
+def test_pacer_takes_the_rate_from_x_ratelimit_headers_on_a_429() -> None:
+    pacer = Pacer()
+    info = RateLimitInfo(requests=LimitState(limit=120, remaining=0, reset=12.0))
+
+    async def scenario() -> None:
+        epoch = await pacer.acquire(1)
+        pacer.on_rate_limited(epoch, 1, TransientError("429", status=429, retry_after=0.01,
+                                                       ratelimit=info))
+        await pacer.acquire(1)
+
+    run(scenario())
+    assert pacer.rate == pytest.approx(10 * Pacer.MARGIN)  # 120 used, full again in 12 s
+    assert pacer.tokens.rate is None
+
+
+def test_a_tpm_429_backs_off_the_token_rate_not_the_request_rate() -> None:
+    pacer = Pacer()
+
+    async def scenario() -> None:
+        for _ in range(5):
+            epoch = await pacer.acquire(1000)
+        pacer.on_rate_limited(epoch, 1000, TransientError(
+            "429", status=429, retry_after=0.01, limit_kind="tokens"))
+        await pacer.acquire(1000)
+
+    run(scenario())
+    assert pacer.requests.rate is None
+    assert pacer.tokens.rate is not None and pacer.tokens.rate < 4000 / 0.01
+
+
+def test_low_x_ratelimit_remaining_paces_before_any_429() -> None:
+    low = RateLimitInfo(requests=LimitState(limit=60, remaining=1, reset=59.0))
+    fake = FakeBackend([Completion("ok", extra={"ratelimit": low})])
+    client = LLMClient(fake)
+    run(client.complete(Request.chat("hi")))
+    assert client.pacer.rate == pytest.approx(1.0)  # 59 used, full again in 59 s: 1/s
+    assert client.stats.rate_limited == 0
+
+
+def test_the_rate_creeps_back_up_when_429s_stop() -> None:
+    pacer = Pacer()
+    pacer.requests.set_rate(10.0)
+    pacer._last_limit["requests"] = 10.0
+    pacer._resumed = time.monotonic() - 10  # cooldown over
+    for _ in range(5):
+        pacer._last_creep = time.monotonic() - 1.0
+        pacer._creep()
+    assert 10 * 1.02 < pacer.rate < 10 * 1.03  # 0.5%/s near the last limit
+    pacer.requests.set_rate(12.0)  # well above it: faster
+    pacer._last_creep = time.monotonic() - 1.0
+    pacer._creep()
+    assert pacer.rate == pytest.approx(12 * 1.05, rel=1e-3)
+    pacer.requests.set_rate(170.0)  # 16 x the last limit: pacing ends
+    pacer._last_creep = time.monotonic() - 1.0
+    pacer._creep()
+    assert pacer.rate is None
+
+
+def test_user_rpm_is_a_ceiling_the_pacer_never_exceeds() -> None:
+    pacer = Pacer(rpm=600)
+    assert pacer.rate == 10
+    pacer._last_limit["requests"] = 1.0
+    pacer._resumed = time.monotonic() - 10
+    pacer._last_creep = time.monotonic() - 1.0
+    pacer._creep()
+    assert pacer.rate == 10
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("0.5", 0.5),
+    ("7.66s", 7.66), ("", None), ("soon", None), ("1x", None),
+])
+def test_parse_duration(text: str, seconds: float | None) -> None:
+    got = parse_duration(text)
+    assert got == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_parse_ratelimit_headers() -> None:
+    info = parse_ratelimit_headers({
+        "x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "499",
+        "x-ratelimit-reset-requests": "120ms", "x-ratelimit-limit-tokens": "30000",
+        "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "6m0s",
+    })
+    assert info is not None
+    assert info.requests == LimitState(500, 499, 0.12)
+    assert info.tokens == LimitState(30000, 0, 360.0)
+    assert info.tokens.refill_rate() == pytest.approx(30000 / 360)
+    assert info.tokens.low and not info.requests.low
+    assert parse_ratelimit_headers({"content-type": "application/json"}) is None
+
+
+def test_retry_after_ms_wins_over_retry_after() -> None:
+    assert retry_after({"retry-after-ms": "250", "Retry-After": "1"}) == 0.25
+    assert retry_after({"Retry-After": "2"}) == 2.0
+    assert retry_after({}) is None
+
+
+def test_which_limit_a_429_is_about() -> None:
+    tpm = b'{"error": {"message": "Rate limit reached for gpt-4o on tokens per min (TPM): ' \
+          b'Limit 30000, Used 29000, Requested 2000.", "type": "tokens", ' \
+          b'"code": "rate_limit_exceeded"}}'
+    rpm = b'{"error": {"message": "Rate limit reached on requests per min (RPM)", ' \
+          b'"type": "requests", "code": "rate_limit_exceeded"}}'
+    assert limit_kind(tpm) == "tokens"
+    assert limit_kind(rpm) == "requests"
+    assert limit_kind(b"slow down: TPM exceeded") == "tokens"
+    assert limit_kind(b"<html>429</html>") == "requests"

@@ -201,3 +201,39 @@ def test_allow_truncated_keeps_cut_answers_marked(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = read_jsonl(tmp_path / "run" / "output.jsonl")
     assert [r["truncated"] for r in rows] == [False, True, False, True]
+
+
+# ---- W3 in small: a server rate limit the client is not told about ------------------------
+
+
+def test_w3_rate_limit_is_learned_nothing_lost_few_extra_requests(tmp_path: Path) -> None:
+    # 20 req/s, bucket 20, 429 + "Retry-After: 1" (whole seconds, no retry-after-ms), 50 ms
+    # per admitted request, 5% of admitted attempts answer 500/503 (by prompt + attempt).
+    n = 80
+    src = _input(tmp_path, n)
+    with serve_in_subprocess(latency=0.05, rate_limit_rps=20, rate_limit_burst=20,
+                             retry_after_style="seconds", fail_hash_rate=0.05) as (_, url):
+        result = _complete(src, url, tmp_path / "run", "-j", "32")
+        stats = _stats(url)
+    assert result.returncode == 0, result.stderr
+    assert sorted(r["id"] for r in read_jsonl(tmp_path / "run" / "output.jsonl")) == list(range(n))
+    assert read_jsonl(tmp_path / "run" / "failed.jsonl") == []
+    limited = stats["by_status"].get("429", 0)
+    # The first burst of 32 meets a bucket of 20 (12 x 429); then the learned rate keeps the
+    # 429s to a few. Halving requests in flight instead gave about one 429 per record.
+    assert limited <= 12 + 6, stats
+    assert stats["total_requests"] <= n + 12 + 6 + stats["faults"].get("fail_hash", 0), stats
+
+
+def test_x_ratelimit_headers_pace_before_the_first_429(tmp_path: Path) -> None:
+    n = 60
+    src = _input(tmp_path, n)
+    with serve_in_subprocess(latency=0.02, rate_limit_rps=20, rate_limit_burst=20,
+                             ratelimit_headers=True) as (_, url):
+        result = _complete(src, url, tmp_path / "run", "-j", "4")
+        stats = _stats(url)
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(tmp_path / "run" / "output.jsonl")) == n
+    # "remaining" runs low after ~18 requests; from then on the client sends at the refill
+    # rate the headers give, so the server rarely has to say 429.
+    assert stats["by_status"].get("429", 0) <= 3, stats

@@ -321,3 +321,53 @@ def test_subprocess_ready_protocol() -> None:
         # SIGINT must also end it cleanly.
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
+
+
+def test_w3_mode_whole_second_retry_after_and_x_ratelimit_headers() -> None:
+    async def run() -> None:
+        async with MockServer(rate_limit_rps=2, rate_limit_burst=2, retry_after_style="seconds",
+                              ratelimit_headers=True) as server:
+            assert server.base_url is not None
+            async with aiohttp.ClientSession() as session:
+                results = [await _post(session, server.base_url, _chat_body()) for _ in range(3)]
+        assert [r[0] for r in results] == [200, 200, 429]
+        ok, limited = results[0][1], results[2][1]
+        assert ok["x-ratelimit-limit-requests"] == "2"
+        assert ok["x-ratelimit-remaining-requests"] == "1"
+        assert ok["x-ratelimit-reset-requests"].endswith("ms")
+        assert limited["Retry-After"] == "1" and "retry-after-ms" not in limited
+        assert limited["x-ratelimit-remaining-requests"] == "0"
+
+    asyncio.run(run())
+
+
+def test_per_prompt_faults_follow_the_prompt_hash() -> None:
+    from synthcodec.testing.mock_server import INVALID_JSON_REPLY, hash_fraction
+
+    prompts = [f'Item {i}: reply {{"score": {i % 5}}}' for i in range(40)]
+    cut = [p for p in prompts if hash_fraction("truncate", p) < 0.2]
+    invalid = [p for p in prompts if hash_fraction("invalid", p) < 0.3 and p not in cut]
+    plain = [p for p in prompts if p not in cut and p not in invalid]
+    assert cut and invalid and plain
+
+    async def ask(session: aiohttp.ClientSession, url: str, prompt: str) -> tuple[str, str]:
+        body = {"model": "m", "messages": [{"role": "user", "content": prompt}]}
+        _, _, raw = await _post(session, url, body)
+        choice = json.loads(raw)["choices"][0]
+        return choice["message"]["content"], choice["finish_reason"]
+
+    async def run() -> None:
+        async with MockServer(reply_json_in_prompt=True, invalid_json_first_rate=0.3,
+                              truncate_rate=0.2) as server, aiohttp.ClientSession() as session:
+            url = server.base_url
+            assert url is not None
+            for p in plain:
+                assert await ask(session, url, p) == (p[p.index("{"):], "stop")
+            for p in invalid:  # invalid once, then the right answer
+                assert await ask(session, url, p) == (INVALID_JSON_REPLY, "stop")
+                assert await ask(session, url, p) == (p[p.index("{"):], "stop")
+            for p in cut:  # cut every time
+                for _ in range(2):
+                    assert await ask(session, url, p) == ('{"score', "length")
+
+    asyncio.run(run())

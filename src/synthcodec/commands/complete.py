@@ -24,6 +24,16 @@ from synthcodec.runner import Models, print_summary, run_file_stage
 @click.option("--allow-truncated/--fail-truncated", default=True, show_default=True,
               help="Keep an answer cut off at --max-tokens, marked truncated: true (default), "
                    "or count it as failed.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Ask for a JSON object (sent as the backend's native JSON mode), check that "
+                   "the reply parses, re-ask if not; the row gets the parsed object. A reply "
+                   "cut off at --max-tokens is then always a failure.")
+@click.option("--json-schema", "json_schema_path", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE", help="Like --json, and the reply must validate against this "
+                                   "JSON Schema (sent to the backend too).")
+@click.option("--json-reasks", type=click.IntRange(0, 10), default=2, show_default=True,
+              help="With --json/--json-schema: re-ask an invalid reply this many times, then "
+                   "put the row in failed.jsonl with the reason.")
 @click.option("--output-field", default="response", show_default=True,
               help="Name of the answer field added to each row.")
 @click.option("--output", "-o", "run_dir", required=True, type=click.Path(file_okay=False),
@@ -31,7 +41,8 @@ from synthcodec.runner import Models, print_summary, run_file_stage
 @run_options
 def command(input_path: str, model: str, fields: tuple[str, ...], system: str | None,
             temperature: float, max_tokens: int, allow_truncated: bool, output_field: str,
-            run_dir: str,
+            run_dir: str, as_json: bool = False, json_schema_path: str | None = None,
+            json_reasks: int = 2,
             **kwargs: Any) -> None:
     """Answer the PROMPT field of every row of INPUT with MODEL.
 
@@ -44,13 +55,26 @@ def command(input_path: str, model: str, fields: tuple[str, ...], system: str | 
     """
     options = options_from(kwargs)
     mapping = parse_field_map(fields)
+    json_reply = None
+    if as_json or json_schema_path:
+        from synthcodec.json_output import ANY_OBJECT, JsonReply, load_schema
+
+        schema = load_schema(json_schema_path) if json_schema_path else ANY_OBJECT
+        json_reply = JsonReply(schema, max_tokens,
+                               repeats=temperature == 0 or not options.no_cache)
 
     def make_step(models: Models) -> Any:
         client = models["model"]
 
         async def step(record: Record) -> Record:
             request = Request.chat(record["prompt"], system=system, temperature=temperature,
-                                   max_tokens=max_tokens)
+                                   max_tokens=max_tokens,
+                                   json_schema=json_reply.schema if json_reply else None)
+            if json_reply is not None:
+                asked = await client.ask(request, json_reply.parse, reasks=json_reasks,
+                                         correction=json_reply.correction,
+                                         failure="no valid JSON")
+                return {output_field: asked.value, "truncated": False}
             completion = await client.complete(request, allow_truncated=allow_truncated)
             return {output_field: completion.text,
                     "truncated": completion.finish_reason == "length"}
@@ -63,7 +87,10 @@ def command(input_path: str, model: str, fields: tuple[str, ...], system: str | 
         make_step=make_step, options=options, adds=(output_field, "truncated"),
         adds_hint="name the answer column with --output-field",
         config={"system": system, "temperature": temperature, "max_tokens": max_tokens,
-                "output_field": output_field, "allow_truncated": allow_truncated},
+                "output_field": output_field, "allow_truncated": allow_truncated,
+                # only when used, so run dirs made before these options still resume
+                **({"json_schema": json_reply.schema, "json_reasks": json_reasks}
+                   if json_reply else {})},
     )
     code = print_summary(summary)
     if code:

@@ -68,11 +68,15 @@ class TransientError(LLMError):
     """Worth retrying: 408/409/429/5xx, timeouts, dropped connections, malformed bodies."""
 
     def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
-                 connect: bool = False):
+                 connect: bool = False, limit_kind: str = "requests", ratelimit: Any = None):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
         self.connect = connect  # no connection at all (refused, unknown host)
+        # For 429s: which limit was hit ("requests" or "tokens") and what the server said
+        # about its limits (llm.ratelimit.RateLimitInfo from x-ratelimit-* headers), if anything.
+        self.limit_kind = limit_kind
+        self.ratelimit = ratelimit
 
     @property
     def rate_limited(self) -> bool:

@@ -20,6 +20,7 @@ import aiohttp
 
 from synthcodec.llm.base import Completion, PermanentError, Request, TransientError
 from synthcodec.llm.spec import SECRET_QUERY_KEYS, HTTPEndpoint, parse_http
+from synthcodec.llm.ratelimit import limit_kind, parse_ratelimit_headers
 
 RETRYABLE_STATUS = {408, 409, 429}
 
@@ -133,7 +134,10 @@ class OpenAIHTTPBackend:
             detail = self._redact(raw[:300].decode("utf-8", "replace"))
             message = f"{self.identity}: HTTP {status}: {detail}"
             if status in RETRYABLE_STATUS or status >= 500:
-                raise TransientError(message, status=status, retry_after=retry_after(headers))
+                limits = parse_ratelimit_headers(headers)
+                kind = limit_kind(raw, limits) if status == 429 else "requests"
+                raise TransientError(message, status=status, retry_after=retry_after(headers),
+                                     limit_kind=kind, ratelimit=limits)
             raise PermanentError(message, status=status)
         try:
             data = json.loads(raw)
@@ -142,12 +146,16 @@ class OpenAIHTTPBackend:
             usage = data.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise TransientError(f"{self.identity}: malformed response body ({exc!r})") from exc
-        return Completion(
+        completion = Completion(
             text=text,
             finish_reason=choice.get("finish_reason") or "stop",
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
         )
+        limits = parse_ratelimit_headers(headers)
+        if limits is not None:  # lets the pacer slow down before the server answers 429
+            completion.extra["ratelimit"] = limits
+        return completion
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:

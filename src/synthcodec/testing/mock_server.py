@@ -14,7 +14,18 @@ As a subprocess::
         ...
 
 Every fault is count-based on the 1-based arrival number of chat-completion requests, so
-runs are reproducible; the only randomness (``fail_rate``) comes from a seeded RNG.
+runs are reproducible; the only randomness (``fail_rate``) comes from a seeded RNG. The
+per-prompt faults (``fail_hash_rate``, ``invalid_json_first_rate``, ``truncate_rate``) are
+chosen by a hash of the prompt (the first user message) and, where it matters, the attempt
+number of that prompt, so they hit the same prompts whatever the arrival order;
+``hash_fraction`` lets a test or benchmark compute which prompts they hit.
+
+Workloads from the benchmarks (see benchmarks/bench_pacing.py):
+
+- W3, a server rate limit learned by the client: ``rate_limit_rps=10, rate_limit_burst=10,
+  retry_after_style="seconds", latency=0.05, fail_hash_rate=0.05``.
+- W7, JSON output: ``reply_json_in_prompt=True, invalid_json_first_rate=0.1,
+  truncate_rate=0.02``.
 The request path does no per-request logging and only light work, so a 2-core machine can
 drive thousands of concurrent slow requests.
 """
@@ -24,12 +35,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import inspect
 import ipaddress
 import json
 import math
 import os
 import random
+import re
 import select
 import signal
 import subprocess
@@ -48,6 +61,7 @@ __all__ = [
     "build_arg_parser",
     "default_reply",
     "estimate_tokens",
+    "hash_fraction",
     "main",
     "schema_instance",
     "serve_in_subprocess",
@@ -210,6 +224,33 @@ def default_reply(body: Mapping[str, Any]) -> str:
     return "echo: " + last_user[:200]
 
 
+def hash_fraction(*parts: object) -> float:
+    """A number in [0, 1) from a hash of ``parts``: which prompts a per-prompt fault hits."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _first_user_text(body: Mapping[str, Any]) -> str:
+    for message in body.get("messages") or []:
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            return _content_text(message.get("content"))
+    return ""
+
+
+_JSON_IN_PROMPT = re.compile(r"\{[^{}]*\}")
+INVALID_JSON_REPLY = "Sure! Here is the rating: {score: 3,}"
+
+
+def _json_in_prompt(prompt: str) -> str | None:
+    """The first JSON object written in the prompt, compactly re-serialised."""
+    for match in _JSON_IN_PROMPT.finditer(prompt):
+        try:
+            return json.dumps(json.loads(match.group(0)))
+        except ValueError:
+            continue
+    return None
+
+
 # --------------------------------------------------------------------------------------
 # Rate limiting
 # --------------------------------------------------------------------------------------
@@ -270,8 +311,21 @@ class MockServer:
     Use ``await start()`` / ``await stop()``, or ``async with MockServer(...) as server``.
     Fault counters use the 1-based arrival number ``n`` of chat-completion requests; when
     several faults match, the first in this order wins: auth (401), ``status_for_model``,
-    rate limit (429), ``fail_first``, ``fail_every``, ``fail_rate``, ``hang_every``,
-    ``malformed_every``, ``truncate_every``. Error replies are sent without ``latency``.
+    rate limit (429), ``fail_first``, ``fail_every``, ``fail_rate``, ``fail_hash_rate``,
+    ``hang_every``, ``malformed_every``, ``truncate_every`` / ``truncate_rate``. Error replies
+    are sent without ``latency``.
+
+    Rate limit: a token bucket of ``rate_limit_burst`` refilled at ``rate_limit_rps``; a
+    request without a token gets 429 with an OpenAI-style ``rate_limit_exceeded`` body and,
+    by ``retry_after_style``, ``Retry-After`` (whole seconds) plus ``retry-after-ms``
+    ("precise"), ``Retry-After`` only ("seconds"), or neither ("none").
+    ``ratelimit_headers`` adds OpenAI's ``x-ratelimit-{limit,remaining,reset}-requests`` to
+    every response. Per prompt: ``fail_hash_rate`` answers 500 or 503 to that fraction of
+    admitted attempts (by a hash of prompt + attempt number); ``reply_json_in_prompt``
+    answers with the JSON object written in the prompt (e.g. ``{"score": 4}``);
+    ``invalid_json_first_rate`` of prompts get ``Sure! Here is the rating: {score: 3,}`` on
+    their first admitted attempt only; ``truncate_rate`` of prompts are cut in half with
+    ``finish_reason: "length"`` on every attempt.
     """
 
     def __init__(
@@ -296,6 +350,12 @@ class MockServer:
         require_api_key: str | None = None,
         status_for_model: Mapping[str, int] | None = None,
         responder: Responder | None = None,
+        retry_after_style: str = "precise",
+        ratelimit_headers: bool = False,
+        fail_hash_rate: float = 0.0,
+        reply_json_in_prompt: bool = False,
+        invalid_json_first_rate: float = 0.0,
+        truncate_rate: float = 0.0,
     ) -> None:
         _check_loopback(host)
         self.host = host
@@ -319,6 +379,17 @@ class MockServer:
             {"bad-request": 400} if status_for_model is None else dict(status_for_model)
         )
         self.responder = responder
+        if retry_after_style not in ("precise", "seconds", "none"):
+            raise ValueError("retry_after_style must be precise, seconds or none, "
+                             f"not {retry_after_style!r}")
+        self.retry_after_style = retry_after_style
+        self.ratelimit_headers = bool(ratelimit_headers)
+        self.fail_hash_rate = float(fail_hash_rate)
+        self.reply_json_in_prompt = bool(reply_json_in_prompt)
+        self.invalid_json_first_rate = float(invalid_json_first_rate)
+        self.truncate_rate = float(truncate_rate)
+        self._per_prompt = bool(self.fail_hash_rate or self.invalid_json_first_rate
+                                or self.truncate_rate)
 
         self._bucket = TokenBucket(rate_limit_rps, rate_limit_burst) if rate_limit_rps else None
         # Seeded even without an explicit seed so that fail_rate runs are reproducible.
@@ -385,6 +456,7 @@ class MockServer:
         self._latency_sum = 0.0
         self._latency_max = 0.0
         self._started = time.monotonic()
+        self._attempts: dict[str, int] = {}  # admitted attempts per prompt (per-prompt faults)
         if getattr(self, "_bucket", None) is not None:
             self._bucket.reset()  # type: ignore[union-attr]
 
@@ -441,11 +513,27 @@ class MockServer:
         return web.Response(status=status, body=_error_body(status, message), headers=all_headers)
 
     @staticmethod
-    def _retry_headers(seconds: float) -> dict[str, str]:
+    def _retry_headers(seconds: float, style: str = "precise") -> dict[str, str]:
         # Retry-After only carries whole seconds; retry-after-ms keeps the precise value.
+        if style == "none":
+            return {}
+        headers = {"Retry-After": str(max(1, math.ceil(seconds)))}
+        if style == "precise":
+            headers["retry-after-ms"] = str(max(1, int(seconds * 1000)))
+        return headers
+
+    def _limit_headers(self) -> dict[str, str]:
+        """OpenAI's x-ratelimit-*-requests for the bucket as it is now (empty if disabled)."""
+        bucket = self._bucket
+        if not self.ratelimit_headers or bucket is None:
+            return {}
+        tokens = max(0.0, min(bucket.burst, bucket.tokens + (time.monotonic() - bucket.stamp)
+                              * bucket.rate))
+        reset_ms = max(0, int((bucket.burst - tokens) / bucket.rate * 1000))
         return {
-            "Retry-After": str(max(1, math.ceil(seconds))),
-            "retry-after-ms": str(max(1, int(seconds * 1000))),
+            "x-ratelimit-limit-requests": str(int(bucket.burst)),
+            "x-ratelimit-remaining-requests": str(int(tokens)),
+            "x-ratelimit-reset-requests": f"{reset_ms}ms",
         }
 
     async def _handle_chat(self, request: web.Request) -> web.Response:
@@ -497,9 +585,16 @@ class MockServer:
             wait = self._bucket.take()
             if wait > 0:
                 self._fault("rate_limit")
-                return self._error(
-                    429, "Rate limit reached; please retry later.", self._retry_headers(wait)
-                )
+                limited = self._retry_headers(wait, self.retry_after_style)
+                limited.update(self._limit_headers())
+                return self._error(429, "Rate limit reached for requests; please retry later.",
+                                   limited)
+
+        prompt, attempt = "", 0
+        if self._per_prompt:
+            prompt = _first_user_text(body)
+            attempt = self._attempts.get(prompt, 0) + 1
+            self._attempts[prompt] = attempt
 
         fail = False
         if n <= self.fail_first:
@@ -518,6 +613,12 @@ class MockServer:
                 else None
             )
             return self._error(self.fail_status, f"Injected failure on request {n}.", headers)
+        if self.fail_hash_rate > 0:
+            pick = hash_fraction("fail", prompt, attempt)
+            if pick < self.fail_hash_rate:
+                self._fault("fail_hash")
+                status = 500 if pick < self.fail_hash_rate / 2 else 503
+                return self._error(status, f"Injected failure on attempt {attempt} of a prompt.")
 
         if self.hang_every > 0 and n % self.hang_every == 0:
             self._fault("hang")
@@ -533,13 +634,22 @@ class MockServer:
             text = await result if inspect.isawaitable(result) else result
             text = str(text)
         else:
-            text = default_reply(body)
+            asked = _json_in_prompt(_first_user_text(body)) if self.reply_json_in_prompt else None
+            text = asked if asked is not None else default_reply(body)
 
         finish_reason = "stop"
         if self.truncate_every > 0 and n % self.truncate_every == 0:
             self._fault("truncate")
             text = text[: len(text) // 2]
             finish_reason = "length"
+        elif self.truncate_rate > 0 and hash_fraction("truncate", prompt) < self.truncate_rate:
+            self._fault("truncate")
+            text = text[: len(text) // 2 + 1]  # '{"score": 4}' -> '{"score'
+            finish_reason = "length"
+        elif (self.invalid_json_first_rate > 0 and attempt == 1
+              and hash_fraction("invalid", prompt) < self.invalid_json_first_rate):
+            self._fault("invalid_json")
+            text = INVALID_JSON_REPLY
 
         prompt_tokens = sum(
             estimate_tokens(_content_text(m.get("content")))
@@ -574,7 +684,9 @@ class MockServer:
         if self.malformed_every > 0 and n % self.malformed_every == 0:
             self._fault("malformed")
             raw = raw[: len(raw) // 2]  # cut mid-document: never parses
-        return web.Response(body=raw, headers=_JSON_HEADERS)
+        limits = self._limit_headers()
+        reply_headers = {**_JSON_HEADERS, **limits} if limits else _JSON_HEADERS
+        return web.Response(body=raw, headers=reply_headers)
 
 
 # --------------------------------------------------------------------------------------
@@ -587,6 +699,15 @@ def _parse_model_status(text: str) -> tuple[str, int]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected MODEL=STATUS, got {text!r}")
     return name, int(code)
+
+
+def _flag(text: str) -> bool:
+    """`--flag true|false` (so ``_options_to_argv`` can pass booleans as str(value))."""
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -612,6 +733,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--malformed-every", type=int, default=0)
     p.add_argument("--truncate-every", type=int, default=0)
     p.add_argument("--require-api-key", default=None)
+    p.add_argument("--retry-after-style", choices=("precise", "seconds", "none"),
+                   default="precise")
+    p.add_argument("--ratelimit-headers", type=_flag, default=False, metavar="BOOL")
+    p.add_argument("--fail-hash-rate", type=float, default=0.0)
+    p.add_argument("--reply-json-in-prompt", type=_flag, default=False, metavar="BOOL")
+    p.add_argument("--invalid-json-first-rate", type=float, default=0.0)
+    p.add_argument("--truncate-rate", type=float, default=0.0)
     p.add_argument(
         "--status-for-model",
         type=_parse_model_status,
