@@ -165,19 +165,28 @@ def _async(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
 def complete(data: Data, *, model: str = "local", prompt_field: str = "prompt",
              system: str | None = None, temperature: float = 0.0, max_tokens: int = 512,
              allow_truncated: bool = True, output_field: str = "response",
+             json_mode: bool = False, json_schema: Mapping[str, Any] | None = None,
              run_dir: str | Path | None = None, backend: Any = None,
              **run_options: Any) -> RunResult:
-    """Answer each row's prompt with `model` (what `synthcodec complete` does)."""
+    """Answer each row's prompt with `model` (what `synthcodec complete` does).
+
+    `json_mode=True` asks for a JSON object, `json_schema=` for one that validates against
+    the schema; the row then gets the parsed object, and replies that never validate are in
+    `.failed` with the reason.
+    """
     from synthcodec.stages.complete import complete_file
 
     path = _input_path(data)
     settings = dict(model=model, prompt_field=prompt_field, system=system,
                     temperature=temperature, max_tokens=max_tokens,
-                    allow_truncated=allow_truncated, output_field=output_field)
+                    allow_truncated=allow_truncated, output_field=output_field,
+                    json_mode=json_mode, json_schema=json_schema)
     summary = complete_file(path, _run_dir(run_dir, "complete", path, settings), model=model,
                             mapping={"prompt": prompt_field} if prompt_field != "prompt" else {},
                             system=system, temperature=temperature, max_tokens=max_tokens,
                             allow_truncated=allow_truncated, output_field=output_field,
+                            json_mode=json_mode,
+                            json_schema=dict(json_schema) if json_schema is not None else None,
                             options=_options(run_options),
                             backends={"model": backend} if backend is not None else None)
     return _result(summary)

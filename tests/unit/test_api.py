@@ -73,14 +73,14 @@ def test_complete_answer_and_compare(tmp_path: Path) -> None:
     bench = write_jsonl(tmp_path / "q.jsonl", [{"question_id": i, "text": f"Question {i}?",
                                                  "category": "c"} for i in range(3)])
     good = sc.answer(bench, model="good", output=tmp_path / "good.jsonl",
-                     backend=sc.FakeBackend(lambda r: "GOOD answer"))
+                     backend=sc.FakeBackend(lambda r: "GOOD answer", name="good"))
     bad = sc.answer(bench, model="bad", output=tmp_path / "bad.jsonl",
-                    backend=sc.FakeBackend(lambda r: "meh"))
+                    backend=sc.FakeBackend(lambda r: "meh", name="bad"))  # its own cache key
     assert len(good) == 3 and good.rows[0]["answer"] == "GOOD answer" and len(bad) == 3
 
     def judge(request: Request) -> str:
-        text = request.messages[-1]["content"]
-        first = text.index("GOOD") < text.index("meh")
+        text = "\n".join(m["content"] for m in request.messages)
+        first = text.rindex("GOOD answer") < text.rindex("meh")
         return "8 3" if first else "3 8"
 
     result = sc.compare(tmp_path / "good.jsonl", tmp_path / "bad.jsonl", judge="j",

@@ -1,4 +1,5 @@
-"""`synthcodec complete`: answer each row's prompt with a model."""
+"""`synthcodec complete`: answer each row's prompt with a model; the logic is
+synthcodec.stages.complete."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from typing import Any
 
 import click
 
-from synthcodec.engine import Record
-from synthcodec.io import FieldSpec, parse_field_map
-from synthcodec.llm import MODEL_SPEC_HELP, Request
+from synthcodec.io import parse_field_map
+from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.options import options_from, run_options
-from synthcodec.runner import Models, print_summary, run_file_stage
+from synthcodec.runner import print_summary
+from synthcodec.stages.complete import complete_file
 
 
 @click.command("complete", epilog=MODEL_SPEC_HELP)
@@ -54,44 +55,16 @@ def command(input_path: str, model: str, fields: tuple[str, ...], system: str | 
     (no server, bad key), 130 interrupted (run it again to resume).
     """
     options = options_from(kwargs)
-    mapping = parse_field_map(fields)
-    json_reply = None
-    if as_json or json_schema_path:
-        from synthcodec.json_output import ANY_OBJECT, JsonReply, load_schema
+    schema = None
+    if json_schema_path:
+        from synthcodec.json_output import load_schema
 
-        schema = load_schema(json_schema_path) if json_schema_path else ANY_OBJECT
-        json_reply = JsonReply(schema, max_tokens,
-                               repeats=temperature == 0 or not options.no_cache)
-
-    def make_step(models: Models) -> Any:
-        client = models["model"]
-
-        async def step(record: Record) -> Record:
-            request = Request.chat(record["prompt"], system=system, temperature=temperature,
-                                   max_tokens=max_tokens,
-                                   json_schema=json_reply.schema if json_reply else None)
-            if json_reply is not None:
-                asked = await client.ask(request, json_reply.parse, reasks=json_reasks,
-                                         correction=json_reply.correction,
-                                         failure="no valid JSON")
-                return {output_field: asked.value, "truncated": False}
-            completion = await client.complete(request, allow_truncated=allow_truncated)
-            return {output_field: completion.text,
-                    "truncated": completion.finish_reason == "length"}
-
-        return step
-
-    summary = run_file_stage(
-        input_path=input_path, run_dir=run_dir, stage="complete",
-        fields=[FieldSpec("prompt")], mapping=mapping, models={"model": model},
-        make_step=make_step, options=options, adds=(output_field, "truncated"),
-        adds_hint="name the answer column with --output-field",
-        config={"system": system, "temperature": temperature, "max_tokens": max_tokens,
-                "output_field": output_field, "allow_truncated": allow_truncated,
-                # only when used, so run dirs made before these options still resume
-                **({"json_schema": json_reply.schema, "json_reasks": json_reasks}
-                   if json_reply else {})},
-    )
+        schema = load_schema(json_schema_path)  # a bad file: one line, before anything runs
+    summary = complete_file(input_path, run_dir, model=model, options=options,
+                            mapping=parse_field_map(fields), system=system,
+                            temperature=temperature, max_tokens=max_tokens,
+                            allow_truncated=allow_truncated, output_field=output_field,
+                            json_schema=schema, json_mode=as_json, json_reasks=json_reasks)
     code = print_summary(summary)
     if code:
         raise SystemExit(code)
