@@ -36,7 +36,7 @@ def test_python_api_example_runs(shared_data: Path, require_embedded: None, tmp_
         exec(compile(block, "README.md (Python API)", "exec"), {"__name__": "__readme__"})
     out = capsys.readouterr().out
     assert "records in 6" in out
-    assert re.search(r"'win': \d+, 'tie': \d+, 'lose': \d+, 'crr'", out)
+    assert all(re.search(rf"'{k}': [\d.]+", out) for k in ("win", "tie", "lose", "crr")), out
     assert re.search(r"\d+ kept, \d+ rejected", out)
     # Every call left its run directory where the README says: under ./runs
     kinds = sorted({p.name.split("-")[0] for p in (work / "runs").iterdir()})
