@@ -228,7 +228,7 @@ def test_micro_batches_divide_the_batch() -> None:
 
 
 def test_one_prompt_layout_for_training_export_and_benchmarks() -> None:
-    from synthcodec import bench, export
+    from synthcodec import export, questions
     from synthcodec.instruction import join_instruction
 
     assert join_instruction("Add.", "2+2") == "Add.\n\n2+2"
@@ -237,7 +237,7 @@ def test_one_prompt_layout_for_training_export_and_benchmarks() -> None:
     row = {"instruction": "Translate: ", "input": " chat ", "output": "cat"}
     trained = sft.row_to_messages("d.jsonl", 1, row)[0]["content"]
     exported = export.prompt_text(export.Example(row["instruction"], row["output"], row["input"]))
-    asked = bench.BENCH_FORMATS["self-instruct"].questions(
+    asked = questions.BENCH_FORMATS["self-instruct"].questions(
         "b.jsonl", 1, {"id": 1, "instruction": row["instruction"],
                        "instances": [{"input": row["input"]}]})[0].text
     assert trained == exported == asked == "Translate: \n\n chat "
