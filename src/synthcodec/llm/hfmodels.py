@@ -114,6 +114,7 @@ def load_model_and_tokenizer(base: BaseModel, *, device: str, dtype: Any) -> tup
     """
     import copy
 
+    quiet_transformers()  # also when the model comes from the memo below
     key: tuple[str, int, int, str] | None = None
     if base.kind == "gguf":
         stat = Path(base.path).stat()
