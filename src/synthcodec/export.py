@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import MissingExtraError, UserError
+from synthcodec.instruction import join_instruction
 from synthcodec.io import FieldSpec, extract
 from synthcodec.store import atomic_writer
 
@@ -57,9 +58,7 @@ class Example:
 
 def prompt_text(example: Example) -> str:
     """The user turn: the instruction, then the input after a blank line when there is one."""
-    if example.input.strip():
-        return f"{example.instruction}\n\n{example.input}"
-    return example.instruction
+    return join_instruction(example.instruction, example.input)
 
 
 def alpaca_record(example: Example) -> dict[str, str]:

@@ -100,7 +100,7 @@ def resolve_model(spec: str, *, device: str | None = None, batch_size: int = 8
         check_spec(spec)
         return _api_target(parse_http(spec), batch_size)
     if spec in ("local", "") or spec.startswith("gguf:"):
-        from synthcodec.train.sft import resolve_base
+        from synthcodec.llm.hfmodels import resolve_base
 
         path = spec.removeprefix("gguf:")
         if spec.startswith("gguf:") and not (Path(path).is_file()
@@ -146,24 +146,9 @@ def _hf_model(spec: str, path: Path, device: str | None, batch_size: int) -> Mod
 
 def adapter_base(adapter: Path) -> Any:
     """The base model of a `synthcodec train` adapter (as the hf: backend finds it)."""
-    from synthcodec.train.sft import TRAIN_INFO, BaseModel, read_train_info, resolve_base
+    from synthcodec.llm.hfmodels import adapter_base as base_of
 
-    info = read_train_info(adapter)
-    if info is not None:
-        base = info.get("base") or {}
-        if base.get("spec") == "local":
-            return resolve_base("local")
-        if base.get("path") and Path(base["path"]).exists():
-            return BaseModel(base.get("spec", base["path"]), base["kind"], base["path"])
-        raise UserError(f"hf:{adapter}: its base model {base.get('path')!r} (from "
-                        f"{TRAIN_INFO}) is missing")
-    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
-    name = config.get("base_model_name_or_path") or ""
-    try:
-        return resolve_base(name)
-    except UserError:
-        raise UserError(f"hf:{adapter}: its base model {name!r} (from adapter_config.json) is "
-                        "not a local directory or GGUF file; nothing is downloaded") from None
+    return base_of(adapter)
 
 
 def _hf_target(spec: str, args: dict[str, Any], device: str | None, batch_size: int,
@@ -195,7 +180,7 @@ def require_extra(target: ModelTarget | None = None) -> None:
     if importlib.util.find_spec("lm_eval") is None:
         raise MissingExtraError("lm-eval", EXTRA, "synthcodec benchmark")
     if target is not None and target.lm == "hf":
-        from synthcodec.train.sft import require_train_extra
+        from synthcodec.llm.hfmodels import require_train_extra
 
         require_train_extra(f"benchmarking {target.spec}")
         if target.args.get("gguf_file") and importlib.util.find_spec("gguf") is None:
@@ -447,7 +432,7 @@ def run_benchmark(model: str, settings: BenchmarkSettings, run_dir: str | os.Pat
     _offline_env(data_dir)
     if target.lm == "hf":
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch's first import
-        from synthcodec.train.sft import pick_device
+        from synthcodec.llm.hfmodels import pick_device
 
         device, dtype = pick_device(settings.device)  # as `synthcodec train` and hf: pick
         target.args.update(device=device, dtype=str(dtype).removeprefix("torch."))
@@ -517,7 +502,7 @@ def _quiet_logs(verbose: bool) -> None:
             datasets.disable_progress_bars()
             datasets.logging.set_verbosity_error()
         with contextlib.suppress(Exception):
-            from synthcodec.train.sft import quiet_transformers
+            from synthcodec.llm.hfmodels import quiet_transformers
 
             quiet_transformers()
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synthcodec.errors import InputError, UserError
+from synthcodec.instruction import join_instruction  # also re-exported: one prompt layout
 from synthcodec.io import iter_rows
 
 __all__ = [
@@ -126,12 +127,6 @@ _SIGNATURES: tuple[tuple[str, frozenset[str]], ...] = (
     ("wizardlm", frozenset({"idx", "Instruction"})),
     ("koala", frozenset({"id", "prompt"})),
 )
-
-
-def join_instruction(instruction: str, input_text: str) -> str:
-    """One question from an instruction and its (possibly empty) input."""
-    instruction, input_text = instruction.strip(), input_text.strip()
-    return f"{instruction}\n\n{input_text}" if input_text else instruction
 
 
 def detect_bench(row: Mapping[str, Any]) -> str | None:

@@ -116,7 +116,7 @@ def test_pair_by_instruction_and_input(tmp_path: Path) -> None:
         pair_answers("s", str(a), str(b), PairSpec())
     pairs = pair_answers("s", str(a), str(b), PairSpec(key=("instruction", "input")))
     assert [(p.question, p.answer_a, p.answer_b) for p in pairs] == \
-        [("Fix this.\n\nme go", "I go.", "other"), ("Tell a joke.", "Ha.", "other")]
+        [("Fix this.\n\n\nme go", "I go.", "other"), ("Tell a joke.", "Ha.", "other")]
 
 
 def test_pairing_errors_list_missing_and_repeated(tmp_path: Path, capsys: Any) -> None:

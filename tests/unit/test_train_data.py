@@ -174,6 +174,75 @@ def test_masking_with_a_real_chat_template() -> None:
     assert all(lab != IGNORE_INDEX for lab in labels[n_prompt:])
 
 
+def test_collator_labels_only_the_answer_tokens() -> None:
+    """The Trainer's data collator: padded batches where every label that is not
+    IGNORE_INDEX is an assistant token, and padding is masked and unattended."""
+    pytest.importorskip("torch")
+    tok = tiny_hf_tokenizer()
+    short = [{"role": "user", "content": "what is the capital of france?"},
+             {"role": "assistant", "content": "Paris, of course!"}]
+    multi = [{"role": "system", "content": "you are helpful"},
+             {"role": "user", "content": "what is the capital?"},
+             {"role": "assistant", "content": "paris"},
+             {"role": "user", "content": "of france?"},
+             {"role": "assistant", "content": "of course!"}]
+    collator = sft.AnswerOnlyCollator(tok)
+    encoded = encode_messages(tok, short)
+    batch = collator([{"messages": multi},  # encoded by the collator
+                      {"input_ids": encoded[0], "labels": encoded[1]}])  # as training feeds it
+    ids, labels, attention = batch["input_ids"], batch["labels"], batch["attention_mask"]
+    assert ids.shape == labels.shape == attention.shape and ids.shape[0] == 2
+    answers = []
+    for row in range(2):
+        n = int(attention[row].sum())
+        assert attention[row, :n].all() and not attention[row, n:].any()  # right padding
+        assert (ids[row, n:] == tok.pad_token_id).all()
+        assert (labels[row, n:] == IGNORE_INDEX).all()  # padding never counts
+        kept = labels[row, :n] != IGNORE_INDEX
+        assert (labels[row, :n][kept] == ids[row, :n][kept]).all()  # labels are the tokens
+        # the answer tokens, in order, with the masked stretches between them as breaks
+        pieces, current = [], []
+        for token, keep in zip(ids[row, :n].tolist(), kept.tolist()):
+            if keep:
+                current.append(token)
+            elif current:
+                pieces.append(tok.decode(current))
+                current = []
+        if current:
+            pieces.append(tok.decode(current))
+        answers.append(pieces)
+    assert answers[0] == ["paris<|im_end|>\n", "of course!<|im_end|>\n"]
+    assert answers[1] == ["Paris, of course!<|im_end|>\n"]
+    # Everything else (system, user turns, the "<|im_start|>assistant\n" prompts) is masked.
+    prompt = tok.apply_chat_template(short[:1], tokenize=False, add_generation_prompt=True)
+    n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    assert (labels[1, :n_prompt] == IGNORE_INDEX).all()
+
+
+def test_micro_batches_divide_the_batch() -> None:
+    assert sft.micro_batch_for(4, 4) == 4
+    assert sft.micro_batch_for(32, 4) == 4
+    assert sft.micro_batch_for(6, 4) == 3  # 2 x 3 rows: every step sees exactly 6 rows
+    assert sft.micro_batch_for(7, 4) == 1
+    assert sft.micro_batch_for(2, 8) == 2
+
+
+def test_one_prompt_layout_for_training_export_and_benchmarks() -> None:
+    from synthcodec import export, questions
+    from synthcodec.instruction import join_instruction
+
+    assert join_instruction("Add.", "2+2") == "Add.\n\n2+2"
+    assert join_instruction("Say hi. ", "  ") == "Say hi. "  # whitespace input adds nothing
+    assert join_instruction("Say hi.", None) == "Say hi."
+    row = {"instruction": "Translate: ", "input": " chat ", "output": "cat"}
+    trained = sft.row_to_messages("d.jsonl", 1, row)[0]["content"]
+    exported = export.prompt_text(export.Example(row["instruction"], row["output"], row["input"]))
+    asked = questions.BENCH_FORMATS["self-instruct"].questions(
+        "b.jsonl", 1, {"id": 1, "instruction": row["instruction"],
+                       "instances": [{"input": row["input"]}]})[0].text
+    assert trained == exported == asked == "Translate: \n\n chat "
+
+
 # --- defaults, base specs, extras -----------------------------------------------------
 
 
@@ -315,7 +384,7 @@ def test_hf_backend_batches_waiting_requests(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from synthcodec.llm import hf
 
-    monkeypatch.setattr(sft, "require_train_extra", lambda purpose: None)
+    monkeypatch.setattr(hf, "require_train_extra", lambda purpose: None)
     (tmp_path / "config.json").write_text("{}")
     backend = hf.HFBackend(tmp_path, max_batch=8)
     assert backend.supports_json_schema is False and backend.identity.startswith("hf:")
@@ -344,7 +413,7 @@ def test_hf_backend_identity_changes_with_the_weights(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from synthcodec.llm import hf
 
-    monkeypatch.setattr(sft, "require_train_extra", lambda purpose: None)
+    monkeypatch.setattr(hf, "require_train_extra", lambda purpose: None)
     (tmp_path / "adapter_config.json").write_text("{}")
     (tmp_path / "adapter_model.safetensors").write_bytes(b"one")
     first = hf.HFBackend(tmp_path).identity

@@ -3,6 +3,8 @@
 PATH is an adapter directory written by `synthcodec train` (its base is found from
 `synthcodec_train.json`, else from `adapter_config.json`), a plain Hugging Face model
 directory, or a `.gguf` file (dequantized by transformers). Needs the `train` extra.
+Loading (base resolution, GGUF dequantizing, tokenizer, chat template, adapter merge) is
+`synthcodec.llm.hfmodels`, the same code training uses.
 
 All generation runs in one worker thread, so the event loop never blocks. Requests that
 arrive while the worker is busy wait together and go in as one left-padded batch (up to
@@ -16,17 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
 from synthcodec.llm.base import Completion, LLMError, PermanentError, Request
-
-ADAPTER_CONFIG = "adapter_config.json"
+from synthcodec.llm.hfmodels import (
+    ADAPTER_CONFIG,
+    is_adapter,
+    load_for_inference,
+    render,
+    require_train_extra,
+    token_ids,
+)
 
 
 class HFBackend:
@@ -34,12 +40,10 @@ class HFBackend:
 
     def __init__(self, path: str | os.PathLike[str], *, device: str | None = None,
                  max_batch: int = 8) -> None:
-        from synthcodec.train.sft import require_train_extra
-
         self.path = Path(path).expanduser()
         if not self.path.exists():
             raise UserError(f"hf:{path}: no such file or directory")
-        self.is_adapter = self.path.is_dir() and (self.path / ADAPTER_CONFIG).exists()
+        self.is_adapter = is_adapter(self.path)
         if self.path.is_dir() and not self.is_adapter and not (self.path / "config.json").exists():
             raise UserError(f"hf:{path}: not a Hugging Face model directory (no config.json) "
                             f"nor a LoRA adapter (no {ADAPTER_CONFIG})")
@@ -62,49 +66,10 @@ class HFBackend:
 
     # --- loading (in the worker thread) ---
 
-    def _base_spec(self) -> Any:
-        from synthcodec.train.sft import TRAIN_INFO, BaseModel, read_train_info, resolve_base
-
-        if not self.is_adapter:
-            kind = "gguf" if self.path.is_file() else "hf"
-            return BaseModel(str(self.path), kind, str(self.path.resolve()))
-        info = read_train_info(self.path)
-        if info is not None:
-            base = info.get("base") or {}
-            if base.get("spec") == "local":
-                return resolve_base("local")  # the wheel's GGUF, wherever it is installed now
-            if base.get("path") and Path(base["path"]).exists():
-                return BaseModel(base.get("spec", base["path"]), base["kind"], base["path"])
-            raise UserError(f"hf:{self.path}: its base model {base.get('path')!r} (from "
-                            f"{TRAIN_INFO}) is missing")
-        config = json.loads((self.path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-        name = config.get("base_model_name_or_path") or ""
-        try:
-            return resolve_base(name)
-        except UserError:
-            raise UserError(f"hf:{self.path}: its base model {name!r} (from {ADAPTER_CONFIG}) "
-                            "is not a local directory or GGUF file; nothing is downloaded")
-
     def _load(self) -> None:
         import torch
-        from transformers import AutoTokenizer
 
-        from synthcodec.train.sft import load_model_and_tokenizer, pick_device
-
-        device, dtype = pick_device(self._device)
-        base = self._base_spec()
-        model, tokenizer = load_model_and_tokenizer(base, device=device, dtype=dtype)
-        if self.is_adapter:
-            from peft import PeftModel
-
-            # The adapter directory holds the tokenizer and chat template used in training.
-            tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
-            if tokenizer.pad_token_id is None:
-                tokenizer.pad_token = tokenizer.eos_token
-            with warnings.catch_warnings():  # deprecation chatter between transformers/peft
-                warnings.simplefilter("ignore", FutureWarning)
-                model = PeftModel.from_pretrained(model, str(self.path)).merge_and_unload()
-        model.eval()
+        model, tokenizer, device = load_for_inference(self.path, device=self._device)
         eos = model.generation_config.eos_token_id
         eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
         if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
@@ -123,8 +88,6 @@ class HFBackend:
             self._load()
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
-
-        from synthcodec.train.sft import render, token_ids
 
         tok = self._tokenizer
         results: list[Completion | LLMError | None] = [None] * len(requests)

@@ -20,11 +20,11 @@ import click
 
 from synthcodec.engine import Item, LocalExecutor, Record, Stage
 from synthcodec.errors import InputError, UserError
+from synthcodec.instruction import join_instruction
 from synthcodec.io import iter_rows
 from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_template
 from synthcodec.llm import redact_spec
 from synthcodec.progress import Counts, Progress
-from synthcodec.questions import join_instruction
 from synthcodec.report import render_markdown, render_table, summarize, write_chart
 from synthcodec.runner import (
     EXIT_ALL_FAILED,

@@ -1,0 +1,213 @@
+"""Training data: rows in three shapes -> validated conversations -> (input_ids, labels) with
+only the assistant's tokens labelled, and the collator that pads them into batches.
+
+No torch at import time except inside the collator's call: rows are validated (file, line
+and field in every error) before the `train` extra is even looked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from synthcodec.errors import InputError, UserError
+from synthcodec.instruction import join_instruction
+from synthcodec.io import iter_rows
+from synthcodec.llm.hfmodels import render, token_ids
+
+IGNORE_INDEX = -100  # label value that cross-entropy skips: prompt tokens and padding
+
+Message = dict[str, str]
+ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
+                  "assistant": "assistant", "chatgpt": "assistant", "bing": "assistant"}
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    """One conversation to learn from; the loss covers the assistant turns only."""
+
+    messages: tuple[Message, ...]
+    line: int
+
+
+def row_to_messages(path: str | os.PathLike[str], line: int, row: dict[str, Any]) -> list[Message]:
+    """Alpaca (`instruction`, `input`, `output`/`response`), OpenAI `messages`, or ShareGPT
+    `conversations`, as chat messages. Raises InputError naming the file, line and field."""
+    if "messages" in row:
+        return _chat_messages(path, line, row["messages"], "messages")
+    if "conversations" in row:
+        return _chat_messages(path, line, row["conversations"], "conversations")
+    instruction = _text_field(path, line, row, "instruction")
+    out_field = "output" if "output" in row or "response" not in row else "response"
+    output = _text_field(path, line, row, out_field)
+    input_text = row.get("input")
+    if input_text is None:
+        input_text = ""
+    if not isinstance(input_text, str):
+        raise InputError(path, f"expected a string, got {type(input_text).__name__}",
+                         line=line, field="input")
+    messages: list[Message] = []
+    system = row.get("system")
+    if isinstance(system, str) and system.strip():
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": join_instruction(instruction, input_text)})
+    messages.append({"role": "assistant", "content": output})
+    return messages
+
+
+def _text_field(path: Any, line: int, row: dict[str, Any], name: str) -> str:
+    if name not in row or row[name] is None:
+        hint = ("; each row needs 'instruction' and 'output' (Alpaca), or 'messages' "
+                "(OpenAI chat format)")
+        raise InputError(path, "missing" + hint, line=line, field=name)
+    value = row[name]
+    if not isinstance(value, str):
+        raise InputError(path, f"expected a string, got {type(value).__name__}",
+                         line=line, field=name)
+    if not value.strip():
+        raise InputError(path, "empty", line=line, field=name)
+    return value
+
+
+def _chat_messages(path: Any, line: int, value: Any, name: str) -> list[Message]:
+    if not isinstance(value, list) or not value:
+        raise InputError(path, "expected a non-empty list of messages", line=line, field=name)
+    messages: list[Message] = []
+    for i, m in enumerate(value):
+        where = f"{name}[{i}]"
+        if not isinstance(m, dict):
+            raise InputError(path, f"expected an object, got {type(m).__name__}",
+                             line=line, field=where)
+        if "role" in m or "content" in m:
+            role, content = m.get("role"), m.get("content")
+            if role not in ROLES:
+                raise InputError(path, f"role must be one of {', '.join(ROLES)}, got {role!r}",
+                                 line=line, field=f"{where}.role")
+        else:  # ShareGPT: {"from": "human"|"gpt"|"system", "value": ...}
+            role, content = SHAREGPT_ROLES.get(str(m.get("from"))), m.get("value")
+            if role is None:
+                raise InputError(path, "expected 'role'/'content' (OpenAI) or 'from'/'value' "
+                                 "(ShareGPT)", line=line, field=where)
+        if not isinstance(content, str):
+            raise InputError(path, "content must be a string", line=line,
+                             field=f"{where}.content")
+        messages.append({"role": role, "content": content})
+    if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
+        raise InputError(path, "no assistant message to learn from", line=line, field=name)
+    return messages
+
+
+def load_examples(path: str | os.PathLike[str]) -> list[TrainExample]:
+    """Every row of a JSONL/JSON (or CSV/Parquet/HF dataset) file, validated before training."""
+    examples = [TrainExample(tuple(row_to_messages(path, line, row)), line)
+                for line, row in iter_rows(path)]
+    if not examples:
+        raise InputError(path, "the training data has no rows")
+    return examples
+
+
+def examples_sha256(examples: Sequence[TrainExample]) -> str:
+    """A hash of the conversations themselves, independent of the file format."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update(json.dumps(ex.messages, sort_keys=True, ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+# --- Tokenization and masking ----------------------------------------------------------
+
+
+def encode_messages(tokenizer: Any, messages: Sequence[Message],
+                    max_length: int | None = None) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) for one conversation; labels are IGNORE_INDEX outside the
+    assistant turns.
+
+    The conversation is cut into segments at each assistant turn: the text before it up to
+    and including the generation prompt (as `add_generation_prompt=True` renders it at
+    inference), then the turn itself (its content and end-of-turn token). Each segment is
+    tokenized on its own, so the prompt tokens are exactly those the model sees when it is
+    asked to answer, and only the answer tokens carry labels.
+
+    Own code, not trl's: trl masks prompts only for prompt/completion rows (one turn) or
+    templates with `{% generation %}` markers, which SmolLM2's and most templates lack.
+    """
+    segments: list[tuple[str, bool]] = []
+    done = ""
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prefix = render(tokenizer, messages[:i], add_generation_prompt=True)
+        full = render(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        if not prefix.startswith(done) or not full.startswith(prefix):
+            raise UserError(
+                "this model's chat template rewrites earlier turns, so the answer tokens "
+                "cannot be separated from the prompt; use single-turn rows")
+        segments.append((prefix[len(done):], False))
+        segments.append((full[len(prefix):], bool(message["content"].strip())))
+        done = full
+    ids: list[int] = []
+    labels: list[int] = []
+    for text, trainable in segments:
+        if not text:
+            continue
+        seg = token_ids(tokenizer, text)
+        ids.extend(seg)
+        labels.extend(seg if trainable else [IGNORE_INDEX] * len(seg))
+    if max_length is not None and len(ids) > max_length:
+        ids, labels = ids[:max_length], labels[:max_length]
+    return ids, labels
+
+
+class AnswerOnlyCollator:
+    """The data collator of the Trainer: features -> a right-padded batch of tensors.
+
+    A feature is `{"input_ids", "labels"}` as `encode_messages` makes them (how training
+    feeds it: encoded once up front, to count answer tokens and skip rows with none), or
+    `{"messages": [...]}`, encoded here. Labels are IGNORE_INDEX on every prompt token and
+    on padding, so the loss sees the assistant's tokens only; `attention_mask` is 0 on
+    padding. transformers' own collators either label every token
+    (`DataCollatorForLanguageModeling`) or need one fixed response marker string
+    (trl's completion-only collator); this works with any chat template and any turns.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.pad_id = tokenizer.pad_token_id
+
+    def encode(self, feature: dict[str, Any]) -> tuple[list[int], list[int]]:
+        if "input_ids" in feature:
+            return list(feature["input_ids"]), list(feature["labels"])
+        return encode_messages(self.tokenizer, feature["messages"], self.max_length)
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        rows = [self.encode(f) for f in features]
+        width = max(len(ids) for ids, _ in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, (ids, labs) in enumerate(rows):
+            input_ids[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            labels[r, : len(labs)] = torch.tensor(labs, dtype=torch.long)
+            attention[r, : len(ids)] = 1
+        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "AnswerOnlyCollator",
+    "Message",
+    "TrainExample",
+    "encode_messages",
+    "examples_sha256",
+    "load_examples",
+    "row_to_messages",
+]
