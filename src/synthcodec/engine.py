@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from synthcodec.cost import BudgetReached
 from synthcodec.io import META
 from synthcodec.llm.client import RecordFailed, Stats
 from synthcodec.progress import Counts, Progress
@@ -132,6 +133,10 @@ class LocalExecutor:
                 journal.record(item.id, item.idx, REJECTED,
                                dropped_row(item, REJECTED, exc.reason, exc.data))
                 counts.rejected += 1
+            except BudgetReached:
+                # Not sent: the record stays to do (the next run does it); take no new ones.
+                self.stop()
+                return
             except RecordFailed as exc:
                 journal.record(item.id, item.idx, FAILED,
                                dropped_row(item, FAILED, str(exc), repeats=exc.repeats))

@@ -11,7 +11,8 @@ from synthcodec.runner import RunOptions
 
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --concurrency, --cache, --no-cache, --rpm, --tpm, --timeout, --overwrite, --limit, --quiet."""
+    """Add --concurrency, --cache, --no-cache, --rpm, --tpm, --timeout, --overwrite, --limit,
+    --quiet, --parquet, --budget, --max-tokens-total, --prices, --price."""
     decorators = [
         click.option("--concurrency", "-j", type=click.IntRange(1, 4096), default=None,
                      help="Requests in flight (default: 64 for HTTP models, 2 for the embedded one)."),
@@ -33,6 +34,19 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Use only the first N input rows (a quick try)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress display."),
         click.option("--parquet", is_flag=True, help="Also write the output as Parquet."),
+        click.option("--budget", type=click.FloatRange(min=0), default=None, metavar="USD",
+                     help="Stop sending before the run (all its invocations) would spend more "
+                          "than USD; in-flight requests finish, exit code 4; re-run with a "
+                          "larger --budget to go on. Needs a price for every model."),
+        click.option("--max-tokens-total", type=click.IntRange(min=1), default=None,
+                     metavar="N", help="Like --budget, in tokens (prompt + completion): for "
+                                       "local servers with no price."),
+        click.option("--prices", "prices_file", type=click.Path(dir_okay=False), default=None,
+                     envvar="SYNTHCODEC_PRICES",
+                     help="Price table (TOML or JSON, USD per 1M tokens) over the packaged one."),
+        click.option("--price", "price", multiple=True, metavar="[ROLE|MODEL=]IN,OUT[,CACHED]",
+                     help="USD per 1M input and output tokens (and cached input) for the "
+                          "run's models, or one role's (judge=, strong=, target=, model=)."),
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
@@ -41,7 +55,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def options_from(kwargs: dict[str, Any]) -> RunOptions:
     """Pop the shared options out of a command's kwargs."""
-    return RunOptions(
+    options = RunOptions(
         concurrency=kwargs.pop("concurrency"),
         cache_path=kwargs.pop("cache_path"),
         no_cache=kwargs.pop("no_cache"),
@@ -53,4 +67,10 @@ def options_from(kwargs: dict[str, Any]) -> RunOptions:
         limit=kwargs.pop("limit"),
         progress=not kwargs.pop("quiet"),
         parquet=kwargs.pop("parquet"),
+        budget=kwargs.pop("budget"),
+        max_tokens_total=kwargs.pop("max_tokens_total"),
+        prices_file=kwargs.pop("prices_file"),
+        price=tuple(kwargs.pop("price")),
     )
+    options.price_book()  # a bad price file or --price stops here, before anything runs
+    return options

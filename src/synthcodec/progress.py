@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from synthcodec.llm.client import Stats
 
@@ -28,9 +28,15 @@ class Progress:
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     interval: float | None = None  # seconds between plain lines; a TTY redraws 5x a second
     enabled: bool = True
+    spend: Any = None  # cost.Spend: dollars spent and projected, when every model is priced
     started: float = field(default_factory=time.monotonic)
     _last: float = 0.0
     _drew: bool = False
+    _usd0: float | None = None  # the spend's dollars when this progress began (one stage)
+
+    def __post_init__(self) -> None:
+        if self.spend is not None:
+            self._usd0 = self.spend.usd
 
     @property
     def tty(self) -> bool:
@@ -58,6 +64,9 @@ class Progress:
             f"tok {_human(s.prompt_tokens)}>{_human(s.completion_tokens)}",
             f"cache {s.cache_hits}",
         ]
+        money = self._money()
+        if money:
+            parts.append(money)
         if c.failed:
             parts.append(f"failed {c.failed}")
         if c.rejected:
@@ -67,6 +76,22 @@ class Progress:
         if c.resumed:
             parts.append(f"resumed {c.resumed}")
         return " | ".join(parts)
+
+    def _money(self) -> str:
+        """`$0.0123 ~$1.20 at end`: spent over the run, and where this stage is heading."""
+        spend = self.spend
+        if spend is None or not spend.models:
+            return ""
+        if not spend.priced:
+            return "price unknown"
+        text = f"${spend.total_usd:.4f}"
+        c = self.counts
+        if c.total is not None and c.done:
+            remaining = c.total - c.resumed - c.done
+            projected = spend.projection(spend.usd - (self._usd0 or 0.0), c.done, remaining)
+            if projected is not None and remaining > 0:
+                text += f" ~${projected:.2f} at end"
+        return text
 
     def tick(self, force: bool = False) -> None:
         if not self.enabled:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.cache import RequestCache, default_cache_path
+from synthcodec.cost import EXIT_BUDGET, PriceBook, Spend
+from synthcodec.errors import UserError
 from synthcodec.engine import Item, LocalExecutor, Record, Stage
 from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.llm import check_spec, load_backend, redact_spec
@@ -44,6 +46,26 @@ class RunOptions:
     progress: bool = True
     progress_interval: float | None = None
     parquet: bool = False
+    # Money (synthcodec.cost). None of these is part of a run's configuration: a re-run with a
+    # larger budget or corrected prices resumes the same run.
+    budget: float | None = None  # USD over every invocation of the run
+    max_tokens_total: int | None = None  # prompt + completion tokens, ditto
+    prices_file: str | None = None  # else $SYNTHCODEC_PRICES
+    price: tuple[str, ...] = ()  # --price [ROLE_OR_MODEL=]IN,OUT[,CACHED]
+
+    def price_book(self) -> PriceBook:
+        return PriceBook.build(self.prices_file, self.price)
+
+    def check_prices(self, specs: Mapping[str, str]) -> None:
+        """Bad price files or --price, or a --budget for a model with no price: stop first."""
+        book = self.price_book()
+        book.check(specs)
+        if self.budget is not None:
+            unknown = [redact_spec(s) for r, s in specs.items() if book.price(r, s) is None]
+            if unknown:
+                raise UserError(f"--budget needs a price for {', '.join(unknown)}: add it with "
+                                "--price IN,OUT (USD per 1M tokens) or --prices FILE; "
+                                "--max-tokens-total caps tokens instead")
 
     def cache(self) -> RequestCache | None:
         if self.no_cache:
@@ -57,11 +79,15 @@ class RunOptions:
             cache.close()
 
 
-def check_models(specs: Mapping[str, str], backends: Mapping[str, Any] | None = None) -> None:
-    """Every model spec is well-formed (checked before anything is written)."""
+def check_models(specs: Mapping[str, str], backends: Mapping[str, Any] | None = None,
+                 options: RunOptions | None = None) -> None:
+    """Every model spec is well-formed, and priced when there is a budget (checked before
+    anything is written)."""
     for role, spec in specs.items():
         if not (backends and role in backends):
             check_spec(spec)
+    if options is not None:
+        options.check_prices(specs)
 
 
 def shown_models(specs: Mapping[str, str]) -> dict[str, str]:
@@ -76,14 +102,20 @@ class Models:
     clients: dict[str, LLMClient]
     stats: Stats
     cache: RequestCache | None
+    spend: Spend = field(default_factory=Spend)
 
     def __getitem__(self, role: str) -> LLMClient:
         return self.clients[role]
 
     @classmethod
     def open(cls, specs: Mapping[str, str], options: RunOptions,
-             backends: Mapping[str, Any] | None = None) -> "Models":
+             backends: Mapping[str, Any] | None = None,
+             spent_before: Mapping[str, Any] | None = None) -> "Models":
+        """`spent_before`: the run's usage from earlier invocations (what the budget counts)."""
         stats = Stats()
+        book = options.price_book()
+        spend = Spend(budget_usd=options.budget, max_tokens=options.max_tokens_total,
+                      before=spent_before)
         cache = options.cache()
         clients: dict[str, LLMClient] = {}
         by_spec: dict[str, Any] = {}
@@ -101,8 +133,9 @@ class Models:
                 tpm=options.tpm,
                 retry=RetryPolicy(max_attempts=options.max_attempts),
                 stats=stats,
+                meter=spend.meter(redact_spec(spec), book.price(role, spec), stats),
             )
-        return cls(clients, stats, cache)
+        return cls(clients, stats, cache, spend)
 
     def concurrency(self, requested: int | None) -> int:
         if requested:
@@ -138,10 +171,18 @@ class Summary:
     interrupted: bool
     outputs: dict[str, int] = field(default_factory=dict)
     repeating: int = 0  # failed records whose failure a re-run would repeat
+    spend: Spend | None = None
+
+    @property
+    def budget_stop(self) -> str | None:
+        return self.spend.stopped if self.spend is not None else None
 
     @property
     def exit_code(self) -> int:
-        """130 interrupted; 1 when records came in and every one failed; else 0."""
+        """4 budget reached; 130 interrupted; 1 when records came in and every one failed;
+        else 0."""
+        if self.budget_stop:
+            return EXIT_BUDGET
         if self.interrupted:
             return EXIT_INTERRUPTED
         if self.failed and not self.kept and not self.rejected:
@@ -156,9 +197,18 @@ class Summary:
             f"requests sent {s.requests} | cache hits {s.cache_hits} | retries {s.retries} | "
             f"tokens in {s.prompt_tokens} out {s.completion_tokens} | wall {self.seconds:.1f}s",
         ]
+        if self.spend is not None:
+            done = self.kept + self.rejected + self.failed
+            projected = None
+            if done < self.records_in and self.resumed < done:
+                projected = self.spend.projection(self.spend.usd, done - self.resumed,
+                                                  self.records_in - done)
+            lines += self.spend.lines(kept=self.kept, projected=projected)
         for name, n in self.outputs.items():
             lines.append(f"wrote {self.run_dir / name} ({n} rows)")
-        if self.interrupted:
+        if self.budget_stop:
+            pass  # the spend lines said so, with how to go on
+        elif self.interrupted:
             lines.append("interrupted: run the same command again to resume")
         elif self.failed:
             lines.append(f"{self.failed} records failed (reasons in {self.run_dir / 'failed.jsonl'});"
@@ -199,7 +249,7 @@ def run_file_stage(
     Everything (input, models, cache, output path) is checked before RUN is touched.
     """
     scanned = scan_input(input_path, fields, mapping, adds=adds, adds_hint=adds_hint)
-    check_models(models, backends)
+    check_models(models, backends, options)
     options.check_cache()
     n_rows = min(scanned.rows, options.limit) if options.limit else scanned.rows
     full_config = {
@@ -225,11 +275,14 @@ def run_file_stage(
                 yield Item(rid, idx, {"fields": ours, "row": row, "id": rid, "index": idx}, row)
 
         started = time.monotonic()
-        opened = Models.open(models, options, backends)
+        opened = Models.open(models, options, backends, spent_before=run.usage_total())
         counts = Counts(total=n_rows)
         progress = Progress(stage, counts, opened.stats, enabled=options.progress,
-                            interval=options.progress_interval)
+                            interval=options.progress_interval, spend=opened.spend)
         executor = LocalExecutor(concurrency=opened.concurrency(options.concurrency))
+        opened.spend.on_stop.append(executor.stop)
+        opened.spend.on_stop.append(lambda: progress.note(
+            f"{opened.spend.stopped}: letting in-flight records finish, starting no new ones"))
         step = make_step(opened)
 
         async def whole_row(item: Record) -> Record:
@@ -249,7 +302,8 @@ def run_file_stage(
             progress.close()
         totals = journal.counts()
         outputs: dict[str, int] = {}
-        status = "interrupted" if result.interrupted else "complete"
+        status = ("budget" if opened.spend.stopped else
+                  "interrupted" if result.interrupted else "complete")
         if not result.interrupted:
             accounted = totals[OK] + totals[REJECTED] + totals[FAILED]
             if accounted != n_rows:  # the invariant: every input record is kept, rejected or failed
@@ -268,7 +322,7 @@ def run_file_stage(
             run_dir=run.path, records_in=n_rows, kept=totals[OK], rejected=totals[REJECTED],
             failed=totals[FAILED], resumed=counts.resumed, stats=opened.stats,
             seconds=time.monotonic() - started, interrupted=result.interrupted, outputs=outputs,
-            repeating=repeating,
+            repeating=repeating, spend=opened.spend,
         )
         run.write_manifest(
             status=status,
@@ -276,9 +330,10 @@ def run_file_stage(
             config_sha256=hash_value(full_config),
             input_sha256=scanned.sha256,
             counts={"input": n_rows, **totals},
-            this_invocation={**opened.stats.as_dict(), "seconds": round(summary.seconds, 3),
+            this_invocation={**usage_dict(opened), "seconds": round(summary.seconds, 3),
                              "resumed": counts.resumed},
-            usage_total=run.accumulate_usage(opened.stats.as_dict()),
+            usage_total=run.accumulate_usage(usage_dict(opened)),
+            cost=opened.spend.usage_fields(),
             outputs=outputs,
             exit_code=summary.exit_code,
         )
@@ -286,6 +341,16 @@ def run_file_stage(
     finally:
         run.close()  # releases the run directory even when the stage raised
     return summary
+
+
+def usage_dict(models: Models) -> dict[str, Any]:
+    """Stats for the manifest: `usd` only when every model of the run has a price."""
+    usage = models.stats.as_dict()
+    if models.spend.priced:
+        usage["usd"] = round(usage["usd"], 6)
+    else:
+        usage.pop("usd", None)
+    return usage
 
 
 def run_async(coro: Any) -> Any:

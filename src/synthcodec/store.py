@@ -253,13 +253,20 @@ class RunDir:
                 n += 1
         return n
 
-    def accumulate_usage(self, usage: dict[str, int]) -> dict[str, int]:
-        """Usage of every invocation of this run so far, this one included."""
+    def usage_total(self) -> dict[str, Any]:
+        """Usage (tokens, `usd`) of every earlier invocation of this run."""
         path = self.path / "manifest.json"
-        before: dict[str, int] = {}
-        if path.exists():
-            before = json.loads(path.read_text(encoding="utf-8")).get("usage_total", {})
-        return {k: before.get(k, 0) + usage.get(k, 0) for k in set(before) | set(usage)}
+        if not path.exists():
+            return {}
+        return dict(json.loads(path.read_text(encoding="utf-8")).get("usage_total", {}))
+
+    def accumulate_usage(self, usage: dict[str, Any]) -> dict[str, Any]:
+        """Usage of every invocation of this run so far, this one included."""
+        before = self.usage_total()
+        total = {k: before.get(k, 0) + usage.get(k, 0) for k in set(before) | set(usage)}
+        if isinstance(total.get("usd"), float):
+            total["usd"] = round(total["usd"], 6)
+        return total
 
     def write_manifest(self, **fields: Any) -> dict[str, Any]:
         manifest = {

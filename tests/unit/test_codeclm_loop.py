@@ -257,3 +257,38 @@ def test_a_run_that_keeps_nothing_says_why(tmp_path: Path, capsys: pytest.Captur
     assert result.summary is not None and result.summary["kept"] == 0
     err = capsys.readouterr().err
     assert f"no pair kept: all {result.summary['judged']} judged gaps were within ±3" in err
+
+
+def test_budget_stops_generate_and_a_larger_one_finishes_with_the_same_pairs(
+        tmp_path: Path) -> None:
+    """Dollars per stage and per kept pair; a budget stop (exit code 4) loses nothing."""
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
+    config = CodecConfig(pool_size=3, per_metadata=3)
+    prices = ("strong=1000,2000", "target=100,100")
+
+    def run(name: str, budget: float | None) -> Any:
+        options = RunOptions(progress=False, no_cache=True, price=prices, budget=budget)
+        return generate(seeds=str(seeds), run_dir=tmp_path / name, strong="fake:strong",
+                        target="fake:target", n=100, cfg=config, options=options,
+                        backends={"strong": FakeBackend(strong_model),
+                                  "target": FakeBackend(target_model)})
+
+    whole = run("whole", None)
+    assert whole.exit_code == 0 and whole.summary is not None
+    cost = whole.summary["cost"]
+    assert cost["usd"] > 0 and set(cost["usd_by_stage"]) >= {"encode", "decode", "loop"}
+    assert cost["usd_per_kept_pair"] == pytest.approx(cost["usd"] / whole.summary["kept"],
+                                                      rel=1e-3)
+    budget = cost["usd"] * 0.4
+    stopped = run("split", budget)
+    assert stopped.exit_code == 4 and stopped.summary is None
+    state = json.loads((tmp_path / "split" / "stages.json").read_text())
+    spent = sum(e.get("stats", {}).get("usd", 0) for k, e in state.items()
+                if not k.startswith("_"))
+    assert 0 < spent <= budget
+    finished = run("split", cost["usd"] * 2)
+    assert finished.exit_code == 0 and finished.summary is not None
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "_synthcodec"} for r in rows]  # noqa: E731
+    assert strip(read_jsonl(tmp_path / "split" / "pairs.jsonl")) == strip(
+        read_jsonl(tmp_path / "whole" / "pairs.jsonl"))
+    assert finished.summary["cost"]["usd"] == pytest.approx(cost["usd"], rel=1e-6)

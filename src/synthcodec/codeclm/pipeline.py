@@ -28,6 +28,7 @@ from synthcodec.codeclm.stages import (
 )
 from synthcodec.codeclm.steps import Ctx
 from synthcodec.codeclm.workspace import Workspace, note
+from synthcodec.cost import EXIT_BUDGET
 from synthcodec.errors import UserError
 from synthcodec.io import scan_input
 from synthcodec.judge import JudgeSettings
@@ -37,6 +38,7 @@ from synthcodec.runner import Models, RunOptions, check_models, run_async
 
 T = TypeVar("T")
 MODELS_KEY = "_models"
+COST_KEY = "_cost"  # stages.json: what the last invocation's money lines said
 
 
 def resolve_models(ws: Workspace, **given: str | None) -> dict[str, str]:
@@ -60,16 +62,42 @@ def resolve_models(ws: Workspace, **given: str | None) -> dict[str, str]:
 
 def run_with_models(specs: Mapping[str, str], options: RunOptions,
                     body: Callable[[Models], Awaitable[T]],
-                    backends: Mapping[str, Any] | None = None) -> T:
-    """Open the clients inside the event loop that uses them, run `body`, close them."""
+                    backends: Mapping[str, Any] | None = None,
+                    ws: Workspace | None = None) -> T:
+    """Open the clients inside the event loop that uses them, run `body`, close them.
+
+    With `ws`, the budget counts what every earlier stage and invocation of the run spent,
+    and the money lines (and a budget stop) are kept in stages.json for `exit_code`."""
+    options.check_prices(specs)
+    spend: list[Any] = []
+
     async def main() -> T:
-        models = Models.open(specs, options, backends)
+        models = Models.open(specs, options, backends,
+                             spent_before=ws.total_stats() if ws is not None else None)
+        spend.append(models.spend)
         try:
             return await body(models)
         finally:
             await models.aclose()
 
-    return run_async(main())
+    try:
+        return run_async(main())
+    finally:
+        if ws is not None and spend:
+            ws.state[COST_KEY] = {"priced": spend[0].priced, "price_unknown": spend[0].unpriced,
+                                  "stopped": spend[0].stopped, "lines": spend[0].lines()}
+            ws.save()
+
+
+def cost_lines(ws: Workspace) -> list[str]:
+    return list((ws.state.get(COST_KEY) or {}).get("lines") or [])
+
+
+def exit_code(ws: Workspace, interrupted: bool) -> int:
+    """4 when this invocation stopped at its budget, 130 when interrupted, else 0."""
+    if (ws.state.get(COST_KEY) or {}).get("stopped"):
+        return EXIT_BUDGET
+    return 130 if interrupted else 0
 
 
 def make_ctx(models: Models, cfg: CodecConfig, prompts: Prompts,
@@ -99,6 +127,7 @@ class GenerateResult:
     stages: list[StageResult]
     loop: LoopResult | None
     summary: dict[str, Any] | None
+    exit_code: int = 0  # 4: stopped at the budget; 130: interrupted
 
     @property
     def interrupted(self) -> bool:
@@ -115,7 +144,7 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
     specs = {"strong": strong, "target": target}
     # Everything is checked before the run directory is created or touched.
     scan_input(seeds, SEED_FIELDS, mapping or {})
-    check_models(specs, backends)
+    check_models(specs, backends, options)
     options.check_cache()
     check_writable_dir(run_dir, what="run directory")
     warn_same_model({role: redact_spec(spec) for role, spec in specs.items()})
@@ -146,18 +175,21 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
             done.append(loop)
             return loop
 
-        loop = run_with_models(specs, options, body, backends)
+        loop = run_with_models(specs, options, body, backends, ws=ws)
         summary = None
         if loop is not None and loop.stop != INTERRUPTED:
             summary = build_summary(ws, strong=strong, target=target, theta=cfg.theta,
                                     requested=n, stop=loop.stop)
-            lines = summary_lines(summary) + write_summary(ws, summary)
+            lines = summary_lines(summary) + cost_lines(ws) + write_summary(ws, summary)
             if export_format:
                 lines.append(export_pairs(ws, export_format))
             print_lines(lines)
+        elif exit_code(ws, True) == EXIT_BUDGET:
+            print_lines(cost_lines(ws))
         else:
-            print_lines(["interrupted: run the same command again to resume"])
-        return GenerateResult(done, loop, summary)
+            print_lines(cost_lines(ws) + ["interrupted: run the same command again to resume"])
+        return GenerateResult(done, loop, summary, exit_code(ws, loop is None
+                                                             or loop.stop == INTERRUPTED))
 
 
 EXPORT_NAMES = {"jsonl": "pairs_export.jsonl", "alpaca": "pairs_alpaca.json",
@@ -185,12 +217,12 @@ def run_round_command(stage: Callable[..., Awaitable[StageResult]], *, run_dir: 
                  else resolve_models(ws, strong=strong))
         warn_same_model(specs)
         result = run_with_models(specs, options, lambda models: stage(
-            ws, models, make_ctx(models, cfg, prompts), options, round_))
-        lines = [result.line(), *result.notes]
+            ws, models, make_ctx(models, cfg, prompts), options, round_), ws=ws)
+        lines = [result.line(), *result.notes, *cost_lines(ws)]
         if PAIRS in result.outputs:
             summary = build_summary(ws, strong=specs["strong"], target=specs["target"],
                                     theta=cfg.theta, requested=None, stop="exhausted")
             lines += summary_lines(summary) + write_summary(ws, summary)
     print_lines(lines)
     if result.interrupted:
-        raise SystemExit(130)
+        raise SystemExit(exit_code(ws, True))

@@ -85,7 +85,21 @@ def build_summary(ws: Workspace, *, strong: str, target: str, theta: float,
             "tokens_per_kept_pair": round(tokens / len(kept), 1) if kept else None,
         },
         "warnings": warnings,
+        "cost": cost_summary(ws, len(kept)),
     }
+
+
+def cost_summary(ws: Workspace, kept: int) -> dict[str, Any] | None:
+    """Dollars per stage and per kept pair, when every model of the run has a price."""
+    cost = ws.state.get("_cost") or {}
+    if not cost.get("priced"):
+        return None if not cost else {"price_unknown": cost.get("price_unknown", [])}
+    by_stage = {name: round(float(entry.get("stats", {}).get("usd", 0.0)), 6)
+                for name, entry in ws.state.items()
+                if not name.startswith("_") and entry.get("stats", {}).get("usd")}
+    total = sum(by_stage.values())
+    return {"usd": round(total, 6), "usd_by_stage": by_stage,
+            "usd_per_kept_pair": round(total / kept, 6) if kept else None}
 
 
 def summary_lines(s: dict[str, Any]) -> list[str]:
@@ -115,6 +129,12 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         f"{s['theta']:g}):"),
         *("  " + line for line in text_histogram([(b, n) for b, n in s["gap_histogram"]], 30)),
     ]
+    cost = s.get("cost") or {}
+    if cost.get("usd") is not None:
+        lines.append(f"cost ${cost['usd']:.4f} over the run ("
+                     + ", ".join(f"{k} ${v:.4f}" for k, v in cost["usd_by_stage"].items())
+                     + ")" + (f"; ${cost['usd_per_kept_pair']:.6f} per kept pair"
+                              if cost.get("usd_per_kept_pair") else ""))
     if not s["kept"] and s["stop"] != "interrupted":
         lines.append(why_none_kept(s))
     lines += [f"WARNING: {w}" for w in s["warnings"]]

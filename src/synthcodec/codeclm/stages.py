@@ -57,8 +57,9 @@ async def map_stage(ws: Workspace, journal: Journal, name: str, items: list[Item
     before = models.stats.as_dict()
     counts = Counts(total=len(items))
     progress = Progress(name, counts, models.stats, enabled=options.progress,
-                        interval=options.progress_interval)
+                        interval=options.progress_interval, spend=models.spend)
     executor = executor or LocalExecutor(concurrency=models.concurrency(options.concurrency))
+    models.spend.on_stop[:] = [executor.stop]  # a budget stop drains this stage
     try:
         result = await executor.run(Stage(name, step), items, journal, progress=progress)
     finally:

@@ -13,7 +13,14 @@ from synthcodec.codeclm.cli_options import (
     prompts_option,
     run_dir_argument,
 )
-from synthcodec.codeclm.pipeline import make_ctx, print_lines, resolve_models, run_with_models
+from synthcodec.codeclm.pipeline import (
+    cost_lines,
+    exit_code,
+    make_ctx,
+    print_lines,
+    resolve_models,
+    run_with_models,
+)
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.stages import decode_stage
 from synthcodec.codeclm.workspace import Workspace
@@ -37,7 +44,7 @@ def command(run_dir: str, strong: str | None, prompts_dir: str | None, **kwargs:
     with Workspace(run_dir, overwrite=options.overwrite) as ws:
         specs = resolve_models(ws, strong=strong)
         result = run_with_models(specs, options, lambda models: decode_stage(
-            ws, models, make_ctx(models, cfg, prompts), options))
-    print_lines([result.line(), *result.notes])
+            ws, models, make_ctx(models, cfg, prompts), options), ws=ws)
+    print_lines([result.line(), *result.notes, *cost_lines(ws)])
     if result.interrupted:
-        raise SystemExit(130)
+        raise SystemExit(exit_code(ws, True))

@@ -7,7 +7,14 @@ from typing import Any
 import click
 
 from synthcodec.codeclm.cli_options import codec_options, config_from, prompts_option
-from synthcodec.codeclm.pipeline import make_ctx, print_lines, resolve_models, run_with_models
+from synthcodec.codeclm.pipeline import (
+    cost_lines,
+    exit_code,
+    make_ctx,
+    print_lines,
+    resolve_models,
+    run_with_models,
+)
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.stages import SEED_FIELDS, encode_stage
 from synthcodec.codeclm.workspace import Workspace
@@ -41,7 +48,8 @@ def command(seeds: str, strong: str, run_dir: str, fields: tuple[str, ...],
     with Workspace(run_dir, overwrite=options.overwrite) as ws:
         specs = resolve_models(ws, strong=strong)
         result = run_with_models(specs, options, lambda models: encode_stage(
-            ws, models, make_ctx(models, cfg, prompts), seeds, parse_field_map(fields), options))
-    print_lines([result.line(), *result.notes])
+            ws, models, make_ctx(models, cfg, prompts), seeds, parse_field_map(fields), options),
+            ws=ws)
+    print_lines([result.line(), *result.notes, *cost_lines(ws)])
     if result.interrupted:
-        raise SystemExit(130)
+        raise SystemExit(exit_code(ws, True))

@@ -50,5 +50,5 @@ def command(seeds: str, strong: str, target: str, n: int, run_dir: str, fields: 
                       options=options, mapping=parse_field_map(fields),
                       oversample=oversample,
                       prompts_dir=prompts_dir, export_format=export_format)
-    if result.interrupted or result.summary is None:
-        raise SystemExit(130)
+    if result.exit_code or result.summary is None:
+        raise SystemExit(result.exit_code or 130)

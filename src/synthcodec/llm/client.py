@@ -67,8 +67,9 @@ class Stats:
     retries: int = 0
     rate_limited: int = 0
     request_failures: int = 0
+    usd: float = 0.0  # dollars of models with a known price (cost.Spend adds them)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -377,6 +378,7 @@ class LLMClient:
         retry: RetryPolicy | None = None,
         stats: Stats | None = None,
         on_retry: Callable[[str], None] | None = None,
+        meter: Any = None,
     ) -> None:
         self.backend = backend
         self.cache = cache
@@ -385,6 +387,9 @@ class LLMClient:
         self.retry = retry or RetryPolicy()
         self.stats = stats if stats is not None else Stats()
         self.on_retry = on_retry
+        # cost.Meter: reserves a request's worst-case cost before it is sent (raising
+        # cost.BudgetReached instead of crossing a budget) and settles it with the usage.
+        self.meter = meter
         # To stop early when the server cannot be reached at all (a wrong port): hours of
         # retries over every record would end in the same place.
         self._answered = 0
@@ -420,8 +425,7 @@ class LLMClient:
             epoch = await pacer.acquire(tokens)
             await self.limit.acquire()
             try:
-                self.stats.requests += 1
-                completion = await self.backend.complete(request)
+                completion = await self._call(request)
             except TransientError as exc:
                 error: LLMError = exc
             except TimeoutError:
@@ -469,6 +473,20 @@ class LLMClient:
                               f"rate limited, every request waits for the pacer: {error}")
             if delay:
                 await asyncio.sleep(delay)
+
+    async def _call(self, request: Request) -> Completion:
+        """One attempt at the backend, reserved against the run's budget when metered."""
+        if self.meter is None:
+            self.stats.requests += 1
+            return await self.backend.complete(request)
+        ticket = self.meter.reserve(request)  # may raise cost.BudgetReached: nothing sent
+        self.stats.requests += 1
+        completion = None
+        try:
+            completion = await self.backend.complete(request)
+            return completion
+        finally:
+            self.meter.settle(ticket, completion)
 
     async def ask(
         self,

@@ -152,6 +152,9 @@ class OpenAIHTTPBackend:
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
         )
+        details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+        if isinstance(details, dict) and details.get("cached_tokens"):
+            completion.extra["cached_tokens"] = int(details["cached_tokens"])  # priced lower
         limits = parse_ratelimit_headers(headers)
         if limits is not None:  # lets the pacer slow down before the server answers 429
             completion.extra["ratelimit"] = limits

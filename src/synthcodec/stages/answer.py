@@ -53,7 +53,7 @@ def answer_file(bench_path: str | Path, output: str | Path, *, model: str, optio
         raise UserError(f"{output} is a directory; -o names the answers file")
     if run.exists() and not run.is_dir():
         raise UserError(f"{run} exists and is not a directory (pick another --run-dir)")
-    check_models({"model": model}, backends)  # all checked before the run dir is created
+    check_models({"model": model}, backends, options)  # all checked before the run dir is created
     options.check_cache()
     check_writable_dir(run, what="run directory")
     check_writable_dir(Path(output).resolve().parent, what="output directory")

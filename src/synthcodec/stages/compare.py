@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from synthcodec.cost import EXIT_BUDGET
 from synthcodec.engine import Item, LocalExecutor, Record, Stage
 from synthcodec.errors import InputError, UserError
 from synthcodec.instruction import join_instruction
@@ -34,6 +35,7 @@ from synthcodec.runner import (
     record_id,
     run_async,
     shown_models,
+    usage_dict,
 )
 from synthcodec.store import FAILED, OK, RunDir, atomic_writer, hash_file, hash_value, write_json
 
@@ -229,7 +231,7 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
                 settings: JudgeSettings, config: Mapping[str, Any], options: RunOptions,
                 labels: tuple[str, str], backends: Mapping[str, Any] | None = None) -> int:
     """Judge every pair (resuming RUN), publish verdicts and the report; the exit code."""
-    check_models({"judge": judge}, backends)  # all checked before the run dir is touched
+    check_models({"judge": judge}, backends, options)  # all checked before the run dir is touched
     options.check_cache()
     shown_judge = redact_spec(judge)
     run = RunDir(run_dir).open(dict(config), overwrite=options.overwrite)
@@ -238,10 +240,10 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
     items = [Item(id=record_id(i, r), idx=i, record=r) for i, r in enumerate(records)]
 
     started = time.monotonic()
-    models = Models.open({"judge": judge}, options, backends)
+    models = Models.open({"judge": judge}, options, backends, spent_before=run.usage_total())
     counts = Counts(total=len(items))
     progress = Progress("judge", counts, models.stats, enabled=options.progress,
-                        interval=options.progress_interval)
+                        interval=options.progress_interval, spend=models.spend)
     client = models["judge"]
     try:  # JSON or text answers: decided (and checked) before any work starts
         settings = settings.for_backend(client.backend)
@@ -256,6 +258,7 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
 
     # Each pair sends two requests at once, so half as many pairs as requests in flight.
     executor = LocalExecutor(concurrency=max(1, models.concurrency(options.concurrency) // 2))
+    models.spend.on_stop.append(executor.stop)
 
     async def main() -> Any:
         try:
@@ -276,10 +279,23 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
     print(f"requests sent {s.requests} | cache hits {s.cache_hits} | retries {s.retries} | "
           f"tokens in {s.prompt_tokens} out {s.completion_tokens} | wall {seconds:.1f}s",
           file=sys.stderr)
+    done = sum(totals.values())
+    projected = models.spend.projection(models.spend.usd, done - counts.resumed,
+                                        len(items) - done) if done > counts.resumed else None
+    for line in models.spend.lines(kept=totals[OK],
+                                   projected=projected if done < len(items) else None):
+        print(line, file=sys.stderr)
+    usage = usage_dict(models)
     if result.interrupted:
-        run.write_manifest(status="interrupted", stage=STAGE, config_sha256=hash_value(config),
-                           counts={"pairs": len(items), **totals})
+        stopped = models.spend.stopped
+        run.write_manifest(status="budget" if stopped else "interrupted", stage=STAGE,
+                           config_sha256=hash_value(config),
+                           counts={"pairs": len(items), **totals},
+                           this_invocation=usage, usage_total=run.accumulate_usage(usage),
+                           cost=models.spend.usage_fields())
         run.close()
+        if stopped:
+            return EXIT_BUDGET
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130
 
@@ -300,9 +316,10 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
         fh.write(markdown)
     run.write_manifest(status="complete", stage=STAGE, config_sha256=hash_value(config),
                        counts={"pairs": len(items), **totals},
-                       this_invocation={**s.as_dict(), "seconds": round(seconds, 3),
+                       this_invocation={**usage, "seconds": round(seconds, 3),
                                         "resumed": counts.resumed},
-                       outputs=outputs)
+                       usage_total=run.accumulate_usage(usage),
+                       cost=models.spend.usage_fields(), outputs=outputs)
     run.close()
 
     click.echo(f"A = {label_a}   B = {label_b}   judge = {shown_judge}   (wins are A's)")
