@@ -8,6 +8,10 @@ overhead: run dir, journals, cache, prompts, parsing, judging logic, ROUGE-L, pu
 
     PYTHONPATH=src python3 benchmarks/bench_generate.py --backend fake -n 2000
     PYTHONPATH=src python3 benchmarks/bench_generate.py --backend mock -n 2000
+    # the server in its own process (its CPU no longer shares our GIL), 0.2 s per request,
+    # and the same with a slow tail: 10% of requests (by a hash of the prompt) 10x slower
+    PYTHONPATH=src python3 benchmarks/bench_generate.py --backend mock-process \
+        --latency 0.2 --inflight 256 --slow-tail 0.1
 """
 
 from __future__ import annotations
@@ -76,6 +80,32 @@ def reply(messages: list[dict[str, str]], schema: bool, model: str) -> str:
     return BAD if prompt.startswith("FLIP") else GOOD
 
 
+def slow(prompt: str, fraction: float) -> bool:
+    """Is this request one of the slow tail? (a stable pick: hash of the prompt)"""
+    digest = hashlib.sha256(prompt.encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+def serve(port_file: str, latency: float, slow_tail: float) -> None:
+    """The mock server with the scripted world, in its own process (--backend mock-process)."""
+    from synthcodec.testing.mock_server import MockServer
+
+    async def responder(body: dict[str, Any]) -> str:
+        schema = isinstance(body.get("response_format"), dict)
+        text = reply(body["messages"], schema, body.get("model", ""))
+        if slow_tail and slow(json.dumps(body["messages"]), slow_tail):
+            await asyncio.sleep(9 * latency)  # on top of the server's own latency: 10x
+        return text
+
+    async def main() -> None:
+        server = MockServer(latency=latency, responder=responder)
+        url = await server.start()
+        Path(port_file).write_text(url)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
 def fake(model: str) -> FakeBackend:
     return FakeBackend(lambda r: reply(list(r.messages), r.json_schema is not None, model),
                        name=model)
@@ -90,8 +120,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = CodecConfig(pool_size=args.size)
     strong, target, backends = "fake:strong", "fake:target", None
     server = loop = None
+    child = None
     if args.backend == "fake":
         backends = {"strong": fake("strong"), "target": fake("target")}
+    elif args.backend == "mock-process":
+        import subprocess
+
+        port_file = tmp / "url"
+        child = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file),
+                                  "--latency", str(args.latency),
+                                  "--slow-tail", str(args.slow_tail)])
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text():
+            if time.monotonic() > deadline:
+                raise SystemExit("mock server did not start")
+            time.sleep(0.05)
+        url = port_file.read_text()
+        strong, target = f"strong@{url}", f"target@{url}"
     else:
         from synthcodec.testing.mock_server import MockServer
 
@@ -112,9 +157,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cpu = time.process_time() - cpu0
     if server is not None and loop is not None:
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result()
+    if child is not None:
+        child.terminate()
+        child.wait()
     s = result.summary or {}
     requests = s.get("llm", {}).get("requests", 0)
+    # Request-bound ideal: every slot busy all the time (mean latency, slow tail included).
+    mean_latency = args.latency * (1 + 9 * args.slow_tail)
+    ideal = requests / args.inflight * mean_latency
     return {"backend": args.backend, "latency_s": args.latency, "inflight": args.inflight,
+            "slow_tail": args.slow_tail, "ideal_s": round(ideal, 2),
+            "ideal_over_wall": round(ideal / wall, 3) if args.latency else None,
             "n": args.n, "kept": s.get("kept"), "stop": s.get("stop"), "requests": requests,
             "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
             "overhead_ms_per_request": round(1000 * wall / max(1, requests), 3),
@@ -124,13 +177,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", choices=["fake", "mock"], default="fake")
+    p.add_argument("--backend", choices=["fake", "mock", "mock-process"], default="fake")
+    p.add_argument("--slow-tail", type=float, default=0.0,
+                   help="fraction of requests 10x slower (mock-process only)")
+    p.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     p.add_argument("-n", type=int, default=2000)
     p.add_argument("--size", type=int, default=200)
     p.add_argument("--seeds", type=int, default=60)
     p.add_argument("--latency", type=float, default=0.0)
     p.add_argument("--inflight", type=int, default=64)
-    print(json.dumps(run(p.parse_args()), indent=2))
+    args = p.parse_args()
+    if args.serve:
+        serve(args.serve, args.latency, args.slow_tail)
+        return
+    print(json.dumps(run(args), indent=2))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""One command of the conformance suite, run in its own process so a test can kill it.
+
+    python -m tests.conformance.harness KIND RUN_DIR CALL_LOG [--jobs J] [--theta T]
+
+KIND is complete, rate, compare or generate. The models are scripted (FakeBackend) with a
+small latency, so records are in flight when the process is killed; every request sent is
+appended to CALL_LOG (one line, flushed) so the test can count what a resume re-sent.
+Prints one JSON line: what the run produced, read back through the Python API's results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import synthcodec as sc
+from synthcodec.llm import PermanentError, Request
+
+N_ROWS = 40
+LATENCY = 0.03
+
+
+def logged(fn: Any, log: Path, name: str) -> sc.FakeBackend:
+    fh = open(log, "a", buffering=1)  # noqa: SIM115 - kept open for the process's life
+
+    def reply(request: Request) -> Any:
+        text = "\n".join(m["content"] for m in request.messages)
+        fh.write(f"{name} {hashlib.sha1(text.encode()).hexdigest()[:12]} {text[:40]!r}\n")
+        return fn(request)
+
+    return sc.FakeBackend(reply, name=name, latency=LATENCY, record_calls=False)
+
+
+def task_number(request: Request) -> int:
+    text = "\n".join(m["content"] for m in request.messages)
+    return int(text.split("Task ", 1)[1].split()[0].strip("<>-=:.?"))
+
+
+def complete(run: Path, log: Path, jobs: int) -> dict[str, Any]:
+    def answer(request: Request) -> Any:
+        i = task_number(request)
+        if i % 7 == 3:  # the server refuses these: failed rows, with the reason
+            return PermanentError("HTTP 400: refused", status=400)
+        return f"answer to task {i}"
+
+    rows = [{"prompt": f"Task {i} please."} for i in range(N_ROWS)]
+    res = sc.complete(rows, model="m", backend=logged(answer, log, "m"), run_dir=run,
+                      concurrency=jobs)
+    return {"kept": res.rows, "rejected": res.rejected, "failed": res.failed}
+
+
+def rate(run: Path, log: Path, jobs: int) -> dict[str, Any]:
+    def judge(request: Request) -> str:
+        i = task_number(request)
+        return "no score here" if i % 9 == 4 else f"{i % 6}\nbecause {i}"
+
+    rows = [{"instruction": f"Task {i}", "input": "", "output": f"answer {i}"}
+            for i in range(N_ROWS)]
+    res = sc.rate(rows, judge="j", backend=logged(judge, log, "j"), run_dir=run, reasks=1,
+                  concurrency=jobs)
+    return {"kept": res.rows, "rejected": res.rejected, "failed": res.failed}
+
+
+def compare(run: Path, log: Path, jobs: int) -> dict[str, Any]:
+    folder = run.parent
+    a, b = folder / "a.jsonl", folder / "b.jsonl"
+    for path, word in ((a, "GOOD"), (b, "meh")):
+        if not path.exists():
+            path.write_text("".join(json.dumps({"question_id": i, "question": f"Task {i}?",
+                                                "answer": f"{word} {i}"}) + "\n"
+                                    for i in range(N_ROWS)))
+
+    def judge(request: Request) -> str:
+        text = "\n".join(m["content"] for m in request.messages)
+        i = task_number(request)
+        if i % 11 == 5:
+            return "unreadable"
+        first = text.rindex("GOOD") < text.rindex("meh")
+        return "8 4" if first else "4 8"
+
+    res = sc.compare(a, b, judge="j", backend=logged(judge, log, "j"), run_dir=run, reasks=0,
+                     concurrency=jobs)
+    failed = [json.loads(x) for x in (run / "failed.jsonl").read_text().splitlines() if x]
+    return {"kept": res.verdicts, "rejected": [], "failed": failed}
+
+
+def generate(run: Path, log: Path, jobs: int, theta: float) -> dict[str, Any]:
+    from tests.unit.test_codeclm_loop import SEEDS, strong_model, target_model
+
+    res = sc.generate(SEEDS, strong="s", target="t", n=6, run_dir=run, overwrite=True,
+                      backends={"strong": logged(strong_model, log, "strong"),
+                                "target": logged(target_model, log, "target")},
+                      codec=dict(pool_size=3, per_metadata=4, max_iterations=3, theta=theta),
+                      concurrency=jobs)
+    stages = json.loads((run / "stages.json").read_text())
+    return {"kept": res.pairs, "rejected": res.rejected, "failed": [],
+            "stages": {k: {"config": v.get("config_sha"), "stats": v.get("stats", {})}
+                       for k, v in stages.items() if k[0] != "_"}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("kind", choices=["complete", "rate", "compare", "generate"])
+    p.add_argument("run", type=Path)
+    p.add_argument("log", type=Path)
+    p.add_argument("--jobs", type=int, default=4)
+    p.add_argument("--theta", type=float, default=3.0)
+    a = p.parse_args()
+    if a.kind == "generate":
+        out = generate(a.run, a.log, a.jobs, a.theta)
+    else:
+        out = {"complete": complete, "rate": rate, "compare": compare}[a.kind](a.run, a.log,
+                                                                             a.jobs)
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
