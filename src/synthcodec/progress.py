@@ -6,6 +6,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from synthcodec.llm.client import Stats
 
@@ -75,6 +76,8 @@ class Progress:
             parts.append(f"retries {s.retries}")
         if c.resumed:
             parts.append(f"resumed {c.resumed}")
+        if s.endpoints:
+            parts.append(_endpoints(s))
         return " | ".join(parts)
 
     def _money(self) -> str:
@@ -127,6 +130,18 @@ class Progress:
         else:
             self.stream.write(self.line() + "\n")
         self.stream.flush()
+
+
+def _endpoints(stats: Stats) -> str:
+    """`ep host:port 812, host:port 188 (41 failed, benched)`: requests per endpoint."""
+    shown = []
+    for name, counts in stats.endpoints.items():
+        where = urlsplit(name.split("@", 1)[-1]).netloc.rsplit("@", 1)[-1] or name
+        notes = [f"{counts.failures} failed"] if counts.failures else []
+        if counts.benched_now:
+            notes.append("benched")
+        shown.append(f"{where} {counts.requests}" + (f" ({', '.join(notes)})" if notes else ""))
+    return "ep " + ", ".join(shown)
 
 
 def _clock(seconds: float) -> str:

@@ -140,7 +140,7 @@ class Models:
     def concurrency(self, requested: int | None) -> int:
         if requested:
             return requested
-        return max(c.limit.maximum for c in self.clients.values())
+        return max(c.max_in_flight for c in self.clients.values())
 
     async def aclose(self) -> None:
         seen: set[int] = set()
@@ -334,6 +334,7 @@ def run_file_stage(
                              "resumed": counts.resumed},
             usage_total=run.accumulate_usage(usage_dict(opened)),
             cost=opened.spend.usage_fields(),
+            **opened.stats.manifest_fields(),  # per-endpoint counts, if several
             outputs=outputs,
             exit_code=summary.exit_code,
         )

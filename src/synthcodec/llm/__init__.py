@@ -12,7 +12,13 @@ from synthcodec.llm.base import (
     TransientError,
 )
 from synthcodec.llm.fake import FakeBackend
-from synthcodec.llm.spec import check_spec, is_http_spec, parse_http, redact_spec
+from synthcodec.llm.spec import (
+    check_spec,
+    is_http_spec,
+    parse_endpoints,
+    pool_identity,
+    redact_spec,
+)
 
 __all__ = [
     "Backend",
@@ -33,6 +39,9 @@ MODEL_SPEC_HELP = (
     "'gguf:PATH' (any local GGUF file); 'NAME@http://HOST:PORT/v1' (any OpenAI-compatible "
     "server: vLLM, Ollama, llama.cpp server; key from $SYNTHCODEC_API_KEY, or from $VAR with "
     "'NAME@URL#key=VAR'; $OPENAI_API_KEY goes only to OpenAI's own host); "
+    "'NAME@URL1,URL2,...' (several servers of one model: each request goes to the least "
+    "loaded, one that keeps failing is benched for a while; a '#key=VAR' goes right after "
+    "the URL it is for; --concurrency is per server); "
     "'openai:NAME' (api.openai.com, key from $OPENAI_API_KEY); 'hf:PATH' (a transformers model "
     "dir or a trained adapter, needs synthcodec[train]); 'fake:echo' (no model: answers with "
     "the prompt, for trying a pipeline). The embedded model runs one request at "
@@ -53,7 +62,13 @@ def load_backend(spec: str, *, timeout: float = 300.0, n_ctx: int | None = None)
     if spec.startswith("openai:") or is_http_spec(spec):
         from synthcodec.llm.openai_http import OpenAIHTTPBackend
 
-        return OpenAIHTTPBackend.for_endpoint(parse_http(spec), timeout=timeout)
+        endpoints = parse_endpoints(spec)
+        members = [OpenAIHTTPBackend.for_endpoint(e, timeout=timeout) for e in endpoints]
+        if len(members) == 1:
+            return members[0]
+        from synthcodec.llm.pool import PoolBackend
+
+        return PoolBackend(members, pool_identity(endpoints))
     if spec.startswith("hf:"):
         from synthcodec.llm.hf import HFBackend  # optional extra
 

@@ -6,7 +6,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -59,6 +59,25 @@ UNREACHABLE_SECONDS = 60.0  # without a connection after the server had answered
 
 
 @dataclass
+class EndpointCounts:
+    """One endpoint of a several-server model: what it was sent and how it fared."""
+
+    requests: int = 0  # attempts sent to it
+    answered: int = 0
+    failures: int = 0  # transient (connection, 5xx, timeout, bad body) and permanent errors
+    rate_limited: int = 0  # 429s
+    benched: int = 0  # times it was benched for a cool-down
+    benched_until: float = field(default=0.0, repr=False)  # time.monotonic(); 0: not benched
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if k != "benched_until"}
+
+    @property
+    def benched_now(self) -> bool:
+        return self.benched_until > time.monotonic()
+
+
+@dataclass
 class Stats:
     requests: int = 0  # sent to a backend, retries included
     cache_hits: int = 0
@@ -68,9 +87,19 @@ class Stats:
     rate_limited: int = 0
     request_failures: int = 0
     usd: float = 0.0  # dollars of models with a known price (cost.Spend adds them)
+    # Per endpoint (its redacted NAME@URL), only for models with several endpoints.
+    endpoints: dict[str, EndpointCounts] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """The run-wide counters (summed across invocations and stages)."""
+        return {k: v for k, v in self.__dict__.items() if k != "endpoints"}
+
+    def endpoint_counts(self) -> dict[str, dict[str, int]]:
+        return {name: c.as_dict() for name, c in self.endpoints.items()}
+
+    def manifest_fields(self) -> dict[str, Any]:
+        """Extra manifest fields: `endpoints` when a model has several."""
+        return {"endpoints": self.endpoint_counts()} if self.endpoints else {}
 
 
 @dataclass
@@ -91,9 +120,11 @@ class RetryPolicy:
 
 
 class AdaptiveLimit:
-    """The requests-in-flight cap (a semaphore). Rate limits are the Pacer's job: cutting
-    requests in flight after a 429 does not help when even one short request at a time
-    exceeds the server's rate, and it starves slow servers of throughput."""
+    """The requests-in-flight cap of one endpoint (a semaphore). Rate limits are the Pacer's
+    job: cutting requests in flight after a 429 does not help when even one short request at a
+    time exceeds the server's rate, and it starves slow servers of throughput. What adapts is
+    failure: an endpoint back from the bench starts at one request in flight and doubles with
+    each success up to `maximum`."""
 
     def __init__(self, maximum: int) -> None:
         self.maximum = max(1, maximum)
@@ -111,6 +142,22 @@ class AdaptiveLimit:
         async with self._cond:
             self.in_use -= 1
             self._cond.notify()
+
+    def cut(self) -> None:
+        """Down to one request in flight: an endpoint back from the bench is on probation."""
+        self.limit = 1
+
+    async def grow(self) -> None:
+        """After a success: double back up to the maximum (slow start)."""
+        if self.limit >= self.maximum:
+            return
+        async with self._cond:
+            self.limit = min(self.maximum, self.limit * 2)
+            self._cond.notify_all()
+
+    @property
+    def load(self) -> float:
+        return self.in_use / self.limit
 
 
 class TokenBucket:
@@ -364,8 +411,56 @@ class Pacer:
         return self.requests.rate
 
 
+BENCH_AFTER = 4  # failures in a row (connection, 5xx, timeouts) that bench an endpoint
+BENCH_SECONDS = 5.0  # the first cool-down; it doubles while an endpoint keeps failing
+BENCH_MAX_SECONDS = 60.0
+
+
+class Endpoint:
+    """One server of a model: its backend, its own in-flight limit and pacer, its health."""
+
+    def __init__(self, backend: Backend, max_in_flight: int, rpm: float | None,
+                 tpm: float | None, counts: EndpointCounts) -> None:
+        self.backend = backend
+        self.limit = AdaptiveLimit(max_in_flight)
+        self.pacer = Pacer(rpm, tpm)
+        self.counts = counts
+        self.assigned = 0  # requests routed here and not finished (waiting on pacer or limit too)
+        self.failing = 0  # failures in a row, 429s not counted
+        self.benches = 0  # benches in a row (without a success in between)
+        self.benched_until = 0.0
+        self.answered = 0
+        self.connect_failures = 0  # connection failures in a row
+        self.unreachable_since: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.backend.identity
+
+    def load(self) -> float:
+        return self.assigned / self.limit.limit
+
+    def down(self, now: float) -> bool:
+        """No connection can be made: three tries before it ever answered, or a minute
+        without a connection after it had."""
+        if self.unreachable_since is None:
+            return False
+        return ((self.answered == 0 and self.connect_failures >= UNREACHABLE_TRIES)
+                or now - self.unreachable_since > UNREACHABLE_SECONDS)
+
+
 class LLMClient:
-    """A backend with caching, concurrency and rate limits, retries and usage counts."""
+    """A backend with caching, concurrency and rate limits, retries and usage counts.
+
+    A backend with `members` (llm.pool.PoolBackend: several servers of one model) gets one
+    `Endpoint` per member, each with its own in-flight limit (`max_in_flight` each) and its
+    own Pacer; every attempt of the one retry loop goes to the endpoint with the fewest
+    requests in flight relative to its limit, preferring endpoints whose last request did not
+    fail. An endpoint that fails BENCH_AFTER times in a row is benched for a cool-down
+    (5 s, doubling up to a minute while it keeps failing); back from the bench it gets one
+    request at a time until it answers. The run stops (FatalModelError) only when no endpoint
+    can be reached.
+    """
 
     def __init__(
         self,
@@ -382,22 +477,33 @@ class LLMClient:
     ) -> None:
         self.backend = backend
         self.cache = cache
-        self.limit = AdaptiveLimit(max_in_flight)
-        self.pacer = Pacer(rpm, tpm)
         self.retry = retry or RetryPolicy()
         self.stats = stats if stats is not None else Stats()
         self.on_retry = on_retry
         # cost.Meter: reserves a request's worst-case cost before it is sent (raising
         # cost.BudgetReached instead of crossing a budget) and settles it with the usage.
         self.meter = meter
-        # To stop early when the server cannot be reached at all (a wrong port): hours of
-        # retries over every record would end in the same place.
-        self._answered = 0
-        self._unreachable_since: float | None = None
+        members = list(getattr(backend, "members", None) or [backend])
+        self.endpoints: list[Endpoint] = []
+        for member in members:
+            counts = EndpointCounts()
+            if len(members) > 1:
+                counts = self.stats.endpoints.setdefault(member.identity, counts)
+            self.endpoints.append(Endpoint(member, max_in_flight, rpm, tpm, counts))
+        # The first endpoint's (the only one's, for a single server).
+        self.limit = self.endpoints[0].limit
+        self.pacer = self.endpoints[0].pacer
+        self._answered = 0  # successes on any endpoint: the run's progress
+        self._room = asyncio.Condition()  # signalled when an endpoint finishes an attempt
 
     @property
     def identity(self) -> str:
         return self.backend.identity
+
+    @property
+    def max_in_flight(self) -> int:
+        """Requests this client can have in flight: the sum of its endpoints' limits."""
+        return sum(e.limit.maximum for e in self.endpoints)
 
     async def complete(self, request: Request, *, allow_truncated: bool = False) -> Completion:
         """One completion, from the cache or the backend; truncated output is a failure."""
@@ -416,50 +522,67 @@ class LLMClient:
             )
         return completion
 
+    async def _route(self) -> Endpoint:
+        """The endpoint for the next attempt: chosen only once one has room, so that requests
+        wait here, not in the queue of an endpoint that turns out slow (or benched)."""
+        if len(self.endpoints) == 1:
+            return self.endpoints[0]
+        while True:
+            now = time.monotonic()
+            ready = [e for e in self.endpoints
+                     if e.benched_until <= now and e.assigned < e.limit.limit]
+            if ready:
+                # A server holding every sender until its Retry-After moment comes last.
+                return min(ready, key=lambda e: (e.pacer.requests.hold_until > now,
+                                                 e.failing > 0, e.load(), e.failing))
+            benched = [e.benched_until for e in self.endpoints if e.benched_until > now]
+            async with self._room:
+                try:
+                    await asyncio.wait_for(self._room.wait(),
+                                           min(benched) - now if benched else None)
+                except TimeoutError:
+                    pass
+
+    async def _done(self, endpoint: Endpoint) -> None:
+        endpoint.assigned -= 1
+        if len(self.endpoints) > 1:
+            async with self._room:
+                self._room.notify()
+
     async def _send(self, request: Request) -> Completion:
         attempt = rate_limited = 0
-        pacer = self.pacer
-        progress = pacer.successes
+        progress = self._answered
         tokens = sum(len(m["content"]) for m in request.messages) / 4 + request.max_tokens
         while True:
-            epoch = await pacer.acquire(tokens)
-            await self.limit.acquire()
+            endpoint = await self._route()
+            endpoint.assigned += 1
             try:
-                completion = await self._call(request)
-            except TransientError as exc:
-                error: LLMError = exc
-            except TimeoutError:
-                error = TransientError(f"{self.identity}: timed out")
-            except PermanentError as exc:
-                self.stats.request_failures += 1
-                if exc.status in (401, 403, 404):
-                    raise FatalModelError(str(exc)) from exc
-                raise RecordFailed(str(exc), repeats=True) from exc
-            else:
-                self._answered += 1
-                self._unreachable_since = None
-                pacer.on_success(completion.extra.get("ratelimit"))
-                self.stats.prompt_tokens += completion.prompt_tokens
-                self.stats.completion_tokens += completion.completion_tokens
-                return completion
+                completion, error, epoch = await self._attempt(endpoint, request, tokens)
             finally:
-                await self.limit.release()
-            assert isinstance(error, TransientError)
-            self._check_reachable(error, attempt)
+                await self._done(endpoint)
+            if completion is not None:
+                return completion
+            assert error is not None
+            self._check_reachable(endpoint, error, attempt)
+            pacer = endpoint.pacer
             if error.rate_limited:
                 self.stats.rate_limited += 1
+                endpoint.counts.rate_limited += 1
                 pacer.on_rate_limited(epoch, tokens, error)
                 # 429s alone never fail a record while other requests get through: only a
                 # run of them with no success anywhere in between counts.
-                if pacer.successes != progress:
-                    progress, rate_limited = pacer.successes, 0
+                if self._answered != progress:
+                    progress, rate_limited = self._answered, 0
                 rate_limited += 1
                 exhausted = rate_limited >= self.retry.max_rate_limited
                 delay = 0.0  # the pacer holds every sender until the Retry-After moment
             else:
+                self._failed(endpoint, error)
                 attempt += 1
                 exhausted = attempt >= self.retry.max_attempts
                 delay = self.retry.delay(attempt - 1, error.retry_after)
+                if self._healthy_other(endpoint):
+                    delay = 0.0  # the retry goes to another endpoint that is answering
             if exhausted:
                 self.stats.request_failures += 1
                 if error.rate_limited:
@@ -470,23 +593,79 @@ class LLMClient:
             self.stats.retries += 1
             if self.on_retry:
                 self.on_retry(f"retrying in {delay:.1f}s: {error}" if delay else
-                              f"rate limited, every request waits for the pacer: {error}")
+                              f"rate limited, every request waits for the pacer: {error}"
+                              if error.rate_limited else f"retrying elsewhere: {error}")
             if delay:
                 await asyncio.sleep(delay)
 
-    async def _call(self, request: Request) -> Completion:
-        """One attempt at the backend, reserved against the run's budget when metered."""
+    async def _call(self, endpoint: Endpoint, request: Request) -> Completion:
+        """One attempt at one endpoint, reserved against the run's budget when metered."""
         if self.meter is None:
             self.stats.requests += 1
-            return await self.backend.complete(request)
+            endpoint.counts.requests += 1
+            return await endpoint.backend.complete(request)
         ticket = self.meter.reserve(request)  # may raise cost.BudgetReached: nothing sent
         self.stats.requests += 1
+        endpoint.counts.requests += 1
         completion = None
         try:
-            completion = await self.backend.complete(request)
+            completion = await endpoint.backend.complete(request)
             return completion
         finally:
             self.meter.settle(ticket, completion)
+
+    async def _attempt(self, endpoint: Endpoint, request: Request, tokens: float
+                       ) -> tuple[Completion | None, TransientError | None, int]:
+        """One attempt on one endpoint: the completion, or the transient error to retry on."""
+        epoch = await endpoint.pacer.acquire(tokens)
+        await endpoint.limit.acquire()
+        try:
+            completion = await self._call(endpoint, request)
+        except TransientError as exc:
+            return None, exc, epoch
+        except TimeoutError:
+            return None, TransientError(f"{endpoint.name}: timed out"), epoch
+        except PermanentError as exc:
+            self.stats.request_failures += 1
+            endpoint.counts.failures += 1
+            if exc.status in (401, 403, 404):
+                raise FatalModelError(str(exc)) from exc
+            raise RecordFailed(str(exc), repeats=True) from exc
+        finally:
+            await endpoint.limit.release()
+        self._answered += 1
+        endpoint.answered += 1
+        endpoint.counts.answered += 1
+        endpoint.failing = endpoint.benches = endpoint.connect_failures = 0
+        endpoint.unreachable_since = None
+        await endpoint.limit.grow()
+        endpoint.pacer.on_success(completion.extra.get("ratelimit"))
+        self.stats.prompt_tokens += completion.prompt_tokens
+        self.stats.completion_tokens += completion.completion_tokens
+        return completion, None, epoch
+
+    def _failed(self, endpoint: Endpoint, error: TransientError) -> None:
+        """A failure that is not a 429: bench an endpoint that keeps failing (when the model
+        has others to send to)."""
+        endpoint.failing += 1
+        endpoint.counts.failures += 1
+        now = time.monotonic()
+        if (len(self.endpoints) == 1 or endpoint.failing < BENCH_AFTER
+                or endpoint.benched_until > now):
+            return
+        cool_down = min(BENCH_MAX_SECONDS, BENCH_SECONDS * 2 ** endpoint.benches)
+        endpoint.benches += 1
+        endpoint.benched_until = endpoint.counts.benched_until = now + cool_down
+        endpoint.counts.benched += 1
+        endpoint.limit.cut()
+        if self.on_retry:
+            self.on_retry(f"{endpoint.name}: {endpoint.failing} failures in a row, "
+                          f"benched for {cool_down:g}s: {error}")
+
+    def _healthy_other(self, endpoint: Endpoint) -> bool:
+        now = time.monotonic()
+        return any(e is not endpoint and e.failing == 0 and e.benched_until <= now
+                   for e in self.endpoints)
 
     async def ask(
         self,
@@ -540,18 +719,24 @@ class LLMClient:
         )
         return asked.value
 
-    def _check_reachable(self, error: TransientError, attempt: int) -> None:
-        """Stop the run when no connection can be made: at once if the server never answered
-        (three tries), or after a minute without any answer once it had."""
+    def _check_reachable(self, endpoint: Endpoint, error: TransientError, attempt: int) -> None:
+        """Stop the run when no connection can be made to any endpoint: at once if none ever
+        answered (three tries), or after a minute without any answer once one had."""
         if not error.connect:
-            self._unreachable_since = None
+            endpoint.unreachable_since = None
+            endpoint.connect_failures = 0
             return
         now = time.monotonic()
-        if self._unreachable_since is None:
-            self._unreachable_since = now
-        if (self._answered == 0 and attempt >= UNREACHABLE_TRIES - 1) or (
-                now - self._unreachable_since > UNREACHABLE_SECONDS):
-            raise FatalModelError(f"cannot reach the model server: {error} (is it running, "
+        if endpoint.unreachable_since is None:
+            endpoint.unreachable_since = now
+        endpoint.connect_failures += 1
+        never_answered = self._answered == 0
+        if never_answered and len(self.endpoints) == 1:
+            endpoint.connect_failures = max(endpoint.connect_failures, attempt + 1)
+        if all(e.down(now) for e in self.endpoints) and (
+                not never_answered or attempt >= UNREACHABLE_TRIES - 1):
+            where = "the model server" if len(self.endpoints) == 1 else "any model server"
+            raise FatalModelError(f"cannot reach {where}: {error} (is it running, "
                                   "and is the host/port in the model spec right?)")
 
     def _repeats(self, request: Request) -> bool:
@@ -590,6 +775,7 @@ def default_in_flight(backend: Backend, requested: int | None) -> int:
 
 
 __all__ = [
+    "EndpointCounts",
     "FatalModelError",
     "LLMClient",
     "Pacer",

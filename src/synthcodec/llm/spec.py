@@ -8,6 +8,13 @@ reports, cache keys and messages see. Which API key goes where:
 - `NAME@URL` takes the variable named by a `#key=VAR` suffix, else `$SYNTHCODEC_API_KEY`;
   `$OPENAI_API_KEY` only when URL is OpenAI's own host, so that key never goes to a
   server the user merely named.
+
+Several servers of one model: `NAME@URL1,URL2,...` (a comma followed by `http://` or
+`https://` starts the next URL, so credentials and query strings inside a URL stay intact).
+Each URL is one endpoint with everything above applying to it alone: its own credentials,
+its own `#key=VAR` (written right after that URL), its own key routing. The identity of
+such a pool (cache key, configs) is `NAME@` + the redacted URLs sorted and joined by `,`:
+the same whichever endpoint answered and whatever order the URLs were written in.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ OPENAI_URL = "https://api.openai.com/v1"
 OPENAI_HOST = "api.openai.com"
 SECRET_QUERY_KEYS = {"api_key", "api-key", "apikey", "key", "token", "access_token", "secret"}
 _KEY_SUFFIX = re.compile(r"#key=(?P<var>[A-Za-z_][A-Za-z0-9_]*)$")
+_NEXT_URL = re.compile(r",\s*(?=https?://)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -53,9 +61,47 @@ def is_http_spec(spec: str) -> bool:
     return "@" in spec and "://" in spec.split("@", 1)[1]
 
 
-def parse_http(spec: str) -> HTTPEndpoint:
-    """`NAME@URL[#key=VAR]` or `openai:NAME`."""
+def split_urls(spec: str) -> tuple[str, list[str]]:
+    """`NAME@URL1[#key=A],URL2[#key=B]` -> (NAME, [URL1[#key=A], URL2[#key=B]])."""
+    name, urls = spec.split("@", 1)
+    return name, [u.strip() for u in _NEXT_URL.split(urls)]
+
+
+def is_pool_spec(spec: str) -> bool:
+    """A spec naming several endpoints of one model."""
+    return is_http_spec(spec) and len(split_urls(spec.strip())[1]) > 1
+
+
+def parse_endpoints(spec: str) -> list[HTTPEndpoint]:
+    """Every endpoint of `NAME@URL1,URL2,...` (one for `NAME@URL` and `openai:NAME`)."""
     spec = spec.strip()
+    if spec.startswith("openai:"):
+        return [parse_http(spec)]
+    name, urls = split_urls(spec)
+    endpoints = [parse_http(f"{name}@{url}") for url in urls]
+    seen: set[str] = set()
+    for endpoint in endpoints:
+        if endpoint.shown_url in seen:
+            raise UserError(f"model spec {redact_spec(spec)!r} names {endpoint.shown_url} twice")
+        seen.add(endpoint.shown_url)
+    return endpoints
+
+
+def pool_identity(endpoints: list[HTTPEndpoint]) -> str:
+    """What a pool of endpoints of one model is known as (cache key, configs): the model and
+    its redacted URLs, sorted, so neither the order written nor the endpoint that answered
+    changes it."""
+    if len(endpoints) == 1:
+        return endpoints[0].identity
+    return f"{endpoints[0].model}@" + ",".join(sorted(e.shown_url for e in endpoints))
+
+
+def parse_http(spec: str) -> HTTPEndpoint:
+    """`NAME@URL[#key=VAR]` or `openai:NAME` (one endpoint; see parse_endpoints for more)."""
+    spec = spec.strip()
+    if is_pool_spec(spec):
+        raise UserError(f"model spec {redact_spec(spec)!r} names several endpoints; "
+                        "this takes one (NAME@URL)")
     if spec.startswith("openai:"):
         name = spec.removeprefix("openai:").strip()
         if not name:
@@ -98,7 +144,11 @@ def redact_spec(spec: str) -> str:
     """The spec with credentials in its URL replaced by ***; other specs unchanged."""
     if not is_http_spec(spec):
         return spec
-    name, url = spec.split("@", 1)
+    name, urls = split_urls(spec)
+    return f"{name}@" + ",".join(_redact_url(url) for url in urls)
+
+
+def _redact_url(url: str) -> str:
     suffix = ""
     match = _KEY_SUFFIX.search(url)
     if match:
@@ -109,9 +159,9 @@ def redact_spec(spec: str) -> str:
         host = ("***@" + netloc[1]) if len(netloc) == 2 else netloc[0]
         query = urlencode([(k, "***" if k.lower() in SECRET_QUERY_KEYS else v)
                            for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
-        return f"{name}@" + urlunsplit((parts.scheme, host, parts.path, query, "")) + suffix
+        return urlunsplit((parts.scheme, host, parts.path, query, "")) + suffix
     except ValueError:
-        return f"{name}@<unparseable URL>"
+        return "<unparseable URL>"
 
 
 def check_spec(spec: str) -> None:
@@ -127,13 +177,14 @@ def check_spec(spec: str) -> None:
             raise UserError(f"model spec {spec!r}: no such GGUF file {path}")
         return
     if spec.startswith("openai:") or is_http_spec(spec):
-        endpoint = parse_http(spec)
-        missing = [v for v in endpoint.key_env if v != "SYNTHCODEC_API_KEY"
-                   and v != "OPENAI_API_KEY"]
-        if missing and not endpoint.api_key():
-            raise UserError(f"model spec {redact_spec(spec)!r} names the key variable "
-                            f"${missing[0]}, which is not set")
-        if spec.startswith("openai:") and not endpoint.api_key():
+        endpoints = parse_endpoints(spec)
+        for endpoint in endpoints:
+            missing = [v for v in endpoint.key_env if v != "SYNTHCODEC_API_KEY"
+                       and v != "OPENAI_API_KEY"]
+            if missing and not endpoint.api_key():
+                raise UserError(f"model spec {redact_spec(spec)!r} names the key variable "
+                                f"${missing[0]}, which is not set")
+        if spec.startswith("openai:") and not endpoints[0].api_key():
             raise UserError(f"model spec {spec!r} needs $OPENAI_API_KEY")
         return
     if spec.startswith("hf:"):

@@ -325,7 +325,9 @@ class MockServer:
     answers with the JSON object written in the prompt (e.g. ``{"score": 4}``);
     ``invalid_json_first_rate`` of prompts get ``Sure! Here is the rating: {score: 3,}`` on
     their first admitted attempt only; ``truncate_rate`` of prompts are cut in half with
-    ``finish_reason: "length"`` on every attempt.
+    ``finish_reason: "length"`` on every attempt. ``max_concurrency`` (K) lets at most K
+    requests spend their ``latency`` at once and queues the rest, like one GPU serving a
+    batch of K: throughput is capped at K / latency.
     """
 
     def __init__(
@@ -356,6 +358,7 @@ class MockServer:
         reply_json_in_prompt: bool = False,
         invalid_json_first_rate: float = 0.0,
         truncate_rate: float = 0.0,
+        max_concurrency: int = 0,
     ) -> None:
         _check_loopback(host)
         self.host = host
@@ -388,6 +391,10 @@ class MockServer:
         self.reply_json_in_prompt = bool(reply_json_in_prompt)
         self.invalid_json_first_rate = float(invalid_json_first_rate)
         self.truncate_rate = float(truncate_rate)
+        # A "GPU": at most this many requests spend their `latency` at once; the rest queue
+        # (so throughput is max_concurrency / latency however many are sent). 0: no cap.
+        self.max_concurrency = int(max_concurrency)
+        self._slots = asyncio.Semaphore(self.max_concurrency) if self.max_concurrency > 0 else None
         self._per_prompt = bool(self.fail_hash_rate or self.invalid_json_first_rate
                                 or self.truncate_rate)
 
@@ -627,7 +634,11 @@ class MockServer:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), self.hang_seconds)
         elif self.latency > 0:
-            await asyncio.sleep(self.latency)
+            if self._slots is not None:
+                async with self._slots:
+                    await asyncio.sleep(self.latency)
+            else:
+                await asyncio.sleep(self.latency)
 
         if self.responder is not None:
             result = self.responder(body)
@@ -740,6 +751,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--reply-json-in-prompt", type=_flag, default=False, metavar="BOOL")
     p.add_argument("--invalid-json-first-rate", type=float, default=0.0)
     p.add_argument("--truncate-rate", type=float, default=0.0)
+    p.add_argument("--max-concurrency", type=int, default=0,
+                   help="requests served at once (the rest queue); 0 = no cap")
     p.add_argument(
         "--status-for-model",
         type=_parse_model_status,
