@@ -138,8 +138,7 @@ class Models:
         return cls(clients, stats, cache, spend)
 
     def concurrency(self, requested: int | None) -> int:
-        if requested:
-            return requested
+        """Records in flight: enough to fill every endpoint (--concurrency is per endpoint)."""
         return max(c.max_in_flight for c in self.clients.values())
 
     async def aclose(self) -> None:
