@@ -34,9 +34,9 @@ def run_once(src: Path, urls: list[str], work: Path, per_endpoint: int) -> dict[
     run_dir = Path(tempfile.mkdtemp(dir=work))
     spec = "mock-model@" + ",".join(urls)
     t0 = time.perf_counter()
-    result = subprocess.run([SYNTHCODEC, "complete", str(src), "-m", spec, "-o", str(run_dir / "run"),
-                             "--cache", str(run_dir / "cache.sqlite"), "-j", str(per_endpoint),
-                             "-q"], capture_output=True, text=True)
+    result = subprocess.run([SYNTHCODEC, "complete", str(src), "-m", spec,
+                             "-o", str(run_dir / "run"), "--cache", str(run_dir / "cache.sqlite"),
+                             "-j", str(per_endpoint), "-q"], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if result.returncode != 0:
         raise SystemExit(f"synthcodec failed ({result.returncode}): {result.stderr}")
@@ -81,7 +81,8 @@ def main() -> None:
                 base = rate / n
             speedup = rate / base
             spread = runs[len(runs) // 2]["per_endpoint"] or [runs[0]["requests"]]
-            print(f"| {n} | {ideal:.2f} | {seconds:.2f} | {rate:.0f} | {100 * ideal / seconds:.0f}% "
+            print(f"| {n} | {ideal:.2f} | {seconds:.2f} | {rate:.0f} "
+                  f"| {100 * ideal / seconds:.0f}% "
                   f"| {speedup:.2f}x | {100 * speedup / n:.0f}% | "
                   f"{' / '.join(str(x) for x in spread)} |", flush=True)
 

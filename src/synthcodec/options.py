@@ -15,15 +15,16 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     --quiet, --parquet, --budget, --max-tokens-total, --prices, --price."""
     decorators = [
         click.option("--concurrency", "-j", type=click.IntRange(1, 4096), default=None,
-                     help="Requests in flight (default: 64 for HTTP models, 2 for the embedded one)."),
+                     help="Requests in flight per endpoint (default: 64 for HTTP models, 2 for the "
+                          "embedded one)."),
         click.option("--cache", "cache_path", type=click.Path(dir_okay=False), default=None,
                      envvar="SYNTHCODEC_CACHE",
                      help="Request cache file (SQLite). Default: ~/.cache/synthcodec/requests.sqlite."),
         click.option("--no-cache", is_flag=True, help="Neither read nor write the request cache."),
         click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Limit requests per minute (per model)."),
+                     help="Limit requests per minute (per model endpoint)."),
         click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Limit tokens per minute (per model; estimated before sending)."),
+                     help="Limit tokens per minute (per model endpoint; estimated before sending)."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0,
                      show_default=True, help="Seconds to wait for one HTTP request."),
         click.option("--max-attempts", type=click.IntRange(1, 100), default=8, show_default=True,
