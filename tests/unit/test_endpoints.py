@@ -242,7 +242,7 @@ def test_cli_two_endpoints_one_killed_half_way_loses_nothing(tmp_path: Path) -> 
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     endpoints = manifest["endpoints"]
     a, b = endpoints[f"mock-model@{url_a}"], endpoints[f"mock-model@{url_b}"]
-    assert b["benched"] >= 1 and b["failures"] >= 1 and b["answered"] >= n // 4
+    assert b["benched"] >= 1 and b["failures"] >= 1 and b["answered"] >= n // 8
     assert a["answered"] == served_a and a["answered"] + b["answered"] == n
     assert a["requests"] + b["requests"] == manifest["this_invocation"]["requests"]
 

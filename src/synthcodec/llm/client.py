@@ -733,8 +733,10 @@ class LLMClient:
         never_answered = self._answered == 0
         if never_answered and len(self.endpoints) == 1:
             endpoint.connect_failures = max(endpoint.connect_failures, attempt + 1)
+        # One server: this request's third try. Several: each has failed three times already.
+        several = len(self.endpoints) > 1
         if all(e.down(now) for e in self.endpoints) and (
-                not never_answered or attempt >= UNREACHABLE_TRIES - 1):
+                not never_answered or attempt >= UNREACHABLE_TRIES - 1 or several):
             where = "the model server" if len(self.endpoints) == 1 else "any model server"
             raise FatalModelError(f"cannot reach {where}: {error} (is it running, "
                                   "and is the host/port in the model spec right?)")
