@@ -16,7 +16,6 @@ from synthcodec.errors import UserError
 from synthcodec.llm.base import (
     Backend,
     Completion,
-    LLMError,
     PermanentError,
     Request,
     TransientError,
