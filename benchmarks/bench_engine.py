@@ -35,22 +35,15 @@ def make_input(path: Path, n: int) -> Path:
 
 def synthcodec_run(src: Path, url: str, inflight: int, run_dir: Path, cache: Path) -> tuple[float, float, int]:
     from synthcodec.io import FieldSpec
-    from synthcodec.llm import Request
-
-    def make_step(models):  # what `synthcodec complete` runs per row, minus its option handling
-        client = models["model"]
-
-        async def step(record):
-            completion = await client.complete(Request.chat(record["prompt"], max_tokens=64))
-            return {"response": completion.text}
-
-        return step
+    from synthcodec.stages.complete import CompleteStage
 
     cpu0, t0 = time.process_time(), time.perf_counter()
+    # what `synthcodec complete` runs per row, minus its option handling
+    stage = CompleteStage(model=f"mock-model@{url}", max_tokens=64)
     summary = run_file_stage(
-        input_path=src, run_dir=run_dir, stage="complete", fields=[FieldSpec("prompt")],
-        mapping={}, models={"model": f"mock-model@{url}"}, make_step=make_step,
-        config={}, adds=("response",), options=RunOptions(concurrency=inflight, cache_path=str(cache), progress=False),
+        input_path=src, run_dir=run_dir, stage=stage, fields=[FieldSpec("prompt")],
+        mapping={}, adds=("response", "truncated"),
+        options=RunOptions(concurrency=inflight, cache_path=str(cache), progress=False),
     )
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     assert summary.kept == summary.records_in, summary.lines()

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from synthcodec.cost import BudgetReached
 from synthcodec.io import META
@@ -36,12 +36,23 @@ class Reject(Exception):
         self.data = data
 
 
+class StageLike(Protocol):
+    """What an executor runs: a name (its journal) and `run(record)`; see stages/base.py."""
+
+    name: str
+
+    async def run(self, record: Record) -> StepResult: ...
+
+
 @dataclass(frozen=True)
 class Stage:
-    """A named step: `step(record) -> output record(s)`; raise Reject or RecordFailed to drop one."""
+    """A plain async function as a stage: `step(record) -> output record(s)`."""
 
     name: str
     step: Callable[[Record], Awaitable[StepResult]]
+
+    async def run(self, record: Record) -> StepResult:
+        return await self.step(record)
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,7 @@ class LocalExecutor:
 
     async def run(
         self,
-        stage: Stage,
+        stage: StageLike,
         items: Iterable[Item],
         journal: Journal,
         *,
@@ -128,7 +139,7 @@ class LocalExecutor:
 
         async def one(item: Item) -> None:
             try:
-                result = await stage.step(item.record)
+                result = await stage.run(item.record)
             except Reject as exc:
                 journal.record(item.id, item.idx, REJECTED,
                                dropped_row(item, REJECTED, exc.reason, exc.data))

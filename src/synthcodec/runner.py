@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,12 @@ from typing import Any
 from synthcodec.cache import RequestCache, default_cache_path
 from synthcodec.cost import EXIT_BUDGET, PriceBook, Spend
 from synthcodec.errors import UserError
-from synthcodec.engine import Item, LocalExecutor, Record, Stage
+from synthcodec.engine import Item, LocalExecutor, Record, RunResult, StageLike
 from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.llm import check_spec, load_backend, redact_spec
 from synthcodec.llm.client import LLMClient, RetryPolicy, Stats, default_in_flight
 from synthcodec.progress import Counts, Progress
-from synthcodec.store import FAILED, OK, REJECTED, RunDir, canonical_json, hash_value
+from synthcodec.store import FAILED, OK, REJECTED, Journal, RunDir, canonical_json, hash_value
 
 # Exit codes of every model-calling command (documented in the README).
 EXIT_OK, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -221,19 +221,79 @@ class Summary:
         return lines
 
 
-StepFactory = Callable[[Models], Callable[[Record], Awaitable[Record]]]
+@dataclass
+class StageRun:
+    """What one pass of a stage did: the executor's result and the models' usage in it."""
+
+    result: RunResult
+    usage: dict[str, int]
+
+    @property
+    def interrupted(self) -> bool:
+        return self.result.interrupted
+
+    @property
+    def resumed(self) -> int:
+        return self.result.counts.resumed
+
+
+async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, models: Models,
+                    options: RunOptions, *, label: str | None = None, total: int | None = None,
+                    executor: LocalExecutor | None = None,
+                    concurrency: int | None = None) -> StageRun:
+    """Run `stage` over `items` into its journal: the one place every command runs a stage.
+
+    Sets the stage up (`setup(models)`, when it has one), shows progress, lets a budget stop
+    drain it like a first Ctrl-C, and returns the usage it caused. The executor is local;
+    `concurrency` is records in flight (default: what the models can take).
+    """
+    if total is None and isinstance(items, Sized):
+        total = len(items)
+    before = models.stats.as_dict()
+    counts = Counts(total=total)
+    progress = Progress(label or stage.name, counts, models.stats, enabled=options.progress,
+                        interval=options.progress_interval, spend=models.spend)
+    executor = executor or LocalExecutor(
+        concurrency=concurrency or models.concurrency(options.concurrency))
+    models.spend.on_stop[:] = [executor.stop, lambda: progress.note(
+        f"{models.spend.stopped}: letting in-flight records finish, starting no new ones")]
+    setup = getattr(stage, "setup", None)
+    if setup is not None:
+        await setup(models)
+    try:
+        result = await executor.run(stage, items, journal, progress=progress)
+    finally:
+        progress.close()
+    after = models.stats.as_dict()
+    return StageRun(result, {k: v - before.get(k, 0) for k, v in after.items()
+                             if isinstance(v, (int, float))})
+
+
+@dataclass
+class RowStage:
+    """A file stage over input rows: the inner stage sees our fields and returns the
+    columns it adds; the output row is the user's row + those + META {id, index}."""
+
+    inner: Any
+    name: str
+
+    async def setup(self, models: Models) -> None:
+        setup = getattr(self.inner, "setup", None)
+        if setup is not None:
+            await setup(models)
+
+    async def run(self, item: Record) -> Record:
+        added = await self.inner.run(item["fields"])
+        return {**item["row"], **added, META: {"id": item["id"], "index": item["index"]}}
 
 
 def run_file_stage(
     *,
     input_path: str | Path,
     run_dir: str | Path,
-    stage: str,
+    stage: Any,
     fields: list[FieldSpec],
     mapping: Mapping[str, str],
-    models: Mapping[str, str],
-    make_step: StepFactory,
-    config: Mapping[str, Any],
     options: RunOptions,
     adds: tuple[str, ...],
     adds_hint: str = "",
@@ -241,18 +301,21 @@ def run_file_stage(
 ) -> Summary:
     """Validate input, open/resume RUN, run `stage` over every row, publish, write manifest.
 
-    The step gets our fields of a row (`fields`, read through `mapping`) and returns the
-    columns `adds` names; each output row is the user's input row, untouched, plus those
-    columns plus META = {id, index}, which joins it to its input row and to the rejected or
-    failed rows. An input row that already has one of those columns is refused up front.
-    Everything (input, models, cache, output path) is checked before RUN is touched.
+    `stage` is a ModelStage (stages/base.py): its `run` gets our fields of a row (`fields`,
+    read through `mapping`) and returns the columns `adds` names; each output row is the
+    user's input row, untouched, plus those columns plus META = {id, index}, which joins it
+    to its input row and to the rejected or failed rows. An input row that already has one
+    of those columns is refused up front. Everything (input, models, cache, output path) is
+    checked before RUN is touched.
     """
+    models = dict(stage.roles)
+    config = stage.config()
     scanned = scan_input(input_path, fields, mapping, adds=adds, adds_hint=adds_hint)
     check_models(models, backends, options)
     options.check_cache()
     n_rows = min(scanned.rows, options.limit) if options.limit else scanned.rows
     full_config = {
-        "stage": stage,
+        "stage": stage.name,
         "input": str(Path(input_path).resolve()),
         "input_sha256": scanned.sha256,
         "limit": options.limit,
@@ -262,7 +325,7 @@ def run_file_stage(
     }
     run = RunDir(run_dir).open(full_config, overwrite=options.overwrite)
     try:
-        journal = run.journal(stage)
+        journal = run.journal(stage.name)
 
         def items() -> Iterator[Item]:
             # The step sees our fields; the row they came from rides along for the output.
@@ -275,30 +338,16 @@ def run_file_stage(
 
         started = time.monotonic()
         opened = Models.open(models, options, backends, spent_before=run.usage_total())
-        counts = Counts(total=n_rows)
-        progress = Progress(stage, counts, opened.stats, enabled=options.progress,
-                            interval=options.progress_interval, spend=opened.spend)
-        executor = LocalExecutor(concurrency=opened.concurrency(options.concurrency))
-        opened.spend.on_stop.append(executor.stop)
-        opened.spend.on_stop.append(lambda: progress.note(
-            f"{opened.spend.stopped}: letting in-flight records finish, starting no new ones"))
-        step = make_step(opened)
 
-        async def whole_row(item: Record) -> Record:
-            added = await step(item["fields"])
-            return {**item["row"], **added, META: {"id": item["id"], "index": item["index"]}}
-
-        async def main() -> Any:
+        async def main() -> StageRun:
             try:
-                return await executor.run(Stage(stage, whole_row), items(), journal,
-                                          progress=progress)
+                return await run_stage(RowStage(stage, stage.name), items(), journal, opened,
+                                       options, total=n_rows)
             finally:
                 await opened.aclose()
 
-        try:
-            result = run_async(main())
-        finally:
-            progress.close()
+        done = run_async(main())
+        result, counts = done.result, done.result.counts
         totals = journal.counts()
         outputs: dict[str, int] = {}
         status = ("budget" if opened.spend.stopped else
@@ -306,7 +355,7 @@ def run_file_stage(
         if not result.interrupted:
             accounted = totals[OK] + totals[REJECTED] + totals[FAILED]
             if accounted != n_rows:  # the invariant: every input record is kept, rejected or failed
-                run.write_manifest(status="incomplete", stage=stage,
+                run.write_manifest(status="incomplete", stage=stage.name,
                                    counts={"input": n_rows, **totals})
                 raise RuntimeError(f"{n_rows - accounted} of {n_rows} records are unaccounted "
                                    "for; nothing was published (this is a bug: please report it)")
@@ -325,7 +374,7 @@ def run_file_stage(
         )
         run.write_manifest(
             status=status,
-            stage=stage,
+            stage=stage.name,
             config_sha256=hash_value(full_config),
             input_sha256=scanned.sha256,
             counts={"input": n_rows, **totals},

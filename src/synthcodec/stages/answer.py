@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from synthcodec.runner import (
     check_models,
     run_file_stage,
 )
+from synthcodec.stages.base import ModelStage
 from synthcodec.store import atomic_writer, check_writable_dir
 
 
@@ -33,6 +34,38 @@ def default_run_dir(output: str | Path) -> Path:
     """The run directory kept beside the answers file, so a re-run resumes and caches."""
     out = Path(output)
     return out.with_name(out.name + ".run")
+
+
+@dataclass
+class AnswerStage(ModelStage):
+    """Answer one benchmark question. A long answer cut at max_tokens is still an answer to
+    judge (dropping it would leave the question unpaired in `compare`): it is flagged."""
+
+    model: str = "local"
+    bench: str = ""
+    bench_format: dict[str, Any] | None = None
+    system: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    name: str = "answer"
+
+    def __post_init__(self) -> None:
+        self.roles = {"model": self.model}
+
+    def config(self) -> dict[str, Any]:
+        return {"bench": self.bench, "bench_format": self.bench_format, "system": self.system,
+                "temperature": self.temperature, "max_tokens": self.max_tokens}
+
+    async def setup(self, models: Models) -> None:
+        self._client = models["model"]
+
+    async def run(self, record: Record) -> Record:
+        request = Request.chat(record["question"], system=self.system,
+                               temperature=self.temperature, max_tokens=self.max_tokens)
+        completion = await self._client.complete(request, allow_truncated=True)
+        return {"answer": completion.text.strip(), "model": redact_spec(self.model),
+                "bench": (self.bench_format or {}).get("name"),
+                "truncated": completion.finish_reason == "length"}
 
 
 def answer_file(bench_path: str | Path, output: str | Path, *, model: str, options: RunOptions,
@@ -59,29 +92,15 @@ def answer_file(bench_path: str | Path, output: str | Path, *, model: str, optio
     check_writable_dir(Path(output).resolve().parent, what="output directory")
     normalized = _write_questions(run, questions)
 
-    def make_step(models: Models) -> Any:
-        client = models["model"]
-
-        async def step(record: Record) -> Record:
-            request = Request.chat(record["question"], system=system, temperature=temperature,
-                                   max_tokens=max_tokens)
-            # A long answer cut at --max-tokens is still an answer to judge; dropping it
-            # would leave the question unpaired in `compare`. It is flagged instead.
-            completion = await client.complete(request, allow_truncated=True)
-            return {"answer": completion.text.strip(), "model": redact_spec(model),
-                    "bench": fmt.name, "truncated": completion.finish_reason == "length"}
-
-        return step
-
+    stage = AnswerStage(model=model, bench=str(Path(bench_path).resolve()),
+                        bench_format=asdict(fmt), system=system, temperature=temperature,
+                        max_tokens=max_tokens)
     summary = run_file_stage(
-        input_path=normalized, run_dir=run, stage="answer",
+        input_path=normalized, run_dir=run, stage=stage,
         fields=[FieldSpec("question_id", kind=(int, str)), FieldSpec("question"),
                 FieldSpec("category", required=False)],
-        mapping={}, models={"model": model}, make_step=make_step, options=options,
-        backends=backends, adds=("answer", "model", "bench", "truncated"),
-        config={"bench": str(Path(bench_path).resolve()), "bench_format": asdict(fmt),
-                "system": system, "temperature": temperature, "max_tokens": max_tokens},
-    )
+        mapping={}, options=options, backends=backends,
+        adds=("answer", "model", "bench", "truncated"))
     if summary.interrupted:
         return summary, 0
     return summary, _publish(run / "output.jsonl", output)

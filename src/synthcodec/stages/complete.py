@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,55 @@ from synthcodec.engine import Record
 from synthcodec.io import FieldSpec
 from synthcodec.llm import Request
 from synthcodec.runner import Models, RunOptions, Summary, run_file_stage
+from synthcodec.stages.base import ModelStage
+
+
+@dataclass
+class CompleteStage(ModelStage):
+    """Answer a prompt: free text, or a JSON object (validated against a schema)."""
+
+    model: str = "local"
+    system: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 512
+    allow_truncated: bool = True
+    output_field: str = "response"
+    json_schema: dict[str, Any] | None = None
+    json_reasks: int = 2
+    repeats: bool = True  # a reply that never validates would come back the same
+    name: str = "complete"
+
+    def __post_init__(self) -> None:
+        self.roles = {"model": self.model}
+
+    def config(self) -> dict[str, Any]:
+        return {"system": self.system, "temperature": self.temperature,
+                "max_tokens": self.max_tokens, "output_field": self.output_field,
+                "allow_truncated": self.allow_truncated,
+                # only when used, so run dirs made before these options still resume
+                **({"json_schema": self.json_schema, "json_reasks": self.json_reasks}
+                   if self.json_schema is not None else {})}
+
+    async def setup(self, models: Models) -> None:
+        self._client = models["model"]
+        self._reply: Any = None
+        if self.json_schema is not None:
+            from synthcodec.json_output import JsonReply
+
+            self._reply = JsonReply(self.json_schema, self.max_tokens, repeats=self.repeats)
+
+    async def run(self, record: Record) -> Record:
+        request = Request.chat(record["prompt"], system=self.system,
+                               temperature=self.temperature, max_tokens=self.max_tokens,
+                               json_schema=self.json_schema)
+        if self._reply is not None:
+            asked = await self._client.ask(request, self._reply.parse, reasks=self.json_reasks,
+                                           correction=self._reply.correction,
+                                           failure="no valid JSON")
+            return {self.output_field: asked.value, "truncated": False}
+        completion = await self._client.complete(request, allow_truncated=self.allow_truncated)
+        return {self.output_field: completion.text,
+                "truncated": completion.finish_reason == "length"}
 
 
 def complete_file(input_path: str | Path, run_dir: str | Path, *, model: str,
@@ -25,39 +75,17 @@ def complete_file(input_path: str | Path, run_dir: str | Path, *, model: str,
     a JSON object (valid against the schema), re-asked `json_reasks` times, and the row gets
     the parsed object; a cut-off reply then always fails.
     """
-    json_reply = None
-    if json_mode or json_schema is not None:
-        from synthcodec.json_output import ANY_OBJECT, JsonReply
+    if json_mode and json_schema is None:
+        from synthcodec.json_output import ANY_OBJECT
 
-        json_reply = JsonReply(json_schema if json_schema is not None else ANY_OBJECT,
-                               max_tokens, repeats=temperature == 0 or not options.no_cache)
-
-    def make_step(models: Models) -> Any:
-        client = models["model"]
-
-        async def step(record: Record) -> Record:
-            request = Request.chat(record["prompt"], system=system, temperature=temperature,
-                                   max_tokens=max_tokens,
-                                   json_schema=json_reply.schema if json_reply else None)
-            if json_reply is not None:
-                asked = await client.ask(request, json_reply.parse, reasks=json_reasks,
-                                         correction=json_reply.correction,
-                                         failure="no valid JSON")
-                return {output_field: asked.value, "truncated": False}
-            completion = await client.complete(request, allow_truncated=allow_truncated)
-            return {output_field: completion.text,
-                    "truncated": completion.finish_reason == "length"}
-
-        return step
-
+        json_schema = ANY_OBJECT
+    stage = CompleteStage(model=model, system=system, temperature=temperature,
+                          max_tokens=max_tokens, allow_truncated=allow_truncated,
+                          output_field=output_field, json_schema=json_schema,
+                          json_reasks=json_reasks,
+                          repeats=temperature == 0 or not options.no_cache)
     return run_file_stage(
-        input_path=input_path, run_dir=run_dir, stage="complete",
-        fields=[FieldSpec("prompt")], mapping=dict(mapping or {}), models={"model": model},
-        make_step=make_step, options=options, adds=(output_field, "truncated"),
-        adds_hint="name the answer column with --output-field", backends=backends,
-        config={"system": system, "temperature": temperature, "max_tokens": max_tokens,
-                "output_field": output_field, "allow_truncated": allow_truncated,
-                # only when used, so run dirs made before these options still resume
-                **({"json_schema": json_reply.schema, "json_reasks": json_reasks}
-                   if json_reply else {})},
-    )
+        input_path=input_path, run_dir=run_dir, stage=stage,
+        fields=[FieldSpec("prompt")], mapping=dict(mapping or {}), options=options,
+        adds=(output_field, "truncated"), adds_hint="name the answer column with --output-field",
+        backends=backends)

@@ -31,6 +31,7 @@ from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError, parse_rating
 from synthcodec.prompts import ChatTemplate, load_template
 from synthcodec.runner import Models, RunOptions, Summary, run_file_stage
+from synthcodec.stages.base import ModelStage
 
 SCALE_LOW, SCALE_HIGH = 0.0, 5.0
 TEMPLATE_NAME = "rate.txt"
@@ -185,6 +186,41 @@ class Rater:
         return RatingResult(score, explanation, asked.completion.text, asked.attempts)
 
 
+@dataclass
+class RateStage(ModelStage):
+    """Rate one (instruction, input, response) triplet 0–5 with the judge (AlpaGasus)."""
+
+    judge: str = "local"
+    template: ChatTemplate | None = None
+    dimension: str = "accuracy"
+    as_json: bool | None = None  # None: JSON for a grammar-constrained judge, else text
+    reasks: int = 2
+    max_tokens: int = 256
+    name: str = "rate"
+
+    def __post_init__(self) -> None:
+        self.roles = {"judge": self.judge}
+        self.template = self.template or rating_template(None)
+
+    def config(self) -> dict[str, Any]:
+        assert self.template is not None
+        return {"dimension": self.dimension, "template": self.template.text,
+                "answer": {None: "auto", True: "json", False: "text"}[self.as_json],
+                "reasks": self.reasks, "max_tokens": self.max_tokens, "temperature": 0.0}
+
+    async def setup(self, models: Models) -> None:
+        assert self.template is not None
+        client = models["judge"]
+        self._rater = Rater(client, self.template, dimension=self.dimension,
+                            json_mode=wants_json(self.as_json, client.backend),
+                            reasks=self.reasks, max_tokens=self.max_tokens)
+
+    async def run(self, record: Record) -> Record:
+        result = await self._rater.rate(record["instruction"], record.get("input") or "",
+                                        record["response"])
+        return {SCORE: result.score, EXPLANATION: result.explanation, JUDGE_TEXT: result.raw}
+
+
 def field_mapping(items: tuple[str, ...] | list[str],
                   defaults: Mapping[str, str] = DEFAULT_FIELDS) -> dict[str, str]:
     """`--field` values over `defaults`; OURS must be instruction, input or response."""
@@ -238,28 +274,11 @@ def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, option
     `backends={"judge": backend}` replaces the model named by `judge`, e.g. a FakeBackend.
     """
     mapping = dict(DEFAULT_FIELDS if mapping is None else mapping)
-    template = template or rating_template(None)
-
-    def make_step(models: Models) -> Any:
-        client = models["judge"]
-        rater = Rater(client, template, dimension=dimension,
-                      json_mode=wants_json(as_json, client.backend), reasks=reasks,
+    stage = RateStage(judge=judge, template=template or rating_template(None),
+                      dimension=dimension, as_json=as_json, reasks=reasks,
                       max_tokens=max_tokens)
-
-        async def step(record: Record) -> Record:
-            result = await rater.rate(record["instruction"], record.get("input") or "",
-                                      record["response"])
-            return {SCORE: result.score, EXPLANATION: result.explanation, JUDGE_TEXT: result.raw}
-
-        return step
-
     return run_file_stage(
-        input_path=input_path, run_dir=run_dir, stage="rate",
-        fields=list(EXAMPLE_FIELDS), mapping=mapping, models={"judge": judge},
-        make_step=make_step, options=options, backends=backends,
+        input_path=input_path, run_dir=run_dir, stage=stage, fields=list(EXAMPLE_FIELDS),
+        mapping=mapping, options=options, backends=backends,
         adds=(SCORE, EXPLANATION, JUDGE_TEXT),
-        adds_hint="rename or drop it first (e.g. the rows of an earlier rating)",
-        config={"dimension": dimension, "template": template.text,
-                "answer": {None: "auto", True: "json", False: "text"}[as_json],
-                "reasks": reasks, "max_tokens": max_tokens, "temperature": 0.0},
-    )
+        adds_hint="rename or drop it first (e.g. the rows of an earlier rating)")
