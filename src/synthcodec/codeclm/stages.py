@@ -15,12 +15,11 @@ from synthcodec.codeclm.config import CodecConfig
 from synthcodec.codeclm.pool import build_pool, check_pool_row
 from synthcodec.codeclm.rouge import NearDuplicateFilter
 from synthcodec.codeclm.steps import Ctx, base_candidate
-from synthcodec.codeclm.workspace import Workspace, stats_delta
+from synthcodec.codeclm.workspace import Workspace
 from synthcodec.engine import Item, LocalExecutor, Record, RunResult, Stage
 from synthcodec.errors import InputError, UserError
 from synthcodec.io import FieldSpec, extract, iter_rows, scan_input
-from synthcodec.progress import Counts, Progress
-from synthcodec.runner import Models, RunOptions, record_id
+from synthcodec.runner import Models, RunOptions, record_id, run_stage
 from synthcodec.store import OK, REJECTED, Journal, hash_file
 
 ENCODED, METADATA, INSTRUCTIONS, RUBRICS = ("encoded.jsonl", "metadata.jsonl",
@@ -53,18 +52,11 @@ async def map_stage(ws: Workspace, journal: Journal, name: str, items: list[Item
                     step: Callable[[Record], Awaitable[Any]], models: Models,
                     options: RunOptions, *,
                     executor: LocalExecutor | None = None) -> tuple[RunResult, dict[str, int]]:
-    """Run `step` over `items` with the local executor; returns the result and usage delta."""
-    before = models.stats.as_dict()
-    counts = Counts(total=len(items))
-    progress = Progress(name, counts, models.stats, enabled=options.progress,
-                        interval=options.progress_interval, spend=models.spend)
-    executor = executor or LocalExecutor(concurrency=models.concurrency(options.concurrency))
-    models.spend.on_stop[:] = [executor.stop]  # a budget stop drains this stage
-    try:
-        result = await executor.run(Stage(name, step), items, journal, progress=progress)
-    finally:
-        progress.close()
-    return result, stats_delta(models.stats, before)
+    """Run `step` over `items` (runner.run_stage, the one place stages run); returns the
+    result and the usage delta."""
+    done = await run_stage(Stage(journal.table.removeprefix("stage_"), step), items, journal,
+                           models, options, label=name, executor=executor)
+    return done.result, done.usage
 
 
 def _result(stage: str, journal: Journal, run: RunResult) -> StageResult:

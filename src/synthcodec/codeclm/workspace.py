@@ -19,7 +19,6 @@ from typing import Any, Self
 
 from synthcodec.errors import UserError
 from synthcodec.io import iter_rows
-from synthcodec.llm.client import Stats
 from synthcodec.store import FAILED, REJECTED, Journal, RunDir, hash_file, hash_value, write_json
 
 RUN_KIND = {"kind": "codeclm", "layout": 1}
@@ -145,6 +144,3 @@ class Workspace:
     def save(self) -> None:
         write_json(self.file(STATE), self.state)
 
-
-def stats_delta(after: Stats, before: dict[str, int]) -> dict[str, int]:
-    return {k: v - before.get(k, 0) for k, v in after.as_dict().items()}

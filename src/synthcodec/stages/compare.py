@@ -19,24 +19,26 @@ from typing import Any
 import click
 
 from synthcodec.cost import EXIT_BUDGET
-from synthcodec.engine import Item, LocalExecutor, Record, Stage
+from synthcodec.engine import Item, Record
 from synthcodec.errors import InputError, UserError
 from synthcodec.instruction import join_instruction
 from synthcodec.io import iter_rows
 from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_template
 from synthcodec.llm import redact_spec
-from synthcodec.progress import Counts, Progress
 from synthcodec.report import render_markdown, render_table, summarize, write_chart
 from synthcodec.runner import (
     EXIT_ALL_FAILED,
     Models,
     RunOptions,
+    StageRun,
     check_models,
     record_id,
     run_async,
+    run_stage,
     shown_models,
     usage_dict,
 )
+from synthcodec.stages.base import ModelStage
 from synthcodec.store import FAILED, OK, RunDir, atomic_writer, hash_file, hash_value, write_json
 
 ID_FIELDS = ("question_id", "id", "idx")
@@ -227,6 +229,35 @@ def _bench_name(path: str) -> str:
     return str(bench) if isinstance(bench, str) and bench else Path(path).stem
 
 
+@dataclass
+class JudgeStage(ModelStage):
+    """Judge one pair of answers in both orders (the pairwise judge of both papers)."""
+
+    judge: str = "local"
+    settings: JudgeSettings | None = None
+    name: str = STAGE
+
+    def __post_init__(self) -> None:
+        self.roles = {"judge": self.judge}
+        self.settings = self.settings or JudgeSettings()
+
+    def config(self) -> dict[str, Any]:
+        assert self.settings is not None
+        return self.settings.config()
+
+    async def setup(self, models: Models) -> None:
+        # JSON or text answers: decided (and checked) before any work starts.
+        assert self.settings is not None
+        self._client = models["judge"]
+        self.settings = self.settings.for_backend(self._client.backend)
+
+    async def run(self, record: Record) -> Record:
+        assert self.settings is not None
+        both = await judge_both_orders(self._client, record["question"], record["answer_a"],
+                                       record["answer_b"], self.settings)
+        return {**record, **both.as_dict()}
+
+
 def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Path, judge: str,
                 settings: JudgeSettings, config: Mapping[str, Any], options: RunOptions,
                 labels: tuple[str, str], backends: Mapping[str, Any] | None = None) -> int:
@@ -241,35 +272,23 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
 
     started = time.monotonic()
     models = Models.open({"judge": judge}, options, backends, spent_before=run.usage_total())
-    counts = Counts(total=len(items))
-    progress = Progress("judge", counts, models.stats, enabled=options.progress,
-                        interval=options.progress_interval, spend=models.spend)
-    client = models["judge"]
-    try:  # JSON or text answers: decided (and checked) before any work starts
-        settings = settings.for_backend(client.backend)
-    except UserError:
-        run.close()
-        raise
+    stage = JudgeStage(judge=judge, settings=settings)
 
-    async def step(record: Record) -> Record:
-        both = await judge_both_orders(client, record["question"], record["answer_a"],
-                                       record["answer_b"], settings)
-        return {**record, **both.as_dict()}
-
-    # Each pair sends two requests at once, so half as many pairs as requests in flight.
-    executor = LocalExecutor(concurrency=max(1, models.concurrency(options.concurrency) // 2))
-    models.spend.on_stop.append(executor.stop)
-
-    async def main() -> Any:
+    async def main() -> StageRun:
         try:
-            return await executor.run(Stage(STAGE, step), iter(items), journal, progress=progress)
+            # Each pair sends two requests at once: half as many pairs as requests in flight.
+            return await run_stage(stage, items, journal, models, options, label="judge",
+                                   concurrency=max(1, models.concurrency(options.concurrency)
+                                                   // 2))
         finally:
             await models.aclose()
 
     try:
-        result = run_async(main())
-    finally:
-        progress.close()
+        done = run_async(main())
+    except UserError:  # e.g. --judge-json for a judge that cannot take a schema
+        run.close()
+        raise
+    result, counts, settings = done.result, done.result.counts, stage.settings
     totals = journal.counts()
     seconds = time.monotonic() - started
     s = models.stats
