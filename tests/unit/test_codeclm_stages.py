@@ -12,8 +12,7 @@ from synthcodec.codeclm.pipeline import make_ctx, run_with_models
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.stages import decode_stage, encode_stage, metadata_stage, rubrics_stage
 from synthcodec.codeclm.workspace import Workspace
-from synthcodec.commands.generate import command as generate_command
-from synthcodec.commands.run import table_to_args
+from synthcodec.codeclm.recipe import generate_job
 from synthcodec.errors import UserError
 from synthcodec.llm import FakeBackend
 from synthcodec.runner import RunOptions
@@ -76,19 +75,31 @@ def test_changed_settings_need_overwrite(tmp_path: Path) -> None:
         _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model), theta=5.0)
 
 
-def test_recipe_table_becomes_the_command_line() -> None:
+def test_recipe_table_becomes_typed_settings() -> None:
     table = {"seeds": "examples/seeds.jsonl", "strong": "local", "target": "local", "n": 4,
              "output": "runs/x", "per-metadata": 2, "max_tokens": 128, "quiet": True,
-             "no-cache": False, "field": {"instruction": "text"}}
-    args = table_to_args(generate_command, table, "r.toml")
-    assert args == ["examples/seeds.jsonl", "--strong", "local", "--target", "local", "-n", "4",
-                    "--output", "runs/x", "--per-metadata", "2", "--max-tokens", "128",
-                    "--quiet", "--field", "instruction=text"]
+             "no-cache": False, "field": {"instruction": "text"}, "size": 7, "rubrics": 3,
+             "theta": 2.5, "concurrency": 8, "budget": 1.5}
+    job = generate_job(table, "r.toml [generate]")
+    assert (job.seeds, job.strong, job.target, job.n, job.run_dir) == (
+        "examples/seeds.jsonl", "local", "local", 4, "runs/x")
+    assert (job.cfg.per_metadata, job.cfg.max_tokens, job.cfg.pool_size, job.cfg.n_rubrics,
+            job.cfg.theta) == (2, 128, 7, 3, 2.5)
+    assert job.options.progress is False and job.options.no_cache is False
+    assert (job.options.concurrency, job.options.budget) == (8, 1.5)
+    assert job.mapping == {"instruction": "text"}
+    base = {"seeds": "s", "strong": "m", "target": "m", "output": "o"}
     with pytest.raises(UserError, match="unknown key 'thetta'"):
-        table_to_args(generate_command, {"thetta": 3}, "r.toml")
-    # A paired flag: true gives its first form, false its second (not nothing).
-    assert table_to_args(generate_command, {"judge-json": True}, "r.toml") == ["--judge-json"]
-    assert table_to_args(generate_command, {"judge-json": False}, "r.toml") == ["--judge-text"]
+        generate_job({**base, "thetta": 3}, "r.toml")
+    with pytest.raises(UserError, match=r"r.toml: size: .*1"):  # the option's own range
+        generate_job({**base, "size": 0}, "r.toml")
+    with pytest.raises(UserError, match="quiet is a flag"):
+        generate_job({**base, "quiet": "yes"}, "r.toml")
+    with pytest.raises(UserError, match="strong is required"):
+        generate_job({"seeds": "s", "target": "m", "output": "o"}, "r.toml")
+    # judge-json = false is --judge-text
+    assert generate_job({**base, "judge-json": True}, "r").cfg.judge_json is True
+    assert generate_job({**base, "judge-json": False}, "r").cfg.judge_json is False
 
 
 def test_run_command_rejects_unknown_kinds(tmp_path: Path) -> None:
@@ -108,8 +119,8 @@ def test_example_recipe_parses() -> None:
 
     repo = Path(__file__).resolve().parents[2]
     data = tomllib.loads((repo / "examples" / "recipe.toml").read_text())
-    args = table_to_args(generate_command, data["generate"], "examples/recipe.toml")
-    assert args[0] == "examples/seeds.jsonl"
+    job = generate_job(data["generate"], "examples/recipe.toml [generate]")
+    assert job.seeds == "examples/seeds.jsonl" and job.export_format == "alpaca"
     seeds = read_jsonl(repo / "examples" / "seeds.jsonl")
     assert len(seeds) >= 6 and all(set(s) == {"id", "instruction"} for s in seeds)
     assert len({s["id"] for s in seeds}) == len(seeds)  # ids join kept pairs to their seeds

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 
 from synthcodec.codeclm.cli_options import codec_options, config_from, prompts_option
 from synthcodec.codeclm.pipeline import EXPORT_NAMES, generate
+from synthcodec.codeclm.recipe import generate_job
 from synthcodec.io import parse_field_map
 from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.options import options_from, run_options
@@ -52,3 +54,17 @@ def command(seeds: str, strong: str, target: str, n: int, run_dir: str, fields: 
                       prompts_dir=prompts_dir, export_format=export_format)
     if result.exit_code or result.summary is None:
         raise SystemExit(result.exit_code or 130)
+
+
+def prepare_table(table: Mapping[str, Any], where: str, recipe_text: str | None = None
+                  ) -> tuple[str, Callable[[], None]]:
+    """A recipe's [generate] table, checked now, as (description, the job) for `synthcodec
+    run`: parsed straight into the typed settings (codeclm/recipe.py), not into argv."""
+    job = generate_job(table, where)
+
+    def run() -> None:
+        result = job.run()
+        if result.exit_code or result.summary is None:
+            raise SystemExit(result.exit_code or 130)
+
+    return job.describe(), run
