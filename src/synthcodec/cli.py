@@ -31,6 +31,9 @@ COMMANDS: dict[str, str] = {
     "train": "synthcodec.commands.train",
     "experiment": "synthcodec.commands.experiment",
     "benchmark": "synthcodec.commands.benchmark",
+    # see and share a run
+    "view": "synthcodec.commands.view",
+    "push": "synthcodec.commands.push",
 }
 
 

@@ -189,6 +189,7 @@ async def contrast(ctx: Ctx, answered: Record) -> Record:
             "strong_first": {"strong": both.s_a_first, "target": both.s_b_first},
             "target_first": {"strong": both.s_a_second, "target": both.s_b_second},
         },
+        "judge_text": {"strong_first": both.first.text, "target_first": both.second.text},
         "strong_score": both.mean_a,
         "target_score": both.mean_b,
         "gap": gap,
@@ -206,7 +207,7 @@ async def contrast(ctx: Ctx, answered: Record) -> Record:
 def history_entry(row: Record) -> Record:
     """A judged iteration, compact, for the lineage of the row that follows it."""
     keys = ("iteration", "instruction", "action", "strong_score", "target_score", "gap",
-            "decision", "scores")
+            "decision", "scores", "judge_text")
     return {k: row.get(k) for k in keys}
 
 
