@@ -441,3 +441,22 @@ def review_decision(review: dict[str, dict[str, Any]], key: str) -> str | None:
 def file_row_key(row: dict[str, Any]) -> str:
     """The review key of a row of a file command's output (its record id)."""
     return str((row.get("_synthcodec") or {}).get("id", ""))
+
+
+def review_adjust(run_dir: str | os.PathLike[str] | None, rows_path: str | os.PathLike[str],
+                  keep: set[int]) -> set[int]:
+    """`select`'s hook: positions in `rows_path` (a rate run's output.jsonl) to keep once
+    RUN/review.jsonl is honoured: marked rejected by hand -> dropped, marked kept -> kept."""
+    if run_dir is None or not (Path(run_dir) / REVIEW_FILE).exists():
+        return keep
+    review = load_review(run_dir)
+    if not review:
+        return keep
+    out = set(keep)
+    for i, row in enumerate(_read_jsonl(Path(rows_path))):
+        decision = review_decision(review, file_row_key(row))
+        if decision == REJECTED:
+            out.discard(i)
+        elif decision == KEPT:
+            out.add(i)
+    return out

@@ -21,6 +21,7 @@ from synthcodec.export import export, require_extra, write_jsonl
 from synthcodec.histogram import plot_histogram, score_bins
 from synthcodec.io import Row, iter_rows
 from synthcodec.stages.rate import DEFAULT_FIELDS, SCORE, field_mapping
+from synthcodec.rundir_reader import review_adjust
 from synthcodec.store import write_json
 
 DEFAULT_MIN_SCORE = 4.5
@@ -136,6 +137,7 @@ def select_rows(source_path: str | Path, out: str | Path, *, min_score: float | 
     if not scores:
         raise UserError(f"{src.rows} has no rated rows")
     keep = choose(scores, min_score=min_score, top=top, random_n=random_n, seed=seed)
+    keep = review_adjust(src.run_dir, src.rows, keep)  # RUN/review.jsonl (synthcodec view)
 
     n_kept = export(fmt, out_path, _rows_where(src.rows, keep, True), src.mapping, src.rows)
     rejected_path = sibling(out_path, ".rejected.jsonl")

@@ -1,0 +1,394 @@
+"""`synthcodec push`: a run's kept rows as a Hugging Face dataset repository (Parquet + a
+generated data card + charts), written to a folder and uploaded with `huggingface_hub`.
+
+Rows come from `rundir_reader` (the one reader of the run layout) and honour RUN/review.jsonl:
+a row marked rejected by hand is left out of the kept split (and goes to the rejected one);
+a row marked kept by hand is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synthcodec.errors import UserError
+from synthcodec.export import Example, alpaca_record, openai_record, sharegpt_record
+from synthcodec.llm.spec import redact_spec
+from synthcodec.rundir_reader import KEPT, REJECTED, Run, ViewRow
+
+PUSH_FORMATS = ("lineage", "alpaca", "openai", "sharegpt")
+DEFAULT_LICENSE = "unknown: check your seed/input data's licence"
+CODECLM = "https://arxiv.org/abs/2404.05875"
+ALPAGASUS = "https://arxiv.org/abs/2307.08701"
+
+LINEAGE_FIELDS = {
+    "generate": {
+        "id": "base instruction id `m0007-i2` (metadata entry 7, item 2); stable over iterations",
+        "instruction / response": "the pair to train on (`response` is the better of the two answers)",
+        "metadata_id, use_case, skills, seed_ids": "the metadata entry (use case + skills) the "
+        "instruction was decoded from, and the seed instructions behind it",
+        "iteration, action, base_instruction": "1 = the base instruction; later iterations were "
+        "rewritten by the strong model following `action` (Self-Rubrics)",
+        "strong_answer, target_answer": "both models' answers to the final instruction",
+        "scores": "the four pairwise judge scores (1–10): `strong_first` (strong shown as "
+        "Assistant 1) and `target_first` (the swapped order)",
+        "judge_text": "the judge's own replies for both orders",
+        "strong_score, target_score, gap, decision": "the averages over both orders, G = "
+        "S(strong) − S(target), and `keep_strong` / `keep_target` (|G| > θ)",
+        "history": "every earlier iteration: instruction, action, scores, gap, decision (JSON)",
+        "review": "set when a person marked the row by hand in `synthcodec view`",
+    },
+    "rate": {
+        "score": "the judge's 0–5 rating of (instruction, input, response) (AlpaGasus)",
+        "explanation, judge_text": "the judge's reason and its whole reply",
+        "_synthcodec": "record id and input position (joins a row to its input)",
+    },
+    "compare": {
+        "question, answer_a, answer_b": "the question and both models' answers",
+        "score_a_first, score_b_first, score_a_second, score_b_second": "the judge's scores "
+        "with A shown first, then with B shown first",
+        "alpagasus, codeclm": "A's outcome under each paper's rule",
+        "judge_first, judge_second": "the judge's replies for both orders",
+    },
+}
+
+
+@dataclass
+class Pushed:
+    folder: Path
+    kept: int
+    rejected: int
+    url: str | None = None
+
+
+def _json_cols(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Nested values (dicts, lists of dicts) as JSON text: Parquet needs one type per column,
+    and rows of one run do not always agree (a null action, an empty history)."""
+    out = []
+    for row in rows:
+        flat = {}
+        for k, v in row.items():
+            if isinstance(v, dict) or (isinstance(v, list) and any(not isinstance(x, str) for x in v)):
+                flat[k] = json.dumps(v, ensure_ascii=False)
+            else:
+                flat[k] = v
+        out.append(flat)
+    return out
+
+
+def _example(run: Run, row: dict[str, Any]) -> Example:
+    if run.kind == "generate":
+        return Example(str(row.get("instruction", "")), str(row.get("response", "")))
+    fields = run.config.get("fields") or {}
+    resp = row.get(fields.get("response", "response"))
+    return Example(str(row.get(fields.get("instruction", "instruction"), "")),
+                   resp if isinstance(resp, str) else json.dumps(resp, ensure_ascii=False),
+                   str(row.get(fields.get("input", "input"), "") or ""))
+
+
+def shaped(run: Run, rows: list[ViewRow], fmt: str) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        data = dict(r.data)
+        if r.review:
+            data["review"] = {"status": r.review["status"], "note": r.review.get("note", "")}
+        if r.status != KEPT and r.reason and "reason" not in data:
+            data["reason"] = r.reason
+        if fmt == "lineage" or run.kind == "compare":
+            out.append(data)
+            continue
+        ex = _example(run, data)
+        head = {"alpaca": alpaca_record, "openai": openai_record,
+                "sharegpt": sharegpt_record}[fmt](ex)
+        out.append({**head, **{f"lineage_{k}" if k in head else k: v for k, v in data.items()
+                               if k not in ("instruction", "input", "output", "response")}})
+    return _json_cols(out)
+
+
+def split_rows(run: Run) -> tuple[list[ViewRow], list[ViewRow]]:
+    """(kept, rejected) after hand review; failed rows go nowhere (they were never judged)."""
+    kept, rejected = [], []
+    for row in run.rows():
+        if run.kind == "generate" and row.stage != "loop":
+            continue  # stage-level rejects (a seed that could not be encoded) are not rows
+        final = row.final_status
+        if final == KEPT:
+            kept.append(row)
+        elif final == REJECTED:
+            rejected.append(row)
+    return kept, rejected
+
+
+def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows) if rows else pa.table({"empty": pa.array([], pa.string())})
+    pq.write_table(table, path)
+
+
+# ---------------------------------------------------------------------- reproduce
+
+def reproduce_command(run: Run) -> str:
+    """The command that makes this run again (reconstructed from its config)."""
+    q = shlex.quote
+    if run.kind == "generate":
+        st = run.stages
+        enc = (st.get("encode") or {}).get("config", {})
+        meta = (st.get("metadata") or {}).get("config", {})
+        dec = (st.get("decode") or {}).get("config", {})
+        rub = (st.get("rubrics") or {}).get("config", {})
+        loop = (st.get("loop") or {}).get("config", {})
+        models = run.models()
+        parts = ["synthcodec generate", q(str(enc.get("seeds", "SEEDS.jsonl"))),
+                 "--strong", q(models.get("strong", "MODEL")), "--target",
+                 q(models.get("target", "MODEL")), "-n", str((st.get("loop") or {}).get(
+                     "requested", run.summary.get("requested", 2000)))]
+        for flag, value in (("--size", meta.get("pool_size")), ("--seed", meta.get("seed")),
+                            ("--per-metadata", dec.get("per_metadata")),
+                            ("--rouge-threshold", dec.get("rouge_threshold")),
+                            ("--rubrics", rub.get("n_rubrics")),
+                            ("--max-iterations", loop.get("max_iterations")),
+                            ("--theta", loop.get("theta")),
+                            ("--temperature", loop.get("temperature")),
+                            ("--answer-temperature", loop.get("answer_temperature")),
+                            ("--max-tokens", loop.get("max_tokens")),
+                            ("--judge-max-tokens", loop.get("judge_max_tokens")),
+                            ("--judge-reasks", loop.get("judge_reasks"))):
+            if value is not None:
+                parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        if loop.get("judge_answer") in ("json", "text"):
+            parts.append(f"--judge-{loop['judge_answer']}")
+        for ours, theirs in (enc.get("fields") or {}).items():
+            parts += ["--field", q(f"{ours}={theirs}")]
+        parts += ["-o", q(run.path.name)]
+        return " ".join(parts)
+    cfg = run.config
+    models = run.models()
+    if run.kind == "compare":
+        parts = ["synthcodec compare"]
+        benches = cfg.get("benchmarks") or []
+        if len(benches) == 1:
+            parts += [q(str(benches[0].get("a"))), q(str(benches[0].get("b")))]
+        else:
+            for b in benches:
+                parts += ["--pair", q(str(b.get("name"))), q(str(b.get("a"))), q(str(b.get("b")))]
+        parts += ["--judge", q(models.get("judge", "local")),
+                  "--judge-max-tokens", str(cfg.get("judge_max_tokens")),
+                  "--reasks", str(cfg.get("judge_reasks"))]
+        if cfg.get("judge_answer") in ("json", "text"):
+            parts.append(f"--judge-{cfg['judge_answer']}")
+        return " ".join([*parts, "-o", q(run.path.name)])
+    parts = [f"synthcodec {run.kind}", q(str(cfg.get("input", "INPUT")))]
+    for role, spec in models.items():
+        parts += [f"--{role}" if run.kind == "rate" else "--model", q(spec)]
+    for key, flag in (("dimension", "--dimension"), ("reasks", "--reasks"),
+                      ("max_tokens", "--max-tokens")):
+        if cfg.get(key) is not None:
+            parts += [flag, q(str(cfg[key]))]
+    for ours, theirs in (cfg.get("fields") or {}).items():
+        if (ours, theirs) != ("response", "output") or run.kind != "rate":
+            parts += ["--field", q(f"{ours}={theirs}")]
+    return " ".join([*parts, "-o", q(run.path.name)])
+
+
+# ---------------------------------------------------------------------- card
+
+def _license_id(text: str) -> str:
+    return text if re.fullmatch(r"[a-z0-9][a-z0-9.\-]*", text) else "unknown"
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                        (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int, fmt: str,
+               license_text: str, with_rejected: bool, charts: list[tuple[str, str]]) -> Any:
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    configs = [{"config_name": "default", "data_files": [{"split": "train",
+                                                         "path": "data/train-*.parquet"}]}]
+    if with_rejected:
+        configs.append({"config_name": "rejected", "data_files": [
+            {"split": "train", "path": "rejected/train-*.parquet"}]})
+    method = {"generate": "codeclm", "rate": "alpagasus", "compare": "llm-as-a-judge"}.get(
+        run.kind, run.kind)
+    data = DatasetCardData(
+        license=_license_id(license_text), pretty_name=repo_id.split("/")[-1],
+        tags=["synthetic", "synthcodec", method], task_categories=["text-generation"],
+        size_categories=[_size_category(kept)], configs=configs)
+    models = run.models()
+    cost = run.cost()
+    usage = run.usage()
+    lines: list[str] = [f"# {repo_id.split('/')[-1]}", ""]
+    if run.kind == "generate":
+        loop = (run.stages.get("loop") or {}).get("config", {})
+        lines += [
+            "Instruction–response pairs made with **CodecLM** (Wang et al., 2024, "
+            f"[arXiv 2404.05875]({CODECLM})) by synthcodec: a strong model "
+            "encoded seed instructions into metadata (use case + skills), decoded new "
+            "instructions from it, made them harder with rubrics and actions it wrote itself "
+            "(Self-Rubrics), and judged its own answer against the target model's in both "
+            "orders (Contrastive Filtering). A pair is kept only when the averaged gap "
+            f"|S(strong) − S(target)| > θ = {loop.get('theta', 3):g}, with the better answer; "
+            "otherwise the instruction is rewritten, at most "
+            f"{loop.get('max_iterations', 4)} iterations.", ""]
+    elif run.kind == "rate":
+        lines += [
+            "Rows rated 0–5 by an LLM judge, as in **AlpaGasus** (Chen et al., ICLR 2024, "
+            f"[arXiv 2307.08701]({ALPAGASUS})), by synthcodec. The paper keeps rows scoring "
+            "≥ 4.5; every rated row is here with its `score`, so you can choose the threshold "
+            "(`synthcodec select` does it locally).", ""]
+    elif run.kind == "compare":
+        lines += [
+            "Pairwise LLM-judge verdicts: every question's two answers scored 1–10 in both "
+            "orders, with the outcome under the AlpaGasus rule "
+            f"([arXiv 2307.08701]({ALPAGASUS})) and the CodecLM rule "
+            f"([arXiv 2404.05875]({CODECLM})).", ""]
+    else:
+        lines += [f"Rows written by `synthcodec {run.kind}`.", ""]
+    lines += ["## Models", ""]
+    lines += [f"- **{role}**: `{redact_spec(spec)}`" for role, spec in models.items()] or ["- (none)"]
+    lines += ["", "Model endpoints are named, never their keys.", "", "## Counts", "",
+              "| split | rows |", "|---|---|", f"| kept (`default`) | {kept} |",
+              f"| rejected{' (`rejected`)' if with_rejected else ' (not uploaded)'} | {rejected} |",
+              f"| failed (not uploaded) | {failed} |", ""]
+    reviewed = sum(1 for _ in _review_entries(run))
+    if reviewed:
+        lines += [f"{reviewed} rows were reviewed by hand (`review.jsonl`): a row marked "
+                  "rejected is left out of the kept split, one marked kept is kept.", ""]
+    summary = run.summary
+    if run.kind == "generate" and summary:
+        lines += [f"Stopped: {summary.get('stop')}; kept per iteration: "
+                  f"{summary.get('kept_by_iteration')}; near-duplicates removed: "
+                  f"{summary.get('near_duplicates_removed')}; metadata coverage: "
+                  f"{summary.get('metadata_coverage')}.", ""]
+    if run.kind == "compare" and run.report.get("total"):
+        t = run.report["total"]
+        lines += [f"AlpaGasus W/T/L: {t.get('alpagasus')}; CodecLM: {t.get('codeclm')}; "
+                  f"position inconsistency: {t.get('position_inconsistency')}.", ""]
+    if charts:
+        lines += ["## Charts", ""]
+        lines += [f"![{title}]({path})" for path, title in charts]
+        lines += [""]
+    lines += ["## Settings", "", "```json", json.dumps(run.settings(), indent=2, sort_keys=True,
+                                                        ensure_ascii=False), "```", ""]
+    lines += ["## Cost and tokens", "", "| stage | requests | tokens in | tokens out | USD |",
+              "|---|---|---|---|---|"]
+    for stage, u in usage.items():
+        lines.append(f"| {stage} | {u.get('requests', 0)} | {u.get('prompt_tokens', 0)} | "
+                     f"{u.get('completion_tokens', 0)} | {float(u.get('usd') or 0):.4f} |")
+    lines += [f"| **total** | {cost['requests']} | | {cost['tokens']} (all) | "
+              f"{cost['usd']:.4f} |", ""]
+    lines += ["## Licence", "", f"Licence of the inputs: **{license_text}**. Generated rows "
+              "inherit the terms of the seed/input data and of the models' outputs.", ""]
+    lines += ["## Fields", "", f"Format: `{fmt}`" + (
+        " (the training columns first; the lineage columns follow, prefixed `lineage_` where "
+        "a name would clash)." if fmt != "lineage" else " (the run's rows as they are)."),
+        "Nested values (scores, history, judge replies) are JSON text.", "",
+        "| field | meaning |", "|---|---|"]
+    for name, meaning in LINEAGE_FIELDS.get(run.kind, {}).items():
+        lines.append(f"| `{name}` | {meaning} |")
+    lines += ["", "## Reproduce", "", "```bash", reproduce_command(run), "```", "",
+              "Same seeds/inputs and models give the same run (sampling aside); the request "
+              "cache makes a re-run free.", ""]
+    return DatasetCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n"
+                                     "{{ body }}\n", body="\n".join(lines))
+
+
+def _review_entries(run: Run) -> list[Any]:
+    from synthcodec.rundir_reader import load_review
+
+    return list(load_review(run.path).values())
+
+
+# ---------------------------------------------------------------------- the folder
+
+def build_folder(run_dir: str | Path, folder: str | Path, repo_id: str, *, fmt: str = "lineage",
+                 with_rejected: bool = False, license_text: str = DEFAULT_LICENSE) -> Pushed:
+    if fmt not in PUSH_FORMATS:
+        raise UserError(f"--format must be one of {', '.join(PUSH_FORMATS)}")
+    if not re.fullmatch(r"[\w.\-]+/[\w.\-]+", repo_id):
+        raise UserError(f"--repo-id must look like OWNER/NAME, not {repo_id!r}")
+    run = Run(run_dir)
+    if run.kind == "unknown":
+        raise UserError(f"{run_dir} is not a synthcodec run directory")
+    state = run.status()
+    if state != "complete":
+        raise UserError(f"{run_dir} is {state}: finish the run (run the same command again) "
+                        "before pushing it")
+    kept, rejected = split_rows(run)
+    failed = sum(1 for r in run.rows(with_review=False) if r.status == "failed")
+    out = Path(folder)
+    if out.exists() and any(out.iterdir()):
+        if not (out / "README.md").exists():
+            raise UserError(f"{out} is not empty: give an empty or new folder")
+        shutil.rmtree(out)  # a folder we wrote before: write it afresh
+    out.mkdir(parents=True, exist_ok=True)
+    write_parquet(out / "data" / "train-00000.parquet", shaped(run, kept, fmt))
+    if with_rejected:
+        write_parquet(out / "rejected" / "train-00000.parquet", shaped(run, rejected, fmt))
+    charts = _write_charts(run, out / "charts")
+    card = build_card(run, repo_id, kept=len(kept), rejected=len(rejected), failed=failed,
+                      fmt=fmt, license_text=license_text, with_rejected=with_rejected,
+                      charts=charts)
+    card.save(out / "README.md")
+    return Pushed(out, len(kept), len(rejected))
+
+
+def _write_charts(run: Run, folder: Path) -> list[tuple[str, str]]:
+    from synthcodec.viewer import charts
+    from synthcodec.viewer.index import RowIndex
+
+    index = RowIndex(run)
+    names = [n for n in ("scores", "gaps", "iterations", "wtl") if n in charts.charts_for(run.kind)]
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in names:
+        (folder / f"{name}.png").write_bytes(charts.render(name, run, index))
+        out.append((f"charts/{name}.png", charts.TITLES[name]))
+    return out
+
+
+def push(run_dir: str | Path, repo_id: str, *, private: bool = False, fmt: str = "lineage",
+         with_rejected: bool = False, license_text: str = DEFAULT_LICENSE,
+         to_dir: str | Path | None = None) -> Pushed:
+    """Write the repository folder (to `to_dir`, or a temporary one) and, without `to_dir`,
+    upload it to the Hub with $HF_TOKEN ($HF_ENDPOINT for another Hub)."""
+    if to_dir is not None:
+        return build_folder(run_dir, to_dir, repo_id, fmt=fmt, with_rejected=with_rejected,
+                            license_text=license_text)
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        raise UserError("set $HF_TOKEN to a Hugging Face write token to push (or use --to-dir "
+                        "DIR to write the repository folder locally)")
+    import tempfile
+
+    from huggingface_hub import HfApi
+
+    with tempfile.TemporaryDirectory(prefix="synthcodec-push-") as tmp:
+        pushed = build_folder(run_dir, Path(tmp) / "repo", repo_id, fmt=fmt,
+                              with_rejected=with_rejected, license_text=license_text)
+        api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
+        try:
+            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+            info = api.upload_folder(folder_path=str(pushed.folder), repo_id=repo_id,
+                                     repo_type="dataset",
+                                     commit_message="synthcodec push: data, card and charts")
+        except Exception as exc:  # noqa: BLE001 - the Hub's errors, shown without the token
+            message = str(exc).replace(token, "***")
+            raise UserError(f"upload to {repo_id} failed: {message}") from None
+        pushed.url = getattr(info, "repo_url", None) or str(info)
+        pushed.folder = Path(str(run_dir))
+        return pushed
