@@ -40,7 +40,7 @@ LINEAGE_FIELDS = {
         "Assistant 1) and `target_first` (the swapped order)",
         "judge_text": "the judge's own replies for both orders",
         "strong_score, target_score, gap, decision": "the averages over both orders, G = "
-        "S(strong) − S(target), and `keep_strong` / `keep_target` (|G| > θ)",
+        "S(strong) − S(target), and `keep_strong` / `keep_target` (abs(G) > θ)",
         "history": "every earlier iteration: instruction, action, scores, gap, decision (JSON)",
         "review": "set when a person marked the row by hand in `synthcodec view`",
     },

@@ -15,6 +15,18 @@ from tests.unit.test_codeclm_loop import SEEDS, strong_model, target_model
 XSS = "<script>window.__xss=1</script><img src=x onerror=\"window.__xss=2\">"
 
 
+def _strong_with_markup(request: Request) -> str:
+    """The scripted strong model, but the first instruction it decodes for the creative
+    writing entry carries markup (an XSS probe in a row's instruction)."""
+    reply = strong_model(request)
+    prompt = request.messages[-1]["content"]
+    if prompt.startswith("You are an instruction writer") and "creative writing" in prompt:
+        lines = reply.split("\n")
+        lines[1] = lines[1] + " " + XSS
+        reply = "\n".join(lines)
+    return reply
+
+
 def make_generate(root: Path, name: str = "gen", *, xss: bool = True, **codec: Any) -> Path:
     from synthcodec import api
 
@@ -24,7 +36,8 @@ def make_generate(root: Path, name: str = "gen", *, xss: bool = True, **codec: A
     path = write_jsonl(root / f"{name}-seeds.jsonl", seeds)
     run = root / name
     api.generate(str(path), strong="fake:strong", target="fake:target", n=100, run_dir=run,
-                 backends={"strong": FakeBackend(strong_model, name="strong"),
+                 backends={"strong": FakeBackend(_strong_with_markup if xss else strong_model,
+                                                 name="strong"),
                            "target": FakeBackend(target_model, name="target")},
                  codec={"pool_size": 3, "per_metadata": 3, **codec},
                  progress=False, cache_path=str(root / "cache.sqlite"))

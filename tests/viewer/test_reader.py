@@ -1,0 +1,91 @@
+"""rundir_reader: kinds, rows with status/reason/scores, lineage, live runs, hand review."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from synthcodec.rundir_reader import Run, append_review, is_live, load_review
+from synthcodec.stages.select import select_rows
+from synthcodec.store import RunDir
+from tests.helpers import read_jsonl
+from tests.viewer.sample_runs import XSS
+
+
+def test_generate_rows_and_lineage(gen_run: Path) -> None:
+    run = Run(gen_run)
+    assert run.kind == "generate" and run.status() == "complete"
+    assert run.models() == {"strong": "fake:strong", "target": "fake:target"}
+    rows = list(run.rows())
+    assert sorted(r.status for r in rows) == ["kept"] * 6 + ["rejected"] * 3
+    rejected = [r for r in rows if r.status == "rejected"]
+    assert all(r.reason.startswith("unresolved") and r.iteration == 4 for r in rejected)
+    kept = next(r for r in rows if r.status == "kept" and "s1" in r.data["seed_ids"])
+    assert kept.gap in (7.0, -7.0) and kept.use_case == "creative writing"
+    lineage = run.lineage(kept)
+    assert XSS in lineage["seeds"][0]["instruction"]
+    assert lineage["metadata"]["skills"] == ["poetry", "humor"]
+    assert lineage["rubric"]["actions"]
+    step = lineage["steps"][-1]
+    assert set(step["scores"]) == {"strong_first", "target_first"}
+    assert set(step["judge_text"]) == {"strong_first", "target_first"}
+    unresolved = run.lineage(rejected[0])
+    assert [s["iteration"] for s in unresolved["steps"]] == [1, 2, 3, 4]
+    assert all(s.get("judge_text") for s in unresolved["steps"])
+
+
+def test_compare_and_rate_rows(cmp_run: Path, rate_run: Path) -> None:
+    cmp = Run(cmp_run)
+    assert cmp.kind == "compare"
+    rows = list(cmp.rows())
+    assert len(rows) == 9 and {r.use_case for r in rows} == {"writing", "coding", "math"}
+    assert all(r.data["judge_first"] and r.data["judge_second"] for r in rows)
+    rate = Run(rate_run)
+    assert rate.kind == "rate"
+    statuses = [r.status for r in rate.rows()]
+    assert statuses.count("failed") == 2 and statuses.count("kept") == 6
+    failed = next(r for r in rate.rows() if r.status == "failed")
+    assert "no readable rating" in failed.reason
+
+
+def test_live_run_is_read_from_the_journal(tmp_path: Path) -> None:
+    """A run whose writer holds the lock: rows come from journal.sqlite, read-only, and the
+    writer can keep committing while we read."""
+    rd = RunDir(tmp_path / "live").open({"stage": "rate", "models": {"judge": "fake:x"}})
+    try:
+        journal = rd.journal("rate")
+        journal.record("a", 0, "ok", [{"instruction": "one", "score": 4.0,
+                                       "_synthcodec": {"id": "a", "index": 0}}])
+        run = Run(tmp_path / "live")
+        assert is_live(run.path) and run.status() == "live"
+        assert [r.data["instruction"] for r in run.rows()] == ["one"]
+        journal.record("b", 1, "failed", [{"instruction": "two", "_synthcodec": {
+            "id": "b", "index": 1, "status": "failed", "reason": "boom"}}])
+        rows = list(run.rows())
+        assert [(r.status, r.reason) for r in rows] == [("kept", ""), ("failed", "boom")]
+    finally:
+        rd.close()
+    assert not is_live(tmp_path / "live")
+
+
+def test_review_is_append_only_and_latest_wins(gen_run: Path) -> None:
+    append_review(gen_run, "m0000-i0", "rejected", "too easy")
+    append_review(gen_run, "m0000-i1", "kept", "")
+    append_review(gen_run, "m0000-i1", "clear")
+    assert set(load_review(gen_run)) == {"m0000-i0"}
+    assert len((gen_run / "review.jsonl").read_text().splitlines()) == 3
+    row = next(r for r in Run(gen_run).rows() if r.key == "m0000-i0")
+    assert row.status == "kept" and row.final_status == "rejected"
+
+
+def test_select_honours_review(rate_run: Path, tmp_path: Path) -> None:
+    rows = read_jsonl(rate_run / "output.jsonl")
+    best = max(rows, key=lambda r: r["score"])
+    low = min(rows, key=lambda r: r["score"])
+    assert best["score"] >= 4.5 > low["score"]
+    append_review(rate_run, best["_synthcodec"]["id"], "rejected", "wrong")
+    append_review(rate_run, low["_synthcodec"]["id"], "kept", "fine by me")
+    select_rows(rate_run, tmp_path / "kept.jsonl", min_score=4.5)
+    kept = [json.loads(x) for x in (tmp_path / "kept.jsonl").read_text().splitlines()]
+    ids = {r["_synthcodec"]["id"] for r in kept}
+    assert best["_synthcodec"]["id"] not in ids and low["_synthcodec"]["id"] in ids
