@@ -28,9 +28,9 @@ def client(run: Path, host: str = "127.0.0.1") -> tuple[Viewer, TestClient]:
 
 def test_markup_in_rows_is_shown_as_text(gen_run: Path) -> None:
     viewer, c = client(gen_run)
-    page = c.get("/?q=limerick")
+    page = c.get("/?q=xss")
     assert page.status_code == 200
-    assert "limerick" in page.text and "&lt;script&gt;" in page.text
+    assert "1 rows" in page.text and "&lt;script&gt;window.__xss" in page.text
     for i in range(1, 10):
         html = c.get(f"/row/{i}").text
         assert "<script>window.__xss" not in html and "<img src=x" not in html
