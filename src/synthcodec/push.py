@@ -68,17 +68,21 @@ class Pushed:
 
 
 def _json_cols(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Nested values (dicts, lists of dicts) as JSON text: Parquet needs one type per column,
-    and rows of one run do not always agree (a null action, an empty history)."""
+    """Nested columns (dicts, lists of anything but strings) as JSON text, decided per
+    column over all rows: Parquet needs one type per column, and the rows of one run do not
+    always agree (a null action, an empty history). Every row gets every column."""
+    columns: dict[str, None] = {}
+    nested: set[str] = set()
+    for row in rows:
+        for k, v in row.items():
+            columns.setdefault(k)
+            if isinstance(v, dict) or (isinstance(v, list) and any(not isinstance(x, str)
+                                                                   for x in v)):
+                nested.add(k)
     out = []
     for row in rows:
-        flat = {}
-        for k, v in row.items():
-            if isinstance(v, dict) or (isinstance(v, list) and any(not isinstance(x, str) for x in v)):
-                flat[k] = json.dumps(v, ensure_ascii=False)
-            else:
-                flat[k] = v
-        out.append(flat)
+        out.append({k: (json.dumps(row[k], ensure_ascii=False) if k in nested and k in row
+                        and row[k] is not None else row.get(k)) for k in columns})
     return out
 
 
@@ -243,7 +247,9 @@ def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int,
             "orders (Contrastive Filtering). A pair is kept only when the averaged gap "
             f"|S(strong) − S(target)| > θ = {loop.get('theta', 3):g}, with the better answer; "
             "otherwise the instruction is rewritten, at most "
-            f"{loop.get('max_iterations', 4)} iterations.", ""]
+            f"{loop.get('max_iterations', 4)} iterations. Judging every pair in both orders "
+            "(to cancel the judge's position bias) follows the pairwise evaluation of "
+            f"AlpaGasus (Chen et al., ICLR 2024, [arXiv 2307.08701]({ALPAGASUS})).", ""]
     elif run.kind == "rate":
         lines += [
             "Rows rated 0–5 by an LLM judge, as in **AlpaGasus** (Chen et al., ICLR 2024, "

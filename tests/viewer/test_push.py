@@ -1,0 +1,79 @@
+"""`synthcodec push`: the repository folder (--to-dir) and the upload, against a local
+stand-in for the Hub's HTTP API (tests/viewer/fake_hub.py, $HF_ENDPOINT), no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synthcodec.rundir_reader import append_review
+from tests.helpers import synthcodec
+from tests.viewer.fake_hub import FakeHub
+
+datasets = pytest.importorskip("datasets")
+hub = pytest.importorskip("huggingface_hub")
+
+
+def test_to_dir_loads_with_datasets_and_the_card_parses(gen_run: Path, tmp_path: Path) -> None:
+    append_review(gen_run, "m0000-i0", "rejected", "not tailored enough")
+    out = tmp_path / "repo"
+    r = synthcodec("push", str(gen_run), "--repo-id", "me/codec-demo", "--to-dir", str(out),
+                   "--with-rejected", "--format", "alpaca", "--license", "apache-2.0")
+    assert r.returncode == 0, r.stderr
+    assert "wrote 5 kept rows and 4 rejected rows" in r.stderr
+    kept = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"),
+                                 split="train")
+    rejected = datasets.load_dataset("parquet", data_files=str(out / "rejected" / "*.parquet"),
+                                     split="train")
+    assert kept.num_rows == 5 and rejected.num_rows == 4
+    assert {"instruction", "input", "output", "seed_ids", "gap", "scores"} <= set(kept.column_names)
+    assert "m0000-i0" not in kept["id"] and "m0000-i0" in rejected["id"]
+    card = hub.DatasetCard.load(out / "README.md")
+    assert card.data.license == "apache-2.0"
+    assert [c["config_name"] for c in card.data.configs] == ["default", "rejected"]
+    text = card.text
+    for needle in ("fake:strong", "fake:target", "| kept (`default`) | 5 |", "2404.05875",
+                   "2307.08701", "synthcodec generate", "--theta 3", "charts/gaps.png",
+                   "apache-2.0", "seed_ids"):
+        assert needle in text, needle
+    assert (out / "charts" / "gaps.png").stat().st_size > 1000
+
+
+def test_compare_and_rate_runs(cmp_run: Path, rate_run: Path, tmp_path: Path) -> None:
+    for run in (cmp_run, rate_run):
+        out = tmp_path / "out" / run.name
+        assert synthcodec("push", str(run), "--repo-id", "me/x", "--to-dir", str(out)).returncode == 0
+        card = hub.DatasetCard.load(out / "README.md")
+        assert "unknown: check your seed/input data" in card.text
+        assert "fake:judge" in card.text or "fake:rater" in card.text
+        ds = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"),
+                                   split="train")
+        assert ds.num_rows == (9 if run is cmp_run else 6)
+
+
+def test_upload_to_a_stand_in_hub(gen_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "hf_SECRET_token_123"
+    with FakeHub() as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("HF_TOKEN", secret)
+        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # only 127.0.0.1 is reached
+        r = synthcodec("push", str(gen_run), "--repo-id", "me/codec-demo", "--private",
+                       "--with-rejected")
+        assert r.returncode == 0, r.stderr
+        assert fake.repos["me/codec-demo"]["visibility"] == "private"
+        files = fake.files["me/codec-demo"]
+        assert {"README.md", "data/train-00000.parquet", "rejected/train-00000.parquet",
+                "charts/scores.png"} <= set(files)
+        assert all(h.get("authorization") == f"Bearer {secret}" or
+                   h.get("Authorization") == f"Bearer {secret}" for _, _, h in fake.requests)
+    assert secret not in r.stderr + r.stdout
+    assert secret.encode() not in files["README.md"]
+    assert not list(gen_run.rglob("*.parquet"))  # nothing left in the run directory
+
+
+def test_push_without_token_or_of_a_live_run(gen_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    r = synthcodec("push", str(gen_run), "--repo-id", "me/x")
+    assert r.returncode == 2 and "HF_TOKEN" in r.stderr
