@@ -42,3 +42,13 @@ if ! covered; then
   find .venv -maxdepth 1 -name '.installed-*' ! -name ".installed-$hash-*" -delete
   echo "$extras" > ".venv/.installed-$hash-${extras//,/_}"
 fi
+# The viewer's browser tests drive Debian's chromium through its chromedriver (no browser
+# download). Installed only for the dev extra, only as root with apt; otherwise those tests
+# skip and say why.
+if [[ ",$extras," == *",dev,"* ]] && [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] &&
+   command -v apt-get >/dev/null 2>&1; then
+  echo "setup: installing chromium and chromium-driver (apt) for the viewer's browser tests" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null ||
+    echo "setup: could not install chromium: the browser tests will skip" >&2
+fi
