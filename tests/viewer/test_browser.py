@@ -19,10 +19,21 @@ from tests.viewer.browser import browser_or_skip, serving, shot  # noqa: E402
 @pytest.fixture(scope="module")
 def driver() -> Iterator[Any]:
     d = browser_or_skip()
+    d.implicitly_wait(5)
     try:
         yield d
     finally:
         d.quit()
+
+
+def _click(driver: Any, css: str) -> None:
+    """Click something that loads a new page, and wait until it has."""
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element(*_by("html"))
+    driver.find_element(*_by(css)).click()
+    WebDriverWait(driver, 10).until(ec.staleness_of(old))
 
 
 def _by(css: str) -> Any:
@@ -46,15 +57,15 @@ def test_generate_run_filter_open_lineage_and_review(driver: Any, gen_run: Path)
         assert "<script>window.__xss=1</script>" in driver.find_element(*_by("#rows")).text
 
         Select(driver.find_element(*_by("select[name=status]"))).select_by_visible_text("rejected")
-        driver.find_element(*_by("#apply")).click()
+        _click(driver, "#apply")
         rows = driver.find_elements(*_by("tr.row"))
         assert len(rows) == 3 and all("rejected" in r.text for r in rows)
         driver.find_element(*_by("#q")).send_keys("EASY")
-        driver.find_element(*_by("#apply")).click()
+        _click(driver, "#apply")
         assert len(driver.find_elements(*_by("tr.row"))) == 3
 
         driver.get(url + "/?q=xss")
-        driver.find_element(*_by("tr.row td.text a")).click()
+        _click(driver, "tr.row td.text a")
         lineage = driver.find_element(*_by("#lineage")).text
         assert "Write a limerick about a cat." in driver.find_element(*_by("#seeds")).text
         assert "creative writing" in driver.find_element(*_by("#metadata")).text
@@ -67,7 +78,7 @@ def test_generate_run_filter_open_lineage_and_review(driver: Any, gen_run: Path)
         shot(driver, "generate-row")
 
         driver.find_element(*_by("input[name=note]")).send_keys("not hard enough")
-        driver.find_element(*_by("#mark-rejected")).click()
+        _click(driver, "#mark-rejected")
         assert driver.find_element(*_by("#saved")).is_displayed()
         assert driver.find_element(*_by("#row-status")).text == "rejected"
         review = [json.loads(x) for x in (gen_run / "review.jsonl").read_text().splitlines()]
@@ -79,9 +90,8 @@ def test_generate_run_filter_open_lineage_and_review(driver: Any, gen_run: Path)
 def test_compare_run_row_shows_both_orders(driver: Any, cmp_run: Path) -> None:
     with serving(cmp_run) as url:
         driver.get(url + "/?use_case=coding")
-        rows = driver.find_elements(*_by("tr.row"))
-        assert len(rows) == 3
-        rows[0].find_element(*_by("td.text a")).click()
+        assert len(driver.find_elements(*_by("tr.row"))) == 3
+        _click(driver, "tr.row td.text a")
         orders = driver.find_element(*_by("#orders")).text
         assert "A shown first" in orders and "B shown first" in orders
         assert "AlpaGasus rule: win" in orders and "CodecLM rule: win" in orders
