@@ -18,7 +18,6 @@ from starlette.testclient import TestClient  # noqa: E402
 from synthcodec.viewer.app import Viewer  # noqa: E402
 from tests.helpers import cli_env  # noqa: E402
 from tests.viewer.browser import free_port  # noqa: E402
-from tests.viewer.sample_runs import XSS  # noqa: E402
 
 
 def client(run: Path, host: str = "127.0.0.1") -> tuple[Viewer, TestClient]:
