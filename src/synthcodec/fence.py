@@ -1,10 +1,12 @@
-"""Fence untrusted text in judge prompts so it cannot pose as instructions or markers."""
+"""Fences: around untrusted text in judge prompts (so it cannot pose as instructions or
+markers), and the markdown code fences models put around their replies (`strip_code_fence`)."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 
-__all__ = ["FENCE_NOTICE", "boundary_for", "fence"]
+__all__ = ["FENCE_NOTICE", "boundary_for", "fence", "strip_code_fence"]
 
 BOUNDARY_PREFIX = "DATA-"
 _HEX_CHARS = 16
@@ -43,3 +45,25 @@ def fence(label: str, text: str, boundary: str) -> str:
     if "\n" in label or ">>>" in label:
         raise ValueError(f"invalid fence label: {label!r}")
     return f"<<<BEGIN {boundary} {label}>>>\n{text}\n<<<END {boundary} {label}>>>"
+
+
+_CLOSED_CODE_FENCE = re.compile(r"^\s*```[\w-]*\s*\n(.*?)\n\s*```\s*$", re.DOTALL)
+
+
+def strip_code_fence(text: str, *, closed: bool = False) -> str:
+    """The reply without the ``` code fence around it (```json ... ``` and the like).
+
+    By default the text is stripped and, if it starts with ```, its first line (the fence and
+    its language tag) and everything from its last ``` on are dropped; an unclosed fence
+    loses only its first line (some servers fence JSON even when asked not to). With
+    ``closed=True`` the fence is removed only if it encloses the whole text, which is
+    otherwise returned unchanged (the tolerant parsers then read it as prose).
+    """
+    if closed:
+        match = _CLOSED_CODE_FENCE.match(text)
+        return match.group(1) if match else text
+    text = text.strip()
+    if text.startswith("```"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        text = text.rsplit("```", 1)[0]
+    return text

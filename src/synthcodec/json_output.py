@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
+from synthcodec.fence import strip_code_fence
 from synthcodec.llm.base import Completion
-from synthcodec.llm.client import RecordFailed, _clip, _strip_fences
+from synthcodec.llm.client import RecordFailed, _clip
 
 # `--json` without a schema: any JSON object.
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
@@ -71,7 +72,7 @@ class JsonReply:
                 f"output truncated at max_tokens={self.max_tokens} (finish_reason=length) before "
                 f"the JSON was complete: {_clip(completion.text.strip(), 80)!r}",
                 repeats=self.repeats)
-        text = _strip_fences(completion.text)
+        text = strip_code_fence(completion.text)
         try:
             value = json.loads(text)
         except ValueError as exc:

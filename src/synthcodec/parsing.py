@@ -7,6 +7,8 @@ import math
 import re
 from typing import Any
 
+from synthcodec.fence import strip_code_fence
+
 __all__ = [
     "ParseError",
     "parse_numbered_list",
@@ -39,18 +41,9 @@ _SCALE_PAREN_RE = re.compile(
     rf"\(\s*(?:on\s+)?(?:an?\s+)?(?:scale\s+)?(?:of\s+|from\s+)?({_NUM})\s*(?:-|–|—|to)\s*({_NUM})\s*\)",
     re.IGNORECASE,
 )
-_FENCE_RE = re.compile(r"^\s*```[\w-]*\s*\n(.*?)\n\s*```\s*$", re.DOTALL)
-
-
-def _strip_code_fence(text: str) -> str:
-    """Remove one surrounding ``` code fence, if the whole text is fenced."""
-    match = _FENCE_RE.match(text)
-    return match.group(1) if match else text
-
-
 def _load_json_object(text: str) -> dict[str, Any] | None:
     """Return the JSON object the whole text encodes (code fence allowed), else None."""
-    body = _strip_code_fence(text.strip()).strip()
+    body = strip_code_fence(text.strip(), closed=True).strip()
     if not (body.startswith("{") and body.endswith("}")):
         return None
     try:
@@ -137,7 +130,7 @@ def parse_rating(text: str, low: float = 0, high: float = 5) -> tuple[float, str
         explanation = obj[expl_key] if expl_key is not None else ""
         return score, str(explanation).strip()
 
-    body = _strip_code_fence(text.strip())
+    body = strip_code_fence(text.strip(), closed=True)
     lines = body.splitlines()
     first_idx = next(i for i, line in enumerate(lines) if line.strip())
     rest = "\n".join(lines[first_idx + 1 :]).strip()
@@ -252,11 +245,11 @@ def parse_pair_scores(text: str, low: float = 1, high: float = 10) -> tuple[floa
     prefix = _pair_from_json_prefix(text, low, high)
     if prefix is not None:
         return prefix
-    if _strip_code_fence(text.strip()).lstrip().startswith("{"):
+    if strip_code_fence(text.strip(), closed=True).lstrip().startswith("{"):
         raise ParseError("the JSON reply is incomplete or malformed before both scores: "
                          f"{text.strip()[:80]!r}")
 
-    lines = _nonempty_lines(_strip_code_fence(text.strip()))
+    lines = _nonempty_lines(strip_code_fence(text.strip(), closed=True))
     first_raw = lines[0]
     first = _clean_line(first_raw, low, high)
 

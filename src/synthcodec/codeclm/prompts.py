@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator
 
 from synthcodec.errors import UserError
+from synthcodec.fence import strip_code_fence
 from synthcodec.llm.base import Request
 from synthcodec.parsing import ParseError, parse_numbered_list, parse_rubrics
 from synthcodec.prompts import ChatTemplate, load_template
@@ -165,10 +166,7 @@ _QUOTE_PAIRS = {'"': '"', "“": "”", "'": "'", "`": "`"}
 
 def parse_rewrite(text: str) -> str:
     """The rewritten instruction: labels ('New instruction:'), code fences and quotes removed."""
-    body = text.strip()
-    if body.startswith("```"):
-        body = body.split("\n", 1)[1] if "\n" in body else ""
-        body = body.rsplit("```", 1)[0].strip()
+    body = strip_code_fence(text).strip()
     body = _LABEL_RE.sub("", body, count=1).strip()
     if len(body) >= 2 and body[0] in _QUOTE_PAIRS and body[-1] == _QUOTE_PAIRS[body[0]]:
         inner = body[1:-1]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from synthcodec.cache import RequestCache, request_key
 from synthcodec.errors import UserError
+from synthcodec.fence import strip_code_fence
 from synthcodec.llm.base import (
     Backend,
     Completion,
@@ -706,7 +707,7 @@ class LLMClient:
             if completion.finish_reason == "length":
                 raise ValueError(f"output truncated at max_tokens={request.max_tokens}")
             try:
-                return model.model_validate_json(_strip_fences(completion.text))
+                return model.model_validate_json(strip_code_fence(completion.text))
             except ValidationError as exc:
                 raise ValueError(_short_validation_error(exc)) from None
 
@@ -750,14 +751,6 @@ class LLMClient:
 
 def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _strip_fences(text: str) -> str:
-    text = text.strip()
-    if text.startswith("```"):
-        text = text.split("\n", 1)[1] if "\n" in text else ""
-        text = text.rsplit("```", 1)[0]
-    return text
 
 
 def _short_validation_error(exc: ValidationError) -> str:

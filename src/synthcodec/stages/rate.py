@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from synthcodec.engine import Record
 from synthcodec.errors import UserError
 from synthcodec.export import EXAMPLE_FIELDS
-from synthcodec.fence import FENCE_NOTICE, boundary_for, fence
+from synthcodec.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence
 from synthcodec.histogram import score_bins, text_histogram
 from synthcodec.io import iter_rows, parse_field_map
 from synthcodec.llm import Completion, Request
@@ -82,12 +82,8 @@ def parse_json_rating(text: str, truncated: bool) -> tuple[float, str]:
         if not SCALE_LOW <= score <= SCALE_HIGH:
             raise ParseError(f"score {score:g} is outside the allowed range 0–5", text)
         return score, _partial_json_string(match.group("expl") or "")
-    body = text.strip()
-    if body.startswith("```"):  # some servers fence JSON even when asked not to
-        body = body.split("\n", 1)[1] if "\n" in body else ""
-        body = body.rsplit("```", 1)[0]
     try:
-        rating = Rating.model_validate_json(body)
+        rating = Rating.model_validate_json(strip_code_fence(text))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "reply"
