@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from synthcodec.testing.mock_server import serve_in_subprocess
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.mock_server
+from tests.mock_server import serve_in_subprocess  # noqa: E402
 
 SYNTHCODEC = str(Path(sys.executable).with_name("synthcodec"))
 

@@ -16,6 +16,7 @@ import asyncio
 import json
 import math
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +24,9 @@ from pathlib import Path
 import aiohttp
 
 from synthcodec.runner import RunOptions, run_file_stage
-from synthcodec.testing.mock_server import serve_in_subprocess
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.mock_server
+from tests.mock_server import serve_in_subprocess  # noqa: E402
 
 
 def make_input(path: Path, n: int) -> Path:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.mock_server
 
 from synthcodec.codeclm import CodecConfig, generate
 from synthcodec.llm import FakeBackend
@@ -88,7 +89,7 @@ def slow(prompt: str, fraction: float) -> bool:
 
 def serve(port_file: str, latency: float, slow_tail: float) -> None:
     """The mock server with the scripted world, in its own process (--backend mock-process)."""
-    from synthcodec.testing.mock_server import MockServer
+    from tests.mock_server import MockServer
 
     async def responder(body: dict[str, Any]) -> str:
         schema = isinstance(body.get("response_format"), dict)
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         url = port_file.read_text()
         strong, target = f"strong@{url}", f"target@{url}"
     else:
-        from synthcodec.testing.mock_server import MockServer
+        from tests.mock_server import MockServer
 
         def responder(body: dict[str, Any]) -> str:
             schema = isinstance(body.get("response_format"), dict)

@@ -38,7 +38,8 @@ from typing import Any
 
 import aiohttp
 
-from synthcodec.testing.mock_server import hash_fraction, serve_in_subprocess
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.mock_server
+from tests.mock_server import hash_fraction, serve_in_subprocess  # noqa: E402
 
 W3_SERVER = dict(rate_limit_rps=10, rate_limit_burst=10, retry_after_style="seconds",
                  latency=0.05, fail_hash_rate=0.05)

@@ -302,7 +302,7 @@ def test_compare_against_mock_server_runs_concurrently(tmp_path: Path, capsys: A
     import threading
     import time
 
-    from synthcodec.testing.mock_server import MockServer
+    from tests.mock_server import MockServer
 
     def responder(body: dict[str, Any]) -> str:
         user = body["messages"][-1]["content"]

@@ -177,7 +177,7 @@ def _run(src: Path, out: Path, url: str, *extra: str):
 
 def test_dollars_in_summary_and_manifest_and_unknown_price_gives_tokens_only(
         tmp_path: Path) -> None:
-    from synthcodec.testing.mock_server import serve_in_subprocess
+    from tests.mock_server import serve_in_subprocess
 
     src = write_jsonl(tmp_path / "in.jsonl", _rows(10))
     with serve_in_subprocess() as (_, url):
@@ -200,7 +200,7 @@ def test_dollars_in_summary_and_manifest_and_unknown_price_gives_tokens_only(
 
 
 def test_progress_line_shows_dollars_and_a_projection(tmp_path: Path) -> None:
-    from synthcodec.testing.mock_server import serve_in_subprocess
+    from tests.mock_server import serve_in_subprocess
 
     src = write_jsonl(tmp_path / "in.jsonl", _rows(6))
     with serve_in_subprocess(latency=0.3) as (_, url):
@@ -215,7 +215,7 @@ def test_progress_line_shows_dollars_and_a_projection(tmp_path: Path) -> None:
 
 def test_budget_stops_before_crossing_and_a_larger_budget_finishes_the_rest(
         tmp_path: Path) -> None:
-    from synthcodec.testing.mock_server import serve_in_subprocess
+    from tests.mock_server import serve_in_subprocess
 
     n = 30
     src = write_jsonl(tmp_path / "in.jsonl", _rows(n))
@@ -248,7 +248,7 @@ def test_budget_stops_before_crossing_and_a_larger_budget_finishes_the_rest(
 
 
 def test_budget_needs_a_price_and_the_token_cap_works_without_one(tmp_path: Path) -> None:
-    from synthcodec.testing.mock_server import serve_in_subprocess
+    from tests.mock_server import serve_in_subprocess
 
     src = write_jsonl(tmp_path / "in.jsonl", _rows(20))
     with serve_in_subprocess() as (_, url):

@@ -21,8 +21,8 @@ from synthcodec.llm.client import FatalModelError, LLMClient, RetryPolicy, Stats
 from synthcodec.llm.pool import PoolBackend
 from synthcodec.llm.spec import check_spec, parse_endpoints, parse_http, redact_spec
 from synthcodec.progress import Counts, Progress
-from synthcodec.testing.mock_server import MockServer, serve_in_subprocess
 from tests.helpers import read_jsonl, synthcodec, write_jsonl
+from tests.mock_server import MockServer, serve_in_subprocess
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.01)
 

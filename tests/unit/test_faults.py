@@ -17,8 +17,8 @@ import pytest
 
 from synthcodec.engine import reason_of
 from synthcodec.store import read_journal
-from synthcodec.testing.mock_server import serve_in_subprocess
 from tests.helpers import popen_synthcodec, read_jsonl, synthcodec, write_jsonl
+from tests.mock_server import serve_in_subprocess
 
 
 def _stats(base_url: str) -> dict[str, Any]:

@@ -27,8 +27,8 @@ from synthcodec.engine import reason_of
 from synthcodec.llm import check_spec, redact_spec
 from synthcodec.llm.openai_http import OpenAIHTTPBackend
 from synthcodec.llm.spec import parse_http
-from synthcodec.testing.mock_server import serve_in_subprocess
 from tests.helpers import read_jsonl, synthcodec, write_jsonl
+from tests.mock_server import serve_in_subprocess
 
 
 def cli(*args: str) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from synthcodec.testing.mock_server import (
+from tests.mock_server import (
     MockServer,
     default_reply,
     schema_instance,
@@ -342,7 +342,7 @@ def test_w3_mode_whole_second_retry_after_and_x_ratelimit_headers() -> None:
 
 
 def test_per_prompt_faults_follow_the_prompt_hash() -> None:
-    from synthcodec.testing.mock_server import INVALID_JSON_REPLY, hash_fraction
+    from tests.mock_server import INVALID_JSON_REPLY, hash_fraction
 
     prompts = [f'Item {i}: reply {{"score": {i % 5}}}' for i in range(40)]
     cut = [p for p in prompts if hash_fraction("truncate", p) < 0.2]

@@ -1,5 +1,9 @@
 """A local mock OpenAI-compatible chat-completions server for benchmarks and fault injection.
 
+Test and benchmark code only (it is not part of the installed package). One module,
+although long: the server, its fault knobs and the subprocess helpers are one tool and
+are read together.
+
 In-process::
 
     async with MockServer(latency=0.2, fail_first=2) as server:
@@ -7,7 +11,7 @@ In-process::
 
 As a subprocess::
 
-    python -m synthcodec.testing.mock_server --port 0 --latency 0.2
+    python tests/mock_server.py --port 0 --latency 0.2
     # prints exactly one line "READY http://127.0.0.1:PORT/v1" once listening
 
     with serve_in_subprocess(latency=0.2) as (proc, base_url):
@@ -724,7 +728,7 @@ def _flag(text: str) -> bool:
 def build_arg_parser() -> argparse.ArgumentParser:
     """CLI flags mirror the ``MockServer`` constructor (underscores become dashes)."""
     p = argparse.ArgumentParser(
-        prog="python -m synthcodec.testing.mock_server",
+        prog="python tests/mock_server.py",
         description="Mock OpenAI-compatible chat-completions server with fault injection.",
     )
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
@@ -785,7 +789,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m synthcodec.testing.mock_server``."""
+    """Entry point of ``python tests/mock_server.py``."""
     args = build_arg_parser().parse_args(argv)
     try:
         _check_loopback(args.host)
@@ -822,11 +826,9 @@ def start_subprocess(
     if "responder" in options:
         raise ValueError("a responder cannot cross a process boundary")
     env = dict(os.environ)
-    # Make the package importable even when it is not installed (src layout checkouts).
-    src_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src_root, env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
-    cmd = [sys.executable, "-m", "synthcodec.testing.mock_server", *_options_to_argv(options)]
+    # Run as a script by its path: it needs only aiohttp, neither synthcodec nor this package.
+    cmd = [sys.executable, os.path.abspath(__file__), *_options_to_argv(options)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env)
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
