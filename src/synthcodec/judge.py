@@ -90,21 +90,21 @@ def pair_schema() -> dict[str, Any]:
     }
 
 
-def wants_json(choice: bool | None, backend: Backend) -> bool:
-    """JSON answers if asked (`choice`), else by default only for llama.cpp backends.
-
-    llama.cpp turns the schema into a grammar, so even a tiny local model cannot answer
-    off-format; HTTP servers differ in how (or whether) they honour response_format, so
-    for them the default is the paper's own format: two scores on the first line.
+def wants_json(choice: bool | None, backend: Backend,
+               flags: tuple[str, str] = ("--judge-json", "--judge-text")) -> bool:
+    """JSON answers if asked (`choice`), else by default only where the backend enforces the
+    schema as a grammar (`backend.grammar_json`: llama.cpp), so even a tiny local model cannot
+    answer off-format; HTTP servers differ in how (or whether) they honour response_format, so
+    for them the default is the paper's own format (the score(s) on the first line). Every
+    judge asks this: the pairwise judges here, the rating judge in stages/rate.py. `flags`
+    are the command's (json, text) options, named in the error.
     """
     if choice is not None:
-        if choice and not getattr(backend, "supports_json_schema", False):
-            raise UserError(f"--judge-json: the judge {backend.identity} cannot be asked for a "
-                            "JSON schema; use --judge-text")
+        if choice and not backend.supports_json_schema:
+            raise UserError(f"{flags[0]}: the judge {backend.identity} cannot be asked for a "
+                            f"JSON schema; use {flags[1]}")
         return choice
-    from synthcodec.llm.llamacpp import LlamaCppBackend  # no llama_cpp import until a model loads
-
-    return isinstance(backend, LlamaCppBackend) and bool(backend.supports_json_schema)
+    return bool(backend.grammar_json and backend.supports_json_schema)
 
 
 @dataclass(frozen=True)

@@ -93,10 +93,20 @@ class PermanentError(LLMError):
 
 @runtime_checkable
 class Backend(Protocol):
-    """A model. `identity` names model + endpoint for the cache key (never a secret)."""
+    """A model. `identity` names model + endpoint for the cache key (never a secret).
+
+    Capabilities are attributes, so callers never ask which class a backend is:
+    `supports_json_schema`: it can be sent a request's JSON schema at all;
+    `grammar_json`: it enforces that schema as a grammar while decoding (llama.cpp), so even
+    a tiny model answers in format, and judges default to JSON answers for it;
+    `max_concurrency`: the requests it can use at once (None: no limit of its own, the
+    client's default applies).
+    """
 
     identity: str
     supports_json_schema: bool
+    grammar_json: bool
+    max_concurrency: int | None
 
     async def complete(self, request: Request) -> Completion: ...
 

@@ -764,7 +764,7 @@ def default_in_flight(backend: Backend, requested: int | None) -> int:
     """The user's choice, else what the backend can use (the embedded model: 2), else 64."""
     if requested:
         return requested
-    hint = getattr(backend, "max_concurrency", None)
+    hint = backend.max_concurrency
     return hint if isinstance(hint, int) else 64
 
 

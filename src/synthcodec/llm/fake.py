@@ -24,6 +24,8 @@ class FakeBackend:
     """
 
     supports_json_schema = True
+    grammar_json = False  # stands in for an HTTP server
+    max_concurrency: int | None = None
 
     def __init__(
         self,

@@ -37,6 +37,7 @@ from synthcodec.llm.hfmodels import (
 
 class HFBackend:
     supports_json_schema = False
+    grammar_json = False
 
     def __init__(self, path: str | os.PathLike[str], *, device: str | None = None,
                  max_batch: int = 8) -> None:

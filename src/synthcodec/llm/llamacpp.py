@@ -36,6 +36,7 @@ def default_gguf() -> Path:
 
 class LlamaCppBackend:
     supports_json_schema = True
+    grammar_json = True  # llama.cpp turns the schema into a grammar
     # One model instance decodes one request at a time; a second queued request keeps
     # the worker busy between calls without piling up work that Ctrl-C would wait for.
     max_concurrency = 2

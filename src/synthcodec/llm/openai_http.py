@@ -27,6 +27,9 @@ RETRYABLE_STATUS = {408, 409, 429}
 
 class OpenAIHTTPBackend:
     supports_json_schema = True
+    # Servers differ in how (or whether) they honour response_format.
+    grammar_json = False
+    max_concurrency: int | None = None
 
     def __init__(self, model: str, base_url: str, *, timeout: float = 300.0) -> None:
         """`model` served at `base_url`; the key comes from $SYNTHCODEC_API_KEY (see spec.py)."""

@@ -25,8 +25,8 @@ from synthcodec.export import EXAMPLE_FIELDS
 from synthcodec.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence
 from synthcodec.histogram import score_bins, text_histogram
 from synthcodec.io import iter_rows, parse_field_map
+from synthcodec.judge import wants_json
 from synthcodec.llm import Completion, Request
-from synthcodec.llm.base import Backend
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError, parse_rating
 from synthcodec.prompts import ChatTemplate, load_template
@@ -207,8 +207,8 @@ class RateStage(ModelStage):
     async def setup(self, models: Models) -> None:
         assert self.template is not None
         client = models["judge"]
-        self._rater = Rater(client, self.template, dimension=self.dimension,
-                            json_mode=wants_json(self.as_json, client.backend),
+        json_mode = wants_json(self.as_json, client.backend, ("--json", "--text"))
+        self._rater = Rater(client, self.template, dimension=self.dimension, json_mode=json_mode,
                             reasks=self.reasks, max_tokens=self.max_tokens)
 
     async def run(self, record: Record) -> Record:
@@ -229,23 +229,6 @@ def field_mapping(items: tuple[str, ...] | list[str],
             raise UserError(f"--field {ours}=...: unknown field; use instruction, input or response")
         mapping[ours] = theirs
     return mapping
-
-
-def wants_json(choice: bool | None, backend: Backend) -> bool:
-    """--json/--text, or by default JSON only for the embedded model.
-
-    llama.cpp turns the schema into a grammar, so even a tiny local model cannot answer
-    off-format; HTTP servers differ in how (or whether) they honour response_format, so
-    for them the default is the paper's own format: the score alone on the first line.
-    """
-    if choice is not None:
-        if choice and not getattr(backend, "supports_json_schema", False):
-            raise UserError(f"--json: the judge {backend.identity} cannot be asked for a JSON schema;"
-                            " use --text")
-        return choice
-    from synthcodec.llm.llamacpp import LlamaCppBackend  # no llama_cpp import until a model loads
-
-    return isinstance(backend, LlamaCppBackend) and backend.supports_json_schema
 
 
 def print_scores(output: Path) -> None:
