@@ -61,7 +61,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "MockServer",
     "Responder",
-    "TokenBucket",
+    "ServerRateLimit",
     "build_arg_parser",
     "default_reply",
     "estimate_tokens",
@@ -260,8 +260,10 @@ def _json_in_prompt(prompt: str) -> str | None:
 # --------------------------------------------------------------------------------------
 
 
-class TokenBucket:
-    """A token bucket: ``rate`` tokens per second, holding at most ``burst``."""
+class ServerRateLimit:
+    """The server's own limit (answers 429 when empty): ``rate`` tokens per second, holding at
+    most ``burst``. Not the client's pacer (``synthcodec.llm.client.TokenBucket``, which
+    waits): this one never waits, it says how long until a token is there."""
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
         if rate <= 0:
@@ -402,7 +404,7 @@ class MockServer:
         self._per_prompt = bool(self.fail_hash_rate or self.invalid_json_first_rate
                                 or self.truncate_rate)
 
-        self._bucket = TokenBucket(rate_limit_rps, rate_limit_burst) if rate_limit_rps else None
+        self._bucket = ServerRateLimit(rate_limit_rps, rate_limit_burst) if rate_limit_rps else None
         # Seeded even without an explicit seed so that fail_rate runs are reproducible.
         self._rng = random.Random(0 if seed is None else seed)
         self._runner: web.AppRunner | None = None
