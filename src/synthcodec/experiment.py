@@ -460,7 +460,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
             if train_fn is None:
                 from synthcodec.train.sft import train_lora
                 train_fn = train_lora
-            from synthcodec.commands.train import StepPrinter
+            from synthcodec.progress import StepPrinter
 
             printer = StepPrinter()
             try:

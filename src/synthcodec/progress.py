@@ -1,14 +1,63 @@
-"""Live progress: one redrawn line on a terminal, plain periodic lines otherwise."""
+"""Live progress: one redrawn line on a terminal, plain periodic lines otherwise.
+
+`LiveLine` is the terminal handling both printers share: `Progress` (records through a
+stage) and `StepPrinter` (optimizer steps of `synthcodec train`).
+"""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from synthcodec.llm.client import Stats
+
+if TYPE_CHECKING:
+    from synthcodec.train.sft import StepProgress
+
+
+class LiveLine:
+    """One status line on a stream: redrawn in place on a terminal, appended otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.drew = False  # a redrawn line is on the terminal's last line
+
+    @property
+    def tty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text)
+            self.drew = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def note(self, message: str) -> None:
+        """A message on its own line, which the next redraw does not overwrite."""
+        if self.tty and self.drew:
+            self.stream.write("\r\x1b[2K")
+            self.drew = False
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        """Move off a redrawn line, so what follows starts on a line of its own."""
+        if self.tty and self.drew:
+            self.stream.write("\n")
+            self.drew = False
+        self.stream.flush()
+
+
+def bar(done: int, total: int) -> str:
+    """` [#####...............]`: 20 cells."""
+    filled = int(20 * done / max(1, total))
+    return " [" + "#" * filled + "." * (20 - filled) + "]"
 
 
 @dataclass
@@ -32,16 +81,16 @@ class Progress:
     spend: Any = None  # cost.Spend: dollars spent and projected, when every model is priced
     started: float = field(default_factory=time.monotonic)
     _last: float = 0.0
-    _drew: bool = False
     _usd0: float | None = None  # the spend's dollars when this progress began (one stage)
 
     def __post_init__(self) -> None:
         if self.spend is not None:
             self._usd0 = self.spend.usd
+        self._out = LiveLine(self.stream)
 
     @property
     def tty(self) -> bool:
-        return bool(getattr(self.stream, "isatty", lambda: False)())
+        return self._out.tty
 
     def line(self) -> str:
         c, s = self.counts, self.stats
@@ -50,16 +99,13 @@ class Progress:
         if c.total is not None:
             remaining = max(0, c.total - c.resumed - c.done)
             pos = f"{c.done + c.resumed}/{c.total}"
-            eta = _clock(remaining / rate) if rate > 0 else "?"
+            eta = clock(remaining / rate) if rate > 0 else "?"
             pct = f" {100 * (c.done + c.resumed) / max(1, c.total):3.0f}%"
         else:
             pos, eta, pct = str(c.done), "?", ""
-        bar = ""
-        if self.tty and c.total:
-            filled = int(20 * (c.done + c.resumed) / c.total)
-            bar = " [" + "#" * filled + "." * (20 - filled) + "]"
+        drawn = bar(c.done + c.resumed, c.total) if self.tty and c.total else ""
         parts = [
-            f"{self.label}{bar}{pct} {pos}",
+            f"{self.label}{drawn}{pct} {pos}",
             f"{rate:.1f}/s",
             f"ETA {eta}",
             f"tok {_human(s.prompt_tokens)}>{_human(s.completion_tokens)}",
@@ -104,32 +150,50 @@ class Progress:
         if not force and now - self._last < every:
             return
         self._last = now
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + self.line())
-            self._drew = True
-        else:
-            self.stream.write(self.line() + "\n")
-        self.stream.flush()
+        self._out.show(self.line())
 
     def note(self, message: str) -> None:
         """A message that must not be overwritten by the bar."""
         if not self.enabled:
             return
-        if self.tty and self._drew:
-            self.stream.write("\r\x1b[2K")
-        self.stream.write(message + "\n")
-        self.stream.flush()
+        self._out.note(message)
         self._last = 0.0
 
     def close(self) -> None:
         if not self.enabled:
             return
-        if self.tty:
-            self.tick(force=True)
-            self.stream.write("\n")
-        else:
-            self.stream.write(self.line() + "\n")
-        self.stream.flush()
+        self._out.show(self.line())
+        self._out.end()
+
+
+class StepPrinter:
+    """One line per optimizer step of `synthcodec train`: redrawn in place on a terminal,
+    appended otherwise."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._out = LiveLine(stream or sys.stderr)
+        self.stream = self._out.stream
+        self.tty = self._out.tty
+
+    def line(self, p: StepProgress) -> str:
+        drawn = bar(p.step, p.total) if self.tty else ""
+        return " | ".join([
+            f"train{drawn} {100 * p.step / max(1, p.total):3.0f}% {p.step}/{p.total}",
+            f"loss {p.loss:.4f}",
+            f"epoch {p.epoch:.2f}",
+            f"lr {p.lr:.2e}",
+            f"{p.elapsed / p.step:.1f}s/step",
+            f"ETA {clock(p.eta)}",
+        ])
+
+    def __call__(self, p: StepProgress) -> None:
+        self._out.show(self.line(p))
+
+    def note(self, message: str) -> None:
+        self._out.note(message)
+
+    def close(self) -> None:
+        self._out.end()
 
 
 def _endpoints(stats: Stats) -> str:
@@ -144,7 +208,10 @@ def _endpoints(stats: Stats) -> str:
     return "ep " + ", ".join(shown)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """`1:02:03` or `2:03`; `?` for an unknown (infinite) time."""
+    if not math.isfinite(seconds):
+        return "?"
     seconds = int(seconds)
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)

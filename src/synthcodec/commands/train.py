@@ -2,72 +2,14 @@
 
 from __future__ import annotations
 
-import math
-import sys
-from typing import TextIO
-
 import click
 
+from synthcodec.progress import StepPrinter, clock
 from synthcodec.train.sft import (
     DEFAULT_EPOCHS,
     DEFAULT_LR,
-    StepProgress,
     TrainResult,
 )
-
-
-class StepPrinter:
-    """One line per optimizer step: redrawn in place on a terminal, appended otherwise."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._drew = False
-
-    def line(self, p: StepProgress) -> str:
-        bar = ""
-        if self.tty:
-            filled = int(20 * p.step / max(1, p.total))
-            bar = " [" + "#" * filled + "." * (20 - filled) + "]"
-        return " | ".join([
-            f"train{bar} {100 * p.step / max(1, p.total):3.0f}% {p.step}/{p.total}",
-            f"loss {p.loss:.4f}",
-            f"epoch {p.epoch:.2f}",
-            f"lr {p.lr:.2e}",
-            f"{p.elapsed / p.step:.1f}s/step",
-            f"ETA {_clock(p.eta)}",
-        ])
-
-    def __call__(self, p: StepProgress) -> None:
-        text = self.line(p)
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + text)
-            self._drew = True
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def note(self, message: str) -> None:
-        if self.tty and self._drew:
-            self.stream.write("\r\x1b[2K")
-            self._drew = False
-        self.stream.write(message + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and self._drew:
-            self.stream.write("\n")
-            self._drew = False
-        self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def summary(result: TrainResult) -> str:
@@ -75,7 +17,7 @@ def summary(result: TrainResult) -> str:
     skipped = f" ({result.skipped} skipped)" if result.skipped else ""
     return (f"trained {result.output_dir}: {result.steps} steps on {result.n_rows} rows{skipped}, "
             f"{result.train_tokens} answer tokens, loss {first:.4f} -> {result.final_loss:.4f}, "
-            f"{_clock(result.seconds)}\n"
+            f"{clock(result.seconds)}\n"
             f"serve it with: synthcodec answer BENCH --model hf:{result.output_dir} -o ANSWERS")
 
 
