@@ -65,12 +65,9 @@ def _verdicts(run_dir: Path) -> list[dict[str, Any]]:
 def _loss_chart(path: Path, losses: Mapping[str, list[float]]) -> bool:
     if not any(losses.values()):
         return False
-    import matplotlib
+    from synthcodec import charts
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, (ax,) = charts.new_figure()
     for name, values in losses.items():
         if values:
             ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
@@ -79,11 +76,7 @@ def _loss_chart(path: Path, losses: Mapping[str, list[float]]) -> bool:
     ax.set_title("LoRA training loss per dataset")
     ax.legend()
     fig.tight_layout()
-    try:
-        with atomic_writer(path, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=110)
-    finally:
-        plt.close(fig)
+    charts.save(fig, path)
     return True
 
 

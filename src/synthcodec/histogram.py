@@ -1,8 +1,5 @@
-"""Score histograms for ratings: half-point bins, a text chart for the terminal, a PNG plot.
-
-The PNG is drawn with matplotlib's Agg canvas directly (no pyplot), so it works without a
-display and never changes the global backend of a notebook that imported us.
-"""
+"""Score histograms for ratings: half-point bins, a text chart for the terminal, a PNG plot
+(synthcodec.charts)."""
 
 from __future__ import annotations
 
@@ -10,7 +7,7 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-from synthcodec.store import atomic_writer
+from synthcodec import charts
 
 __all__ = ["bin_of", "score_bins", "text_histogram", "plot_histogram"]
 
@@ -50,20 +47,16 @@ def text_histogram(bins: list[tuple[float, int]], width: int = 40) -> list[str]:
 def plot_histogram(path: str | Path, bins: list[tuple[float, int]], *, title: str,
                    threshold: float | None = None, xlabel: str = "score") -> Path:
     """Write a bar chart of the bins as PNG (atomically); marks `threshold` when given."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, (ax,) = charts.new_figure()
     xs = [value for value, _ in bins]
     ys = [n for _, n in bins]
     step = xs[1] - xs[0] if len(xs) > 1 else BIN_WIDTH
     width = step * 0.85
-    colors = ["tab:green" if threshold is not None and x >= threshold else "tab:gray" for x in xs]
+    colors = [charts.COLORS["keep" if threshold is not None and x >= threshold else "other"]
+              for x in xs]
     ax.bar(xs, ys, width=width, color=colors)
     if threshold is not None:
-        ax.axvline(threshold - step / 2, color="tab:red", linestyle="--",
+        ax.axvline(threshold - step / 2, color=charts.COLORS["mark"], linestyle="--",
                    label=f"keep score ≥ {threshold:g}")
         ax.legend(loc="best")
     ax.set_xticks(xs)
@@ -71,7 +64,4 @@ def plot_histogram(path: str | Path, bins: list[tuple[float, int]], *, title: st
     ax.set_ylabel("rows")
     ax.set_title(title)
     fig.tight_layout()
-    target = Path(path)
-    with atomic_writer(target, "wb") as fh:
-        fig.savefig(fh, format="png")
-    return target
+    return charts.save(fig, path)

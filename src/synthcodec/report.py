@@ -214,24 +214,20 @@ def render_markdown(report: Report, *, label_a: str, label_b: str, judge: str,
 
 def write_chart(report: Report, path: str | Path, *, label_a: str, label_b: str) -> None:
     """Stacked win/tie/lose bars per benchmark (and category), one panel per rule."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: this runs on servers and in CI
-    import matplotlib.pyplot as plt
+    from synthcodec import charts
 
     # Rows without verdicts stay in the chart (empty, labelled) so it always matches the table.
     rows = report.table_rows + report.categories
     labels = [r.label if r.n else f"{r.label} (no verdicts)" for r in rows]
     height = max(2.5, 0.45 * len(rows) + 1.5)
-    fig, axes = plt.subplots(1, 2, figsize=(12, height), sharey=True)
-    colors = {"win": "#4c9a5b", "tie": "#b8b8b8", "lose": "#c8553d"}
+    fig, axes = charts.new_figure(panels=2, size=(12, height), sharey=True)
     for ax, (title, rule) in zip(axes, (("AlpaGasus rule", "alpagasus"),
                                         ("CodecLM rule", "codeclm"))):
         left = [0.0] * len(rows)
         for outcome in ("win", "tie", "lose"):
             counts = [getattr(getattr(r, rule), outcome) for r in rows]
             shares = [c / r.n if r.n else 0.0 for c, r in zip(counts, rows)]
-            bars = ax.barh(range(len(rows)), shares, left=left, color=colors[outcome],
+            bars = ax.barh(range(len(rows)), shares, left=left, color=charts.COLORS[outcome],
                            label=outcome)
             for bar, count, share in zip(bars, counts, shares):
                 if share >= 0.06:  # label only segments wide enough to hold the number
@@ -249,10 +245,4 @@ def write_chart(report: Report, path: str | Path, *, label_a: str, label_b: str)
     fig.legend(handles, names, loc="lower center", ncol=3, fontsize=9, frameon=False)
     fig.suptitle(f"{label_a} (A) vs {label_b} (B): A's win / tie / lose")
     fig.tight_layout(rect=(0, 0.4 / height, 1, 1))
-    from synthcodec.store import atomic_writer
-
-    try:
-        with atomic_writer(path, "wb") as fh:  # a reader never sees half a PNG
-            fig.savefig(fh, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    charts.save(fig, path)

@@ -15,7 +15,7 @@ from typing import Any
 from synthcodec.codeclm.steps import KEEP_TARGET, UNRESOLVED
 from synthcodec.codeclm.workspace import Workspace
 from synthcodec.histogram import text_histogram
-from synthcodec.store import atomic_writer, write_json
+from synthcodec.store import write_json
 
 SUMMARY, GAP_PNG = "summary.json", "gap_histogram.png"
 SAME_MODEL_WARNING = (
@@ -158,20 +158,17 @@ def write_summary(ws: Workspace, summary: dict[str, Any]) -> list[str]:
 
 
 def plot_gaps(path: Path, summary: dict[str, Any]) -> None:
-    """Bar chart of the gap histogram with the ±theta band; Agg canvas, no pyplot state."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """Bar chart of the gap histogram with the ±theta band (synthcodec.charts)."""
+    from synthcodec import charts
 
     theta = float(summary["theta"])
     xs = [b for b, _ in summary["gap_histogram"]]
     ys = [n for _, n in summary["gap_histogram"]]
-    fig = Figure(figsize=(7, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, (ax,) = charts.new_figure()
     ax.bar(xs, ys, width=0.85,
-           color=["tab:green" if abs(x) > theta else "tab:gray" for x in xs])
+           color=[charts.COLORS["keep" if abs(x) > theta else "other"] for x in xs])
     for edge in (-theta, theta):
-        ax.axvline(edge, color="tab:red", linestyle="--")
+        ax.axvline(edge, color=charts.COLORS["mark"], linestyle="--")
     ax.set_xlabel("gap = S(strong) - S(target), both orders averaged")
     ax.set_ylabel("judgements")
     title = f"Contrastive Filtering: {summary['kept']} kept (|gap| > {theta:g}, green)"
@@ -179,5 +176,4 @@ def plot_gaps(path: Path, summary: dict[str, Any]) -> None:
         title += "\nstrong == target: gaps are noise"
     ax.set_title(title)
     fig.tight_layout()
-    with atomic_writer(path, "wb") as fh:
-        fig.savefig(fh, format="png")
+    charts.save(fig, path)

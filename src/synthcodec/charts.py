@@ -1,0 +1,46 @@
+"""PNG charts in one style: one figure size, dpi and palette, saved atomically.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so charts work without a
+display and never change the global backend of a notebook that imported us. matplotlib is
+imported only when a chart is drawn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synthcodec.store import atomic_writer
+
+__all__ = ["COLORS", "DPI", "SIZE", "new_figure", "save"]
+
+SIZE = (7.0, 4.0)  # inches; a chart of several panels widens it
+DPI = 100
+COLORS = {
+    "keep": "tab:green",   # bars that pass a threshold (kept rows, |gap| > theta)
+    "other": "tab:gray",   # bars that do not
+    "mark": "tab:red",     # threshold lines
+    "win": "tab:green",
+    "tie": "tab:gray",
+    "lose": "tab:red",
+}
+
+
+def new_figure(*, panels: int = 1, size: tuple[float, float] | None = None,
+               sharey: bool = False) -> tuple[Any, list[Any]]:
+    """(figure, axes): `panels` side by side, each SIZE wide unless `size` is given."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size or (SIZE[0] * panels, SIZE[1]), dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, panels, sharey=sharey, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def save(fig: Any, path: str | Path) -> Path:
+    """Write the figure as PNG atomically (a reader never sees half a PNG)."""
+    target = Path(path)
+    with atomic_writer(target, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=DPI)
+    return target
