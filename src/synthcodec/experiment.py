@@ -47,14 +47,6 @@ from synthcodec.store import atomic_writer, hash_file, hash_value, write_json
 
 STEPS_DIR = "steps"
 MARKER_FORMAT = 1
-SMOKE_NOTE = (
-    "**Smoke scale.** The base model is the embedded SmolLM2-135M-Instruct, tuned on a few "
-    "dozen rows for a few steps on a CPU, and judged by {judge}. This shows the pipeline "
-    "working end to end; it does not measure the papers' effect, which was found with "
-    "7B-13B models, thousands of rows and strong judges (GPT-4 / Claude class). For a real "
-    "experiment point `base` at a capable model on a GPU and the judges at a strong model "
-    "behind an OpenAI-compatible server."
-)
 
 # --- The recipe -------------------------------------------------------------------------
 

@@ -345,7 +345,15 @@ def _warnings(results: list[dict[str, Any]], data_info: Mapping[str, Mapping[str
     return (["**Caveats**", ""] + notes + [""]) if notes else []
 
 
-def _smoke(judge_text: str) -> str:
-    from synthcodec.experiment import SMOKE_NOTE
+SMOKE_NOTE = (
+    "**Smoke scale.** The base model is the embedded SmolLM2-135M-Instruct, tuned on a few "
+    "dozen rows for a few steps on a CPU, and judged by {judge}. This shows the pipeline "
+    "working end to end; it does not measure the papers' effect, which was found with "
+    "7B-13B models, thousands of rows and strong judges (GPT-4 / Claude class). For a real "
+    "experiment point `base` at a capable model on a GPU and the judges at a strong model "
+    "behind an OpenAI-compatible server."
+)
 
+
+def _smoke(judge_text: str) -> str:
     return "> " + SMOKE_NOTE.format(judge=judge_text)

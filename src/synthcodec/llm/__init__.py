@@ -13,6 +13,7 @@ from synthcodec.llm.base import (
 )
 from synthcodec.llm.fake import FakeBackend
 from synthcodec.llm.spec import (
+    MODEL_SPEC_HELP,
     check_spec,
     is_http_spec,
     parse_endpoints,
@@ -33,21 +34,6 @@ __all__ = [
     "redact_spec",
     "MODEL_SPEC_HELP",
 ]
-
-MODEL_SPEC_HELP = (
-    "MODEL is one of: 'local' (embedded SmolLM2-135M-Instruct via llama.cpp, the default); "
-    "'gguf:PATH' (any local GGUF file); 'NAME@http://HOST:PORT/v1' (any OpenAI-compatible "
-    "server: vLLM, Ollama, llama.cpp server; key from $SYNTHCODEC_API_KEY, or from $VAR with "
-    "'NAME@URL#key=VAR'; $OPENAI_API_KEY goes only to OpenAI's own host); "
-    "'NAME@URL1,URL2,...' (several servers of one model: each request goes to the least "
-    "loaded, one that keeps failing is benched for a while; a '#key=VAR' goes right after "
-    "the URL it is for; --concurrency is per server); "
-    "'openai:NAME' (api.openai.com, key from $OPENAI_API_KEY); 'hf:PATH' (a transformers model "
-    "dir or a trained adapter, needs synthcodec[train]); 'fake:echo' (no model: answers with "
-    "the prompt, for trying a pipeline). The embedded model runs one request at "
-    "a time per process: to use both cores, split the input and run one process per part, or "
-    "serve the GGUF with 'python -m llama_cpp.server' and point NAME@URL at it."
-)
 
 
 def load_backend(spec: str, *, timeout: float = 300.0, n_ctx: int | None = None) -> Backend:

@@ -28,6 +28,21 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from synthcodec.errors import UserError
 
+MODEL_SPEC_HELP = (
+    "MODEL is one of: 'local' (embedded SmolLM2-135M-Instruct via llama.cpp, the default); "
+    "'gguf:PATH' (any local GGUF file); 'NAME@http://HOST:PORT/v1' (any OpenAI-compatible "
+    "server: vLLM, Ollama, llama.cpp server; key from $SYNTHCODEC_API_KEY, or from $VAR with "
+    "'NAME@URL#key=VAR'; $OPENAI_API_KEY goes only to OpenAI's own host); "
+    "'NAME@URL1,URL2,...' (several servers of one model: each request goes to the least "
+    "loaded, one that keeps failing is benched for a while; a '#key=VAR' goes right after "
+    "the URL it is for; --concurrency is per server); "
+    "'openai:NAME' (api.openai.com, key from $OPENAI_API_KEY); 'hf:PATH' (a transformers model "
+    "dir or a trained adapter, needs synthcodec[train]); 'fake:echo' (no model: answers with "
+    "the prompt, for trying a pipeline). The embedded model runs one request at "
+    "a time per process: to use both cores, split the input and run one process per part, or "
+    "serve the GGUF with 'python -m llama_cpp.server' and point NAME@URL at it."
+)
+
 OPENAI_URL = "https://api.openai.com/v1"
 OPENAI_HOST = "api.openai.com"
 SECRET_QUERY_KEYS = {"api_key", "api-key", "apikey", "key", "token", "access_token", "secret"}
@@ -167,8 +182,6 @@ def _redact_url(url: str) -> str:
 def check_spec(spec: str) -> None:
     """Raise UserError for a spec that cannot work, without loading anything."""
     spec = spec.strip()
-    from synthcodec.llm import MODEL_SPEC_HELP
-
     if spec in ("local", ""):
         return
     if spec.startswith("gguf:") or spec.endswith(".gguf"):
