@@ -262,7 +262,7 @@ def _json_in_prompt(prompt: str) -> str | None:
 
 class ServerRateLimit:
     """The server's own limit (answers 429 when empty): ``rate`` tokens per second, holding at
-    most ``burst``. Not the client's pacer (``synthcodec.llm.client.TokenBucket``, which
+    most ``burst``. Not the client's pacer (``synthcodec.llm.pacing.TokenBucket``, which
     waits): this one never waits, it says how long until a token is there."""
 
     def __init__(self, rate: float, burst: float | None = None) -> None:

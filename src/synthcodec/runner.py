@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.cache import RequestCache, default_cache_path
-from synthcodec.cost import EXIT_BUDGET, PriceBook, Spend
+from synthcodec.cost import EXIT_BUDGET, Spend
 from synthcodec.errors import UserError
 from synthcodec.engine import Item, LocalExecutor, Record, RunResult, StageLike
 from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.llm import check_spec, load_backend, redact_spec
 from synthcodec.llm.client import LLMClient, RetryPolicy, Stats, default_in_flight
+from synthcodec.prices import PriceBook
 from synthcodec.progress import Counts, Progress
 from synthcodec.store import FAILED, OK, REJECTED, Journal, RunDir, canonical_json, hash_value
 

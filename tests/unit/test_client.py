@@ -11,8 +11,9 @@ from pydantic import BaseModel
 
 from synthcodec.cache import RequestCache, request_key
 from synthcodec.llm import Completion, FakeBackend, PermanentError, Request, TransientError
-from synthcodec.llm.client import FatalModelError, LLMClient, Pacer, RecordFailed, RetryPolicy
+from synthcodec.llm.client import FatalModelError, LLMClient, RecordFailed, RetryPolicy
 from synthcodec.llm.openai_http import retry_after
+from synthcodec.llm.pacing import Pacer
 from synthcodec.llm.ratelimit import (
     LimitState,
     RateLimitInfo,

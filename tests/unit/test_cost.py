@@ -7,15 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from synthcodec.cost import (
-    LOCAL,
-    BudgetReached,
-    Price,
-    PriceBook,
-    PriceTable,
-    Spend,
-    parse_price_option,
-)
+from synthcodec.cost import BudgetReached, Spend
+from synthcodec.prices import LOCAL, Price, PriceBook, PriceTable, parse_price_option
 from synthcodec.errors import UserError
 from synthcodec.llm.base import Completion, Request
 from tests.helpers import read_jsonl, synthcodec, write_jsonl

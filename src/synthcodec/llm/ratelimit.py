@@ -9,7 +9,7 @@ OpenAI (and servers that copy it) send, on every response::
 where "reset" is the time until the bucket is full again (a Go-style duration such as
 `6m0s`, `1.5s`, `20ms`, or plain seconds). A 429 body names which limit was hit
 (`"type": "tokens"` / "tokens per min (TPM)" versus requests). The client's pacer
-(`llm.client.Pacer`) learns a send rate from these; backends only parse them.
+(`llm.pacing.Pacer`) learns a send rate from these; backends only parse them.
 """
 
 from __future__ import annotations
