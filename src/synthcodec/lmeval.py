@@ -1,6 +1,10 @@
 """Standard benchmarks (MMLU, BBH, DROP, HumanEval, ...) through EleutherAI's
 lm-evaluation-harness (`lm_eval`), for `synthcodec benchmark` and the experiment recipe.
 
+One module although over 400 lines: it is the one place that knows lm_eval's internals
+(model arguments, its task manager and task configs, its result layout), so a change of
+lm_eval's version touches this file only.
+
 Models:
 
 - `hf:DIR` (a Hugging Face model directory), `hf:ADAPTER` (a LoRA adapter from

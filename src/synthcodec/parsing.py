@@ -1,4 +1,8 @@
-"""Tolerant parsers for what LLMs actually write: ratings, pairwise scores, numbered lists, rubrics."""
+"""Tolerant parsers for what LLMs actually write: ratings, pairwise scores, numbered lists, rubrics.
+
+One module although over 400 lines: every parser leans on the same small helpers (number and
+label patterns, range and denominator checks, list items), and each parser is short.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""LLMClient: the one place a request goes through cache, limits and the one retry loop."""
+"""LLMClient: the one place a request goes through cache, limits and the one retry loop.
+
+One module although over 400 lines: the retry loop, the routing of each attempt to an
+endpoint (with benching) and the re-ask loop are one piece of control flow over the same
+state, and reading them apart would hide how a request is retried. Pacing lives in
+llm/pacing.py.
+"""
 
 from __future__ import annotations
 
