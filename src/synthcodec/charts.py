@@ -7,16 +7,22 @@ imported only when a chart is drawn.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 from synthcodec.store import atomic_writer
 
-__all__ = ["COLORS", "DPI", "SIZE", "new_figure", "save"]
+__all__ = ["CARD", "COLORS", "DPI", "SIZE", "new_figure", "png_bytes", "save"]
 
 SIZE = (7.0, 4.0)  # inches; a chart of several panels widens it
+CARD = (5.2, 3.0)  # a chart among several on a page (the viewer)
 DPI = 100
 COLORS = {
+    "bar": "tab:blue",     # plain counts (score histograms)
+    "count": "tab:purple",  # a second kind of count (kept per iteration)
+    "tokens": "tab:orange",  # usage
+    "muted": "tab:gray",   # "nothing yet" notes
     "keep": "tab:green",   # bars that pass a threshold (kept rows, |gap| > theta)
     "other": "tab:gray",   # bars that do not
     "mark": "tab:red",     # threshold lines
@@ -36,6 +42,14 @@ def new_figure(*, panels: int = 1, size: tuple[float, float] | None = None,
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, panels, sharey=sharey, squeeze=False)[0]
     return fig, list(axes)
+
+
+def png_bytes(fig: Any) -> bytes:
+    """The figure as PNG bytes (laid out tightly), for a page or an upload."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
 
 
 def save(fig: Any, path: str | Path) -> Path:

@@ -338,7 +338,7 @@ class FakeTTY(io.StringIO):
 
 
 def test_progress_plain_lines_off_a_terminal() -> None:
-    from synthcodec.commands.train import StepPrinter
+    from synthcodec.progress import StepPrinter
 
     out = io.StringIO()
     printer = StepPrinter(out)
@@ -352,7 +352,7 @@ def test_progress_plain_lines_off_a_terminal() -> None:
 
 
 def test_progress_redraws_one_line_on_a_terminal() -> None:
-    from synthcodec.commands.train import StepPrinter
+    from synthcodec.progress import StepPrinter
 
     out = FakeTTY()
     printer = StepPrinter(out)

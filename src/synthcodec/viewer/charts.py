@@ -1,12 +1,12 @@
-"""Charts as PNG bytes (matplotlib, Agg): the page loads nothing from the internet, and
-`push` puts the same PNGs in the dataset repository."""
+"""Charts as PNG bytes (synthcodec.charts: one style, Agg): the page loads nothing from the
+internet, and `push` puts the same PNGs in the dataset repository."""
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from typing import Any
 
+from synthcodec import charts
 from synthcodec.rundir_reader import Run
 
 CHARTS = {
@@ -22,37 +22,20 @@ def charts_for(kind: str) -> tuple[str, ...]:
     return CHARTS.get(kind, ("usage",))
 
 
-def _figure() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.2, 3.0), dpi=90)
-    return plt, fig, ax
-
-
-def _png(plt: Any, fig: Any) -> bytes:
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def _empty(ax: Any, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#666")
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes,
+            color=charts.COLORS["muted"])
     ax.set_xticks([])
     ax.set_yticks([])
 
 
 def render(name: str, run: Run, index: Any) -> bytes:
     """One chart of `run` (index: a viewer.index.RowIndex, for the rows' columns)."""
-    plt, fig, ax = _figure()
+    fig, (ax,) = charts.new_figure(size=charts.CARD)
     if name == "scores":
         scores = index.column("score")
         if scores:
-            ax.hist(scores, bins=min(30, max(5, len(set(scores)))), color="#4c72b0")
+            ax.hist(scores, bins=min(30, max(5, len(set(scores)))), color=charts.COLORS["bar"])
             ax.set_xlabel({"generate": "strong score (mean of both orders)",
                            "compare": "A's mean score"}.get(run.kind, "score"))
             ax.set_ylabel("rows")
@@ -63,11 +46,11 @@ def render(name: str, run: Run, index: Any) -> bytes:
         gaps = index.column("gap")
         theta = run.theta()
         if gaps:
-            ax.hist(gaps, bins=min(40, max(5, len(set(gaps)))), color="#55a868")
+            ax.hist(gaps, bins=min(40, max(5, len(set(gaps)))), color=charts.COLORS["keep"])
             if theta is not None:
                 for x in (theta, -theta):
-                    ax.axvline(x, color="#c44e52", linestyle="--")
-                ax.axvspan(-theta, theta, color="#c44e52", alpha=0.08)
+                    ax.axvline(x, color=charts.COLORS["mark"], linestyle="--")
+                ax.axvspan(-theta, theta, color=charts.COLORS["mark"], alpha=0.08)
             ax.set_xlabel("gap S(strong) − S(target)" if run.kind == "generate"
                           else "mean A − mean B")
             ax.set_ylabel("rows")
@@ -78,7 +61,7 @@ def render(name: str, run: Run, index: Any) -> bytes:
     elif name == "iterations":
         kept = index.kept_per_iteration()
         if kept:
-            ax.bar([str(k) for k in kept], list(kept.values()), color="#8172b2")
+            ax.bar([str(k) for k in kept], list(kept.values()), color=charts.COLORS["count"])
             ax.set_xlabel("iteration (1 = base instruction)")
             ax.set_ylabel("kept rows")
         else:
@@ -93,9 +76,9 @@ def render(name: str, run: Run, index: Any) -> bytes:
         if per:
             cats = sorted(per)
             bottom = [0] * len(cats)
-            for outcome, color in (("win", "#55a868"), ("tie", "#cccccc"), ("lose", "#c44e52")):
+            for outcome in ("win", "tie", "lose"):
                 values = [per[c][outcome] for c in cats]
-                ax.barh(cats, values, left=bottom, color=color, label=outcome)
+                ax.barh(cats, values, left=bottom, color=charts.COLORS[outcome], label=outcome)
                 bottom = [b + v for b, v in zip(bottom, values)]
             ax.legend(fontsize=8)
             ax.set_xlabel("questions (CodecLM rule; wins are A's)")
@@ -108,7 +91,7 @@ def render(name: str, run: Run, index: Any) -> bytes:
             names = list(usage)
             tokens = [int(u.get("prompt_tokens") or 0) + int(u.get("completion_tokens") or 0)
                       for u in usage.values()]
-            bars = ax.bar(names, tokens, color="#dd8452")
+            bars = ax.bar(names, tokens, color=charts.COLORS["tokens"])
             for bar, u in zip(bars, usage.values()):
                 ax.annotate(f"${float(u.get('usd') or 0):.4g}", (bar.get_x() + bar.get_width() / 2,
                             bar.get_height()), ha="center", va="bottom", fontsize=8)
@@ -118,4 +101,4 @@ def render(name: str, run: Run, index: Any) -> bytes:
         ax.set_title(TITLES[name], fontsize=10)
     else:
         raise KeyError(name)
-    return _png(plt, fig)
+    return charts.png_bytes(fig)
