@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from synthcodec.cost import BudgetReached, Spend
-from synthcodec.prices import LOCAL, Price, PriceBook, PriceTable, parse_price_option
 from synthcodec.errors import UserError
 from synthcodec.llm.base import Completion, Request
+from synthcodec.prices import LOCAL, Price, PriceBook, PriceTable, parse_price_option
 from tests.helpers import read_jsonl, synthcodec, write_jsonl
 
 # ------------------------------------------------------------------ the price table
