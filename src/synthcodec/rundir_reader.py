@@ -1,5 +1,6 @@
 """Read any run directory, finished or live, for the viewer and `push`: the one place that
-knows today's run layout.
+knows today's run layout (docs/run-layout.md). One module, a little over 400 lines, so that a
+layout change touches one file.
 
 - file commands (`complete`, `rate`, `answer`): `config.json` with `stage`; `output.jsonl`,
   `rejected.jsonl`, `failed.jsonl` once finished (reason in `_synthcodec.reason`);

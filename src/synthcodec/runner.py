@@ -1,8 +1,11 @@
-"""Wiring shared by every command that maps a step over an input file into a run directory.
+"""Running stages: `run_stage` (the one place any stage runs) and `run_file_stage` (a stage
+over an input file into a run directory), with the models, options and summary they share.
 
-It validates the whole input first, opens (or resumes) the run directory, builds the model
-clients with the shared cache, runs the stage with the local executor, publishes the outputs
-atomically and writes the manifest. Commands only supply their fields and their step.
+`run_file_stage` validates the whole input first, opens (or resumes) the run directory,
+builds the model clients with the shared cache, runs the stage, publishes the outputs
+atomically and writes the manifest. Commands only supply their fields and their stage.
+One module (a little over 400 lines) because these pieces are what every command shares:
+splitting them would scatter one run's wiring over several files.
 """
 
 from __future__ import annotations
