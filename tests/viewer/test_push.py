@@ -58,7 +58,10 @@ def test_upload_to_a_stand_in_hub(gen_run: Path, monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv("HF_ENDPOINT", fake.url)
         monkeypatch.setenv("HF_TOKEN", secret)
         monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # only 127.0.0.1 is reached
+        # Only 127.0.0.1 is reached. huggingface_hub also reads TRANSFORMERS_OFFLINE, which
+        # other test modules set for the whole session.
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            monkeypatch.delenv(var, raising=False)
         r = synthcodec("push", str(gen_run), "--repo-id", "me/codec-demo", "--private",
                        "--with-rejected")
         assert r.returncode == 0, r.stderr
