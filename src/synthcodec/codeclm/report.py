@@ -130,7 +130,7 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         *("  " + line for line in text_histogram([(b, n) for b, n in s["gap_histogram"]], 30)),
     ]
     cost = s.get("cost") or {}
-    if cost.get("usd") is not None:
+    if cost.get("usd"):  # free (local) models: the spend line says "cost $0 (local models)"
         lines.append(f"cost ${cost['usd']:.4f} over the run ("
                      + ", ".join(f"{k} ${v:.4f}" for k, v in cost["usd_by_stage"].items())
                      + ")" + (f"; ${cost['usd_per_kept_pair']:.6f} per kept pair"
