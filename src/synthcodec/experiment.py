@@ -47,6 +47,7 @@ from typing import Any
 
 from synthcodec import __version__
 from synthcodec.errors import UserError
+from synthcodec.lmeval import BenchmarkSettings
 from synthcodec.store import atomic_writer, hash_file, hash_value, write_json
 
 STEPS_DIR = "steps"
@@ -141,27 +142,6 @@ class CompareSpec:
 
 
 @dataclass
-class BenchmarksSpec:
-    """`benchmarks = [...]` (lm-eval tasks) and its [experiment.benchmark_settings]."""
-
-    tasks: list[str]
-    limit: int | None = None
-    shots: int | None = None
-    data_dir: str | None = None
-    batch_size: int = 8
-    device: str | None = None
-    allow_code_execution: bool = False
-
-    def settings(self) -> Any:
-        from synthcodec.lmeval import BenchmarkSettings
-
-        return BenchmarkSettings(tasks=list(self.tasks), limit=self.limit, shots=self.shots,
-                                 data_dir=self.data_dir, batch_size=self.batch_size,
-                                 device=self.device,
-                                 allow_code_execution=self.allow_code_execution)
-
-
-@dataclass
 class Experiment:
     dir: Path
     base: str
@@ -170,7 +150,7 @@ class Experiment:
     bench: BenchSpec
     compare: CompareSpec
     rate: RateSpec | None = None
-    benchmarks: BenchmarksSpec | None = None
+    benchmarks: BenchmarkSettings | None = None  # `benchmarks = [...]` + its settings table
     name: str = "experiment"
     cache: str | None = None
     concurrency: int | None = None
@@ -286,7 +266,7 @@ class Experiment:
                     raise UserError(f"{bs_where}: {key} must be at least 1")
             if bs.get("shots", 0) < 0:
                 raise UserError(f"{bs_where}: shots must be 0 or more")
-            benchmarks = BenchmarksSpec(tasks=tasks, **bs)
+            benchmarks = BenchmarkSettings(tasks=tasks, **bs)
         elif bs:
             raise UserError(f"{bs_where}: give the tasks too: benchmarks = [\"mmlu\", ...] in "
                             "[experiment]")
@@ -546,7 +526,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
             bench_dirs[label] = run_dir
 
             def do_bench(model: str = model, run_dir: Path = run_dir) -> dict[str, Any]:
-                result = run_bench(model, spec.settings(), run_dir, say=say)
+                result = run_bench(model, spec, run_dir, say=say)
                 return {"rows": len(result.rows), "seconds": round(result.seconds, 3)}
 
             steps.run(f"benchmark-{label}", {
