@@ -162,13 +162,19 @@ class Spend:
         """For the progress line: `$0.0123`, or None when a price is missing."""
         return f"${self.total_usd:.4f}" if self.priced else None
 
+    @property
+    def free(self) -> bool:
+        """Every model is a local one (priced at $0)."""
+        return bool(self.models) and all(u.price is not None and u.price.free
+                                         for u in self.models.values())
+
     def lines(self, *, kept: int | None = None, projected: float | None = None) -> list[str]:
         """The summary's cost lines."""
         if not self.models:
             return []
         lines = []
         if self.priced:
-            if all(u.price is not None and u.price.free for u in self.models.values()):
+            if self.free:
                 lines.append("cost $0 (local models)")
             else:
                 parts = [f"cost ${self.usd:.4f} this invocation"]

@@ -129,7 +129,7 @@ class Progress:
     def _money(self) -> str:
         """`$0.0123 ~$1.20 at end`: spent over the run, and where this stage is heading."""
         spend = self.spend
-        if spend is None or not spend.models:
+        if spend is None or not spend.models or spend.free:  # local models: no $ noise
             return ""
         if not spend.priced:
             return "price unknown"
