@@ -107,6 +107,7 @@ class Models:
     stats: Stats
     cache: RequestCache | None
     spend: Spend = field(default_factory=Spend)
+    specs: dict[str, str] = field(default_factory=dict)  # role -> spec, as given
 
     def __getitem__(self, role: str) -> LLMClient:
         return self.clients[role]
@@ -139,7 +140,7 @@ class Models:
                 stats=stats,
                 meter=spend.meter(redact_spec(spec), book.price(role, spec), stats),
             )
-        return cls(clients, stats, cache, spend)
+        return cls(clients, stats, cache, spend, dict(specs))
 
     def concurrency(self, requested: int | None) -> int:
         """Records in flight: enough to fill every endpoint (--concurrency is per endpoint)."""

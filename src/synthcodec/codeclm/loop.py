@@ -11,13 +11,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from synthcodec.codeclm import steps
 from synthcodec.codeclm.rouge import NearDuplicateFilter
 from synthcodec.codeclm.stages import (
     INSTRUCTIONS,
     PAIRS,
     REJECTED_FILE,
     RUBRICS,
+    CodecStage,
     StageResult,
     _flat,
     _result,
@@ -114,6 +114,8 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
     assert journal is not None
     threshold = ctx.cfg.rouge_threshold
     usage_total: dict[str, int] = {}
+    evolve = CodecStage.of("evolve", ctx, models, name="loop", actions=actions)
+    await evolve.setup(models)
     while True:
         # Count kept pairs as they finish, so the run stops once n are in hand.
         near = NearDuplicateFilter(threshold)
@@ -123,7 +125,7 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
         stopper = _StopAt(n, near, executor)
 
         async def step(record: Record, stopper: _StopAt = stopper) -> Record:
-            out = await steps.evolve(ctx, record, actions.get(str(record["metadata_id"]), []))
+            out = await evolve.run(record)
             stopper.kept(out)
             return out
 
@@ -203,7 +205,7 @@ async def respond_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOpt
     journal = ws.begin(f"respond_{r}", config, input_sha=ws.sha(source))
     assert journal is not None
     run, usage = await map_stage(ws, journal, f"respond round {r}", items,
-                                 lambda rec: steps.respond(ctx, rec), models, options)
+                                 CodecStage.of("respond", ctx, models), models, options)
     result = _result(f"respond_{r}", journal, run)
     if not run.interrupted:
         result.outputs[responses_file(r)] = ws.publish(responses_file(r), _flat(journal.rows(OK)))
@@ -223,7 +225,7 @@ async def contrast_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOp
     journal = ws.begin(f"contrast_{r}", config, input_sha=ws.sha(responses_file(r)))
     assert journal is not None
     run, usage = await map_stage(ws, journal, f"contrast round {r}", items,
-                                 lambda rec: steps.contrast(ctx, rec), models, options)
+                                 CodecStage.of("contrast", ctx, models), models, options)
     result = _result(f"contrast_{r}", journal, run)
     if not run.interrupted:
         rows = _flat(journal.rows(OK))
@@ -275,8 +277,7 @@ async def improve_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOpt
     journal = ws.begin(f"improve_{r + 1}", config, input_sha=ws.sha(contrast_file(r), RUBRICS))
     assert journal is not None
 
-    async def step(record: Record) -> Record:
-        return await steps.improve(ctx, record, actions.get(str(record["metadata_id"]), []))
+    step = CodecStage.of("improve", ctx, models, actions=actions)
 
     run, usage = await map_stage(ws, journal, f"improve round {r + 1}", items, step, models,
                                  options)

@@ -1,7 +1,9 @@
 """Each CodecLM stage as an async function over a Workspace: read a file, map a step, publish.
 
 Stages run inside one event loop with one `Models` (the clients' limits and sessions are
-bound to the loop), so `generate` loads the embedded model once for every stage.
+bound to the loop), so `generate` loads the embedded model once for every stage. The work
+per record is a `CodecStage` (the stage contract of stages/base.py): plain settings, the
+step's clients built in `setup`.
 """
 
 from __future__ import annotations
@@ -12,20 +14,72 @@ from typing import Any
 
 from synthcodec.codeclm import steps
 from synthcodec.codeclm.config import CodecConfig
+from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.pool import build_pool, check_pool_row
 from synthcodec.codeclm.rouge import NearDuplicateFilter
 from synthcodec.codeclm.steps import Ctx, base_candidate
 from synthcodec.codeclm.workspace import Workspace
-from synthcodec.engine import Item, LocalExecutor, Record, RunResult, Stage
+from synthcodec.engine import Item, LocalExecutor, Record, RunResult, Stage, StepResult
 from synthcodec.errors import InputError, UserError
 from synthcodec.io import FieldSpec, extract, iter_rows, scan_input
+from synthcodec.judge import JudgeSettings
 from synthcodec.runner import Models, RunOptions, record_id, run_stage
+from synthcodec.stages.base import ModelStage
 from synthcodec.store import OK, REJECTED, Journal, hash_file
 
 ENCODED, METADATA, INSTRUCTIONS, RUBRICS = ("encoded.jsonl", "metadata.jsonl",
                                             "instructions.jsonl", "rubrics.jsonl")
 PAIRS, REJECTED_FILE = "pairs.jsonl", "rejected.jsonl"
 SEED_FIELDS = [FieldSpec("instruction"), FieldSpec("id", required=False, kind=(str, int))]
+
+
+STEPS_WITH_ACTIONS = ("improve", "evolve")
+
+
+@dataclass
+class CodecStage(ModelStage):
+    """One CodecLM step over records: encode, decode, rubrics, respond, contrast, improve,
+    or evolve (the whole Contrastive Filtering loop of one base instruction).
+
+    Built from plain settings (model specs, CodecConfig, prompt texts, judge settings, the
+    rubric actions per metadata id), so it can be shipped to another process; `setup`
+    makes the steps' context from the live clients there.
+    """
+
+    step: str = "encode"
+    cfg: CodecConfig = field(default_factory=CodecConfig)
+    prompts: Prompts | None = None
+    judge: JudgeSettings | None = None
+    strong: str = ""
+    target: str | None = None
+    actions: dict[str, list[str]] = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.step
+        self.roles = {"strong": self.strong, **({"target": self.target} if self.target else {})}
+
+    @classmethod
+    def of(cls, step: str, ctx: Ctx, models: Models, name: str = "",
+           actions: Mapping[str, list[str]] | None = None) -> "CodecStage":
+        """The stage for `step` with the settings of `ctx` (what the pipeline resolved)."""
+        return cls(step=step, cfg=ctx.cfg, prompts=ctx.prompts, judge=ctx.judge,
+                   strong=models.specs.get("strong", ""), target=models.specs.get("target"),
+                   actions=dict(actions or {}), name=name)
+
+    async def setup(self, models: Models) -> None:
+        strong = models["strong"]
+        judge = self.judge or JudgeSettings(max_tokens=self.cfg.judge_max_tokens,
+                                            reasks=self.cfg.judge_reasks, json=self.cfg.judge_json)
+        self._ctx = Ctx(strong=strong, target=models.clients.get("target"), cfg=self.cfg,
+                        prompts=self.prompts or Prompts.load(None),
+                        judge=judge.for_backend(strong.backend))
+
+    async def run(self, record: Record) -> StepResult:
+        fn = getattr(steps, self.step)
+        if self.step in STEPS_WITH_ACTIONS:
+            return await fn(self._ctx, record, self.actions.get(str(record["metadata_id"]), []))
+        return await fn(self._ctx, record)
 
 
 @dataclass
@@ -49,13 +103,15 @@ class StageResult:
 
 
 async def map_stage(ws: Workspace, journal: Journal, name: str, items: list[Item],
-                    step: Callable[[Record], Awaitable[Any]], models: Models,
+                    step: CodecStage | Callable[[Record], Awaitable[Any]], models: Models,
                     options: RunOptions, *,
                     executor: LocalExecutor | None = None) -> tuple[RunResult, dict[str, int]]:
     """Run `step` over `items` (runner.run_stage, the one place stages run); returns the
     result and the usage delta."""
-    done = await run_stage(Stage(journal.table.removeprefix("stage_"), step), items, journal,
-                           models, options, label=name, executor=executor)
+    stage = step if isinstance(step, ModelStage) else Stage(
+        journal.table.removeprefix("stage_"), step)
+    done = await run_stage(stage, items, journal, models, options, label=name,
+                           executor=executor)
     return done.result, done.usage
 
 
@@ -94,7 +150,7 @@ async def encode_stage(ws: Workspace, models: Models, ctx: Ctx, seeds: str,
     journal = ws.begin("encode", config, input_sha=hash_file(seeds))
     assert journal is not None
     run, usage = await map_stage(ws, journal, "encode", items,
-                                 lambda r: steps.encode(ctx, r), models, options)
+                                 CodecStage.of("encode", ctx, models), models, options)
     result = _result("encode", journal, run)
     if not run.interrupted:
         result.outputs[ENCODED] = ws.publish(ENCODED, _flat(journal.rows(OK)))
@@ -158,7 +214,7 @@ async def decode_stage(ws: Workspace, models: Models, ctx: Ctx,
     assert journal is not None
     items = [Item(record_id(i, m), i, m) for i, m in enumerate(pool)]
     run, usage = await map_stage(ws, journal, "decode", items,
-                                 lambda r: steps.decode(ctx, r), models, options)
+                                 CodecStage.of("decode", ctx, models), models, options)
     result = _result("decode", journal, run)
     if not run.interrupted:
         kept, dropped = dedupe_instructions(_flat(journal.rows(OK)), ctx.cfg.rouge_threshold)
@@ -200,7 +256,7 @@ async def rubrics_stage(ws: Workspace, models: Models, ctx: Ctx,
     assert journal is not None
     items = [Item(record_id(i, m), i, m) for i, m in enumerate(pool)]
     run, usage = await map_stage(ws, journal, "rubrics", items,
-                                 lambda r: steps.rubrics(ctx, r), models, options)
+                                 CodecStage.of("rubrics", ctx, models), models, options)
     result = _result("rubrics", journal, run)
     if not run.interrupted:
         result.outputs[RUBRICS] = ws.publish(RUBRICS, _flat(journal.rows(OK)))

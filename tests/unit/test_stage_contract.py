@@ -1,0 +1,55 @@
+"""The stage contract (stages/base.py): every stage is built from plain settings, so it
+pickles before `setup` (a distributed executor ships it to a worker), and `setup` is where
+its clients come from."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+
+import pytest
+
+from synthcodec.codeclm.config import CodecConfig
+from synthcodec.codeclm.prompts import Prompts
+from synthcodec.codeclm.stages import CodecStage
+from synthcodec.judge import JudgeSettings
+from synthcodec.llm import FakeBackend
+from synthcodec.runner import Models, RunOptions
+from synthcodec.stages.answer import AnswerStage
+from synthcodec.stages.base import ModelStage
+from synthcodec.stages.compare import JudgeStage
+from synthcodec.stages.complete import CompleteStage
+from synthcodec.stages.rate import RateStage
+
+STAGES: list[ModelStage] = [
+    CompleteStage(model="m@http://127.0.0.1:9/v1", max_tokens=32),
+    CompleteStage(model="local", json_schema={"type": "object"}),
+    RateStage(judge="openai:gpt-4o-mini", dimension="helpfulness"),
+    AnswerStage(model="local", bench="vicuna.jsonl", bench_format={"name": "vicuna"}),
+    JudgeStage(judge="local", settings=JudgeSettings(max_tokens=64)),
+    CodecStage(step="evolve", cfg=CodecConfig(theta=2.0), prompts=Prompts.load(None),
+               judge=JudgeSettings(), strong="local", target="t@http://127.0.0.1:9/v1",
+               actions={"m0": ["Add a constraint."]}),
+]
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: f"{type(s).__name__}-{s.name}")
+def test_a_stage_pickles_before_setup_and_keeps_its_config(stage: ModelStage) -> None:
+    copy = pickle.loads(pickle.dumps(stage))
+    assert copy.config() == stage.config() and copy.roles == stage.roles
+    assert all(isinstance(spec, str) for spec in stage.roles.values())
+
+
+def test_setup_builds_the_clients_and_run_uses_them() -> None:
+    stage = pickle.loads(pickle.dumps(CompleteStage(model="fake:x", max_tokens=16)))
+
+    async def go() -> dict:
+        models = Models.open({"model": "fake:x"}, RunOptions(no_cache=True),
+                             backends={"model": FakeBackend(["hello"])})
+        try:
+            await stage.setup(models)
+            return await stage.run({"prompt": "hi"})
+        finally:
+            await models.aclose()
+
+    assert asyncio.run(go()) == {"response": "hello", "truncated": False}
