@@ -21,8 +21,8 @@ from typing import Any
 
 from synthcodec.cache import RequestCache, default_cache_path
 from synthcodec.cost import EXIT_BUDGET, Spend
-from synthcodec.errors import UserError
 from synthcodec.engine import Item, LocalExecutor, Record, RunResult, StageLike
+from synthcodec.errors import UserError
 from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.llm import check_spec, load_backend, redact_spec
 from synthcodec.llm.client import LLMClient, RetryPolicy, Stats, default_in_flight

@@ -32,9 +32,9 @@ from synthcodec.cost import EXIT_BUDGET
 from synthcodec.errors import UserError
 from synthcodec.io import scan_input
 from synthcodec.judge import JudgeSettings
-from synthcodec.store import check_writable_dir
 from synthcodec.llm import redact_spec
 from synthcodec.runner import Models, RunOptions, check_models, run_async
+from synthcodec.store import check_writable_dir
 
 T = TypeVar("T")
 MODELS_KEY = "_models"
@@ -206,18 +206,23 @@ def export_pairs(ws: Workspace, fmt: str) -> str:
     return f"wrote {target} ({n} pairs, {fmt})"
 
 
-def run_round_command(stage: Callable[..., Awaitable[StageResult]], *, run_dir: str,
-                      strong: str | None, target: str | None, cfg: CodecConfig,
-                      options: RunOptions, round_: int | None,
-                      prompts_dir: str | None = None, needs_target: bool = True) -> None:
-    """The body of `respond`, `contrast` and `improve`: one round of the loop by hand."""
+StageCall = Callable[[Workspace, Models, Ctx], Awaitable[StageResult]]
+
+
+def run_stage_command(stage: StageCall, *, run_dir: str, roles: Mapping[str, str | None],
+                      cfg: CodecConfig, options: RunOptions,
+                      prompts_dir: str | None = None) -> None:
+    """The body of every single-stage CodecLM command (encode, decode, rubrics, and the
+    rounds by hand): check, open RUN, resolve the models, run the stage, print, exit."""
     prompts = Prompts.load(prompts_dir)
+    check_models({role: spec for role, spec in roles.items() if spec}, None, options)
+    options.check_cache()  # both before the run directory is touched
     with Workspace(run_dir, overwrite=options.overwrite) as ws:
-        specs = (resolve_models(ws, strong=strong, target=target) if needs_target
-                 else resolve_models(ws, strong=strong))
-        warn_same_model(specs)
+        specs = resolve_models(ws, **roles)
+        if "target" in specs:
+            warn_same_model(specs)
         result = run_with_models(specs, options, lambda models: stage(
-            ws, models, make_ctx(models, cfg, prompts), options, round_), ws=ws)
+            ws, models, make_ctx(models, cfg, prompts)), ws=ws)
         lines = [result.line(), *result.notes, *cost_lines(ws)]
         if PAIRS in result.outputs:
             summary = build_summary(ws, strong=specs["strong"], target=specs["target"],
@@ -226,3 +231,14 @@ def run_round_command(stage: Callable[..., Awaitable[StageResult]], *, run_dir: 
     print_lines(lines)
     if result.interrupted:
         raise SystemExit(exit_code(ws, True))
+
+
+def run_round_command(stage: Callable[..., Awaitable[StageResult]], *, run_dir: str,
+                      strong: str | None, target: str | None, cfg: CodecConfig,
+                      options: RunOptions, round_: int | None,
+                      prompts_dir: str | None = None, needs_target: bool = True) -> None:
+    """The body of `respond`, `contrast` and `improve`: one round of the loop by hand."""
+    roles = {"strong": strong, **({"target": target} if needs_target else {})}
+    run_stage_command(lambda ws, models, ctx: stage(ws, models, ctx, options, round_),
+                      run_dir=run_dir, roles=roles, cfg=cfg, options=options,
+                      prompts_dir=prompts_dir)

@@ -14,8 +14,8 @@ from typing import Any
 
 from synthcodec.codeclm import steps
 from synthcodec.codeclm.config import CodecConfig
-from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.pool import build_pool, check_pool_row
+from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.rouge import NearDuplicateFilter
 from synthcodec.codeclm.steps import Ctx, base_candidate
 from synthcodec.codeclm.workspace import Workspace

@@ -7,19 +7,10 @@ from typing import Any
 import click
 
 from synthcodec.codeclm.cli_options import codec_options, config_from, prompts_option
-from synthcodec.codeclm.pipeline import (
-    cost_lines,
-    exit_code,
-    make_ctx,
-    print_lines,
-    resolve_models,
-    run_with_models,
-)
-from synthcodec.codeclm.prompts import Prompts
+from synthcodec.codeclm.pipeline import run_stage_command
 from synthcodec.codeclm.stages import SEED_FIELDS, encode_stage
-from synthcodec.codeclm.workspace import Workspace
 from synthcodec.io import parse_field_map, scan_input
-from synthcodec.llm import MODEL_SPEC_HELP, check_spec
+from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.options import options_from, run_options
 
 
@@ -40,16 +31,9 @@ def command(seeds: str, strong: str, run_dir: str, fields: tuple[str, ...],
     SEEDS rows need an `instruction` (and may have an `id`). Writes RUN/encoded.jsonl.
     """
     options, cfg = options_from(kwargs), config_from(kwargs)
-    prompts = Prompts.load(prompts_dir)
-    scan_input(seeds, SEED_FIELDS, parse_field_map(fields))  # before the run dir is touched
-    if strong:
-        check_spec(strong)
-    options.check_cache()
-    with Workspace(run_dir, overwrite=options.overwrite) as ws:
-        specs = resolve_models(ws, strong=strong)
-        result = run_with_models(specs, options, lambda models: encode_stage(
-            ws, models, make_ctx(models, cfg, prompts), seeds, parse_field_map(fields), options),
-            ws=ws)
-    print_lines([result.line(), *result.notes, *cost_lines(ws)])
-    if result.interrupted:
-        raise SystemExit(exit_code(ws, True))
+    mapping = parse_field_map(fields)
+    scan_input(seeds, SEED_FIELDS, mapping)  # before the run dir is touched
+    run_stage_command(lambda ws, models, ctx: encode_stage(ws, models, ctx, seeds, mapping,
+                                                           options),
+                      run_dir=run_dir, roles={"strong": strong}, cfg=cfg, options=options,
+                      prompts_dir=prompts_dir)

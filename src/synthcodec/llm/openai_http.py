@@ -19,8 +19,8 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 
 from synthcodec.llm.base import Completion, PermanentError, Request, TransientError
-from synthcodec.llm.spec import SECRET_QUERY_KEYS, HTTPEndpoint, parse_http
 from synthcodec.llm.ratelimit import limit_kind, parse_ratelimit_headers
+from synthcodec.llm.spec import SECRET_QUERY_KEYS, HTTPEndpoint, parse_http
 
 RETRYABLE_STATUS = {408, 409, 429}
 

@@ -20,8 +20,8 @@ from synthcodec.errors import InputError, UserError
 from synthcodec.export import export, require_extra, write_jsonl
 from synthcodec.histogram import plot_histogram, score_bins
 from synthcodec.io import Row, iter_rows
-from synthcodec.stages.rate import DEFAULT_FIELDS, SCORE, field_mapping
 from synthcodec.rundir_reader import review_adjust
+from synthcodec.stages.rate import DEFAULT_FIELDS, SCORE, field_mapping
 from synthcodec.store import write_json
 
 DEFAULT_MIN_SCORE = 4.5
