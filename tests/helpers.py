@@ -36,3 +36,14 @@ def synthcodec(*args: str, timeout: float = 120, **kw: Any) -> subprocess.Comple
 def popen_synthcodec(*args: str, **kw: Any) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "synthcodec", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=cli_env(), **kw)
+
+
+def cli(*args: str) -> int:
+    """Run the CLI in-process, as `synthcodec ARGS` would; its exit code."""
+    from synthcodec.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

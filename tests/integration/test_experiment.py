@@ -29,7 +29,6 @@ pytest.importorskip("accelerate")
 from synthcodec.experiment import Experiment, run_experiment  # noqa: E402
 from synthcodec.llm.base import Request  # noqa: E402
 from synthcodec.llm.fake import FakeBackend  # noqa: E402
-
 from tests.helpers import write_jsonl  # noqa: E402
 
 pytestmark = pytest.mark.integration

@@ -8,19 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from synthcodec.cli import main
+from tests.helpers import cli
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-def run_cli(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def read(path: Path) -> list[dict]:
@@ -36,7 +29,7 @@ def test_generate_on_the_embedded_model(require_embedded: None, tmp_path: Path,
             "--judge-reasks", "0", "--parse-tries", "2",
             "--format", "alpaca", "-q", "-o", str(run)]
     started = time.monotonic()
-    code = run_cli(argv)
+    code = cli(*argv)
     err = capsys.readouterr().err
     print(f"generate on the embedded model: {time.monotonic() - started:.1f}s")
     assert code == 0, err
@@ -73,7 +66,7 @@ def test_generate_on_the_embedded_model(require_embedded: None, tmp_path: Path,
     # order failed (so it never reached the cache) can be sent again.
     sent = summary["llm"]["requests"]
     failed = sum(1 for r in rejected if r["decision"] == "failed")
-    assert run_cli(argv) == 0
+    assert cli(*argv) == 0
     again = json.loads((run / "summary.json").read_text())
     assert again["kept"] == len(pairs)
     assert sent <= again["llm"]["requests"] <= sent + failed

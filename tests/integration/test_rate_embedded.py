@@ -11,19 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from synthcodec.cli import main
+from tests.helpers import cli
 
 pytestmark = pytest.mark.integration
 
 N_ROWS = 12
 
-
-def run_cli(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_rate_select_export_on_real_alpaca(shared_data: Path, require_embedded: None,
@@ -34,7 +27,7 @@ def test_rate_select_export_on_real_alpaca(shared_data: Path, require_embedded: 
     run = tmp_path / "run"
     argv = ["rate", str(data), "--judge", "local", "--limit", str(N_ROWS), "--max-tokens", "48",
             "-q", "-o", str(run)]
-    assert run_cli(argv) == 0, capsys.readouterr().err
+    assert cli(*argv) == 0, capsys.readouterr().err
 
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete"
@@ -50,16 +43,16 @@ def test_rate_select_export_on_real_alpaca(shared_data: Path, require_embedded: 
 
     # Running the same command again finds everything done and sends nothing.
     capsys.readouterr()
-    assert run_cli(argv) == 0
+    assert cli(*argv) == 0
     assert "requests sent 0" in capsys.readouterr().err
 
     out = tmp_path / "top.json"
-    assert run_cli(["select", str(run), "--top", "5", "--format", "alpaca", "-o", str(out)]) == 0
+    assert cli("select", str(run), "--top", "5", "--format", "alpaca", "-o", str(out)) == 0
     kept = json.loads(out.read_text())
     assert len(kept) == min(5, len(rated))
     assert all(set(k) == {"instruction", "input", "output"} for k in kept)
     assert (run / "scores.png").read_bytes()[:4] == b"\x89PNG"
 
-    assert run_cli(["select", str(run), "--min-score", "4.5", "-o", str(tmp_path / "kept.jsonl")]) == 0
+    assert cli("select", str(run), "--min-score", "4.5", "-o", str(tmp_path / "kept.jsonl")) == 0
     summary = json.loads((tmp_path / "kept.summary.json").read_text())
     assert summary["rated"] == len(rated) and summary["kept"] + summary["rejected"] == len(rated)

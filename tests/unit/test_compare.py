@@ -10,14 +10,13 @@ from typing import Any
 import pytest
 
 import synthcodec.runner as runner
-from synthcodec.cli import main
 from synthcodec.engine import reason_of
 from synthcodec.errors import UserError
 from synthcodec.judge import pair_schema
 from synthcodec.llm import FakeBackend, Request
 from synthcodec.report import summarize
 from synthcodec.stages.compare import PairSpec, pair_answers
-from tests.helpers import read_jsonl
+from tests.helpers import cli, read_jsonl
 
 RESULTS = ("win", "tie", "lose")
 # A's outcome for every (order-1 result, order-2 result), straight from methods.md §3.
@@ -43,14 +42,6 @@ def fenced(request: Request, label: str) -> str:
     assert m, label
     return m.group(2)
 
-
-def cli(*args: str) -> int:
-    """Run the CLI in-process; the exit code (0 when it returns normally)."""
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture

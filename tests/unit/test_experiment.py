@@ -14,10 +14,9 @@ from click.testing import CliRunner
 
 from synthcodec.errors import UserError
 from synthcodec.experiment import Experiment, run_experiment
-from synthcodec.llm.fake import FakeBackend
 from synthcodec.llm.base import Request
+from synthcodec.llm.fake import FakeBackend
 from synthcodec.train.sft import TrainResult
-
 from tests.helpers import write_jsonl
 
 GOOD = [{"instruction": f"Good task {i}", "input": "", "output": f"A fine answer {i}."}

@@ -16,8 +16,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from synthcodec.cli import main  # noqa: E402
 from synthcodec.errors import MissingExtraError, UserError  # noqa: E402
 from synthcodec.lmeval import (  # noqa: E402
-    BenchmarkSettings, ModelTarget, localize_config, parse_tasks, render_summary,
-    require_extra, resolve_model, summary_rows, write_outputs,
+    BenchmarkSettings,
+    ModelTarget,
+    localize_config,
+    parse_tasks,
+    render_summary,
+    require_extra,
+    resolve_model,
+    summary_rows,
+    write_outputs,
 )
 from tests.lmeval_tasks import write_tasks  # noqa: E402
 

@@ -27,17 +27,8 @@ from synthcodec.engine import reason_of
 from synthcodec.llm import check_spec, redact_spec
 from synthcodec.llm.openai_http import OpenAIHTTPBackend
 from synthcodec.llm.spec import parse_http
-from tests.helpers import read_jsonl, synthcodec, write_jsonl
+from tests.helpers import cli, read_jsonl, synthcodec, write_jsonl
 from tests.mock_server import serve_in_subprocess
-
-
-def cli(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
 
 # ------------------------------------------------------------------------------ the corpus
 

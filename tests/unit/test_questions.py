@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from synthcodec.questions import Question, detect_bench, read_questions, resolve_format
 from synthcodec.errors import InputError, UserError
+from synthcodec.questions import Question, detect_bench, read_questions, resolve_format
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 
 from synthcodec.engine import reason_of
-from synthcodec.cli import main
+from synthcodec.errors import UserError
+from synthcodec.fence import FENCE_NOTICE
+from synthcodec.llm import Completion, FakeBackend, Request
+from synthcodec.llm.client import LLMClient, RecordFailed
+from synthcodec.prompts import ChatTemplate
+from synthcodec.runner import RunOptions
 from synthcodec.stages.rate import (
     JSON_ANSWER,
     TEXT_ANSWER,
@@ -22,12 +27,7 @@ from synthcodec.stages.rate import (
     rating_template,
     render_prompt,
 )
-from synthcodec.errors import UserError
-from synthcodec.fence import FENCE_NOTICE
-from synthcodec.llm import Completion, FakeBackend, Request
-from synthcodec.llm.client import LLMClient, RecordFailed
-from synthcodec.prompts import ChatTemplate
-from synthcodec.runner import RunOptions
+from tests.helpers import cli
 
 MARKER = re.compile(r"<<<(BEGIN|END) (DATA-[0-9a-f]{16}) (\w+)>>>")
 
@@ -303,18 +303,11 @@ def test_resume_after_interruption_rates_only_the_rest(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- CLI
 
 
-def run_cli(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
 
 def test_cli_rates_with_json_on_a_fake_judge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_json(tmp_path / "d.json", alpaca_rows(3))
-    assert run_cli(["rate", str(data), "--judge", "fake:echo", "--json", "-q",
-                    "-o", str(tmp_path / "run")]) == 0
+    assert cli("rate", str(data), "--judge", "fake:echo", "--json", "-q",
+                    "-o", str(tmp_path / "run")) == 0
     err = capsys.readouterr().err
     assert "records in 3 | out 3" in err and "next: synthcodec select" in err
     assert [r["score"] for r in read_jsonl(tmp_path / "run" / "output.jsonl")] == [0, 0, 0]
@@ -329,14 +322,14 @@ def test_cli_rates_with_json_on_a_fake_judge(tmp_path: Path, capsys: pytest.Capt
 def test_cli_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
                            message: str) -> None:
     data = write_json(tmp_path / "d.json", alpaca_rows(2))
-    code = run_cli(["rate", str(data), "--judge", "fake:echo", "-q", "-o", str(tmp_path / "run"),
-                    *extra])
+    code = cli("rate", str(data), "--judge", "fake:echo", "-q", "-o", str(tmp_path / "run"),
+                    *extra)
     assert code == 2
     assert message in capsys.readouterr().err
 
 
 def test_cli_missing_output_column_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_json(tmp_path / "d.json", [{"instruction": "x", "output": "y"}, {"instruction": "z"}])
-    assert run_cli(["rate", str(data), "--judge", "fake:echo", "-q", "-o", str(tmp_path / "r")]) == 2
+    assert cli("rate", str(data), "--judge", "fake:echo", "-q", "-o", str(tmp_path / "r")) == 2
     assert "d.json:2: field 'output': missing" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # bad input stops the run before anything is written

@@ -9,19 +9,11 @@ from typing import Any
 
 import pytest
 
-from synthcodec.cli import main
-from synthcodec.stages.rate import rate_file
-from synthcodec.stages.select import choose, sibling
 from synthcodec.llm import FakeBackend, Request
 from synthcodec.runner import RunOptions
-
-
-def run_cli(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+from synthcodec.stages.rate import rate_file
+from synthcodec.stages.select import choose, sibling
+from tests.helpers import cli
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -94,8 +86,8 @@ def rated_run(tmp_path: Path) -> Path:
 def test_rate_select_export_alpaca(rated_run: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "kept.json"
-    assert run_cli(["select", str(rated_run), "--min-score", "4.5", "--format", "alpaca",
-                    "-o", str(out)]) == 0
+    assert cli("select", str(rated_run), "--min-score", "4.5", "--format", "alpaca",
+                    "-o", str(out)) == 0
     kept = json.loads(out.read_text())
     assert [k["instruction"] for k in kept] == ["Task 0", "Task 1", "Task 5", "Task 6"]
     assert kept[1] == {"instruction": "Task 1", "input": "", "output": "ans 1"}
@@ -114,7 +106,7 @@ def test_rate_select_export_alpaca(rated_run: Path, tmp_path: Path,
 
 
 def test_default_rule_is_min_score_4_5(rated_run: Path, tmp_path: Path) -> None:
-    assert run_cli(["select", str(rated_run), "-o", str(tmp_path / "k.jsonl")]) == 0
+    assert cli("select", str(rated_run), "-o", str(tmp_path / "k.jsonl")) == 0
     rows = read_jsonl(tmp_path / "k.jsonl")
     assert [r["score"] for r in rows] == [5, 4.5, 5, 4.5]
     assert json.loads((tmp_path / "k.summary.json").read_text())["rule"]["min_score"] == 4.5
@@ -122,7 +114,7 @@ def test_default_rule_is_min_score_4_5(rated_run: Path, tmp_path: Path) -> None:
 
 def test_top_and_openai_format(rated_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "top.jsonl"
-    assert run_cli(["select", str(rated_run), "--top", "3", "--format", "openai", "-o", str(out)]) == 0
+    assert cli("select", str(rated_run), "--top", "3", "--format", "openai", "-o", str(out)) == 0
     rows = read_jsonl(out)
     # Scores 5 (tasks 0, 5) then 4.5 (task 1 before task 6); written in input order.
     assert [r["messages"][0]["content"] for r in rows] == ["Task 0\n\nctx 0", "Task 1", "Task 5"]
@@ -134,8 +126,8 @@ def test_random_and_sharegpt_from_a_plain_file(rated_run: Path, tmp_path: Path) 
     picks = []
     for seed in ("1", "1", "2"):
         out = tmp_path / f"r{seed}.json"
-        assert run_cli(["select", str(rated), "--random", "4", "--seed", seed, "--format",
-                        "sharegpt", "-o", str(out)]) == 0
+        assert cli("select", str(rated), "--random", "4", "--seed", seed, "--format",
+                        "sharegpt", "-o", str(out)) == 0
         picks.append(json.loads(out.read_text()))
     assert len(picks[0]) == 4 and picks[0] == picks[1] and picks[0] != picks[2]
     assert picks[0][0]["conversations"][0]["from"] == "human"
@@ -146,8 +138,8 @@ def test_file_with_other_column_names(tmp_path: Path) -> None:
     data = tmp_path / "mine.csv"
     data.write_text("q,a,rating\nhello,hi,5\nbye,ciao,2\n")
     out = tmp_path / "k.json"
-    assert run_cli(["select", str(data), "--field", "instruction=q", "--field", "response=a",
-                    "--score-field", "rating", "--format", "alpaca", "-o", str(out)]) == 0
+    assert cli("select", str(data), "--field", "instruction=q", "--field", "response=a",
+                    "--score-field", "rating", "--format", "alpaca", "-o", str(out)) == 0
     assert json.loads(out.read_text()) == [{"instruction": "hello", "input": "", "output": "hi"}]
 
 
@@ -165,7 +157,7 @@ def test_file_with_other_column_names(tmp_path: Path) -> None:
 def test_usage_errors_exit_2(rated_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                              args: list[str], message: str) -> None:
     out = tmp_path / "k.jsonl"
-    assert run_cli(["select", str(rated_run), "-o", str(out), *args]) == 2
+    assert cli("select", str(rated_run), "-o", str(out), *args) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -173,7 +165,7 @@ def test_usage_errors_exit_2(rated_run: Path, tmp_path: Path, capsys: pytest.Cap
 def test_unrated_file_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text('{"instruction": "a", "output": "b", "score": 4}\n{"instruction": "c", "output": "d"}\n')
-    assert run_cli(["select", str(data), "-o", str(tmp_path / "k.jsonl")]) == 2
+    assert cli("select", str(data), "-o", str(tmp_path / "k.jsonl")) == 2
     assert "d.jsonl:2: field 'score': missing" in capsys.readouterr().err
 
 
@@ -181,7 +173,7 @@ def test_unfinished_run_is_refused(rated_run: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     manifest = json.loads((rated_run / "manifest.json").read_text())
     (rated_run / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
-    assert run_cli(["select", str(rated_run), "-o", str(tmp_path / "k.jsonl")]) == 2
+    assert cli("select", str(rated_run), "-o", str(tmp_path / "k.jsonl")) == 2
     assert "is not finished" in capsys.readouterr().err
 
 
@@ -191,6 +183,6 @@ def test_hf_without_datasets_says_which_extra(rated_run: Path, tmp_path: Path,
     import sys
 
     monkeypatch.setitem(sys.modules, "datasets", None)  # import fails as if not installed
-    assert run_cli(["select", str(rated_run), "--format", "hf", "-o", str(tmp_path / "ds")]) == 2
+    assert cli("select", str(rated_run), "--format", "hf", "-o", str(tmp_path / "ds")) == 2
     assert "pip install 'synthcodec[hf]'" in capsys.readouterr().err
     assert not (tmp_path / "ds").exists() and not (tmp_path / "ds.rejected.jsonl").exists()
