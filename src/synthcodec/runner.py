@@ -142,8 +142,9 @@ class Models:
             )
         return cls(clients, stats, cache, spend, dict(specs))
 
-    def concurrency(self, requested: int | None) -> int:
-        """Records in flight: enough to fill every endpoint (--concurrency is per endpoint)."""
+    def concurrency(self) -> int:
+        """Records in flight: enough to fill every endpoint (--concurrency, already applied to
+        each client's limit, is per endpoint)."""
         return max(c.max_in_flight for c in self.clients.values())
 
     async def aclose(self) -> None:
@@ -259,7 +260,7 @@ async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, m
     progress = Progress(label or stage.name, counts, models.stats, enabled=options.progress,
                         interval=options.progress_interval, spend=models.spend)
     executor = executor or LocalExecutor(
-        concurrency=concurrency or models.concurrency(options.concurrency))
+        concurrency=concurrency or models.concurrency())
     models.spend.on_stop[:] = [executor.stop, lambda: progress.note(
         f"{models.spend.stopped}: letting in-flight records finish, starting no new ones")]
     setup = getattr(stage, "setup", None)

@@ -121,7 +121,7 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
         near = NearDuplicateFilter(threshold)
         for out in _flat(journal.rows(OK)):
             near.add(out["instruction"])
-        executor = LocalExecutor(concurrency=models.concurrency(options.concurrency))
+        executor = LocalExecutor(concurrency=models.concurrency())
         stopper = _StopAt(n, near, executor)
 
         async def step(record: Record, stopper: _StopAt = stopper) -> Record:

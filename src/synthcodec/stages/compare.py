@@ -278,8 +278,7 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
         try:
             # Each pair sends two requests at once: half as many pairs as requests in flight.
             return await run_stage(stage, items, journal, models, options, label="judge",
-                                   concurrency=max(1, models.concurrency(options.concurrency)
-                                                   // 2))
+                                   concurrency=max(1, models.concurrency() // 2))
         finally:
             await models.aclose()
 
