@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from synthcodec.errors import Drain
 from synthcodec.llm.base import Completion, Request
 from synthcodec.prices import Price
 
@@ -21,7 +22,7 @@ EXIT_BUDGET = 4
 
 # --------------------------------------------------------------------------- spending
 
-class BudgetReached(Exception):
+class BudgetReached(Drain):
     """Raised instead of sending a request that could cross the budget.
 
     The engine leaves the record unfinished (to do on the next run) and stops taking new

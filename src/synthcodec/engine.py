@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from synthcodec.cost import BudgetReached
+from synthcodec.errors import Drain
 from synthcodec.io import META
 from synthcodec.llm.client import RecordFailed, Stats
 from synthcodec.progress import Counts, Progress
@@ -144,8 +144,8 @@ class LocalExecutor:
                 journal.record(item.id, item.idx, REJECTED,
                                dropped_row(item, REJECTED, exc.reason, exc.data))
                 counts.rejected += 1
-            except BudgetReached:
-                # Not sent: the record stays to do (the next run does it); take no new ones.
+            except Drain:
+                # Not done (e.g. a budget cap): the record stays to do; take no new ones.
                 self.stop()
                 return
             except RecordFailed as exc:

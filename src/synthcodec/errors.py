@@ -9,6 +9,12 @@ class UserError(Exception):
     exit_code = 2
 
 
+class Drain(Exception):
+    """Raised by a step instead of doing its record: the record stays to do (the next run
+    does it) and the executor takes no new records; those in flight finish (a budget cap
+    is one, see synthcodec.cost.BudgetReached)."""
+
+
 class InputError(UserError):
     """Bad input data, located by file, line and field."""
 
