@@ -35,10 +35,15 @@ LOCK_FILE = ".lock"
 PUBLISHED = ("output.jsonl", "output.parquet", "rejected.jsonl", "failed.jsonl", "manifest.json")
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once: os.umask can only be read by setting it, which must not race file creation
+# on other threads mid-run.
+_UMASK = _read_umask()
 
 
 def canonical_json(value: Any) -> str:
@@ -68,7 +73,7 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         # mkstemp makes the file 0600; published files get the user's usual permissions.
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
             yield fh
             fh.flush()
@@ -223,17 +228,19 @@ class RunDir:
         write_json(config_path, config)
         return self
 
+    def _stage_tables(self) -> list[str]:
+        assert self._db is not None
+        return [name for (name,) in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'stage_%'")]
+
     def _has_work(self) -> bool:
         assert self._db is not None
-        tables = [name for (name,) in self._db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'stage_%'")]
-        return any(self._db.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in tables)
+        return any(self._db.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()
+                   for t in self._stage_tables())
 
     def _reset(self) -> None:
         assert self._db is not None
-        tables = [name for (name,) in self._db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'stage_%'")]
-        for table in tables:
+        for table in self._stage_tables():
             self._db.execute(f"DROP TABLE {table}")
         for name in PUBLISHED:
             (self.path / name).unlink(missing_ok=True)
