@@ -30,13 +30,15 @@ from typing import Any, ParamSpec, TypeVar
 from synthcodec.errors import UserError
 from synthcodec.io import iter_rows, json_safe
 from synthcodec.runner import RunOptions, Summary
-from synthcodec.store import canonical_json, hash_value
+from synthcodec.store import atomic_writer, hash_value
 
 Data = str | Path | Iterable[Mapping[str, Any]]
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _RUN_OPTIONS = {f for f in RunOptions.__dataclass_fields__}
+# Rows given as a list of dicts or a Dataset are written here, named by their content.
+ROWS_FOLDER = Path(tempfile.gettempdir()) / "synthcodec-inputs"
 
 
 @dataclass
@@ -109,24 +111,30 @@ def _input_path(data: Data) -> Path:
         lines.append(json.dumps(json_safe(dict(row)), ensure_ascii=False))
     body = "\n".join(lines) + "\n"
     digest = hash_value(body)[:16]
-    folder = Path(tempfile.gettempdir()) / "synthcodec-inputs"
+    folder = ROWS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"rows-{digest}.jsonl"
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(body, encoding="utf-8")
-        tmp.replace(path)
+        with atomic_writer(path) as fh:
+            fh.write(body)
     return path
 
 
 def _run_dir(run_dir: str | Path | None, command: str, path: Path, settings: Mapping[str, Any]
              ) -> Path:
+    """The run directory: given, or one under ./runs named by the input and the settings.
+
+    The input is named by its path, size and modification time, not by hashing its content
+    (the run hashes it once anyway): an edited file gets a new directory instead of a
+    "different configuration" refusal."""
     if run_dir is not None:
         return Path(run_dir)
-    from synthcodec.store import hash_file
-
-    key = hash_value({"input": hash_file(path) if path.exists() else str(path),
-                      "settings": json.loads(canonical_json(settings, ))})
+    if path.parent == ROWS_FOLDER:  # rows given in Python: the name is their content hash
+        name: Any = path.name
+    else:
+        stat = path.stat() if path.exists() else None
+        name = [str(path.resolve()), stat and stat.st_size, stat and stat.st_mtime_ns]
+    key = hash_value({"input": name, "settings": settings})
     return Path("runs") / f"{command}-{key[:12]}"
 
 
