@@ -144,12 +144,9 @@ def parse_http(spec: str) -> HTTPEndpoint:
     netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
     if ":" in parts.hostname:  # IPv6
         netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
-    query = parse_qsl(parts.query, keep_blank_values=True)
     clean = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), parts.query, ""))
-    shown_query = urlencode([(k, "***" if k.lower() in SECRET_QUERY_KEYS else v)
-                             for k, v in query], safe="*")
     shown = urlunsplit((parts.scheme, ("***@" if basic else "") + netloc,
-                        parts.path.rstrip("/"), shown_query, ""))
+                        parts.path.rstrip("/"), _shown_query(parts.query), ""))
     if parts.hostname == OPENAI_HOST and not match:
         key_env = ("SYNTHCODEC_API_KEY", "OPENAI_API_KEY")
     return HTTPEndpoint(name.strip(), clean, shown, key_env, basic)
@@ -172,11 +169,16 @@ def _redact_url(url: str) -> str:
         parts = urlsplit(url)
         netloc = parts.netloc.rsplit("@", 1)
         host = ("***@" + netloc[1]) if len(netloc) == 2 else netloc[0]
-        query = urlencode([(k, "***" if k.lower() in SECRET_QUERY_KEYS else v)
-                           for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
-        return urlunsplit((parts.scheme, host, parts.path, query, "")) + suffix
+        return urlunsplit((parts.scheme, host, parts.path, _shown_query(parts.query),
+                           "")) + suffix
     except ValueError:
         return "<unparseable URL>"
+
+
+def _shown_query(query: str) -> str:
+    """A URL's query with the values of secret-looking keys (api_key=, token=) as ***."""
+    return urlencode([(k, "***" if k.lower() in SECRET_QUERY_KEYS else v)
+                      for k, v in parse_qsl(query, keep_blank_values=True)], safe="*")
 
 
 def check_spec(spec: str) -> None:
