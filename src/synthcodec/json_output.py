@@ -58,20 +58,18 @@ def load_schema(path: str | Path) -> dict[str, Any]:
 class JsonReply:
     """Parses and validates one reply: `parse` for `LLMClient.ask`, and its `correction`."""
 
-    def __init__(self, schema: dict[str, Any], max_tokens: int, *, repeats: bool = True) -> None:
+    def __init__(self, schema: dict[str, Any], max_tokens: int) -> None:
         from jsonschema.validators import validator_for
 
         self.schema = schema
         self.max_tokens = max_tokens
-        self.repeats = repeats  # a cut-off reply comes back cut off (greedy, or cached)
         self._validator = validator_for(schema)(schema)
 
     def parse(self, completion: Completion) -> Any:
         if completion.finish_reason == "length":
             raise RecordFailed(
                 f"output truncated at max_tokens={self.max_tokens} (finish_reason=length) before "
-                f"the JSON was complete: {_clip(completion.text.strip(), 80)!r}",
-                repeats=self.repeats)
+                f"the JSON was complete: {_clip(completion.text.strip(), 80)!r}")
         text = strip_code_fence(completion.text)
         try:
             value = json.loads(text)

@@ -393,7 +393,9 @@ class LLMClient:
     ) -> Asked[V]:
         """Ask until `parse` accepts the reply: the one re-ask loop every parsed stage uses.
 
-        `parse` raises ValueError (e.g. ParseError) with the reason. At temperature 0 the same
+        `parse` raises ValueError (e.g. ParseError) with the reason, or RecordFailed when the
+        reply cannot be mended by asking again (it is marked `repeats` when the same request
+        would give it again). At temperature 0 the same
         request gives the same reply (and the cache returns it), so a re-ask changes the
         conversation: it shows the reply and `correction(reason)`. Truncated replies reach
         `parse`, which decides whether what arrived is enough. After `reasks` re-asks the
@@ -405,6 +407,9 @@ class LLMClient:
             text = completion.text
             try:
                 return Asked(parse(completion), completion, attempt)
+            except RecordFailed as exc:
+                exc.repeats = exc.repeats or self._repeats(request)
+                raise
             except ValueError as exc:
                 problem = _clip(getattr(exc, "reason", None) or str(exc))
             request = replace(request, messages=request.messages + (

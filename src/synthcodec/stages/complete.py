@@ -26,7 +26,6 @@ class CompleteStage(ModelStage):
     output_field: str = "response"
     json_schema: dict[str, Any] | None = None
     json_reasks: int = 2
-    repeats: bool = True  # a reply that never validates would come back the same
     name: str = "complete"
 
     def __post_init__(self) -> None:
@@ -46,7 +45,7 @@ class CompleteStage(ModelStage):
         if self.json_schema is not None:
             from synthcodec.json_output import JsonReply
 
-            self._reply = JsonReply(self.json_schema, self.max_tokens, repeats=self.repeats)
+            self._reply = JsonReply(self.json_schema, self.max_tokens)
 
     async def run(self, record: Record) -> Record:
         request = Request.chat(record["prompt"], system=self.system,
@@ -82,8 +81,7 @@ def complete_file(input_path: str | Path, run_dir: str | Path, *, model: str,
     stage = CompleteStage(model=model, system=system, temperature=temperature,
                           max_tokens=max_tokens, allow_truncated=allow_truncated,
                           output_field=output_field, json_schema=json_schema,
-                          json_reasks=json_reasks,
-                          repeats=temperature == 0 or not options.no_cache)
+                          json_reasks=json_reasks)
     return run_file_stage(
         input_path=input_path, run_dir=run_dir, stage=stage,
         fields=[FieldSpec("prompt")], mapping=dict(mapping or {}), options=options,
