@@ -253,7 +253,7 @@ def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, option
     `backends={"judge": backend}` replaces the model named by `judge`, e.g. a FakeBackend.
     """
     mapping = dict(DEFAULT_FIELDS if mapping is None else mapping)
-    stage = RateStage(judge=judge, template=template or rating_template(None),
+    stage = RateStage(judge=judge, template=template,
                       dimension=dimension, as_json=as_json, reasks=reasks,
                       max_tokens=max_tokens)
     return run_file_stage(
