@@ -7,12 +7,13 @@ from typing import Any
 
 import click
 
-from synthcodec.runner import RunOptions
+from synthcodec.runner import EXECUTORS, RunOptions
 
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add --concurrency, --cache, --no-cache, --rpm, --tpm, --timeout, --overwrite, --limit,
-    --quiet, --parquet, --budget, --max-tokens-total, --prices, --price."""
+    --quiet, --parquet, --budget, --max-tokens-total, --prices, --price, --executor,
+    --ray-address."""
     decorators = [
         click.option("--concurrency", "-j", type=click.IntRange(1, 4096), default=None,
                      help="Requests in flight per endpoint (default: 64 for HTTP models, 2 for the "
@@ -48,6 +49,13 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--price", "price", multiple=True, metavar="[ROLE|MODEL=]IN,OUT[,CACHED]",
                      help="USD per 1M input and output tokens (and cached input) for the "
                           "run's models, or one role's (judge=, strong=, target=, model=)."),
+        click.option("--executor", type=click.Choice(EXECUTORS), default="local",
+                     show_default=True,
+                     help="Where records run: this process, or shards of the input on a Ray "
+                          "cluster (needs synthcodec[ray]; docs/scale-out.md)."),
+        click.option("--ray-address", default=None, envvar="RAY_ADDRESS", metavar="ADDRESS",
+                     help="The Ray cluster to join (default $RAY_ADDRESS, else a local one is "
+                          "started)."),
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
@@ -56,6 +64,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def options_from(kwargs: dict[str, Any]) -> RunOptions:
     """Pop the shared options out of a command's kwargs."""
+    executor, ray_address = kwargs.pop("executor"), kwargs.pop("ray_address")
     options = RunOptions(
         concurrency=kwargs.pop("concurrency"),
         cache_path=kwargs.pop("cache_path"),
@@ -72,6 +81,9 @@ def options_from(kwargs: dict[str, Any]) -> RunOptions:
         max_tokens_total=kwargs.pop("max_tokens_total"),
         prices_file=kwargs.pop("prices_file"),
         price=tuple(kwargs.pop("price")),
+        executor=executor,
+        # $RAY_ADDRESS alone does not ask for Ray: it only says where, when Ray is used.
+        ray_address=ray_address if executor == "ray" else None,
     )
     options.price_book()  # a bad price file or --price stops here, before anything runs
     return options

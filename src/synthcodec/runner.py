@@ -32,6 +32,7 @@ from synthcodec.store import FAILED, OK, REJECTED, Journal, RunDir, canonical_js
 
 # Exit codes of every model-calling command (documented in the README).
 EXIT_OK, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -56,6 +57,18 @@ class RunOptions:
     max_tokens_total: int | None = None  # prompt + completion tokens, ditto
     prices_file: str | None = None  # else $SYNTHCODEC_PRICES
     price: tuple[str, ...] = ()  # --price [ROLE_OR_MODEL=]IN,OUT[,CACHED]
+    # Where stages run (not part of a run's configuration either: a run started on one
+    # executor resumes on the other). "ray": synthcodec.engine_ray, on `ray_address` or
+    # $RAY_ADDRESS, else on a local Ray cluster.
+    executor: str = "local"
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise UserError(f"unknown executor {self.executor!r}: use one of "
+                            f"{', '.join(EXECUTORS)}")
+        if self.ray_address and self.executor != "ray":
+            raise UserError("--ray-address goes with --executor ray")
 
     def price_book(self) -> PriceBook:
         return PriceBook.build(self.prices_file, self.price)
@@ -108,6 +121,7 @@ class Models:
     cache: RequestCache | None
     spend: Spend = field(default_factory=Spend)
     specs: dict[str, str] = field(default_factory=dict)  # role -> spec, as given
+    backends: dict[str, Any] = field(default_factory=dict)  # role -> backend given in Python
 
     def __getitem__(self, role: str) -> LLMClient:
         return self.clients[role]
@@ -140,7 +154,8 @@ class Models:
                 stats=stats,
                 meter=spend.meter(redact_spec(spec), book.price(role, spec), stats),
             )
-        return cls(clients, stats, cache, spend, dict(specs))
+        return cls(clients, stats, cache, spend, dict(specs),
+                   {r: b for r, b in (backends or {}).items() if r in specs})
 
     def concurrency(self) -> int:
         """Records in flight: enough to fill every endpoint (--concurrency, already applied to
@@ -245,13 +260,15 @@ class StageRun:
 
 async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, models: Models,
                     options: RunOptions, *, label: str | None = None, total: int | None = None,
-                    executor: LocalExecutor | None = None,
+                    executor: Any = None,
                     concurrency: int | None = None) -> StageRun:
     """Run `stage` over `items` into its journal: the one place every command runs a stage.
 
     Sets the stage up (`setup(models)`, when it has one), shows progress, lets a budget stop
-    drain it like a first Ctrl-C, and returns the usage it caused. The executor is local;
-    `concurrency` is records in flight (default: what the models can take).
+    drain it like a first Ctrl-C, and returns the usage it caused. The executor is
+    `options.executor` unless one is given: local, or Ray (synthcodec.engine_ray: shards of
+    `items` on a Ray cluster, the stage set up in each worker); `concurrency` is records in
+    flight (default: what the models can take), over the whole run either way.
     """
     if total is None and isinstance(items, Sized):
         total = len(items)
@@ -259,15 +276,19 @@ async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, m
     counts = Counts(total=total)
     progress = Progress(label or stage.name, counts, models.stats, enabled=options.progress,
                         interval=options.progress_interval, spend=models.spend)
+    if executor is None and options.executor == "ray":
+        from synthcodec.engine_ray import RayExecutor
+
+        executor = RayExecutor(models, options, concurrency=concurrency)
     executor = executor or LocalExecutor(
         concurrency=concurrency or models.concurrency())
     models.spend.on_stop[:] = [executor.stop, lambda: progress.note(
         f"{models.spend.stopped}: letting in-flight records finish, starting no new ones")]
     setup = getattr(stage, "setup", None)
-    if setup is not None:
+    if setup is not None and not getattr(executor, "remote", False):
         await setup(models)
     try:
-        result = await executor.run(stage, items, journal, progress=progress)
+        result = await executor.run(stage, items, journal, progress=progress, total=total)
     finally:
         progress.close()
     after = models.stats.as_dict()

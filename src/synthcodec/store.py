@@ -7,6 +7,8 @@ Layout of RUN/:
   <name>.jsonl       outputs, published atomically (temp file, fsync, rename)
   manifest.json      counts, hashes, token usage, versions
   .lock              held (flock) by the one process writing the run; others may read
+  shards/<table>/    only while `--executor ray` runs a stage: one journal per shard of it
+                     (synthcodec.executors.ray), merged into journal.sqlite by the driver
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -93,14 +96,32 @@ def write_json(path: str | os.PathLike[str], value: Any) -> None:
         fh.write("\n")
 
 
-class Journal:
-    """One stage's record of finished work, keyed by deterministic record id."""
+def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """A journal database: WAL, a commit per row, readable by other processes while live."""
+    # check_same_thread off: the run may go on a worker thread (inside a running event
+    # loop, see runner.run_async); one thread at a time uses it.
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=10000")  # a reader's checkpoint never fails a commit
+    return db
 
-    def __init__(self, db: sqlite3.Connection, stage: str) -> None:
+
+class Journal:
+    """One stage's record of finished work, keyed by deterministic record id.
+
+    `run_dir` is the run directory it belongs to (None for a shard's own journal): a
+    distributed executor keeps its per-shard journals under `shard_dir`.
+    """
+
+    def __init__(self, db: sqlite3.Connection, stage: str,
+                 run_dir: str | os.PathLike[str] | None = None) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", stage):
             raise ValueError(f"bad stage name {stage!r}")
         self.db = db
+        self.stage = stage
         self.table = f"stage_{stage}"
+        self.shard_dir = Path(run_dir) / "shards" / self.table if run_dir is not None else None
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {self.table} (id TEXT PRIMARY KEY, idx INTEGER NOT NULL,"
             " status TEXT NOT NULL, data TEXT NOT NULL)"
@@ -128,6 +149,26 @@ class Journal:
             (record_id, idx, status, json.dumps(data, ensure_ascii=False)),
         )
 
+    def raw_rows(self) -> Iterator[tuple[str, int, str, str]]:
+        """Every row as stored, (id, idx, status, data JSON), in input order."""
+        yield from self.db.execute(f"SELECT id, idx, status, data FROM {self.table} ORDER BY idx")
+
+    def merge(self, rows: Iterable[tuple[str, int, str, str]]) -> None:
+        """Add rows from another journal of this stage (`raw_rows`), in one transaction.
+        Idempotent (keyed by record id); a failed row never replaces a finished one."""
+        self.db.execute("BEGIN")
+        try:
+            for rid, idx, status, data in rows:
+                if status == FAILED and self.finished(rid):
+                    continue
+                self.db.execute(f"INSERT OR REPLACE INTO {self.table} (id, idx, status, data)"
+                                " VALUES (?, ?, ?, ?)", (rid, idx, status, data))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self._maybe_done = True
+
     def rows(self, status: str) -> Iterator[Any]:
         """Journal rows of one status in input order, streamed."""
         cursor = self.db.execute(
@@ -147,6 +188,8 @@ class Journal:
     def clear(self) -> None:
         self.db.execute(f"DELETE FROM {self.table}")
         self._maybe_done = False
+        if self.shard_dir is not None:  # shards of the old settings must not be merged later
+            shutil.rmtree(self.shard_dir, ignore_errors=True)
 
 
 def read_journal(run_dir: str | os.PathLike[str], stage: str, status: str | None = None
@@ -202,14 +245,7 @@ class RunDir:
             self._lock = None
             raise UserError(f"another synthcodec process is working in {self.path}; "
                             "wait for it or stop it first") from None
-        # check_same_thread off: the run may go on a worker thread (inside a running event
-        # loop, see runner.run_async); one thread at a time uses it.
-        db = sqlite3.connect(self.path / "journal.sqlite", isolation_level=None,
-                             check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=10000")  # a reader's checkpoint never fails a commit
-        self._db = db
+        self._db = connect(self.path / "journal.sqlite")
         config_path = self.path / "config.json"
         if config_path.exists():
             old = json.loads(config_path.read_text(encoding="utf-8"))
@@ -244,11 +280,12 @@ class RunDir:
             self._db.execute(f"DROP TABLE {table}")
         for name in PUBLISHED:
             (self.path / name).unlink(missing_ok=True)
+        shutil.rmtree(self.path / "shards", ignore_errors=True)
 
     def journal(self, stage: str) -> Journal:
         if self._db is None:
             raise RuntimeError("RunDir.open() first")
-        return Journal(self._db, stage)
+        return Journal(self._db, stage, self.path)
 
     def publish_jsonl(self, name: str, rows: Iterable[Any]) -> int:
         """Atomically write rows to RUN/name; returns how many."""

@@ -181,6 +181,12 @@ def _shown_query(query: str) -> str:
                       for k, v in parse_qsl(query, keep_blank_values=True)], safe="*")
 
 
+def runs_in_process(spec: str) -> bool:
+    """An embedded model (`local`, `gguf:`, `hf:`): it computes in this process, on its cores."""
+    spec = spec.strip()
+    return spec in ("local", "") or spec.startswith(("gguf:", "hf:")) or spec.endswith(".gguf")
+
+
 def check_spec(spec: str) -> None:
     """Raise UserError for a spec that cannot work, without loading anything."""
     spec = spec.strip()
