@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,20 @@ def require_embedded() -> None:
         if os.environ.get("CI"):
             pytest.fail(reason)  # in CI a missing install step must not pass as a skip
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def ray_env() -> Iterator[dict[str, str]]:
+    """One local Ray cluster (2 CPUs, 127.0.0.1) for the whole session, started on first use;
+    the environment variables that join it (tests/ray_cluster.py)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        reason = "the ray extra is not installed (scripts/test.sh installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)  # in CI a missing install step must not pass as a skip
+        pytest.skip(reason)
+    from tests.ray_cluster import ray_cluster
+
+    with ray_cluster() as env:
+        yield env

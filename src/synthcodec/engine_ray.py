@@ -195,12 +195,16 @@ def _read(path: Path) -> dict[str, Any]:
 
 def connect_ray(address: str | None) -> Any:
     """Join `address` (or $RAY_ADDRESS), else start a local cluster on 127.0.0.1."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]"):
+        # A cluster on this machine's loopback: without this Ray rewrites 127.0.0.1 to the
+        # machine's address, where such a cluster does not listen. Read when ray is imported.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:
         raise MissingExtraError("ray", "ray", "--executor ray") from None
     if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS") or None
         quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
         if address:
             try:

@@ -1,10 +1,13 @@
 """One command of the conformance suite, run in its own process so a test can kill it.
 
     python -m tests.conformance.harness KIND RUN_DIR CALL_LOG [--jobs J] [--theta T]
+        [--rows N] [--executor local|ray]
 
 KIND is complete, rate, compare or generate. The models are scripted (FakeBackend) with a
 small latency, so records are in flight when the process is killed; every request sent is
-appended to CALL_LOG (one line, flushed) so the test can count what a resume re-sent.
+appended to CALL_LOG (one line, with the pid of the process that sent it) so the test can
+count what a resume re-sent. The scripts are module-level functions, so the backends pickle
+and a Ray worker runs the very same ones (`--executor ray` joins $RAY_ADDRESS).
 Prints one JSON line: what the run produced, read back through the Python API's results.
 """
 
@@ -13,7 +16,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +30,24 @@ N_ROWS = 40
 LATENCY = 0.03
 
 
-def logged(fn: Any, log: Path, name: str) -> sc.FakeBackend:
-    fh = open(log, "a", buffering=1)  # noqa: SIM115 - kept open for the process's life
+@dataclass
+class Logged:
+    """A scripted reply that first appends the request to the call log (picklable)."""
 
-    def reply(request: Request) -> Any:
+    fn: Callable[[Request], Any]
+    log: Path
+    name: str
+
+    def __call__(self, request: Request) -> Any:
         text = "\n".join(m["content"] for m in request.messages)
-        fh.write(f"{name} {hashlib.sha1(text.encode()).hexdigest()[:12]} {text[:40]!r}\n")
-        return fn(request)
+        with open(self.log, "a") as fh:  # one short O_APPEND write: whole lines, any process
+            fh.write(f"{self.name} {os.getpid()} {hashlib.sha1(text.encode()).hexdigest()[:12]}"
+                     f" {text[:40]!r}\n")
+        return self.fn(request)
 
-    return sc.FakeBackend(reply, name=name, latency=LATENCY, record_calls=False)
+
+def logged(fn: Any, log: Path, name: str) -> sc.FakeBackend:
+    return sc.FakeBackend(Logged(fn, log, name), name=name, latency=LATENCY, record_calls=False)
 
 
 def task_number(request: Request) -> int:
@@ -40,32 +55,43 @@ def task_number(request: Request) -> int:
     return int(text.split("Task ", 1)[1].split()[0].strip("<>-=:.?"))
 
 
-def complete(run: Path, log: Path, jobs: int) -> dict[str, Any]:
-    def answer(request: Request) -> Any:
-        i = task_number(request)
-        if i % 7 == 3:  # the server refuses these: failed rows, with the reason
-            return PermanentError("HTTP 400: refused", status=400)
-        return f"answer to task {i}"
+def answer(request: Request) -> Any:
+    i = task_number(request)
+    if i % 7 == 3:  # the server refuses these: failed rows, with the reason
+        return PermanentError("HTTP 400: refused", status=400)
+    return f"answer to task {i}"
 
+
+def rate_judge(request: Request) -> str:
+    i = task_number(request)
+    return "no score here" if i % 9 == 4 else f"{i % 6}\nbecause {i}"
+
+
+def compare_judge(request: Request) -> str:
+    text = "\n".join(m["content"] for m in request.messages)
+    i = task_number(request)
+    if i % 11 == 5:
+        return "unreadable"
+    first = text.rindex("GOOD") < text.rindex("meh")
+    return "8 4" if first else "4 8"
+
+
+def complete(run: Path, log: Path, jobs: int, **run_options: Any) -> dict[str, Any]:
     rows = [{"prompt": f"Task {i} please."} for i in range(N_ROWS)]
     res = sc.complete(rows, model="m", backend=logged(answer, log, "m"), run_dir=run,
-                      concurrency=jobs)
+                      concurrency=jobs, **run_options)
     return {"kept": res.rows, "rejected": res.rejected, "failed": res.failed}
 
 
-def rate(run: Path, log: Path, jobs: int) -> dict[str, Any]:
-    def judge(request: Request) -> str:
-        i = task_number(request)
-        return "no score here" if i % 9 == 4 else f"{i % 6}\nbecause {i}"
-
+def rate(run: Path, log: Path, jobs: int, **run_options: Any) -> dict[str, Any]:
     rows = [{"instruction": f"Task {i}", "input": "", "output": f"answer {i}"}
             for i in range(N_ROWS)]
-    res = sc.rate(rows, judge="j", backend=logged(judge, log, "j"), run_dir=run, reasks=1,
-                  concurrency=jobs)
+    res = sc.rate(rows, judge="j", backend=logged(rate_judge, log, "j"), run_dir=run, reasks=1,
+                  concurrency=jobs, **run_options)
     return {"kept": res.rows, "rejected": res.rejected, "failed": res.failed}
 
 
-def compare(run: Path, log: Path, jobs: int) -> dict[str, Any]:
+def compare(run: Path, log: Path, jobs: int, **run_options: Any) -> dict[str, Any]:
     folder = run.parent
     a, b = folder / "a.jsonl", folder / "b.jsonl"
     for path, word in ((a, "GOOD"), (b, "meh")):
@@ -74,28 +100,21 @@ def compare(run: Path, log: Path, jobs: int) -> dict[str, Any]:
                                                 "answer": f"{word} {i}"}) + "\n"
                                     for i in range(N_ROWS)))
 
-    def judge(request: Request) -> str:
-        text = "\n".join(m["content"] for m in request.messages)
-        i = task_number(request)
-        if i % 11 == 5:
-            return "unreadable"
-        first = text.rindex("GOOD") < text.rindex("meh")
-        return "8 4" if first else "4 8"
-
-    res = sc.compare(a, b, judge="j", backend=logged(judge, log, "j"), run_dir=run, reasks=0,
-                     concurrency=jobs)
+    res = sc.compare(a, b, judge="j", backend=logged(compare_judge, log, "j"), run_dir=run,
+                     reasks=0, concurrency=jobs, **run_options)
     failed = [json.loads(x) for x in (run / "failed.jsonl").read_text().splitlines() if x]
     return {"kept": res.verdicts, "rejected": [], "failed": failed}
 
 
-def generate(run: Path, log: Path, jobs: int, theta: float) -> dict[str, Any]:
+def generate(run: Path, log: Path, jobs: int, theta: float, **run_options: Any
+             ) -> dict[str, Any]:
     from tests.unit.test_codeclm_loop import SEEDS, strong_model, target_model
 
     res = sc.generate(SEEDS, strong="s", target="t", n=6, run_dir=run, overwrite=True,
                       backends={"strong": logged(strong_model, log, "strong"),
                                 "target": logged(target_model, log, "target")},
                       codec=dict(pool_size=3, per_metadata=4, max_iterations=3, theta=theta),
-                      concurrency=jobs)
+                      concurrency=jobs, **run_options)
     stages = json.loads((run / "stages.json").read_text())
     return {"kept": res.pairs, "rejected": res.rejected, "failed": [],
             "stages": {k: {"config": v.get("config_sha"), "stats": v.get("stats", {})}
@@ -109,12 +128,15 @@ def main() -> None:
     p.add_argument("log", type=Path)
     p.add_argument("--jobs", type=int, default=4)
     p.add_argument("--theta", type=float, default=3.0)
+    p.add_argument("--rows", type=int, default=N_ROWS)
+    p.add_argument("--executor", default=os.environ.get("CONFORMANCE_EXECUTOR", "local"))
     a = p.parse_args()
+    globals()["N_ROWS"] = a.rows
     if a.kind == "generate":
-        out = generate(a.run, a.log, a.jobs, a.theta)
+        out = generate(a.run, a.log, a.jobs, a.theta, executor=a.executor)
     else:
-        out = {"complete": complete, "rate": rate, "compare": compare}[a.kind](a.run, a.log,
-                                                                             a.jobs)
+        out = {"complete": complete, "rate": rate, "compare": compare}[a.kind](
+            a.run, a.log, a.jobs, executor=a.executor)
     sys.stdout.write(json.dumps(out) + "\n")
 
 

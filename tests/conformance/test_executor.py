@@ -1,7 +1,8 @@
 """The executor conformance suite: what any executor must do for every command.
 
-Run here for the local executor; a distributed executor (issue "Scale out") adds itself to
-EXECUTORS and must pass the same tests:
+Run here for the local executor and for `--executor ray` (on the session's local Ray
+cluster, tests/ray_cluster.py); any other executor adds itself to EXECUTORS and must pass
+the same tests:
 
 - the same input and seed give identical kept / rejected / failed sets;
 - `kill -9` in the middle of a stage (the `generate` loop included), then the same command,
@@ -24,7 +25,7 @@ import pytest
 
 from tests.helpers import REPO, cli_env
 
-EXECUTORS = ["local"]
+EXECUTORS = ["local", "ray"]
 KINDS = ["complete", "rate", "compare", "generate"]
 JOBS = 4
 # Requests one record may have in flight at once, and may send in all: complete and rate
@@ -60,6 +61,9 @@ def normalized(out: dict[str, Any]) -> dict[str, list[str]]:
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     e = cli_env()
     e["SYNTHCODEC_CACHE"] = str(tmp_path / "unused-default-cache.sqlite")
+    e["CONFORMANCE_EXECUTOR"] = request.param
+    if request.param == "ray":
+        e.update(request.getfixturevalue("ray_env"))
     return e
 
 
