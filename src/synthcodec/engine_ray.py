@@ -246,6 +246,7 @@ class RayExecutor:
     async def run(self, stage: StageLike, items: Iterable[Item], journal: Journal, *,
                   stats: Any = None, progress: Progress | None = None, total: int | None = None,
                   stop_when: Callable[[list[Record]], bool] | None = None) -> RunResult:
+        _check_picklable(stage, self.models.backends)
         ray = connect_ray(self.options.ray_address)
         from ray.exceptions import RayTaskError, TaskCancelledError
 
@@ -271,12 +272,7 @@ class RayExecutor:
                   self._worker_options(share),
                   max(1, math.ceil((self.concurrency or models.concurrency()) / share)),
                   type(models).open)
-        try:
-            job_ref = ray.put(job)
-        except Exception as exc:  # noqa: BLE001 - what pickling raises varies
-            raise UserError("--executor ray sends the stage and the backends given in Python "
-                            f"to its workers, and these cannot be pickled ({exc}): use a model "
-                            "spec, or a backend built from module-level functions") from None
+        job_ref = ray.put(job)
         task = ray.remote(num_cpus=1, max_retries=RETRIES)(run_shard)
 
         def todo() -> Iterator[Item]:
@@ -447,6 +443,21 @@ def _merge(path: Path, journal: Journal, stop_when: Callable[[list[Record]], boo
         for suffix in SUFFIXES:
             path.with_suffix(suffix).unlink(missing_ok=True)
     return report
+
+
+def _check_picklable(stage: StageLike, backends: dict[str, Any]) -> None:
+    """The stage and the backends given in Python go to the workers: refuse what cannot."""
+    try:
+        from ray import cloudpickle
+    except ImportError:
+        raise MissingExtraError("ray", "ray", "--executor ray") from None
+
+    try:
+        cloudpickle.dumps((stage, backends))
+    except Exception as exc:  # noqa: BLE001 - what pickling raises varies
+        raise UserError("--executor ray sends the stage and the backends given in Python to "
+                        f"its workers, and these cannot be pickled ({exc}): use a model spec, "
+                        "or a backend built from module-level functions") from None
 
 
 def _install(loop: asyncio.AbstractEventLoop, handler: Callable[[], None]) -> bool:
