@@ -21,7 +21,7 @@ from typing import Any
 
 from synthcodec.cache import RequestCache, default_cache_path
 from synthcodec.cost import EXIT_BUDGET, Spend
-from synthcodec.engine import Item, LocalExecutor, Record, RunResult, StageLike
+from synthcodec.engine import Item, LocalExecutor, Record, RunResult, StageLike, StopWhen
 from synthcodec.errors import UserError
 from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.llm import check_spec, load_backend, redact_spec
@@ -246,12 +246,14 @@ class StageRun:
 async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, models: Models,
                     options: RunOptions, *, label: str | None = None, total: int | None = None,
                     executor: LocalExecutor | None = None,
-                    concurrency: int | None = None) -> StageRun:
+                    concurrency: int | None = None,
+                    stop_when: StopWhen | None = None) -> StageRun:
     """Run `stage` over `items` into its journal: the one place every command runs a stage.
 
     Sets the stage up (`setup(models)`, when it has one), shows progress, lets a budget stop
     drain it like a first Ctrl-C, and returns the usage it caused. The executor is local;
-    `concurrency` is records in flight (default: what the models can take).
+    `concurrency` is records in flight (default: what the models can take). `stop_when`
+    (engine.StopWhen) is a cross-record stop condition the executor checks on the driver.
     """
     if total is None and isinstance(items, Sized):
         total = len(items)
@@ -267,7 +269,8 @@ async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, m
     if setup is not None:
         await setup(models)
     try:
-        result = await executor.run(stage, items, journal, progress=progress)
+        result = await executor.run(stage, items, journal, progress=progress,
+                                     stop_when=stop_when)
     finally:
         progress.close()
     after = models.stats.as_dict()

@@ -29,7 +29,7 @@ from synthcodec.codeclm.stages import (
 )
 from synthcodec.codeclm.steps import IMPROVE, KEEP_STRONG, KEEP_TARGET, UNRESOLVED, Ctx
 from synthcodec.codeclm.workspace import Workspace
-from synthcodec.engine import Item, LocalExecutor, Record
+from synthcodec.engine import Item, Record
 from synthcodec.errors import UserError
 from synthcodec.io import META
 from synthcodec.runner import Models, RunOptions
@@ -81,24 +81,6 @@ def _flat_reason(row: Record) -> Record:
 
 
 @dataclass
-class _StopAt:
-    """Counts kept pairs as they finish and stops the executor once n are in hand."""
-
-    n: int | None
-    near: NearDuplicateFilter
-    executor: LocalExecutor
-    reached: bool = False
-
-    def __post_init__(self) -> None:
-        self.reached = self.n is not None and len(self.near) >= self.n
-
-    def kept(self, row: Record) -> None:
-        if self.n is not None and self.near.add(row["instruction"]) and len(self.near) >= self.n:
-            self.reached = True
-            self.executor.stop()  # in-flight records finish and are journaled
-
-
-@dataclass
 class LoopResult(StageResult):
     stop: str = EXHAUSTED
     kept: int = 0
@@ -115,38 +97,37 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
     threshold = ctx.cfg.rouge_threshold
     usage_total: dict[str, int] = {}
     evolve = CodecStage.of("evolve", ctx, models, name="loop", actions=actions)
-    await evolve.setup(models)
     while True:
-        # Count kept pairs as they finish, so the run stops once n are in hand.
+        # Stop at n: a pass over the kept pairs as they are journaled, on the driver (the
+        # executor calls it after each kept record), never state inside the step.
         near = NearDuplicateFilter(threshold)
         for out in _flat(journal.rows(OK)):
             near.add(out["instruction"])
-        executor = LocalExecutor(concurrency=models.concurrency())
-        stopper = _StopAt(n, near, executor)
+        reached = n is not None and len(near) >= n
 
-        async def step(record: Record, stopper: _StopAt = stopper) -> Record:
-            out = await evolve.run(record)
-            stopper.kept(out)
-            return out
+        def enough(outputs: list[Record], near: NearDuplicateFilter = near) -> bool:
+            for out in outputs:
+                near.add(out["instruction"])
+            return n is not None and len(near) >= n
 
         journal.prepare()  # finished() answers from a snapshot of whether the table is empty
         pending = [i for i in items if not journal.finished(i.id)]
-        if stopper.reached or not pending:
+        if reached or not pending:
             run = None
         else:
-            run, usage = await map_stage(ws, journal, "loop", items, step, models, options,
-                                         executor=executor)
+            run, usage = await map_stage(ws, journal, "loop", items, evolve, models, options,
+                                         stop_when=enough if n is not None else None)
+            reached = run.reached
             for k, v in usage.items():
                 usage_total[k] = usage_total.get(k, 0) + v
-        interrupted = run is not None and run.interrupted and not stopper.reached
-        if interrupted:
+        if run is not None and run.interrupted:
             stop = INTERRUPTED
             break
         got = collect(ws, _flat(journal.rows(OK)), _rejected_rows(journal), threshold, n)
         if n is not None and got.kept >= n:
             stop = REACHED
             break
-        if not stopper.reached:
+        if not reached:
             # The executor went through every item (failed ones wait for the next run).
             stop = EXHAUSTED
             break
