@@ -29,7 +29,8 @@ from synthcodec.store import OK, REJECTED, Journal, hash_file
 
 ENCODED, METADATA, INSTRUCTIONS, RUBRICS = ("encoded.jsonl", "metadata.jsonl",
                                             "instructions.jsonl", "rubrics.jsonl")
-PAIRS, REJECTED_FILE = "pairs.jsonl", "rejected.jsonl"
+# The run layout of every command (docs/run-layout.md): kept, rejected and failed rows.
+OUTPUT, REJECTED_FILE, FAILED_FILE = "output.jsonl", "rejected.jsonl", "failed.jsonl"
 SEED_FIELDS = [FieldSpec("instruction"), FieldSpec("id", required=False, kind=(str, int))]
 
 

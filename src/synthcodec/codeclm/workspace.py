@@ -132,9 +132,9 @@ class Workspace:
         return total
 
     def publish_rejects(self, stage: str, journal: Journal) -> int:
-        """RUN/rejects/<stage>.jsonl: the stage's rejected and failed records with reasons."""
-        rows = [{"status": "rejected", **r} for r in journal.rows(REJECTED)]
-        rows += [{"status": "failed", **r} for r in journal.rows(FAILED)]
+        """RUN/rejects/<stage>.jsonl: the stage's rejected and failed records, in the row
+        envelope of every run (status and reason under `_synthcodec`)."""
+        rows = list(journal.rows(REJECTED)) + list(journal.rows(FAILED))
         name = f"rejects/{stage}.jsonl"
         if rows or self.exists(name):
             self.file("rejects").mkdir(exist_ok=True)

@@ -39,7 +39,16 @@ from synthcodec.runner import (
     usage_dict,
 )
 from synthcodec.stages.base import ModelStage
-from synthcodec.store import FAILED, OK, RunDir, atomic_writer, hash_file, hash_value, write_json
+from synthcodec.store import (
+    FAILED,
+    OK,
+    REJECTED,
+    RunDir,
+    atomic_writer,
+    hash_file,
+    hash_value,
+    write_json,
+)
 
 ID_FIELDS = ("question_id", "id", "idx")
 ANSWER_FIELDS = ("answer", "response", "output", "text")
@@ -319,7 +328,10 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
 
     verdicts = [row for rows in journal.rows(OK) for row in rows]
     failed = list(journal.rows(FAILED))
-    outputs = {"verdicts.jsonl": run.publish_jsonl("verdicts.jsonl", verdicts),
+    # The run layout of every command: kept (the verdicts), rejected (none: every judged
+    # pair is kept), failed.
+    outputs = {"output.jsonl": run.publish_jsonl("output.jsonl", verdicts),
+               "rejected.jsonl": run.publish_jsonl("rejected.jsonl", journal.rows(REJECTED)),
                "failed.jsonl": run.publish_jsonl("failed.jsonl", failed)}
     report = summarize(verdicts, bench_order, failed)
     label_a, label_b = labels
@@ -345,7 +357,7 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
     if report.categories:
         click.echo("")
         click.echo(render_table(report.categories, "category"))
-    for name in ("verdicts.jsonl", "report.md", "report.json", "chart.png"):
+    for name in ("output.jsonl", "report.md", "report.json", "chart.png"):
         if (run.path / name).exists():
             print(f"wrote {run.path / name}", file=sys.stderr)
     if failed:
