@@ -173,7 +173,7 @@ class Run:
     # ------------------------------------------------------------------ what it is
 
     def _kind(self) -> str:
-        if self.config.get("kind") == "codeclm" or (self.path / "stages.json").exists():
+        if self.config.get("kind") == "codeclm":
             return "generate"
         stage = self.config.get("stage")
         if stage == "judge":

@@ -22,7 +22,7 @@ from synthcodec.cost import EXIT_BUDGET
 from synthcodec.engine import Item, Record
 from synthcodec.errors import InputError, UserError
 from synthcodec.instruction import join_instruction
-from synthcodec.io import iter_rows
+from synthcodec.io import META, iter_rows
 from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_template
 from synthcodec.llm import redact_spec
 from synthcodec.report import render_markdown, render_table, summarize, write_chart
@@ -277,7 +277,9 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
     run = RunDir(run_dir).open(dict(config), overwrite=options.overwrite)
     journal = run.journal(STAGE)
     records = [asdict(p) for p in pairs]
-    items = [Item(id=record_id(i, r), idx=i, record=r) for i, r in enumerate(records)]
+    # Each verdict carries its id (joins it to its failed row, or to a re-run's verdict).
+    items = [Item(id=rid, idx=i, record={**r, META: {"id": rid, "index": i}})
+             for i, r in enumerate(records) for rid in [record_id(i, r)]]
 
     started = time.monotonic()
     models = Models.open({"judge": judge}, options, backends, spent_before=run.usage_total())
