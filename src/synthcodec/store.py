@@ -2,11 +2,13 @@
 
 Layout of RUN/:
   config.json        the resolved configuration (checked on resume)
+  stages.json        runs of several stages: each stage's settings (StageLedger)
   journal.sqlite     one table per stage: (idx, id, status, data); a row is committed as
                      soon as its record finishes, so kill -9 loses only in-flight records
   <name>.jsonl       outputs, published atomically (temp file, fsync, rename)
   manifest.json      counts, hashes, token usage, versions
   .lock              held (flock) by the one process writing the run; others may read
+The full contract is docs/run-layout.md.
 """
 
 from __future__ import annotations
