@@ -83,6 +83,7 @@ class Generated:
     pairs: list[dict[str, Any]]
     rejected: list[dict[str, Any]]
     summary: dict[str, Any] | None
+    failed: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -277,7 +278,7 @@ def compare(a: str | Path, b: str | Path, *, judge: str = "local",
                          backends={"judge": backend} if backend is not None else None)
     report_path = run / "report.json"
     report = json.loads(report_path.read_text("utf-8")) if report_path.exists() else {}
-    return Comparison(run, report, _rows(run / "verdicts.jsonl"), code)
+    return Comparison(run, report, _rows(run / "output.jsonl"), code)
 
 
 def generate(seeds: Data, *, strong: str = "local", target: str = "local", n: int = 2000,
@@ -301,8 +302,8 @@ def generate(seeds: Data, *, strong: str = "local", target: str = "local", n: in
     result = run_generate(seeds=str(path), run_dir=run, strong=strong, target=target, n=n,
                           cfg=cfg, options=_options(run_options), mapping=dict(fields or {}),
                           oversample=oversample, backends=backends)
-    return Generated(run, _rows(run / "pairs.jsonl"), _rows(run / "rejected.jsonl"),
-                     result.summary)
+    return Generated(run, _rows(run / "output.jsonl"), _rows(run / "rejected.jsonl"),
+                     result.summary, _rows(run / "failed.jsonl"))
 
 
 def train(data: Data, *, base: str = "local", output: str | Path, **settings: Any) -> Any:

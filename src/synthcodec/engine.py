@@ -87,6 +87,13 @@ class RunResult:
     counts: Counts
     interrupted: bool = False
     seconds: float = 0.0
+    reached: bool = False  # `stop_when` said enough: stopped on purpose, not interrupted
+
+
+# A driver-side stop condition: sees each kept record's outputs right after they are
+# journaled (in completion order) and says whether the run has enough. Work across records
+# lives here, beside the executor, never inside a step.
+StopWhen = Callable[[list[Record]], bool]
 
 
 @dataclass
@@ -109,12 +116,14 @@ class LocalExecutor:
         stats: Stats | None = None,
         progress: Progress | None = None,
         total: int | None = None,
+        stop_when: StopWhen | None = None,
     ) -> RunResult:
         counts = progress.counts if progress else Counts(total=total)
         started = time.monotonic()
         source: Iterator[Item] = iter(items)
         journal.prepare()
         self._stopping = False
+        reached = False
         fatal: list[BaseException] = []
 
         def next_item() -> Item | None:
@@ -156,9 +165,16 @@ class LocalExecutor:
                 outputs = [] if result is None else result if isinstance(result, list) else [result]
                 journal.record(item.id, item.idx, OK, outputs)
                 counts.ok += 1
+                if stop_when is not None and not reached and stop_when(outputs):
+                    mark_reached()  # in-flight records finish and are journaled
             counts.done += 1
             if progress:
                 progress.tick()
+
+        def mark_reached() -> None:
+            nonlocal reached
+            reached = True
+            self.stop()
 
         loop = asyncio.get_running_loop()
         interrupts = 0
@@ -210,8 +226,8 @@ class LocalExecutor:
         errors = fatal + [o for o in outcomes if isinstance(o, BaseException)]
         if errors:
             raise errors[0]
-        return RunResult(counts=counts, interrupted=self._stopping,
-                         seconds=time.monotonic() - started)
+        return RunResult(counts=counts, interrupted=self._stopping and not reached,
+                         seconds=time.monotonic() - started, reached=reached)
 
 
 async def _tick(progress: Progress) -> None:

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from synthcodec.engine import Item, LocalExecutor, Record, RunResult, StageLike
+from synthcodec.engine import Item, LocalExecutor, Record, RunResult, StageLike, StopWhen
 from synthcodec.errors import MissingExtraError, UserError
 from synthcodec.llm.client import EndpointCounts
 from synthcodec.llm.spec import runs_in_process
@@ -239,13 +239,14 @@ class RayExecutor:
     handle_signals: bool = True
     remote = True  # run_stage leaves stage.setup to the workers
     _stopping: bool = field(default=False, init=False)
+    _reached: bool = field(default=False, init=False)
 
     def stop(self) -> None:
         self._stopping = True
 
     async def run(self, stage: StageLike, items: Iterable[Item], journal: Journal, *,
                   stats: Any = None, progress: Progress | None = None, total: int | None = None,
-                  stop_when: Callable[[list[Record]], bool] | None = None) -> RunResult:
+                  stop_when: StopWhen | None = None) -> RunResult:
         _check_picklable(stage, self.models.backends)
         ray = connect_ray(self.options.ray_address)
         from ray.exceptions import RayTaskError, TaskCancelledError
@@ -256,7 +257,8 @@ class RayExecutor:
         counts = progress.counts if progress else Counts(total=total)
         total = counts.total if total is None else total
         folder.mkdir(parents=True, exist_ok=True)
-        self._stopping, aborted, base = False, False, usage_of(models)
+        self._stopping, self._reached, aborted = False, False, False
+        base = usage_of(models)
         stop_when = self._once(stop_when)
         # What an earlier run left: merged first, so its records are skipped below.
         for path in sorted(folder.glob("*.sqlite")):
@@ -359,17 +361,18 @@ class RayExecutor:
                 empty.rmdir()
             except OSError:  # not empty: shards an interrupted run leaves for the next
                 break
-        return RunResult(counts=counts, interrupted=self._stopping or aborted,
+        return RunResult(counts=counts, reached=self._reached,
+                         interrupted=aborted or (self._stopping and not self._reached),
                          seconds=time.monotonic() - started)
 
-    def _once(self, stop_when: Callable[[list[Record]], bool] | None
-              ) -> Callable[[list[Record]], bool] | None:
-        """`stop_when` until it first says stop; then the executor stops."""
+    def _once(self, stop_when: StopWhen | None) -> StopWhen | None:
+        """`stop_when` until it first says enough; then the executor stops (`_reached`)."""
         if stop_when is None:
             return None
 
         def check(outputs: list[Record]) -> bool:
             if not self._stopping and stop_when(outputs):
+                self._reached = True
                 self.stop()
             return self._stopping
 
@@ -424,8 +427,7 @@ class RayExecutor:
         running.clear()
 
 
-def _merge(path: Path, journal: Journal, stop_when: Callable[[list[Record]], bool] | None
-           ) -> dict[str, Any]:
+def _merge(path: Path, journal: Journal, stop_when: StopWhen | None) -> dict[str, Any]:
     """Merge one shard's journal into the stage's (see the module docstring); its report."""
     with shard_lock(path):
         report = _read(path.with_suffix(".json"))

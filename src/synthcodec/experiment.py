@@ -26,9 +26,10 @@ experiment runs on run_stage) will move both apart. The report is experiment_rep
 
 Every step reuses the commands' own functions (`rate_file`, `select.choose`, `train_lora`,
 `answer_file`, `run_compare`) and writes into the experiment directory. After it finishes,
-a step writes `steps/<name>.json` with the hash of everything it depends on (its settings
-and the content of its input files); a re-run skips a step whose marker hash matches and
-whose outputs exist, so an interrupted experiment resumes at the step it was in (and the
+a step is recorded in `stages.json` (store.StageLedger, the resume scheme of `generate` too)
+with the hash of everything it depends on (its settings and the content of its input
+files); a re-run skips a step recorded as finished with the same hash and whose outputs
+exist, so an interrupted experiment resumes at the step it was in (and the
 rate/answer/compare runs inside it resume per record, like the commands). A changed
 setting or input redoes that step and, through the content hashes, everything after it.
 """
@@ -48,10 +49,7 @@ from typing import Any
 from synthcodec import __version__
 from synthcodec.errors import UserError
 from synthcodec.lmeval import BenchmarkSettings
-from synthcodec.store import atomic_writer, hash_file, hash_value, write_json
-
-STEPS_DIR = "steps"
-MARKER_FORMAT = 1
+from synthcodec.store import STAGES_FILE, StageLedger, atomic_writer, hash_file, hash_value
 
 # --- The recipe -------------------------------------------------------------------------
 
@@ -299,49 +297,38 @@ class StepLog:
 
 
 class Steps:
-    """Runs a step unless its marker says it is done with the same config hash."""
+    """Runs a step unless the run's ledger (store.StageLedger: RUN/stages.json, the resume
+    scheme `generate` uses too) says it finished with the same settings and inputs."""
 
     def __init__(self, root: Path, say: Callable[[str], None]) -> None:
         self.root = root
         self.say = say
         self.log: list[StepLog] = []
-
-    def marker(self, name: str) -> Path:
-        return self.root / STEPS_DIR / f"{name}.json"
-
-    def read(self, name: str) -> dict[str, Any] | None:
-        path = self.marker(name)
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None
+        self.ledger = StageLedger(root / STAGES_FILE)
 
     def run(self, name: str, config: Mapping[str, Any], outputs: list[Path],
             fn: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
-        """Skip when done with this config, else run `fn` and write the marker."""
-        digest = hash_value(config)
-        old = self.read(name)
-        if (old is not None and old.get("config_sha256") == digest
+        """Skip when done with this config, else run `fn` and record it as finished."""
+        config = dict(config)  # hashes of the input files' content are part of it
+        old = self.ledger.entry(name)
+        digest = hash_value(config)[:12]
+        if (old.get("finished") and self.ledger.change(name, config) is None
                 and all(p.exists() for p in outputs)):
-            self.say(f"[{name}] done earlier (config {digest[:12]}), skipped")
+            self.say(f"[{name}] done earlier (config {digest}), skipped")
             self.log.append(StepLog(name, "skipped", float(old.get("seconds", 0.0)),
                                     old.get("info") or {}))
             return old.get("info") or {}
-        if old is not None:
+        if old and not old.get("finished"):
+            self.say(f"[{name}] did not finish last time: running it again")
+        elif old:
             self.say(f"[{name}] settings or inputs changed since the last run: redoing it")
-            self.marker(name).unlink()
+        self.ledger.start(name, config, fresh=True)  # not finished until fn returns
         self.say(f"[{name}] running")
         started = time.monotonic()
         info = fn() or {}
         seconds = time.monotonic() - started
-        write_json(self.marker(name), {
-            "format": MARKER_FORMAT, "step": name, "config_sha256": digest,
-            "config": dict(config), "outputs": [str(p) for p in outputs],
-            "seconds": round(seconds, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "info": info,
-        })
+        self.ledger.finish(name, outputs=[str(p) for p in outputs], seconds=round(seconds, 3),
+                           finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), info=info)
         self.log.append(StepLog(name, "done", seconds, info))
         self.say(f"[{name}] done in {seconds:.1f}s")
         return info

@@ -56,7 +56,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _verdicts(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "verdicts.jsonl"
+    path = run_dir / "output.jsonl"
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
@@ -237,7 +237,7 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
                                judge=exp.compare.judge, chart=None, failed=failed)
         body = body.split("\n## How to read this")[0].rstrip()
         body = "\n".join("##" + ln if ln.startswith("#") else ln for ln in body.splitlines())
-        lines += [body, "", f"Verdicts: `{run_dir.relative_to(root).as_posix()}/verdicts.jsonl`.",
+        lines += [body, "", f"Verdicts: `{run_dir.relative_to(root).as_posix()}/output.jsonl`.",
                   ""]
 
     path = root / "report.md"

@@ -1,9 +1,9 @@
 """Evaluation reports from saved verdicts: tallies per benchmark and category, Markdown, chart.
 
-Everything here is recomputed from the verdict rows (`compare`'s RUN/verdicts.jsonl), so a
+Everything here is recomputed from the verdict rows (`compare`'s RUN/output.jsonl), so a
 user can rebuild a report, or merge runs, without calling a judge again:
 
-    rows = [json.loads(line) for line in open("runs/c/verdicts.jsonl")]
+    rows = [json.loads(line) for line in open("runs/c/output.jsonl")]
     report = summarize(rows)
     report.total.codeclm.crr
 """

@@ -2,12 +2,12 @@
 knows today's run layout (docs/run-layout.md). One module, a little over 400 lines, so that a
 layout change touches one file.
 
-- file commands (`complete`, `rate`, `answer`): `config.json` with `stage`; `output.jsonl`,
-  `rejected.jsonl`, `failed.jsonl` once finished (reason in `_synthcodec.reason`);
-- `compare`: `config.json` stage `judge`; `verdicts.jsonl`, `failed.jsonl`, `report.json`;
-- `generate` (CodecLM): `config.json` kind `codeclm`; `stages.json`, `pairs.jsonl`,
-  `rejected.jsonl`, `rejects/<stage>.jsonl`, `encoded.jsonl`, `metadata.jsonl`,
-  `rubrics.jsonl`, `summary.json`.
+Every run publishes `output.jsonl`, `rejected.jsonl` and `failed.jsonl` once finished
+(status and reason of a dropped row in `_synthcodec`); what tells the kinds apart:
+- file commands (`complete`, `rate`, `answer`): `config.json` with `stage`;
+- `compare`: `config.json` stage `judge`; `report.json`;
+- `generate` (CodecLM): `config.json` kind `codeclm`; `stages.json`, `rejects/<stage>.jsonl`,
+  `encoded.jsonl`, `metadata.jsonl`, `rubrics.jsonl`, `summary.json`.
 
 While a run is live (its writer holds an flock on RUN/.lock) or before a stage publishes
 its files, rows come from `journal.sqlite`, opened read-only (`mode=ro`: never blocks the
@@ -173,10 +173,10 @@ class Run:
     # ------------------------------------------------------------------ what it is
 
     def _kind(self) -> str:
-        if self.config.get("kind") == "codeclm" or (self.path / "stages.json").exists():
+        if self.config.get("kind") == "codeclm":
             return "generate"
         stage = self.config.get("stage")
-        if stage == "judge" or (self.path / "verdicts.jsonl").exists():
+        if stage == "judge":
             return "compare"
         if stage in FILE_STAGES:
             return str(stage)
@@ -291,9 +291,9 @@ class Run:
 
     def _compare_rows(self) -> Iterator[ViewRow]:
         model = self.models().get("judge", "")
-        if self._published("verdicts.jsonl"):
+        if self._published("output.jsonl"):
             source: Iterator[tuple[str, dict[str, Any]]] = _chain(
-                ((KEPT, r) for r in _read_jsonl(self.path / "verdicts.jsonl")),
+                ((KEPT, r) for r in _read_jsonl(self.path / "output.jsonl")),
                 ((FAILED, r) for r in _read_jsonl(self.path / "failed.jsonl")))
         else:
             source = journal_rows(self.path, "judge")
@@ -310,11 +310,11 @@ class Run:
     def _generate_rows(self) -> Iterator[ViewRow]:
         models = self.models()
         strong = models.get("strong", "")
-        if self._published("pairs.jsonl"):
+        if self._published("output.jsonl"):
             loop: Iterator[tuple[str, dict[str, Any]]] = _chain(
-                ((KEPT, r) for r in _read_jsonl(self.path / "pairs.jsonl")),
-                ((r.get("status") or (FAILED if r.get("decision") == "failed" else REJECTED), r)
-                 for r in _read_jsonl(self.path / "rejected.jsonl")))
+                ((KEPT, r) for r in _read_jsonl(self.path / "output.jsonl")),
+                ((REJECTED, r) for r in _read_jsonl(self.path / "rejected.jsonl")),
+                ((FAILED, r) for r in _read_jsonl(self.path / "failed.jsonl")))
         else:
             loop = journal_rows(self.path, "loop")
         for status, row in loop:
@@ -323,8 +323,9 @@ class Run:
         if rejects.is_dir():
             for f in sorted(rejects.glob("*.jsonl")):
                 for row in _read_jsonl(f):
-                    status = row.get("status") if row.get("status") in STATUSES else REJECTED
-                    yield self._gen_row(f.stem, status, row, strong)
+                    status = (row.get("_synthcodec") or {}).get("status")
+                    yield self._gen_row(f.stem, status if status in STATUSES else REJECTED,
+                                        row, strong)
 
     def _gen_row(self, stage: str, status: str, row: dict[str, Any], model: str) -> ViewRow:
         meta = row.get("_synthcodec") or {}

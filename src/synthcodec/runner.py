@@ -21,7 +21,7 @@ from typing import Any
 
 from synthcodec.cache import RequestCache, default_cache_path
 from synthcodec.cost import EXIT_BUDGET, Spend
-from synthcodec.engine import Item, LocalExecutor, Record, RunResult, StageLike
+from synthcodec.engine import Item, LocalExecutor, Record, RunResult, StageLike, StopWhen
 from synthcodec.errors import UserError
 from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.llm import check_spec, load_backend, redact_spec
@@ -261,14 +261,16 @@ class StageRun:
 async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, models: Models,
                     options: RunOptions, *, label: str | None = None, total: int | None = None,
                     executor: Any = None,
-                    concurrency: int | None = None) -> StageRun:
+                    concurrency: int | None = None,
+                    stop_when: StopWhen | None = None) -> StageRun:
     """Run `stage` over `items` into its journal: the one place every command runs a stage.
 
     Sets the stage up (`setup(models)`, when it has one), shows progress, lets a budget stop
     drain it like a first Ctrl-C, and returns the usage it caused. The executor is
     `options.executor` unless one is given: local, or Ray (synthcodec.engine_ray: shards of
     `items` on a Ray cluster, the stage set up in each worker); `concurrency` is records in
-    flight (default: what the models can take), over the whole run either way.
+    flight (default: what the models can take), over the whole run either way. `stop_when`
+    (engine.StopWhen) is a cross-record stop condition the executor checks on the driver.
     """
     if total is None and isinstance(items, Sized):
         total = len(items)
@@ -288,7 +290,8 @@ async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, m
     if setup is not None and not getattr(executor, "remote", False):
         await setup(models)
     try:
-        result = await executor.run(stage, items, journal, progress=progress, total=total)
+        result = await executor.run(stage, items, journal, progress=progress, total=total,
+                                    stop_when=stop_when)
     finally:
         progress.close()
     after = models.stats.as_dict()

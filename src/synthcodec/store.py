@@ -2,13 +2,15 @@
 
 Layout of RUN/:
   config.json        the resolved configuration (checked on resume)
+  stages.json        runs of several stages: each stage's settings (StageLedger)
   journal.sqlite     one table per stage: (idx, id, status, data); a row is committed as
                      soon as its record finishes, so kill -9 loses only in-flight records
   <name>.jsonl       outputs, published atomically (temp file, fsync, rename)
   manifest.json      counts, hashes, token usage, versions
   .lock              held (flock) by the one process writing the run; others may read
   shards/<table>/    only while `--executor ray` runs a stage: one journal per shard of it
-                     (synthcodec.executors.ray), merged into journal.sqlite by the driver
+                     (synthcodec.engine_ray), merged into journal.sqlite by the driver
+The full contract is docs/run-layout.md.
 """
 
 from __future__ import annotations
@@ -190,6 +192,72 @@ class Journal:
         self._maybe_done = False
         if self.shard_dir is not None:  # shards of the old settings must not be merged later
             shutil.rmtree(self.shard_dir, ignore_errors=True)
+
+
+STAGES_FILE = "stages.json"
+
+
+class StageLedger:
+    """The one resume scheme for a run of several stages (generate and its stage commands,
+    the experiment's steps): RUN/stages.json holds, per stage, the settings it ran with,
+    their hash and the hash of its input. A stage whose settings and input are unchanged
+    resumes (per record, from its journal); a changed one is redone and, through the input
+    hashes, so is every stage after it, and nothing else. What a change leads to (redo at
+    once, or refuse without --overwrite) is the caller's policy; the bookkeeping is here.
+    Keys starting with "_" hold run-level notes (the models used, published files' hashes).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.state: dict[str, Any] = (json.loads(self.path.read_text("utf-8"))
+                                      if self.path.exists() else {})
+
+    def entry(self, stage: str) -> dict[str, Any]:
+        return dict(self.state.get(stage) or {})
+
+    def change(self, stage: str, config: dict[str, Any],
+               input_sha: str | None = None) -> tuple[str, list[str]] | None:
+        """None when `stage` never ran or ran with these settings and this input; else
+        ("settings", the keys that changed) or ("input", [])."""
+        prev = self.state.get(stage)
+        if prev is None:
+            return None
+        if prev.get("config_sha") != hash_value(config):
+            old = prev.get("config") or {}
+            return "settings", sorted(k for k in set(old) | set(config)
+                                      if old.get(k) != config.get(k))
+        if input_sha is not None and prev.get("input_sha") != input_sha:
+            return "input", []
+        return None
+
+    def start(self, stage: str, config: dict[str, Any], input_sha: str | None = None,
+              *, fresh: bool = False) -> None:
+        """Record the settings `stage` runs with (`fresh`: forget its earlier entry)."""
+        entry = {"stats": {}} if fresh else self.state.get(stage) or {"stats": {}}
+        entry.update(config=config, config_sha=hash_value(config), input_sha=input_sha)
+        self.state[stage] = entry
+        self.save()
+
+    def finish(self, stage: str, *, stats: dict[str, int] | None = None, **info: Any) -> None:
+        """Add this invocation's model usage to the stage's total and record `info`."""
+        entry = self.state.setdefault(stage, {"stats": {}})
+        totals = entry.setdefault("stats", {})
+        for key, value in (stats or {}).items():
+            totals[key] = totals.get(key, 0) + value
+        entry.update(info)
+        self.save()
+
+    def total_stats(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for name, entry in self.state.items():
+            if name.startswith("_") or not isinstance(entry, dict):
+                continue
+            for key, value in entry.get("stats", {}).items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    def save(self) -> None:
+        write_json(self.path, self.state)
 
 
 def read_journal(run_dir: str | os.PathLike[str], stage: str, status: str | None = None

@@ -53,7 +53,7 @@ def test_compare_real_predictions_with_embedded_judge(tmp_path: Path) -> None:
     assert "benchmark" in done.stdout and "CRR" in done.stdout  # the table, judged or not
     assert (run / "chart.png").read_bytes()[:4] == b"\x89PNG"
 
-    verdicts = [json.loads(line) for line in (run / "verdicts.jsonl").read_text().splitlines()]
+    verdicts = [json.loads(line) for line in (run / "output.jsonl").read_text().splitlines()]
     failed = (run / "failed.jsonl").read_text().splitlines()
     assert len(verdicts) + len(failed) == PAIRS
     # JSON answers (the default for the embedded judge): the grammar forces two scores and

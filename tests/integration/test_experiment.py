@@ -114,17 +114,20 @@ judge_max_tokens = 16
         run_experiment(exp, backends=backends(), trainer=trainer, progress=False,
                        say=lambda _m: None)
     assert calls == ["filtered", "random"]
-    assert (root / "steps" / "answer-filtered.json").exists()
-    assert not (root / "steps" / "train-random.json").exists()
+    steps = json.loads((root / "stages.json").read_text())
+    assert steps["answer-filtered"]["finished"] and not steps["train-random"].get("finished")
     assert not (root / "adapters" / "random").exists()  # an interrupted training leaves nothing
     weights = root / "adapters" / "filtered" / "adapter_model.safetensors"
-    stamps = {p: p.stat().st_mtime_ns for p in [weights, *sorted((root / "steps").glob("*.json"))]}
+    stamps = {weights: weights.stat().st_mtime_ns}
+    finished = {k: v for k, v in steps.items() if v.get("finished")}
 
     said: list[str] = []
     report = run_experiment(exp, backends=backends(), trainer=trainer, progress=False,
                             say=said.append)
     assert calls == ["filtered", "random", "random"]  # filtered was not retrained
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    after = json.loads((root / "stages.json").read_text())
+    assert {k: after[k] for k in finished} == finished  # finished steps were not redone
     for step in ("rate", "data-filtered", "data-random", "train-filtered", "answer-filtered"):
         assert f"[{step}] done earlier" in " ".join(said)
 

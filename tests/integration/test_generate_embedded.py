@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from synthcodec.engine import reason_of
 from tests.helpers import cli
 
 pytestmark = pytest.mark.integration
@@ -39,18 +40,19 @@ def test_generate_on_the_embedded_model(require_embedded: None, tmp_path: Path,
     seeds = {s["id"] for s in read(REPO / "examples" / "seeds.jsonl")[:1]}
     metadata = {m["id"]: m for m in read(run / "metadata.jsonl")}
     assert len(metadata) == 1
-    pairs, rejected = read(run / "pairs.jsonl"), read(run / "rejected.jsonl")
+    pairs, rejected = read(run / "output.jsonl"), read(run / "rejected.jsonl")
+    failed_rows = read(run / "failed.jsonl")
     # Every decoded instruction ends exactly once: kept, or rejected with a reason.
     instructions = read(run / "instructions.jsonl")
     assert instructions, "decode wrote no instruction"
-    assert len(pairs) + len(rejected) == len(instructions)
+    assert len(pairs) + len(rejected) + len(failed_rows) == len(instructions)
     # The embedded judge answers in JSON under a grammar, so judgements are readable; a row
     # that still fails is rejected as failed with the reason, never given a default score.
-    for row in pairs + rejected:  # every row leads back to its metadata and seeds
+    for row in pairs + rejected + failed_rows:  # every row leads to its metadata and seeds
         assert row["metadata_id"] in metadata
         assert set(row["seed_ids"]) <= seeds and row["seed_ids"]
         assert row["use_case"] and row["skills"]
-        assert row["reason" if row in rejected else "response"]
+        assert row["response"] if row in pairs else reason_of(row)
     for row in pairs:
         assert abs(row["gap"]) > 3 and row["iteration"] in (1, 2)
         assert set(row["scores"]) == {"strong_first", "target_first"}
@@ -65,7 +67,7 @@ def test_generate_on_the_embedded_model(require_embedded: None, tmp_path: Path,
     # failed row is retried, and only the request judge.py cancelled when the other
     # order failed (so it never reached the cache) can be sent again.
     sent = summary["llm"]["requests"]
-    failed = sum(1 for r in rejected if r["decision"] == "failed")
+    failed = len(failed_rows)
     assert cli(*argv) == 0
     again = json.loads((run / "summary.json").read_text())
     assert again["kept"] == len(pairs)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from synthcodec.codeclm import CodecConfig, generate
+from synthcodec.engine import reason_of
 from synthcodec.llm import FakeBackend, PermanentError, Request
 from synthcodec.llm.client import FatalModelError
 from synthcodec.runner import RunOptions
@@ -98,7 +99,7 @@ def _generate(tmp_path: Path, strong: FakeBackend, target: FakeBackend, *, n: in
 def test_keeps_exactly_what_the_target_is_bad_at(tmp_path: Path) -> None:
     result = _generate(tmp_path, FakeBackend(strong_model, name="strong"),
                        FakeBackend(target_model, name="target"))
-    pairs = read_jsonl(tmp_path / "run" / "pairs.jsonl")
+    pairs = read_jsonl(tmp_path / "run" / "output.jsonl")
     rejected = read_jsonl(tmp_path / "run" / "rejected.jsonl")
     instructions = read_jsonl(tmp_path / "run" / "instructions.jsonl")
     hard = {r["id"] for r in instructions if r["instruction"].startswith("HARD")}
@@ -121,7 +122,8 @@ def test_keeps_exactly_what_the_target_is_bad_at(tmp_path: Path) -> None:
 
     assert {r["id"] for r in rejected} == easy
     for r in rejected:
-        assert r["decision"] == "unresolved" and r["reason"].startswith("unresolved")
+        assert r["decision"] == "unresolved" and reason_of(r).startswith("unresolved")
+        assert r["_synthcodec"]["id"] == r["id"] and r["_synthcodec"]["status"] == "rejected"
         assert r["iteration"] == 4 and len(r["history"]) == 3
         assert [h["iteration"] for h in r["history"]] == [1, 2, 3]
         assert all(h["gap"] == 0.0 for h in r["history"]) and r["gap"] == 0.0
@@ -141,7 +143,7 @@ def test_keeps_exactly_what_the_target_is_bad_at(tmp_path: Path) -> None:
 
 def test_stops_once_n_pairs_are_kept(tmp_path: Path) -> None:
     result = _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model), n=2)
-    assert len(read_jsonl(tmp_path / "run" / "pairs.jsonl")) == 2
+    assert len(read_jsonl(tmp_path / "run" / "output.jsonl")) == 2
     assert result.summary is not None and result.summary["stop"] == "reached"
 
 
@@ -179,7 +181,7 @@ def test_resume_in_the_middle_of_an_improve_round(tmp_path: Path) -> None:
     answered_before = keys(target1.calls[:12])
     assert not keys(strong2.calls) & keys(strong1.calls), "cached strong requests were re-sent"
     assert not keys(target2.calls) & answered_before, "cached target requests were re-sent"
-    pairs = read_jsonl(tmp_path / "run" / "pairs.jsonl")
+    pairs = read_jsonl(tmp_path / "run" / "output.jsonl")
     rejected = read_jsonl(tmp_path / "run" / "rejected.jsonl")
     assert len(pairs) == len({p["id"] for p in pairs}) == 6
     assert len(rejected) == len({r["id"] for r in rejected}) == 3
@@ -211,10 +213,11 @@ def test_unreadable_judge_fails_the_record_and_the_run_still_ends(tmp_path: Path
 
     result = _generate(tmp_path, FakeBackend(mumbling_judge), FakeBackend(target_model), n=3)
     assert result.summary is not None and result.summary["stop"] == "exhausted"
-    rejected = read_jsonl(tmp_path / "run" / "rejected.jsonl")
-    assert len(rejected) == 9 and all(r["decision"] == "failed" for r in rejected)
-    assert all("judge gave no readable pair of scores" in r["reason"] for r in rejected)
-    assert all(r["metadata_id"] and r["seed_ids"] for r in rejected)
+    assert read_jsonl(tmp_path / "run" / "rejected.jsonl") == []
+    failed = read_jsonl(tmp_path / "run" / "failed.jsonl")
+    assert len(failed) == 9 and all(r["_synthcodec"]["status"] == "failed" for r in failed)
+    assert all("judge gave no readable pair of scores" in reason_of(r) for r in failed)
+    assert all(r["metadata_id"] and r["seed_ids"] for r in failed)
 
 
 def test_judge_json_mode_gives_the_same_pairs(tmp_path: Path) -> None:
@@ -236,8 +239,8 @@ def test_judge_json_mode_gives_the_same_pairs(tmp_path: Path) -> None:
               judge_json=True)
     _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model), run="t")
     assert judged and all(r.json_schema == pair_schema() for r in judged)
-    pairs_j = read_jsonl(tmp_path / "j" / "pairs.jsonl")
-    pairs_t = read_jsonl(tmp_path / "t" / "pairs.jsonl")
+    pairs_j = read_jsonl(tmp_path / "j" / "output.jsonl")
+    pairs_t = read_jsonl(tmp_path / "t" / "output.jsonl")
     assert [(p["id"], p["gap"], p["decision"]) for p in pairs_j] == \
         [(p["id"], p["gap"], p["decision"]) for p in pairs_t]
     stages = json.loads((tmp_path / "j" / "stages.json").read_text())
@@ -289,6 +292,6 @@ def test_budget_stops_generate_and_a_larger_one_finishes_with_the_same_pairs(
     finished = run("split", cost["usd"] * 2)
     assert finished.exit_code == 0 and finished.summary is not None
     strip = lambda rows: [{k: v for k, v in r.items() if k != "_synthcodec"} for r in rows]  # noqa: E731
-    assert strip(read_jsonl(tmp_path / "split" / "pairs.jsonl")) == strip(
-        read_jsonl(tmp_path / "whole" / "pairs.jsonl"))
+    assert strip(read_jsonl(tmp_path / "split" / "output.jsonl")) == strip(
+        read_jsonl(tmp_path / "whole" / "output.jsonl"))
     assert finished.summary["cost"]["usd"] == pytest.approx(cost["usd"], rel=1e-6)

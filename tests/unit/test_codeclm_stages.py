@@ -47,8 +47,8 @@ def test_rounds_by_hand_give_the_same_pairs_as_generate(tmp_path: Path) -> None:
                 _stage(ws, improve_stage)
         with pytest.raises(UserError, match="was the last"):
             _stage(ws, improve_stage)
-    gen = read_jsonl(tmp_path / "gen" / "pairs.jsonl")
-    hand = read_jsonl(tmp_path / "hand" / "pairs.jsonl")
+    gen = read_jsonl(tmp_path / "gen" / "output.jsonl")
+    hand = read_jsonl(tmp_path / "hand" / "output.jsonl")
     assert sorted(p["id"] for p in hand) == sorted(p["id"] for p in gen)
     rejected = read_jsonl(tmp_path / "hand" / "rejected.jsonl")
     assert len(rejected) == 3 and all(r["decision"] == "unresolved" for r in rejected)

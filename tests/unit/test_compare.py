@@ -144,7 +144,7 @@ def test_per_question_outcomes_from_scripted_scores(tmp_path: Path, backends: An
                                       "answer": "answer B"} for r1, r2 in combos])
     run = tmp_path / "run"
     assert cli("compare", str(a), str(b), "--judge", "scripted", "-o", str(run), "-q") == 0
-    verdicts = {v["question_id"]: v for v in read(run / "verdicts.jsonl")}
+    verdicts = {v["question_id"]: v for v in read(run / "output.jsonl")}
     for r1, r2 in combos:
         v = verdicts[f"{r1}{r2}"]
         assert (v["result_first"], v["result_second"]) == (r1, r2)
@@ -158,7 +158,7 @@ def test_per_question_outcomes_from_scripted_scores(tmp_path: Path, backends: An
     assert total["codeclm"]["crr"] == pytest.approx(8 / 9)
     assert total["position_inconsistency"] == pytest.approx(6 / 9)
     # The report can be rebuilt from the saved verdicts alone.
-    assert summarize(read_jsonl(run / "verdicts.jsonl")).total.as_dict() == total
+    assert summarize(read_jsonl(run / "output.jsonl")).total.as_dict() == total
 
 
 def test_position_biased_judge_gives_all_ties(tmp_path: Path, backends: Any) -> None:
@@ -236,13 +236,13 @@ def test_answer_then_compare_end_to_end(tmp_path: Path, backends: dict[str, Fake
     assert "A = model-a   B = model-b" in out
     assert re.search(r"vicuna\s+6\s+0\s+6/0/0\s+2\.000\s+6/0/0\s+100\.00%\s+0\.0%", out)
     assert "math" in out and "writing" in out  # the per-category table
-    for name in ("verdicts.jsonl", "report.md", "report.json", "chart.png", "manifest.json"):
+    for name in ("output.jsonl", "report.md", "report.json", "chart.png", "manifest.json"):
         assert (run / name).exists(), name
     assert (run / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (run / "report.md").read_text()
     assert "| vicuna | 6 | 0 | 6/0/0 | 2.000 | 6/0/0 | 100.00% |" in md
     assert "vicuna / math" in md and "Capacity Recovery Ratio" in md
-    verdict = read(run / "verdicts.jsonl")[0]
+    verdict = read(run / "output.jsonl")[0]
     assert verdict["question_id"] == 1 and verdict["category"] == "math"
     assert (verdict["score_a_first"], verdict["score_b_first"]) == (8, 4)
     assert (verdict["score_a_second"], verdict["score_b_second"]) == (8, 4)
@@ -344,7 +344,7 @@ def test_judge_json_sends_the_schema_and_judge_text_does_not(tmp_path: Path, bac
     calls = backends["json"].calls
     assert len(calls) == 6 and all(c.json_schema == pair_schema() for c in calls)
     assert "judge answers in JSON" in capsys.readouterr().err
-    verdicts = read(tmp_path / "j" / "verdicts.jsonl")
+    verdicts = read(tmp_path / "j" / "output.jsonl")
     assert all(v["score_a_first"] == 8 and v["score_a_second"] == 4 for v in verdicts)
     config = json.loads((tmp_path / "j" / "config.json").read_text())
     assert config["judge_answer"] == "json"
@@ -357,4 +357,4 @@ def test_judge_json_sends_the_schema_and_judge_text_does_not(tmp_path: Path, bac
         assert cli(*args, *([flag] if flag else [])) == 0
         assert len(backends["json"].calls) == 6
         assert all(c.json_schema is None for c in backends["json"].calls)
-        assert all(v["score_a_first"] == 7 for v in read(tmp_path / run / "verdicts.jsonl"))
+        assert all(v["score_a_first"] == 7 for v in read(tmp_path / run / "output.jsonl"))

@@ -130,3 +130,30 @@ def test_a_bug_in_a_step_stops_the_run(tmp_path: Path) -> None:
         asyncio.run(LocalExecutor(concurrency=2, handle_signals=False).run(
             Stage("s", step), _items(10), journal))
     assert journal.counts() == {OK: 0, REJECTED: 0, FAILED: 0}
+
+
+def test_stop_when_stops_taking_records_on_the_driver(tmp_path: Path) -> None:
+    """A cross-record condition (generate's "stop at n kept") sees each kept record's outputs
+    after they are journaled; once it says enough, in-flight records finish and no new one
+    starts, and the run is 'reached', not interrupted."""
+    seen: list[list[dict]] = []
+
+    async def step(record: dict) -> dict | None:
+        await asyncio.sleep(0.001)
+        if record["i"] % 2:
+            raise Reject("odd")
+        return {"kept": record["i"]}
+
+    def enough(outputs: list[dict]) -> bool:
+        seen.append(outputs)
+        return len(seen) >= 5
+
+    run, journal = _journal(tmp_path)
+    result = asyncio.run(LocalExecutor(concurrency=2, handle_signals=False).run(
+        Stage("s", step), _items(100), journal, stop_when=enough))
+    assert result.reached and not result.interrupted
+    assert all(len(o) == 1 and o[0]["kept"] % 2 == 0 for o in seen)  # kept records only
+    counts = journal.counts()
+    assert 5 <= counts[OK] <= 6  # the one in flight beside the fifth may finish
+    assert counts[OK] + counts[REJECTED] < 20
+    run.close()

@@ -136,8 +136,8 @@ def test_experiment_runs_every_step_and_reports(tmp_path: Path) -> None:
     assert len(json.loads((exp / "data" / "random.json").read_text())) == 4
     for step in ("rate", "data-filtered", "data-random", "train-filtered", "answer-filtered",
                  "train-random", "answer-random", "compare-filtered-vs-random"):
-        marker = json.loads((exp / "steps" / f"{step}.json").read_text())
-        assert len(marker["config_sha256"]) == 64
+        entry = ledger(exp)[step]
+        assert len(entry["config_sha"]) == 64 and entry["finished"]
     assert len((exp / "answers" / "filtered.jsonl").read_text().splitlines()) == 3
     compare = json.loads((exp / "compare" / "filtered-vs-random" / "report.json").read_text())
     assert compare["total"]["alpagasus"] == {"win": 3, "tie": 0, "lose": 0, "score": 2.0}
@@ -156,18 +156,22 @@ def test_experiment_runs_every_step_and_reports(tmp_path: Path) -> None:
     assert data["smoke_scale"] is True and data["datasets"]["filtered"]["rows"] == 4
 
 
+def ledger(exp: Path) -> dict[str, Any]:
+    """The experiment's stages.json: each step's settings hash and whether it finished."""
+    return json.loads((exp / "stages.json").read_text())
+
+
 def test_rerun_skips_finished_steps_and_redoes_changed_ones(tmp_path: Path) -> None:
     trainer = StubTrainer()
     run(recipe(tmp_path), trainer)
-    marker = tmp_path / "exp" / "steps" / "train-filtered.json"
-    before = marker.stat().st_mtime_ns
+    before = ledger(tmp_path / "exp")["train-filtered"]
 
     _, said = run(recipe(tmp_path), trainer)
     assert trainer.calls == ["filtered", "random"]  # nothing retrained
     assert skipped(said) == {"rate", "data-filtered", "data-random", "train-filtered",
                              "answer-filtered", "train-random", "answer-random",
                              "compare-filtered-vs-random"}
-    assert marker.stat().st_mtime_ns == before
+    assert ledger(tmp_path / "exp")["train-filtered"] == before  # not touched
     report = (tmp_path / "exp" / "report.md").read_text()
     assert "| train-filtered | skipped (done earlier) |" in report
 
@@ -184,7 +188,8 @@ def test_interrupted_experiment_resumes_where_it_stopped(tmp_path: Path) -> None
     with pytest.raises(KeyboardInterrupt):
         run(recipe(tmp_path), trainer)
     assert trainer.calls == ["filtered"]
-    assert not (tmp_path / "exp" / "steps" / "train-random.json").exists()
+    assert ledger(tmp_path / "exp")["train-random"].get("finished") is None  # began, unfinished
+    assert ledger(tmp_path / "exp")["train-filtered"]["finished"]
     assert not (tmp_path / "exp" / "report.md").exists()
 
     _, said = run(recipe(tmp_path), trainer)
@@ -270,7 +275,7 @@ def test_benchmarks_run_for_base_and_adapters_with_deltas(tmp_path: Path) -> Non
     assert benchmarker.calls == ["local", f"hf:{exp / 'adapters' / 'filtered'}",
                                  f"hf:{exp / 'adapters' / 'random'}"]
     for step in ("benchmark-base", "benchmark-filtered", "benchmark-random"):
-        assert (exp / "steps" / f"{step}.json").exists()
+        assert ledger(exp)[step]["finished"]
     body = report.read_text()
     assert "## General ability (lm-evaluation-harness)" in body
     assert "| task | metric | docs | base | filtered (Δ vs base) | random (Δ vs base) |" in body

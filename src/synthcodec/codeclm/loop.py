@@ -1,8 +1,9 @@
 """Contrastive Filtering over the base instructions: the per-instruction loop (`generate`)
 and the same steps one round at a time (`respond`, `contrast`, `improve`).
 
-Both write the same final files: RUN/pairs.jsonl (kept, with lineage) and
-RUN/rejected.jsonl (every base instruction that did not make it, with its reason).
+Both write the same final files, the run layout of every command (docs/run-layout.md):
+RUN/output.jsonl (kept pairs, with lineage), RUN/rejected.jsonl and RUN/failed.jsonl (every
+base instruction that did not make it, with its reason under `_synthcodec`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 
 from synthcodec.codeclm.rouge import NearDuplicateFilter
 from synthcodec.codeclm.stages import (
+    FAILED_FILE,
     INSTRUCTIONS,
-    PAIRS,
+    OUTPUT,
     REJECTED_FILE,
     RUBRICS,
     CodecStage,
@@ -27,9 +29,16 @@ from synthcodec.codeclm.stages import (
     loop_config,
     map_stage,
 )
-from synthcodec.codeclm.steps import IMPROVE, KEEP_STRONG, KEEP_TARGET, UNRESOLVED, Ctx
+from synthcodec.codeclm.steps import (
+    IMPROVE,
+    KEEP_STRONG,
+    KEEP_TARGET,
+    NEAR_DUPLICATE,
+    UNRESOLVED,
+    Ctx,
+)
 from synthcodec.codeclm.workspace import Workspace
-from synthcodec.engine import Item, LocalExecutor, Record
+from synthcodec.engine import Item, Record, reason_of
 from synthcodec.errors import UserError
 from synthcodec.io import META
 from synthcodec.runner import Models, RunOptions
@@ -43,59 +52,45 @@ class Collected:
     kept: int
     rejected: int
     near_duplicates: int
+    failed: int = 0
 
 
-def collect(ws: Workspace, kept_rows: list[Record], rejected_rows: list[Record],
+def collect(ws: Workspace, kept_rows: list[Record], dropped: list[Record],
             threshold: float, n: int | None = None) -> Collected:
-    """Publish pairs.jsonl (kept, near-duplicates of earlier kept ones removed, at most n)
-    and rejected.jsonl (everything else, each with a reason)."""
+    """Publish the run's three files: output.jsonl (kept pairs, near-duplicates of earlier
+    kept ones removed, at most n), rejected.jsonl and failed.jsonl (every other instruction,
+    in the one row envelope: the data plus `_synthcodec {id, status, reason}`)."""
     near = NearDuplicateFilter(threshold)
     kept: list[Record] = []
-    rejected = list(rejected_rows)
+    rejected = [row for row in dropped if (row.get(META) or {}).get("status") != FAILED]
+    failed = [row for row in dropped if (row.get(META) or {}).get("status") == FAILED]
     for row in kept_rows:
         if n is not None and len(kept) >= n:
             break  # finished after the target was reached: stays in the journal, unused
         if near.add(row["instruction"]):
             kept.append(row)
         else:
-            rejected.append({**row, "decision": "near_duplicate",
-                             "reason": f"near-duplicate of a kept instruction (ROUGE-L > {threshold:g})"})
-    ws.publish(PAIRS, kept)
+            rejected.append(envelope({**row, "decision": NEAR_DUPLICATE}, REJECTED,
+                                     f"near-duplicate of a kept instruction "
+                                     f"(ROUGE-L > {threshold:g})"))
+    ws.publish(OUTPUT, kept)
     ws.publish(REJECTED_FILE, rejected)
-    return Collected(len(kept), len(rejected), near.removed)
+    ws.publish(FAILED_FILE, failed)
+    return Collected(len(kept), len(rejected), near.removed, len(failed))
 
 
-def _rejected_rows(journal: Any) -> list[Record]:
-    rows = [_flat_reason(r) for r in journal.rows(REJECTED)]
-    rows += [{**_flat_reason(r), "decision": "failed"} for r in journal.rows(FAILED)]
-    return rows
+def envelope(row: Record, status: str, reason: str) -> Record:
+    """A dropped row of generate: its fields, and ours under `_synthcodec`."""
+    data = {k: v for k, v in row.items() if k != META}
+    return {**data, META: {**(row.get(META) or {}), "id": data.get("id"), "status": status,
+                           "reason": reason}}
 
 
-def _flat_reason(row: Record) -> Record:
-    """A candidate's own fields plus the reason: the rows generate's rejected.jsonl holds."""
-    meta = row.get(META) or {}
-    out = {k: v for k, v in row.items() if k != META}
-    out.setdefault("id", meta.get("id"))
-    out["reason"] = meta.get("reason") or row.get("reason") or "failed"
-    return out
-
-
-@dataclass
-class _StopAt:
-    """Counts kept pairs as they finish and stops the executor once n are in hand."""
-
-    n: int | None
-    near: NearDuplicateFilter
-    executor: LocalExecutor
-    reached: bool = False
-
-    def __post_init__(self) -> None:
-        self.reached = self.n is not None and len(self.near) >= self.n
-
-    def kept(self, row: Record) -> None:
-        if self.n is not None and self.near.add(row["instruction"]) and len(self.near) >= self.n:
-            self.reached = True
-            self.executor.stop()  # in-flight records finish and are journaled
+def _dropped_rows(journal: Any) -> list[Record]:
+    """The loop's rejected and failed records, in input order, as the journal holds them
+    (engine.dropped_row: the data plus `_synthcodec`)."""
+    rows = [envelope(r, REJECTED, reason_of(r)) for r in journal.rows(REJECTED)]
+    return rows + [envelope(r, FAILED, reason_of(r)) for r in journal.rows(FAILED)]
 
 
 @dataclass
@@ -115,38 +110,37 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
     threshold = ctx.cfg.rouge_threshold
     usage_total: dict[str, int] = {}
     evolve = CodecStage.of("evolve", ctx, models, name="loop", actions=actions)
-    await evolve.setup(models)
     while True:
-        # Count kept pairs as they finish, so the run stops once n are in hand.
+        # Stop at n: a pass over the kept pairs as they are journaled, on the driver (the
+        # executor calls it after each kept record), never state inside the step.
         near = NearDuplicateFilter(threshold)
         for out in _flat(journal.rows(OK)):
             near.add(out["instruction"])
-        executor = LocalExecutor(concurrency=models.concurrency())
-        stopper = _StopAt(n, near, executor)
+        reached = n is not None and len(near) >= n
 
-        async def step(record: Record, stopper: _StopAt = stopper) -> Record:
-            out = await evolve.run(record)
-            stopper.kept(out)
-            return out
+        def enough(outputs: list[Record], near: NearDuplicateFilter = near) -> bool:
+            for out in outputs:
+                near.add(out["instruction"])
+            return n is not None and len(near) >= n
 
         journal.prepare()  # finished() answers from a snapshot of whether the table is empty
         pending = [i for i in items if not journal.finished(i.id)]
-        if stopper.reached or not pending:
+        if reached or not pending:
             run = None
         else:
-            run, usage = await map_stage(ws, journal, "loop", items, step, models, options,
-                                         executor=executor)
+            run, usage = await map_stage(ws, journal, "loop", items, evolve, models, options,
+                                         stop_when=enough if n is not None else None)
+            reached = run.reached
             for k, v in usage.items():
                 usage_total[k] = usage_total.get(k, 0) + v
-        interrupted = run is not None and run.interrupted and not stopper.reached
-        if interrupted:
+        if run is not None and run.interrupted:
             stop = INTERRUPTED
             break
-        got = collect(ws, _flat(journal.rows(OK)), _rejected_rows(journal), threshold, n)
+        got = collect(ws, _flat(journal.rows(OK)), _dropped_rows(journal), threshold, n)
         if n is not None and got.kept >= n:
             stop = REACHED
             break
-        if not stopper.reached:
+        if not reached:
             # The executor went through every item (failed ones wait for the next run).
             stop = EXHAUSTED
             break
@@ -161,7 +155,8 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
     result.interrupted = stop == INTERRUPTED
     if stop != INTERRUPTED:
         result.kept, result.near_duplicates = got.kept, got.near_duplicates
-        result.outputs = {PAIRS: got.kept, REJECTED_FILE: got.rejected}
+        result.outputs = {OUTPUT: got.kept, REJECTED_FILE: got.rejected,
+                          FAILED_FILE: got.failed}
     ws.finish("loop", stats=usage_total, stop=stop, requested=n,
               near_duplicates=result.near_duplicates, mode="loop")
     return result
@@ -216,7 +211,8 @@ async def respond_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOpt
 
 async def contrast_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
                          r: int | None = None) -> StageResult:
-    """Judge round r's answers in both orders -> contrast_<r>.jsonl, then pairs/rejected."""
+    """Judge round r's answers in both orders -> contrast_<r>.jsonl, then the run's
+    output/rejected/failed files."""
     r = r or latest_round(ws, r"responses_{r}\.jsonl")
     if r < 1:
         raise UserError(f"no responses in {ws.path}: run `synthcodec respond {ws.path}` first")
@@ -232,7 +228,8 @@ async def contrast_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOp
         result.outputs[contrast_file(r)] = ws.publish(contrast_file(r), rows)
         ws.publish_rejects(f"contrast_{r}", journal)
         got = collect_rounds(ws, ctx.cfg.rouge_threshold)
-        result.outputs.update({PAIRS: got.kept, REJECTED_FILE: got.rejected})
+        result.outputs.update({OUTPUT: got.kept, REJECTED_FILE: got.rejected,
+                               FAILED_FILE: got.failed})
         waiting = sum(1 for row in rows if row["decision"] == IMPROVE)
         if waiting:
             result.notes.append(f"{waiting} instructions wait for another round: "
@@ -242,7 +239,7 @@ async def contrast_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOp
 
 
 def collect_rounds(ws: Workspace, threshold: float) -> Collected:
-    """pairs.jsonl / rejected.jsonl from every contrast round so far."""
+    """output.jsonl / rejected.jsonl / failed.jsonl from every contrast round so far."""
     kept, rejected = [], []
     for r in range(1, latest_round(ws, r"contrast_{r}\.jsonl") + 1):
         if not ws.exists(contrast_file(r)):
@@ -251,7 +248,8 @@ def collect_rounds(ws: Workspace, threshold: float) -> Collected:
             if row["decision"] in (KEEP_STRONG, KEEP_TARGET):
                 kept.append(row)
             elif row["decision"] == UNRESOLVED:
-                rejected.append({**row, "reason": "unresolved: |gap| <= theta in every iteration"})
+                rejected.append(envelope(row, REJECTED,
+                                         "unresolved: |gap| <= theta in every iteration"))
     kept.sort(key=lambda row: (row["iteration"], row["id"]))
     got = collect(ws, kept, rejected, threshold)
     ws.finish("rounds", kept=got.kept, near_duplicates=got.near_duplicates, stop=EXHAUSTED)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from synthcodec.codeclm.config import CodecConfig, per_metadata_for
-from synthcodec.codeclm.loop import INTERRUPTED, PAIRS, LoopResult, loop_stage
+from synthcodec.codeclm.loop import INTERRUPTED, OUTPUT, LoopResult, loop_stage
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.report import (
     SAME_MODEL_WARNING,
@@ -198,11 +198,11 @@ EXPORT_NAMES = {"jsonl": "pairs_export.jsonl", "alpaca": "pairs_alpaca.json",
 
 
 def export_pairs(ws: Workspace, fmt: str) -> str:
-    """Write the kept pairs in a fine-tuning format beside pairs.jsonl."""
+    """Write the kept pairs (output.jsonl) in a fine-tuning format beside them."""
     from synthcodec.export import export
 
     target = ws.file(EXPORT_NAMES[fmt])
-    n = export(fmt, target, ws.rows(PAIRS), {}, source=ws.file(PAIRS))
+    n = export(fmt, target, ws.rows(OUTPUT), {}, source=ws.file(OUTPUT))
     return f"wrote {target} ({n} pairs, {fmt})"
 
 
@@ -224,7 +224,7 @@ def run_stage_command(stage: StageCall, *, run_dir: str, roles: Mapping[str, str
         result = run_with_models(specs, options, lambda models: stage(
             ws, models, make_ctx(models, cfg, prompts)), ws=ws)
         lines = [result.line(), *result.notes, *cost_lines(ws)]
-        if PAIRS in result.outputs:
+        if OUTPUT in result.outputs:
             summary = build_summary(ws, strong=specs["strong"], target=specs["target"],
                                     theta=cfg.theta, requested=None, stop="exhausted")
             lines += summary_lines(summary) + write_summary(ws, summary)

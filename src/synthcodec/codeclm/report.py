@@ -1,7 +1,7 @@
 """The generation summary: counts, kept rows per iteration, gap histogram, coverage, cost.
 
-Computed from the published files (pairs.jsonl, rejected.jsonl, metadata.jsonl) and the
-usage recorded in stages.json, so it can be rebuilt for any finished run.
+Computed from the published files (output.jsonl, rejected.jsonl, failed.jsonl,
+metadata.jsonl) and the usage recorded in stages.json, so it can be rebuilt for any finished run.
 """
 
 from __future__ import annotations
@@ -45,10 +45,15 @@ def gap_bins(gaps: list[float], theta: float) -> list[tuple[float, int]]:
 
 def build_summary(ws: Workspace, *, strong: str, target: str, theta: float,
                   requested: int | None, stop: str) -> dict[str, Any]:
-    kept = [row for _, row in ws.rows("pairs.jsonl")] if ws.exists("pairs.jsonl") else []
-    rejected = [row for _, row in ws.rows("rejected.jsonl")] if ws.exists("rejected.jsonl") else []
-    pool = [row for _, row in ws.rows("metadata.jsonl")] if ws.exists("metadata.jsonl") else []
+    def rows(name: str) -> list[dict[str, Any]]:
+        return [row for _, row in ws.rows(name)] if ws.exists(name) else []
+
+    kept, pool = rows("output.jsonl"), rows("metadata.jsonl")
+    rejected, failed = rows("rejected.jsonl"), rows("failed.jsonl")
     by_decision = Counter(str(row.get("decision", "rejected")) for row in rejected)
+    rejected += failed  # everything not kept, as the summary counts it
+    if failed:
+        by_decision["failed"] = len(failed)
     covered = {row.get("metadata_id") for row in kept}
     usage = ws.total_stats()
     calls, tokens = usage.get("requests", 0), (usage.get("prompt_tokens", 0)
@@ -144,11 +149,11 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
 def why_none_kept(s: dict[str, Any]) -> str:
     """One line saying why a finished run kept nothing."""
     if not s["judged"]:
-        return ("no pair kept: no instruction got a judgement (reasons in rejected.jsonl and "
-                "rejects/)")
+        return ("no pair kept: no instruction got a judgement (reasons in rejected.jsonl, "
+                "failed.jsonl and rejects/)")
     return (f"no pair kept: all {s['judged']} judged gaps were within ±{s['theta']:g}, i.e. the "
             "judge found the target about as good as the strong model on every instruction "
-            "(rewrites included); reasons per instruction in rejected.jsonl")
+            "(rewrites included); reasons per instruction in rejected.jsonl and failed.jsonl")
 
 
 def write_summary(ws: Workspace, summary: dict[str, Any]) -> list[str]:

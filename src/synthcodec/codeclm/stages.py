@@ -19,7 +19,7 @@ from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.rouge import NearDuplicateFilter
 from synthcodec.codeclm.steps import Ctx, base_candidate
 from synthcodec.codeclm.workspace import Workspace
-from synthcodec.engine import Item, LocalExecutor, Record, RunResult, Stage, StepResult
+from synthcodec.engine import Item, Record, RunResult, Stage, StepResult, StopWhen
 from synthcodec.errors import InputError, UserError
 from synthcodec.io import FieldSpec, extract, iter_rows, scan_input
 from synthcodec.judge import JudgeSettings
@@ -29,7 +29,8 @@ from synthcodec.store import OK, REJECTED, Journal, hash_file
 
 ENCODED, METADATA, INSTRUCTIONS, RUBRICS = ("encoded.jsonl", "metadata.jsonl",
                                             "instructions.jsonl", "rubrics.jsonl")
-PAIRS, REJECTED_FILE = "pairs.jsonl", "rejected.jsonl"
+# The run layout of every command (docs/run-layout.md): kept, rejected and failed rows.
+OUTPUT, REJECTED_FILE, FAILED_FILE = "output.jsonl", "rejected.jsonl", "failed.jsonl"
 SEED_FIELDS = [FieldSpec("instruction"), FieldSpec("id", required=False, kind=(str, int))]
 
 
@@ -105,13 +106,13 @@ class StageResult:
 async def map_stage(ws: Workspace, journal: Journal, name: str, items: list[Item],
                     step: CodecStage | Callable[[Record], Awaitable[Any]], models: Models,
                     options: RunOptions, *,
-                    executor: LocalExecutor | None = None) -> tuple[RunResult, dict[str, int]]:
+                    stop_when: StopWhen | None = None) -> tuple[RunResult, dict[str, int]]:
     """Run `step` over `items` (runner.run_stage, the one place stages run); returns the
     result and the usage delta."""
     stage = step if isinstance(step, ModelStage) else Stage(
         journal.table.removeprefix("stage_"), step)
     done = await run_stage(stage, items, journal, models, options, label=name,
-                           executor=executor)
+                           stop_when=stop_when)
     return done.result, done.usage
 
 

@@ -30,6 +30,7 @@ from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError
 
 KEEP_STRONG, KEEP_TARGET, IMPROVE, UNRESOLVED = "keep_strong", "keep_target", "improve", "unresolved"
+NEAR_DUPLICATE = "near_duplicate"  # a kept pair too close to an earlier kept one (ROUGE-L)
 
 
 @dataclass

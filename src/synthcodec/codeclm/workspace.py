@@ -1,7 +1,8 @@
 """The CodecLM run directory: one RunDir, a journal per stage, and each stage's settings.
 
 Stages run as separate commands over one RUN/, each with its own options, so the RunDir
-config is constant ("a CodecLM run") and `stages.json` holds what each stage ran with:
+config is constant ("a CodecLM run") and `stages.json` (store.StageLedger, the one resume
+scheme) holds what each stage ran with:
 
 - changed settings for a stage that already ran are an error unless --overwrite, which
   clears that stage's journal (the request cache keeps the redo cheap);
@@ -11,7 +12,6 @@ config is constant ("a CodecLM run") and `stages.json` holds what each stage ran
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,10 +19,18 @@ from typing import Any, Self
 
 from synthcodec.errors import UserError
 from synthcodec.io import iter_rows
-from synthcodec.store import FAILED, REJECTED, Journal, RunDir, hash_file, hash_value, write_json
+from synthcodec.store import (
+    FAILED,
+    REJECTED,
+    STAGES_FILE,
+    Journal,
+    RunDir,
+    StageLedger,
+    hash_file,
+    hash_value,
+)
 
 RUN_KIND = {"kind": "codeclm", "layout": 1}
-STATE = "stages.json"
 
 
 def note(message: str) -> None:
@@ -34,14 +42,18 @@ class Workspace:
         self.path = Path(path)
         self.overwrite = overwrite
         self.run = RunDir(self.path)
-        self.state: dict[str, Any] = {}
+        self.ledger = StageLedger(self.path / STAGES_FILE)
 
     def open(self) -> Self:
         # The RunDir check still stops us from writing into another command's run.
         self.run.open(dict(RUN_KIND), overwrite=self.overwrite)
-        state_path = self.path / STATE
-        self.state = json.loads(state_path.read_text("utf-8")) if state_path.exists() else {}
+        self.ledger = StageLedger(self.path / STAGES_FILE)
         return self
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """stages.json: each stage's entry, and the run-level notes under "_" keys."""
+        return self.ledger.state
 
     def __enter__(self) -> Self:
         return self.open()
@@ -88,53 +100,38 @@ class Workspace:
     def begin(self, stage: str, config: dict[str, Any], input_sha: str | None = None,
               journal: bool = True) -> Journal | None:
         """Check `stage`'s settings against its last run and return its journal."""
-        prev = self.state.get(stage)
         table = self.run.journal(stage) if journal else None
-        if prev is not None and prev["config_sha"] != hash_value(config):
-            changed = sorted(k for k in set(prev["config"]) | set(config)
-                             if prev["config"].get(k) != config.get(k))
+        change = self.ledger.change(stage, config, input_sha)
+        if change is not None and change[0] == "settings":
+            changed = ", ".join(change[1])
             if not self.overwrite:
                 raise UserError(
                     f"{stage} already ran in {self.path} with other settings (changed: "
-                    f"{', '.join(changed)}). Add --overwrite to redo it with the new ones "
+                    f"{changed}). Add --overwrite to redo it with the new ones "
                     "(cached requests are reused), or use another -o directory.")
-            note(f"{stage}: settings changed ({', '.join(changed)}): redoing it")
-            if table is not None:
-                table.clear()
-        elif prev is not None and input_sha is not None and prev.get("input_sha") != input_sha:
+            note(f"{stage}: settings changed ({changed}): redoing it")
+        elif change is not None:
             note(f"{stage}: its input changed since it last ran: redoing it "
                  "(unchanged records come back from the request cache)")
-            if table is not None:
-                table.clear()
-        entry = self.state.setdefault(stage, {"stats": {}})
-        entry.update(config=config, config_sha=hash_value(config), input_sha=input_sha)
-        self.save()
+        if change is not None and table is not None:
+            table.clear()
+        self.ledger.start(stage, config, input_sha)
         return table
 
     def finish(self, stage: str, *, stats: dict[str, int] | None = None, **info: Any) -> None:
         """Record a stage's outputs and add this invocation's model usage to its total."""
-        entry = self.state.setdefault(stage, {"stats": {}})
-        for key, value in (stats or {}).items():
-            entry["stats"][key] = entry["stats"].get(key, 0) + value
-        entry.update(info)
-        self.save()
+        self.ledger.finish(stage, stats=stats, **info)
 
     def stage_info(self, stage: str) -> dict[str, Any]:
-        return dict(self.state.get(stage) or {})
+        return self.ledger.entry(stage)
 
     def total_stats(self) -> dict[str, int]:
-        total: dict[str, int] = {}
-        for name, entry in self.state.items():
-            if name.startswith("_"):
-                continue
-            for key, value in entry.get("stats", {}).items():
-                total[key] = total.get(key, 0) + value
-        return total
+        return self.ledger.total_stats()
 
     def publish_rejects(self, stage: str, journal: Journal) -> int:
-        """RUN/rejects/<stage>.jsonl: the stage's rejected and failed records with reasons."""
-        rows = [{"status": "rejected", **r} for r in journal.rows(REJECTED)]
-        rows += [{"status": "failed", **r} for r in journal.rows(FAILED)]
+        """RUN/rejects/<stage>.jsonl: the stage's rejected and failed records, in the row
+        envelope of every run (status and reason under `_synthcodec`)."""
+        rows = list(journal.rows(REJECTED)) + list(journal.rows(FAILED))
         name = f"rejects/{stage}.jsonl"
         if rows or self.exists(name):
             self.file("rejects").mkdir(exist_ok=True)
@@ -142,5 +139,5 @@ class Workspace:
         return len(rows)
 
     def save(self) -> None:
-        write_json(self.file(STATE), self.state)
+        self.ledger.save()
 

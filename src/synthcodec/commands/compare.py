@@ -57,7 +57,7 @@ def command(files: tuple[str, ...], pairs: tuple[tuple[str, str, str], ...], nam
 
     Give the two answer files as A B, or one --pair NAME A B per benchmark. Answers are
     paired by question id, or by --key fields when the files have no id. Writes to RUN:
-    verdicts.jsonl (per question: both orders' scores, the outcome under the AlpaGasus and
+    output.jsonl (per question: both orders' scores, the outcome under the AlpaGasus and
     CodecLM rules), report.json, report.md (paste-ready), chart.png, failed.jsonl.
     Wins, ties and losses are A's.
     """

@@ -32,8 +32,8 @@ def command(run_dir: str, strong: str | None, target: str | None, round_: int | 
             prompts_dir: str | None, **kwargs: Any) -> None:
     """Judge round R's answers in both orders and decide: keep, improve or reject.
 
-    Writes RUN/contrast_R.jsonl, then RUN/pairs.jsonl and RUN/rejected.jsonl from every
-    round so far, and the summary. R defaults to the latest round with responses.
+    Writes RUN/contrast_R.jsonl, then RUN/output.jsonl, rejected.jsonl and failed.jsonl
+    from every round so far, and the summary. R defaults to the latest round with responses.
     """
     options, cfg = options_from(kwargs), config_from(kwargs)
     run_round_command(contrast_stage, run_dir=run_dir, strong=strong, target=target, cfg=cfg,

@@ -43,8 +43,8 @@ def command(seeds: str, strong: str, target: str, n: int, run_dir: str, fields: 
 
     Runs encode, metadata, decode, rubrics and the Contrastive Filtering loop (improve,
     respond, contrast; up to --max-iterations rounds per instruction) until n pairs are kept
-    or the base instructions run out. Kept pairs with full lineage go to RUN/pairs.jsonl,
-    the rest to RUN/rejected.jsonl with reasons; RUN/summary.json and
+    or the base instructions run out. Kept pairs with full lineage go to RUN/output.jsonl,
+    the rest to RUN/rejected.jsonl and RUN/failed.jsonl with reasons; RUN/summary.json and
     RUN/gap_histogram.png report the run.
     """
     options, cfg = options_from(kwargs), config_from(kwargs)

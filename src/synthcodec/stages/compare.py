@@ -22,7 +22,7 @@ from synthcodec.cost import EXIT_BUDGET
 from synthcodec.engine import Item, Record
 from synthcodec.errors import InputError, UserError
 from synthcodec.instruction import join_instruction
-from synthcodec.io import iter_rows
+from synthcodec.io import META, iter_rows
 from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_template
 from synthcodec.llm import redact_spec
 from synthcodec.report import render_markdown, render_table, summarize, write_chart
@@ -39,7 +39,16 @@ from synthcodec.runner import (
     usage_dict,
 )
 from synthcodec.stages.base import ModelStage
-from synthcodec.store import FAILED, OK, RunDir, atomic_writer, hash_file, hash_value, write_json
+from synthcodec.store import (
+    FAILED,
+    OK,
+    REJECTED,
+    RunDir,
+    atomic_writer,
+    hash_file,
+    hash_value,
+    write_json,
+)
 
 ID_FIELDS = ("question_id", "id", "idx")
 ANSWER_FIELDS = ("answer", "response", "output", "text")
@@ -268,7 +277,9 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
     run = RunDir(run_dir).open(dict(config), overwrite=options.overwrite)
     journal = run.journal(STAGE)
     records = [asdict(p) for p in pairs]
-    items = [Item(id=record_id(i, r), idx=i, record=r) for i, r in enumerate(records)]
+    # Each verdict carries its id (joins it to its failed row, or to a re-run's verdict).
+    items = [Item(id=rid, idx=i, record={**r, META: {"id": rid, "index": i}})
+             for i, r in enumerate(records) for rid in [record_id(i, r)]]
 
     started = time.monotonic()
     models = Models.open({"judge": judge}, options, backends, spent_before=run.usage_total())
@@ -319,7 +330,10 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
 
     verdicts = [row for rows in journal.rows(OK) for row in rows]
     failed = list(journal.rows(FAILED))
-    outputs = {"verdicts.jsonl": run.publish_jsonl("verdicts.jsonl", verdicts),
+    # The run layout of every command: kept (the verdicts), rejected (none: every judged
+    # pair is kept), failed.
+    outputs = {"output.jsonl": run.publish_jsonl("output.jsonl", verdicts),
+               "rejected.jsonl": run.publish_jsonl("rejected.jsonl", journal.rows(REJECTED)),
                "failed.jsonl": run.publish_jsonl("failed.jsonl", failed)}
     report = summarize(verdicts, bench_order, failed)
     label_a, label_b = labels
@@ -345,7 +359,7 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
     if report.categories:
         click.echo("")
         click.echo(render_table(report.categories, "category"))
-    for name in ("verdicts.jsonl", "report.md", "report.json", "chart.png"):
+    for name in ("output.jsonl", "report.md", "report.json", "chart.png"):
         if (run.path / name).exists():
             print(f"wrote {run.path / name}", file=sys.stderr)
     if failed:
