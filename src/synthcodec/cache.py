@@ -3,7 +3,10 @@
 The key covers model identity (name + endpoint), messages, sampling parameters, schema and
 sample index; never an API key. Writes are committed in small batches: losing the last few
 entries to a crash only costs a re-send, while the run journal (store.py) is what keeps
-resume exact.
+resume exact. A batch waits in memory and goes in one short transaction, so processes that
+share the file (the workers of `--executor ray` on one machine) hold its write lock only
+for that moment; held across a batch, it made two workers take turns (measured: half the
+throughput).
 """
 
 from __future__ import annotations
@@ -59,11 +62,12 @@ class RequestCache:
             raise UserError(f"cannot use the request cache {self.path}: "
                             f"{getattr(exc, 'strerror', None) or exc} (pick another file with "
                             "--cache PATH, or --no-cache)") from None
-        self._pending = 0
+        self._pending: dict[str, tuple[str, str, str | None, int, int, float]] = {}
         self._last_commit = time.monotonic()
 
     def get(self, key: str) -> Completion | None:
-        row = self._db.execute(
+        pending = self._pending.get(key)
+        row = pending[1:5] if pending is not None else self._db.execute(
             "SELECT text, finish_reason, prompt_tokens, completion_tokens FROM completions"
             " WHERE key = ?", (key,)
         ).fetchone()
@@ -73,22 +77,23 @@ class RequestCache:
                           completion_tokens=row[3], cached=True)
 
     def put(self, key: str, completion: Completion) -> None:
-        if self._pending == 0:
-            self._db.execute("BEGIN")
-        self._db.execute(
-            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
-            (key, completion.text, completion.finish_reason, completion.prompt_tokens,
-             completion.completion_tokens, time.time()),
-        )
-        self._pending += 1
+        self._pending[key] = (key, completion.text, completion.finish_reason,
+                              completion.prompt_tokens, completion.completion_tokens, time.time())
         now = time.monotonic()
-        if self._pending >= COMMIT_EVERY or now - self._last_commit > COMMIT_SECONDS:
+        if len(self._pending) >= COMMIT_EVERY or now - self._last_commit > COMMIT_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         if self._pending:
-            self._db.execute("COMMIT")
-            self._pending = 0
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
+                                     list(self._pending.values()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._pending.clear()
         self._last_commit = time.monotonic()
 
     def close(self) -> None:
