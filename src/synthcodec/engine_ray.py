@@ -379,9 +379,10 @@ class RayExecutor:
         return check
 
     def _worker_options(self, share: int) -> Any:
-        o = self.options
+        o = self.options  # paths made absolute: a worker's working directory is Ray's
         return replace(o, progress=False, cache_path=None if o.no_cache else str(
-            o.cache_path or _default_cache()),
+            Path(o.cache_path or _default_cache()).resolve()),
+            prices_file=o.prices_file and str(Path(o.prices_file).resolve()),
             concurrency=math.ceil(self.models.concurrency() / share),
             rpm=o.rpm and o.rpm / share, tpm=o.tpm and o.tpm / share)
 
