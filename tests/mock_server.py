@@ -30,6 +30,10 @@ Workloads from the benchmarks (see benchmarks/bench_pacing.py):
   retry_after_style="seconds", latency=0.05, fail_hash_rate=0.05``.
 - W7, JSON output: ``reply_json_in_prompt=True, invalid_json_first_rate=0.1,
   truncate_rate=0.02``.
+The batch API (``/v1/files``, ``/v1/batches``, OpenAI's shapes) is there too, for
+``--batch``: ``batch_polls`` (retrievals a batch stays in progress), ``batch_expire_first``
+(the first N batches expire half done), ``batch_fail_rate`` (requests failing with 500
+inside a batch); ``stats()`` counts files, batches, polls and batch requests.
 The request path does no per-request logging and only light work, so a 2-core machine can
 drive thousands of concurrent slow requests.
 """

@@ -68,7 +68,7 @@ def test_a_batch_in_progress_for_several_polls_answers_everything_once(tmp_path:
     assert texts == again == [f"echo: q {i}" for i in range(12)]
     assert stats["batches_created"] == 1 and stats["files_uploaded"] == 1
     assert stats["batch_polls"] >= 5 and stats["batch_requests"] == 12
-    assert stats["total_requests"] == 12  # no request went one by one
+    assert stats["by_status"] == {}  # no request went one by one
     ledger = [json.loads(line) for line in (tmp_path / "batches.jsonl").read_text().splitlines()]
     assert [e["op"] for e in ledger] == ["file", "batch", "done"]
 
@@ -204,7 +204,7 @@ def test_kill_9_while_polling_resumes_the_same_batch_with_no_new_submission(
                            "-m", f"mock-model@{url}", "--no-cache")
     assert again.returncode == 0, again.stderr
     assert stats["batches_created"] == 1 and stats["files_uploaded"] == 1
-    assert stats["batch_requests"] == 10 and stats["total_requests"] == 10
+    assert stats["batch_requests"] == 10 and stats["by_status"] == {}
     assert plain.returncode == 0, plain.stderr
     assert read_jsonl(run / "output.jsonl") == read_jsonl(tmp_path / "plain" / "output.jsonl")
     ledger = [json.loads(line) for line in _ledger_text(run).splitlines()]
@@ -287,3 +287,15 @@ def test_batch_refuses_what_it_cannot_do_before_anything_is_written(
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not run.exists()
+
+
+def test_python_api_takes_batch_true(tmp_path: Path) -> None:
+    import synthcodec
+
+    rows = [{"prompt": f"question {i}"} for i in range(5)]
+    with serve_in_subprocess() as (_, url):
+        result = synthcodec.complete(rows, model=f"mock-model@{url}", run_dir=tmp_path / "r",
+                                     batch=True, batch_poll=0.05)
+        stats = _stats(url)
+    assert [r["response"] for r in result.rows] == [f"echo: question {i}" for i in range(5)]
+    assert stats["batches_created"] == 1 and stats["by_status"] == {}
