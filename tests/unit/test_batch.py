@@ -299,3 +299,38 @@ def test_python_api_takes_batch_true(tmp_path: Path) -> None:
         stats = _stats(url)
     assert [r["response"] for r in result.rows] == [f"echo: question {i}" for i in range(5)]
     assert stats["batches_created"] == 1 and stats["by_status"] == {}
+
+
+def test_generate_loop_in_batch_mode_keeps_the_same_pairs(tmp_path: Path) -> None:
+    """CodecLM's multi-call steps (encode, decode, rubrics, the evolve loop with both-order
+    judging) in the scripted world of benchmarks/bench_generate.py, once per mode."""
+    import threading
+
+    from benchmarks.bench_generate import reply, seeds
+    from synthcodec.codeclm import CodecConfig, generate
+    from synthcodec.runner import RunOptions
+
+    def responder(body: dict[str, Any]) -> str:
+        return reply(body["messages"], isinstance(body.get("response_format"), dict),
+                     body.get("model", ""))
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    server = MockServer(responder=responder, batch_polls=1)
+    url = asyncio.run_coroutine_threadsafe(server.start(), loop).result()
+    seed_file = write_jsonl(tmp_path / "seeds.jsonl", seeds(6))
+    try:
+        for mode in ("plain", "batch"):
+            options = RunOptions(progress=False, cache_path=str(tmp_path / f"{mode}.sqlite"),
+                                 batch=mode == "batch", batch_poll=0.02)
+            result = generate(seeds=str(seed_file), run_dir=tmp_path / mode,
+                              strong=f"strong@{url}", target=f"target@{url}", n=1000,
+                              cfg=CodecConfig(pool_size=6), options=options)
+            assert result.exit_code == 0
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+    plain, batch = (read_jsonl(tmp_path / m / "pairs.jsonl") for m in ("plain", "batch"))
+    assert plain and batch == plain
+    stats = server.stats()
+    assert stats["batches_created"] >= 4 and stats["batch_requests_failed"] == 0

@@ -105,6 +105,16 @@ class LoopResult(StageResult):
     near_duplicates: int = 0
 
 
+def in_flight(models: Models, n: int | None, kept: int) -> int:
+    """Records in flight. With --batch every record in flight goes into each pass, and all of
+    them finish even once n pairs are kept, so the loop keeps only twice the pairs still
+    wanted in flight (records that finish make room for the next); else what the models
+    can take."""
+    if models.batch_size is None or n is None:
+        return models.concurrency()
+    return max(1, min(models.concurrency(), n - kept))
+
+
 async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
                      n: int | None = None) -> LoopResult:
     """Every base instruction through evolve(), until n pairs are kept or none are left."""
@@ -121,7 +131,7 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
         near = NearDuplicateFilter(threshold)
         for out in _flat(journal.rows(OK)):
             near.add(out["instruction"])
-        executor = LocalExecutor(concurrency=models.concurrency())
+        executor = LocalExecutor(concurrency=in_flight(models, n, len(near)))
         stopper = _StopAt(n, near, executor)
 
         async def step(record: Record, stopper: _StopAt = stopper) -> Record:
