@@ -189,7 +189,15 @@ class BatchSender:
         for key in custom_ids:
             self._in_batch[key] = batch_id
         self.ledger.note(batch_id, "submitted", {"total": len(custom_ids)})
-        self._spawn(self._poll(batch_id, custom_ids))
+        self._spawn(self._guarded(self._poll(batch_id, custom_ids), custom_ids))
+
+    async def _guarded(self, coro: Any, custom_ids: list[str]) -> None:
+        """A bug in polling or submitting reaches the waiting records (and stops the run
+        there, as any bug does); it never leaves them hanging."""
+        try:
+            await coro
+        except Exception as exc:
+            self._finish(custom_ids, {}, exc)
 
     async def _collect(self) -> None:
         """Submit the queue once it has stopped growing (or holds a full batch)."""
@@ -203,7 +211,7 @@ class BatchSender:
             for chunk in self._split(taken):
                 for key in chunk:
                     self._in_batch[key] = ""  # being submitted: later arrivals wait on it
-                await self._submit(chunk)
+                await self._guarded(self._submit(chunk), list(chunk))
 
     def _split(self, taken: dict[str, Request]) -> list[dict[str, bytes]]:
         """JSONL lines per batch file, within the request and byte limits."""
