@@ -12,6 +12,8 @@ overhead: run dir, journals, cache, prompts, parsing, judging logic, ROUGE-L, pu
     # and the same with a slow tail: 10% of requests (by a hash of the prompt) 10x slower
     PYTHONPATH=src python3 benchmarks/bench_generate.py --backend mock-process \
         --latency 0.2 --inflight 256 --slow-tail 0.1
+    # --batch: the same world through the mock server's batch API (/v1/files, /v1/batches)
+    PYTHONPATH=src python3 benchmarks/bench_generate.py --backend mock -n 200 --batch
 """
 
 from __future__ import annotations
@@ -117,11 +119,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seed_file = tmp / "seeds.jsonl"
     seed_file.write_text("".join(json.dumps(s) + "\n" for s in seeds(args.seeds)))
     options = RunOptions(progress=False, cache_path=str(tmp / "cache.sqlite"),
-                         concurrency=args.inflight)
+                         concurrency=args.inflight, batch=args.batch, batch_poll=0.05)
     cfg = CodecConfig(pool_size=args.size)
     strong, target, backends = "fake:strong", "fake:target", None
     server = loop = None
     child = None
+    if args.batch and args.backend == "fake":
+        raise SystemExit("--batch needs --backend mock or mock-process")
     if args.backend == "fake":
         backends = {"strong": fake("strong"), "target": fake("target")}
     elif args.backend == "mock-process":
@@ -170,6 +174,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "slow_tail": args.slow_tail, "ideal_s": round(ideal, 2),
             "ideal_over_wall": round(ideal / wall, 3) if args.latency else None,
             "n": args.n, "kept": s.get("kept"), "stop": s.get("stop"), "requests": requests,
+            "batch": args.batch, "batches": s.get("llm", {}).get("batches", 0),
             "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
             "overhead_ms_per_request": round(1000 * wall / max(1, requests), 3),
             "overhead_ms_per_kept_pair": round(1000 * wall / max(1, s.get("kept") or 1), 2),
@@ -187,6 +192,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=60)
     p.add_argument("--latency", type=float, default=0.0)
     p.add_argument("--inflight", type=int, default=64)
+    p.add_argument("--batch", action="store_true",
+                   help="through the batch API (--backend mock or mock-process)")
     args = p.parse_args()
     if args.serve:
         serve(args.serve, args.latency, args.slow_tail)

@@ -70,9 +70,9 @@ def main() -> None:
                 times.append((time.perf_counter() - t) * 1000)
                 assert r.status_code == 200, (url, r.status_code)
                 if "/row/" not in url:
-                    from synthcodec.viewer.index import Filters
-
                     from urllib.parse import parse_qsl, urlparse
+
+                    from synthcodec.viewer.index import Filters
                     f = Filters.from_query(dict(parse_qsl(urlparse(url).query)))
                     query.append(viewer.index.page(f).seconds * 1000)
             q = f"{statistics.median(query):9.1f}" if query else f"{'':9}"

@@ -30,6 +30,10 @@ Workloads from the benchmarks (see benchmarks/bench_pacing.py):
   retry_after_style="seconds", latency=0.05, fail_hash_rate=0.05``.
 - W7, JSON output: ``reply_json_in_prompt=True, invalid_json_first_rate=0.1,
   truncate_rate=0.02``.
+The batch API (``/v1/files``, ``/v1/batches``, OpenAI's shapes) is there too, for
+``--batch``: ``batch_polls`` (retrievals a batch stays in progress), ``batch_expire_first``
+(the first N batches expire half done), ``batch_fail_rate`` (requests failing with 500
+inside a batch); ``stats()`` counts files, batches, polls and batch requests.
 The request path does no per-request logging and only light work, so a 2-core machine can
 drive thousands of concurrent slow requests.
 """
@@ -305,6 +309,10 @@ def _check_loopback(host: str) -> None:
     raise ValueError(f"mock server only binds loopback addresses, not {host!r}")
 
 
+def _json_response(payload: Any) -> web.Response:
+    return web.Response(body=json.dumps(payload).encode(), headers=_JSON_HEADERS)
+
+
 def _error_body(status: int, message: str) -> bytes:
     kind, code = _ERROR_KINDS.get(status, ("server_error", "server_error"))
     payload = {"error": {"message": message, "type": kind, "param": None, "code": code}}
@@ -365,6 +373,9 @@ class MockServer:
         invalid_json_first_rate: float = 0.0,
         truncate_rate: float = 0.0,
         max_concurrency: int = 0,
+        batch_polls: int = 1,
+        batch_expire_first: int = 0,
+        batch_fail_rate: float = 0.0,
     ) -> None:
         _check_loopback(host)
         self.host = host
@@ -401,6 +412,12 @@ class MockServer:
         # (so throughput is max_concurrency / latency however many are sent). 0: no cap.
         self.max_concurrency = int(max_concurrency)
         self._slots = asyncio.Semaphore(self.max_concurrency) if self.max_concurrency > 0 else None
+        # The batch API (/v1/files, /v1/batches): see _handle_batch_get.
+        self.batch_polls = int(batch_polls)
+        self.batch_expire_first = int(batch_expire_first)
+        self.batch_fail_rate = float(batch_fail_rate)
+        self._files: dict[str, bytes] = {}
+        self._batches: dict[str, dict[str, Any]] = {}
         self._per_prompt = bool(self.fail_hash_rate or self.invalid_json_first_rate
                                 or self.truncate_rate)
 
@@ -422,6 +439,12 @@ class MockServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._handle_chat)
         app.router.add_get("/v1/models", self._handle_models)
+        app.router.add_post("/v1/files", self._handle_file_upload)
+        app.router.add_get("/v1/files/{file_id}/content", self._handle_file_content)
+        app.router.add_post("/v1/batches", self._handle_batch_create)
+        app.router.add_get("/v1/batches", self._handle_batch_list)
+        app.router.add_get("/v1/batches/{batch_id}", self._handle_batch_get)
+        app.router.add_post("/v1/batches/{batch_id}/cancel", self._handle_batch_cancel)
         app.router.add_get("/stats", self._handle_stats)
         app.router.add_post("/stats/reset", self._handle_stats_reset)
         self._closing = asyncio.Event()
@@ -470,6 +493,10 @@ class MockServer:
         self._latency_max = 0.0
         self._started = time.monotonic()
         self._attempts: dict[str, int] = {}  # admitted attempts per prompt (per-prompt faults)
+        self._batch_counts = {"files_uploaded": 0, "batches_created": 0, "batch_polls": 0,
+                              "batch_requests": 0, "batches_expired": 0,
+                              "batch_requests_failed": 0}
+        self._custom_attempts: dict[str, int] = {}  # times each custom_id was in a batch
         if getattr(self, "_bucket", None) is not None:
             self._bucket.reset()  # type: ignore[union-attr]
 
@@ -496,6 +523,7 @@ class MockServer:
             "mean_handler_seconds": self._latency_sum / done,
             "max_handler_seconds": self._latency_max,
             "uptime_seconds": time.monotonic() - self._started,
+            **self._batch_counts,
         }
 
     def _fault(self, name: str) -> None:
@@ -548,6 +576,190 @@ class MockServer:
             "x-ratelimit-remaining-requests": str(int(tokens)),
             "x-ratelimit-reset-requests": f"{reset_ms}ms",
         }
+
+    async def _completion(self, body: dict[str, Any], n: int, prompt: str,
+                          attempt: int) -> dict[str, Any]:
+        """The chat.completion object answering ``body`` (reply text, truncation, usage)."""
+        model = str(body.get("model") or self.model)
+        if self.responder is not None:
+            result = self.responder(body)
+            text = await result if inspect.isawaitable(result) else result
+            text = str(text)
+        else:
+            asked = _json_in_prompt(_first_user_text(body)) if self.reply_json_in_prompt else None
+            text = asked if asked is not None else default_reply(body)
+
+        finish_reason = "stop"
+        if self.truncate_every > 0 and n % self.truncate_every == 0:
+            self._fault("truncate")
+            text = text[: len(text) // 2]
+            finish_reason = "length"
+        elif self.truncate_rate > 0 and hash_fraction("truncate", prompt) < self.truncate_rate:
+            self._fault("truncate")
+            text = text[: len(text) // 2 + 1]  # '{"score": 4}' -> '{"score'
+            finish_reason = "length"
+        elif (self.invalid_json_first_rate > 0 and attempt == 1
+              and hash_fraction("invalid", prompt) < self.invalid_json_first_rate):
+            self._fault("invalid_json")
+            text = INVALID_JSON_REPLY
+
+        prompt_tokens = sum(
+            estimate_tokens(_content_text(m.get("content")))
+            for m in body["messages"]
+            if isinstance(m, dict)
+        )
+        completion_tokens = estimate_tokens(text)
+        self._prompt_tokens += prompt_tokens
+        self._completion_tokens += completion_tokens
+
+        payload = {
+            "id": f"chatcmpl-mock-{n}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "mock",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        return payload
+
+    # ---- batch API -------------------------------------------------------------------
+    # OpenAI's shapes: a JSONL input file of {"custom_id", "method", "url", "body"} lines is
+    # uploaded (multipart, purpose=batch); a batch object names it and moves through
+    # validating -> in_progress -> completed (or expired); its output file has a line
+    # {"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error": null}
+    # per answered request, its error file the failed ones (status_code >= 400, or
+    # "error": {"code": "batch_expired"} for requests an expired batch never answered).
+    # Knobs: ``batch_polls`` retrievals before a batch is done (in_progress until then);
+    # the first ``batch_expire_first`` batches expire with only the first half answered;
+    # ``batch_fail_rate`` of requests (by a hash of custom_id and how often it was in a
+    # batch) fail with 500; ``status_for_model`` applies per request.
+
+    def _batch_count(self, name: str, n: int = 1) -> None:
+        self._batch_counts[name] += n
+
+    async def _handle_file_upload(self, request: web.Request) -> web.Response:
+        reader = await request.multipart()
+        content, purpose = b"", ""
+        async for part in reader:
+            if part.name == "file":
+                content = await part.read()  # type: ignore[union-attr]
+            elif part.name == "purpose":
+                purpose = (await part.text())  # type: ignore[union-attr]
+        if purpose != "batch" or not content:
+            return self._error(400, "a file and purpose=batch are required")
+        file_id = f"file-mock-{len(self._files) + 1}"
+        self._files[file_id] = content
+        self._batch_count("files_uploaded")
+        return _json_response({"id": file_id, "object": "file", "bytes": len(content),
+                               "created_at": int(time.time()), "filename": "batch.jsonl",
+                               "purpose": "batch"})
+
+    async def _handle_file_content(self, request: web.Request) -> web.Response:
+        content = self._files.get(request.match_info["file_id"])
+        if content is None:
+            return self._error(404, "No such file.")
+        return web.Response(body=content, content_type="application/octet-stream")
+
+    async def _handle_batch_create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        file_id = body.get("input_file_id")
+        if file_id not in self._files:
+            return self._error(400, f"No such input file {file_id!r}.")
+        if body.get("endpoint") != "/v1/chat/completions":
+            return self._error(400, "endpoint must be /v1/chat/completions")
+        lines = [json.loads(x) for x in self._files[file_id].splitlines() if x.strip()]
+        self._batch_count("batches_created")
+        batch_id = f"batch_mock_{len(self._batches) + 1}"
+        self._batches[batch_id] = {
+            "id": batch_id, "object": "batch", "endpoint": "/v1/chat/completions",
+            "errors": None, "input_file_id": file_id, "completion_window": "24h",
+            "status": "validating", "output_file_id": None, "error_file_id": None,
+            "created_at": int(time.time()), "metadata": body.get("metadata"),
+            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+            "_lines": lines, "_polls": 0, "_number": len(self._batches) + 1,
+        }
+        return _json_response(self._shown(batch_id))
+
+    def _shown(self, batch_id: str) -> dict[str, Any]:
+        return {k: v for k, v in self._batches[batch_id].items() if not k.startswith("_")}
+
+    async def _handle_batch_list(self, request: web.Request) -> web.Response:
+        data = [self._shown(b) for b in reversed(self._batches)]
+        return _json_response({"object": "list", "data": data, "has_more": False})
+
+    async def _handle_batch_cancel(self, request: web.Request) -> web.Response:
+        batch = self._batches.get(request.match_info["batch_id"])
+        if batch is None:
+            return self._error(404, "No such batch.")
+        if batch["status"] in ("validating", "in_progress"):
+            batch["status"] = "cancelled"
+        return _json_response(self._shown(batch["id"]))
+
+    async def _handle_batch_get(self, request: web.Request) -> web.Response:
+        batch = self._batches.get(request.match_info["batch_id"])
+        if batch is None:
+            return self._error(404, "No such batch.")
+        self._batch_count("batch_polls")
+        if batch["status"] in ("validating", "in_progress"):
+            batch["_polls"] += 1
+            if batch["_polls"] > self.batch_polls:
+                await self._run_batch(batch)
+            else:
+                batch["status"] = "in_progress"
+                total = batch["request_counts"]["total"]
+                batch["request_counts"]["completed"] = total * batch["_polls"] // (
+                    self.batch_polls + 1)
+        return _json_response(self._shown(batch["id"]))
+
+    async def _run_batch(self, batch: dict[str, Any]) -> None:
+        lines = batch.pop("_lines")
+        expire = batch["_number"] <= self.batch_expire_first
+        answered = lines[: len(lines) // 2] if expire else lines
+        out, err = [], []
+        for line in answered:
+            custom_id = str(line.get("custom_id"))
+            tries = self._custom_attempts[custom_id] = self._custom_attempts.get(custom_id, 0) + 1
+            body = line.get("body") or {}
+            self._batch_count("batch_requests")
+            self._n += 1
+            forced = self.status_for_model.get(str(body.get("model") or self.model))
+            status = forced or (500 if self.batch_fail_rate > 0 and hash_fraction(
+                "batchfail", custom_id, tries) < self.batch_fail_rate else 200)
+            if status == 200:
+                reply = await self._completion(body, self._n, _first_user_text(body), 1)
+            else:
+                reply = json.loads(_error_body(status, f"Injected batch failure ({status})."))
+                self._batch_count("batch_requests_failed")
+            entry = {"id": f"batch_req_{self._n}", "custom_id": custom_id, "error": None,
+                     "response": {"status_code": status, "request_id": f"req_{self._n}",
+                                  "body": reply}}
+            (out if status == 200 else err).append(entry)
+        for line in lines[len(answered):]:
+            err.append({"id": f"batch_req_x{len(err)}", "custom_id": line.get("custom_id"),
+                        "response": None, "error": {"code": "batch_expired", "message":
+                                                    "This request could not be executed "
+                                                    "before the completion window expired."}})
+        if expire:
+            self._batch_count("batches_expired")
+        for kind, entries in (("output_file_id", out), ("error_file_id", err)):
+            if entries:
+                file_id = f"file-mock-{len(self._files) + 1}"
+                self._files[file_id] = "".join(json.dumps(e) + "\n" for e in entries).encode()
+                batch[kind] = file_id
+        batch["status"] = "expired" if expire else "completed"
+        batch["request_counts"].update(completed=len(out), failed=len(err))
 
     async def _handle_chat(self, request: web.Request) -> web.Response:
         self._n += 1
@@ -646,57 +858,7 @@ class MockServer:
             else:
                 await asyncio.sleep(self.latency)
 
-        if self.responder is not None:
-            result = self.responder(body)
-            text = await result if inspect.isawaitable(result) else result
-            text = str(text)
-        else:
-            asked = _json_in_prompt(_first_user_text(body)) if self.reply_json_in_prompt else None
-            text = asked if asked is not None else default_reply(body)
-
-        finish_reason = "stop"
-        if self.truncate_every > 0 and n % self.truncate_every == 0:
-            self._fault("truncate")
-            text = text[: len(text) // 2]
-            finish_reason = "length"
-        elif self.truncate_rate > 0 and hash_fraction("truncate", prompt) < self.truncate_rate:
-            self._fault("truncate")
-            text = text[: len(text) // 2 + 1]  # '{"score": 4}' -> '{"score'
-            finish_reason = "length"
-        elif (self.invalid_json_first_rate > 0 and attempt == 1
-              and hash_fraction("invalid", prompt) < self.invalid_json_first_rate):
-            self._fault("invalid_json")
-            text = INVALID_JSON_REPLY
-
-        prompt_tokens = sum(
-            estimate_tokens(_content_text(m.get("content")))
-            for m in body["messages"]
-            if isinstance(m, dict)
-        )
-        completion_tokens = estimate_tokens(text)
-        self._prompt_tokens += prompt_tokens
-        self._completion_tokens += completion_tokens
-
-        payload = {
-            "id": f"chatcmpl-mock-{n}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "system_fingerprint": "mock",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "logprobs": None,
-                    "finish_reason": finish_reason,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+        payload = await self._completion(body, n, prompt, attempt)
         raw = json.dumps(payload).encode()
         if self.malformed_every > 0 and n % self.malformed_every == 0:
             self._fault("malformed")
@@ -759,6 +921,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--truncate-rate", type=float, default=0.0)
     p.add_argument("--max-concurrency", type=int, default=0,
                    help="requests served at once (the rest queue); 0 = no cap")
+    p.add_argument("--batch-polls", type=int, default=1,
+                   help="batch API: retrievals a batch stays in progress")
+    p.add_argument("--batch-expire-first", type=int, default=0,
+                   help="batch API: the first N batches expire with half their requests done")
+    p.add_argument("--batch-fail-rate", type=float, default=0.0,
+                   help="batch API: fraction of requests that fail with 500 inside a batch")
     p.add_argument(
         "--status-for-model",
         type=_parse_model_status,

@@ -12,8 +12,8 @@ from synthcodec.runner import EXECUTORS, RunOptions
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add --concurrency, --cache, --no-cache, --rpm, --tpm, --timeout, --overwrite, --limit,
-    --quiet, --parquet, --budget, --max-tokens-total, --prices, --price, --executor,
-    --ray-address."""
+    --quiet, --parquet, --budget, --max-tokens-total, --prices, --price, --batch,
+    --batch-poll, --batch-size, --executor, --ray-address."""
     decorators = [
         click.option("--concurrency", "-j", type=click.IntRange(1, 4096), default=None,
                      help="Requests in flight per endpoint (default: 64 for HTTP models, 2 for the "
@@ -56,6 +56,16 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--ray-address", default=None, envvar="RAY_ADDRESS", metavar="ADDRESS",
                      help="The Ray cluster to join (default $RAY_ADDRESS, else a local one is "
                           "started)."),
+        click.option("--batch", is_flag=True,
+                     help="Send through the provider's batch API (/v1/files + /v1/batches: "
+                          "OpenAI and servers that speak it), at its batch price. Batch ids "
+                          "are kept in RUN/batches.jsonl: a re-run resumes polling them."),
+        click.option("--batch-poll", type=click.FloatRange(min=0, min_open=True), default=30.0,
+                     show_default=True, metavar="SECONDS",
+                     help="With --batch: seconds between polls of a batch."),
+        click.option("--batch-size", type=click.IntRange(1, 50_000), default=50_000,
+                     show_default=True, metavar="N",
+                     help="With --batch: requests per batch at most (OpenAI: 50,000)."),
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
@@ -84,6 +94,9 @@ def options_from(kwargs: dict[str, Any]) -> RunOptions:
         executor=executor,
         # $RAY_ADDRESS alone does not ask for Ray: it only says where, when Ray is used.
         ray_address=ray_address if executor == "ray" else None,
+        batch=kwargs.pop("batch"),
+        batch_poll=kwargs.pop("batch_poll"),
+        batch_size=kwargs.pop("batch_size"),
     )
     options.price_book()  # a bad price file or --price stops here, before anything runs
     return options

@@ -30,7 +30,7 @@ LOCAL_PREFIXES = ("gguf:", "hf:", "fake:")
 # Keep it small: well-known hosted models only. Edit your own copy with --prices FILE.
 DEFAULT_PRICES_TOML = """\
 # USD per 1M tokens. input, output; cached_input where the provider discounts cached
-# prompt tokens; batch_input / batch_output for the provider's batch API (not used yet).
+# prompt tokens; batch_input / batch_output for the provider's batch API (--batch).
 # Source: OpenAI's API pricing page (https://openai.com/api/pricing), as known in 2025-04,
 # written down without network access. CHECK BEFORE RELYING ON IT: prices change. Put your
 # own numbers in a file (--prices FILE or $SYNTHCODEC_PRICES) or use --price IN,OUT.
@@ -106,6 +106,20 @@ class Price:
     @property
     def free(self) -> bool:
         return self.input == 0 and self.output == 0
+
+    def for_batch(self) -> "Price":
+        """What a request costs in the provider's batch API (--batch): `batch_input` /
+        `batch_output` where the table has them, else the normal price (no guessed
+        discount: the spend is then an upper bound). Cached input is billed at the batch
+        input price unless it is cheaper still."""
+        if self.batch_input is None and self.batch_output is None:
+            return self
+        inp = self.batch_input if self.batch_input is not None else self.input
+        out = self.batch_output if self.batch_output is not None else self.output
+        cached = self.cached_input if (self.cached_input is not None
+                                       and self.cached_input < inp) else None
+        return Price(inp, out, cached, self.batch_input, self.batch_output,
+                     source=f"{self.source} (batch)")
 
 
 LOCAL = Price(0.0, 0.0, source="local model: $0")

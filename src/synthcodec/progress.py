@@ -124,6 +124,8 @@ class Progress:
             parts.append(f"resumed {c.resumed}")
         if s.endpoints:
             parts.append(_endpoints(s))
+        if s.batch_status:
+            parts.append(s.batch_status)
         return " | ".join(parts)
 
     def _money(self) -> str:

@@ -4,7 +4,7 @@ over an input file into a run directory), with the models, options and summary t
 `run_file_stage` validates the whole input first, opens (or resumes) the run directory,
 builds the model clients with the shared cache, runs the stage, publishes the outputs
 atomically and writes the manifest. Commands only supply their fields and their stage.
-One module (a little over 400 lines) because these pieces are what every command shares:
+One module (under 500 lines) because these pieces are what every command shares:
 splitting them would scatter one run's wiring over several files.
 """
 
@@ -25,7 +25,9 @@ from synthcodec.engine import Item, LocalExecutor, Record, RunResult, StageLike,
 from synthcodec.errors import UserError
 from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.llm import check_spec, load_backend, redact_spec
+from synthcodec.llm.batch import BatchLedger, BatchSender, BatchSettings
 from synthcodec.llm.client import LLMClient, RetryPolicy, Stats, default_in_flight
+from synthcodec.llm.spec import is_http_spec, is_pool_spec
 from synthcodec.prices import PriceBook
 from synthcodec.progress import Counts, Progress
 from synthcodec.store import FAILED, OK, REJECTED, Journal, RunDir, canonical_json, hash_value
@@ -69,6 +71,36 @@ class RunOptions:
                             f"{', '.join(EXECUTORS)}")
         if self.ray_address and self.executor != "ray":
             raise UserError("--ray-address goes with --executor ray")
+        if self.batch and self.executor == "ray":
+            raise UserError("--batch sends a run's requests from one process: drop "
+                            "--executor ray (a provider's batch API needs no cluster)")
+    # Provider batch APIs (llm/batch.py): not part of a run's configuration either, so a run
+    # may be started one way and finished the other (the cache holds every answer).
+    batch: bool = False
+    batch_poll: float = 30.0  # seconds between polls of a batch
+    batch_size: int = 50_000  # requests per batch at most (and records in flight)
+
+    def batch_settings(self) -> BatchSettings:
+        return BatchSettings(poll=self.batch_poll, settle=min(1.0, self.batch_poll),
+                             max_requests=self.batch_size)
+
+    def check_batch(self, specs: Mapping[str, str],
+                    backends: Mapping[str, Any] | None = None) -> None:
+        """--batch needs the cache and one OpenAI-compatible endpoint per model."""
+        if not self.batch:
+            return
+        if self.no_cache:
+            raise UserError("--batch keeps every answer in the request cache: drop --no-cache "
+                            "(or --cache PATH for a cache of its own)")
+        for role, spec in specs.items():
+            if backends and role in backends:
+                ok = getattr(backends[role], "batch_api", False)
+            else:
+                ok = (spec.strip().startswith("openai:") or is_http_spec(spec)) \
+                    and not is_pool_spec(spec)
+            if not ok:
+                raise UserError(f"--batch needs an OpenAI-compatible server with one URL "
+                                f"(NAME@URL or openai:NAME), not {role} {redact_spec(spec)!r}")
 
     def price_book(self) -> PriceBook:
         return PriceBook.build(self.prices_file, self.price)
@@ -104,6 +136,7 @@ def check_models(specs: Mapping[str, str], backends: Mapping[str, Any] | None = 
         if not (backends and role in backends):
             check_spec(spec)
     if options is not None:
+        options.check_batch(specs, backends)
         options.check_prices(specs)
 
 
@@ -122,6 +155,7 @@ class Models:
     spend: Spend = field(default_factory=Spend)
     specs: dict[str, str] = field(default_factory=dict)  # role -> spec, as given
     backends: dict[str, Any] = field(default_factory=dict)  # role -> backend given in Python
+    batch_size: int | None = None  # --batch: records in flight (a pass takes all of them)
 
     def __getitem__(self, role: str) -> LLMClient:
         return self.clients[role]
@@ -129,13 +163,19 @@ class Models:
     @classmethod
     def open(cls, specs: Mapping[str, str], options: RunOptions,
              backends: Mapping[str, Any] | None = None,
-             spent_before: Mapping[str, Any] | None = None) -> "Models":
-        """`spent_before`: the run's usage from earlier invocations (what the budget counts)."""
+             spent_before: Mapping[str, Any] | None = None,
+             run_dir: str | Path | None = None) -> "Models":
+        """`spent_before`: the run's usage from earlier invocations (what the budget counts);
+        `run_dir`: where --batch keeps its ledger of provider batches."""
+        options.check_batch(specs, backends)
+        if options.batch and run_dir is None:
+            raise UserError("--batch needs a run directory for its ledger of batches")
         stats = Stats()
         book = options.price_book()
         spend = Spend(budget_usd=options.budget, max_tokens=options.max_tokens_total,
                       before=spent_before)
         cache = options.cache()
+        ledger = BatchLedger(run_dir, stats) if options.batch and run_dir is not None else None
         clients: dict[str, LLMClient] = {}
         by_spec: dict[str, Any] = {}
         for role, spec in specs.items():
@@ -144,22 +184,33 @@ class Models:
             else:  # two roles naming one model share one backend (one embedded model in memory)
                 backend = by_spec.get(spec) or load_backend(spec, timeout=options.timeout)
                 by_spec[spec] = backend
+            price = book.price(role, spec)
+            batch = None
+            if ledger is not None and cache is not None:
+                batch = BatchSender(backend, cache, ledger, options.batch_settings())
+                price = price.for_batch() if price is not None else None
             clients[role] = LLMClient(
                 backend,
                 cache=cache,
-                max_in_flight=default_in_flight(backend, options.concurrency),
+                max_in_flight=(options.batch_size if batch is not None
+                               else default_in_flight(backend, options.concurrency)),
                 rpm=options.rpm,
                 tpm=options.tpm,
                 retry=RetryPolicy(max_attempts=options.max_attempts),
                 stats=stats,
-                meter=spend.meter(redact_spec(spec), book.price(role, spec), stats),
+                meter=spend.meter(redact_spec(spec), price, stats),
+                batch=batch,
             )
         return cls(clients, stats, cache, spend, dict(specs),
-                   {r: b for r, b in (backends or {}).items() if r in specs})
+                   backends={r: b for r, b in (backends or {}).items() if r in specs},
+                   batch_size=options.batch_size if ledger is not None else None)
 
     def concurrency(self) -> int:
         """Records in flight: enough to fill every endpoint (--concurrency, already applied to
-        each client's limit, is per endpoint)."""
+        each client's limit, is per endpoint); with --batch, a batch's worth, so that a pass
+        collects the whole stage."""
+        if self.batch_size is not None:
+            return self.batch_size
         return max(c.max_in_flight for c in self.clients.values())
 
     async def aclose(self) -> None:
@@ -214,7 +265,8 @@ class Summary:
         lines = [
             f"records in {self.records_in} | out {self.kept} | rejected {self.rejected} | "
             f"failed {self.failed}" + (f" | resumed {self.resumed}" if self.resumed else ""),
-            f"requests sent {s.requests} | cache hits {s.cache_hits} | retries {s.retries} | "
+            f"requests sent {s.requests}" + batches_text(s)
+            + f" | cache hits {s.cache_hits} | retries {s.retries} | "
             f"tokens in {s.prompt_tokens} out {s.completion_tokens} | wall {self.seconds:.1f}s",
         ]
         if self.spend is not None:
@@ -282,8 +334,9 @@ async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, m
         from synthcodec.engine_ray import RayExecutor
 
         executor = RayExecutor(models, options, concurrency=concurrency)
+    workers = concurrency or models.concurrency()
     executor = executor or LocalExecutor(
-        concurrency=concurrency or models.concurrency())
+        concurrency=min(workers, max(1, total)) if total is not None else workers)
     models.spend.on_stop[:] = [executor.stop, lambda: progress.note(
         f"{models.spend.stopped}: letting in-flight records finish, starting no new ones")]
     setup = getattr(stage, "setup", None)
@@ -367,7 +420,8 @@ def run_file_stage(
                 yield Item(rid, idx, {"fields": ours, "row": row, "id": rid, "index": idx}, row)
 
         started = time.monotonic()
-        opened = Models.open(models, options, backends, spent_before=run.usage_total())
+        opened = Models.open(models, options, backends, spent_before=run.usage_total(),
+                             run_dir=run.path)
 
         async def main() -> StageRun:
             try:
@@ -420,6 +474,13 @@ def run_file_stage(
     finally:
         run.close()  # releases the run directory even when the stage raised
     return summary
+
+
+def batches_text(stats: Stats) -> str:
+    """` in 3 batches` after "requests sent N" when --batch created any."""
+    if not stats.batches:
+        return ""
+    return f" in {stats.batches} batch" + ("es" if stats.batches > 1 else "")
 
 
 def usage_dict(models: Models) -> dict[str, Any]:

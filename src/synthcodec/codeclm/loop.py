@@ -100,6 +100,16 @@ class LoopResult(StageResult):
     near_duplicates: int = 0
 
 
+def in_flight(models: Models, n: int | None, kept: int) -> int:
+    """Records in flight. With --batch every record in flight goes into each pass, and all of
+    them finish even once n pairs are kept, so the loop keeps only as many in flight as
+    pairs are still wanted (records that finish make room for the next); else what the
+    models can take."""
+    if models.batch_size is None or n is None:
+        return models.concurrency()
+    return max(1, min(models.concurrency(), n - kept))
+
+
 async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
                      n: int | None = None) -> LoopResult:
     """Every base instruction through evolve(), until n pairs are kept or none are left."""
@@ -129,7 +139,8 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
             run = None
         else:
             run, usage = await map_stage(ws, journal, "loop", items, evolve, models, options,
-                                         stop_when=enough if n is not None else None)
+                                         stop_when=enough if n is not None else None,
+                                         concurrency=in_flight(models, n, len(near)))
             reached = run.reached
             for k, v in usage.items():
                 usage_total[k] = usage_total.get(k, 0) + v

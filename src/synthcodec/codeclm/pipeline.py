@@ -73,7 +73,8 @@ def run_with_models(specs: Mapping[str, str], options: RunOptions,
 
     async def main() -> T:
         models = Models.open(specs, options, backends,
-                             spent_before=ws.total_stats() if ws is not None else None)
+                             spent_before=ws.total_stats() if ws is not None else None,
+                             run_dir=ws.path if ws is not None else None)
         spend.append(models.spend)
         try:
             return await body(models)

@@ -105,14 +105,14 @@ class StageResult:
 
 async def map_stage(ws: Workspace, journal: Journal, name: str, items: list[Item],
                     step: CodecStage | Callable[[Record], Awaitable[Any]], models: Models,
-                    options: RunOptions, *,
-                    stop_when: StopWhen | None = None) -> tuple[RunResult, dict[str, int]]:
+                    options: RunOptions, *, stop_when: StopWhen | None = None,
+                    concurrency: int | None = None) -> tuple[RunResult, dict[str, int]]:
     """Run `step` over `items` (runner.run_stage, the one place stages run); returns the
     result and the usage delta."""
     stage = step if isinstance(step, ModelStage) else Stage(
         journal.table.removeprefix("stage_"), step)
     done = await run_stage(stage, items, journal, models, options, label=name,
-                           stop_when=stop_when)
+                           stop_when=stop_when, concurrency=concurrency)
     return done.result, done.usage
 
 

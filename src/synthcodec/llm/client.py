@@ -94,12 +94,15 @@ class Stats:
     rate_limited: int = 0
     request_failures: int = 0
     usd: float = 0.0  # dollars of models with a known price (cost.Spend adds them)
+    batches: int = 0  # provider batches created (--batch; llm/batch.py)
+    # What the progress line shows of --batch ("batch 1/2 in_progress 40/100"); not a count.
+    batch_status: str = field(default="", repr=False)
     # Per endpoint (its redacted NAME@URL), only for models with several endpoints.
     endpoints: dict[str, EndpointCounts] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The run-wide counters (summed across invocations and stages)."""
-        return {k: v for k, v in self.__dict__.items() if k != "endpoints"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("endpoints", "batch_status")}
 
     def endpoint_counts(self) -> dict[str, dict[str, int]]:
         return {name: c.as_dict() for name, c in self.endpoints.items()}
@@ -189,6 +192,7 @@ class LLMClient:
         stats: Stats | None = None,
         on_retry: Callable[[str], None] | None = None,
         meter: Any = None,
+        batch: Any = None,
     ) -> None:
         self.backend = backend
         self.cache = cache
@@ -198,6 +202,8 @@ class LLMClient:
         # cost.Meter: reserves a request's worst-case cost before it is sent (raising
         # cost.BudgetReached instead of crossing a budget) and settles it with the usage.
         self.meter = meter
+        # llm.batch.BatchSender (--batch): an attempt is a request's slot in a provider batch.
+        self.batch = batch
         members = list(getattr(backend, "members", None) or [backend])
         self.endpoints: list[Endpoint] = []
         for member in members:
@@ -227,8 +233,8 @@ class LLMClient:
         if completion is not None:
             self.stats.cache_hits += 1
         else:
-            completion = await self._send(request)
-            if self.cache is not None:
+            completion = await self._send(request, key)
+            if self.cache is not None and "batch" not in completion.extra:  # batch: stored
                 self.cache.put(key, completion)
         if completion.finish_reason == "length" and not allow_truncated:
             raise RecordFailed(
@@ -264,7 +270,7 @@ class LLMClient:
             async with self._room:
                 self._room.notify()
 
-    async def _send(self, request: Request) -> Completion:
+    async def _send(self, request: Request, key: str = "") -> Completion:
         attempt = rate_limited = 0
         progress = self._answered
         tokens = sum(len(m["content"]) for m in request.messages) / 4 + request.max_tokens
@@ -272,7 +278,7 @@ class LLMClient:
             endpoint = await self._route()
             endpoint.assigned += 1
             try:
-                completion, error, epoch = await self._attempt(endpoint, request, tokens)
+                completion, error, epoch = await self._attempt(endpoint, request, tokens, key)
             finally:
                 await self._done(endpoint)
             if completion is not None:
@@ -313,29 +319,35 @@ class LLMClient:
             if delay:
                 await asyncio.sleep(delay)
 
-    async def _call(self, endpoint: Endpoint, request: Request) -> Completion:
-        """One attempt at one endpoint, reserved against the run's budget when metered."""
+    async def _call(self, endpoint: Endpoint, request: Request, key: str) -> Completion:
+        """One attempt at one endpoint (with --batch: in a provider batch), reserved against
+        the run's budget when metered."""
         if self.meter is None:
             self.stats.requests += 1
             endpoint.counts.requests += 1
-            return await endpoint.backend.complete(request)
+            return await self._one(endpoint, request, key)
         ticket = self.meter.reserve(request)  # may raise cost.BudgetReached: nothing sent
         self.stats.requests += 1
         endpoint.counts.requests += 1
         completion = None
         try:
-            completion = await endpoint.backend.complete(request)
+            completion = await self._one(endpoint, request, key)
             return completion
         finally:
             self.meter.settle(ticket, completion)
 
-    async def _attempt(self, endpoint: Endpoint, request: Request, tokens: float
+    def _one(self, endpoint: Endpoint, request: Request, key: str) -> Any:
+        if self.batch is not None:
+            return self.batch.complete(request, key)
+        return endpoint.backend.complete(request)
+
+    async def _attempt(self, endpoint: Endpoint, request: Request, tokens: float, key: str = ""
                        ) -> tuple[Completion | None, TransientError | None, int]:
         """One attempt on one endpoint: the completion, or the transient error to retry on."""
         epoch = await endpoint.pacer.acquire(tokens)
         await endpoint.limit.acquire()
         try:
-            completion = await self._call(endpoint, request)
+            completion = await self._call(endpoint, request, key)
         except TransientError as exc:
             return None, exc, epoch
         except TimeoutError:
@@ -466,6 +478,8 @@ class LLMClient:
         return self.cache is not None or request.temperature == 0
 
     async def aclose(self) -> None:
+        if self.batch is not None:
+            await self.batch.aclose()
         await self.backend.aclose()
 
 

@@ -27,6 +27,7 @@ RETRYABLE_STATUS = {408, 409, 429}
 
 class OpenAIHTTPBackend:
     supports_json_schema = True
+    batch_api = True  # speaks /v1/files + /v1/batches (llm/batch.py), if the server does
     # Servers differ in how (or whether) they honour response_format.
     grammar_json = False
     max_concurrency: int | None = None
@@ -47,9 +48,7 @@ class OpenAIHTTPBackend:
         # The identity feeds the cache key, configs and messages: never a secret.
         self.identity = endpoint.identity
         self.timeout = timeout
-        self._url = self.base_url.split("?", 1)[0] + "/chat/completions"
-        if "?" in self.base_url:
-            self._url += "?" + self.base_url.split("?", 1)[1]
+        self._url = self.url("chat/completions")
         self.__secrets: list[str] = []
         self._headers = {"Content-Type": "application/json"}
         key = endpoint.api_key()
@@ -76,6 +75,11 @@ class OpenAIHTTPBackend:
 
     def __repr__(self) -> str:
         return f"OpenAIHTTPBackend({self.identity!r})"
+
+    def url(self, path: str) -> str:
+        """BASE/path, with the base URL's query (if any) kept at the end."""
+        base, sep, query = self.base_url.partition("?")
+        return f"{base}/{path}" + (f"?{query}" if sep else "")
 
     def _redact(self, text: str) -> str:
         for secret in self.__secrets:
@@ -133,15 +137,27 @@ class OpenAIHTTPBackend:
                 and self._schema_style == "json_schema" and b"json_schema" in raw):
             self._schema_style = "json_object"  # the llama.cpp server dialect; see __init__
             status, raw, headers = await self._post(request)
-        if status != 200:
-            detail = self._redact(raw[:300].decode("utf-8", "replace"))
-            message = f"{self.identity}: HTTP {status}: {detail}"
-            if status in RETRYABLE_STATUS or status >= 500:
-                limits = parse_ratelimit_headers(headers)
-                kind = limit_kind(raw, limits) if status == 429 else "requests"
-                raise TransientError(message, status=status, retry_after=retry_after(headers),
-                                     limit_kind=kind, ratelimit=limits)
-            raise PermanentError(message, status=status)
+        self.check_status(status, raw, headers)
+        return self.read_reply(raw, headers)
+
+    def check_status(self, status: int, raw: bytes, headers: Any = None,
+                     where: str = "") -> None:
+        """Raise for a reply that is not 200: TransientError (408/409/429/5xx) or
+        PermanentError (other 4xx). `where` names what failed, e.g. a batch."""
+        if status == 200:
+            return
+        detail = self._redact(raw[:300].decode("utf-8", "replace"))
+        message = f"{self.identity}: {where}HTTP {status}: {detail}"
+        if status in RETRYABLE_STATUS or status >= 500:
+            limits = parse_ratelimit_headers(headers) if headers is not None else None
+            kind = limit_kind(raw, limits) if status == 429 else "requests"
+            raise TransientError(message, status=status,
+                                 retry_after=retry_after(headers) if headers is not None else None,
+                                 limit_kind=kind, ratelimit=limits)
+        raise PermanentError(message, status=status)
+
+    def read_reply(self, raw: bytes, headers: Any = None) -> Completion:
+        """A chat.completion body (a 200 reply, or one answer of a batch) as a Completion."""
         try:
             data = json.loads(raw)
             choice = data["choices"][0]
@@ -158,10 +174,38 @@ class OpenAIHTTPBackend:
         details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
         if isinstance(details, dict) and details.get("cached_tokens"):
             completion.extra["cached_tokens"] = int(details["cached_tokens"])  # priced lower
-        limits = parse_ratelimit_headers(headers)
+        limits = parse_ratelimit_headers(headers) if headers is not None else None
         if limits is not None:  # lets the pacer slow down before the server answers 429
             completion.extra["ratelimit"] = limits
         return completion
+
+    async def api(self, method: str, path: str, *, json_body: Any = None,
+                  upload: bytes | None = None, where: str = "") -> bytes:
+        """One call to another endpoint of the same API (`files`, `batches/ID`), with this
+        backend's session, key and redaction; raises like `complete`. `upload`: a JSONL
+        file sent as multipart form data with purpose=batch (POST /files)."""
+        session = self._session_for_loop()
+        kwargs: dict[str, Any] = {}
+        if upload is not None:
+            form = aiohttp.MultipartWriter("form-data")
+            form.append("batch").set_content_disposition("form-data", name="purpose")
+            form.append(upload, {"Content-Type": "application/jsonl"}).set_content_disposition(
+                "form-data", name="file", filename="batch.jsonl")
+            kwargs = {"data": form, "headers": {"Content-Type": form.content_type}}
+        elif json_body is not None:
+            kwargs = {"data": json.dumps(json_body).encode()}
+        try:
+            async with session.request(method, self.url(path), **kwargs) as resp:
+                status, raw, headers = resp.status, await resp.read(), resp.headers
+        except asyncio.TimeoutError as exc:
+            raise TransientError(f"{self.identity}: {where}no answer within "
+                                 f"{self.timeout:g}s") from exc
+        except aiohttp.ClientError as exc:
+            raise TransientError(self._redact(f"{self.identity}: {where}{type(exc).__name__}: "
+                                              f"{exc}"),
+                                 connect=isinstance(exc, aiohttp.ClientConnectorError)) from exc
+        self.check_status(status, raw, headers, where)
+        return raw
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:

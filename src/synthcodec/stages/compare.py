@@ -31,6 +31,7 @@ from synthcodec.runner import (
     Models,
     RunOptions,
     StageRun,
+    batches_text,
     check_models,
     record_id,
     run_async,
@@ -282,7 +283,8 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
              for i, r in enumerate(records) for rid in [record_id(i, r)]]
 
     started = time.monotonic()
-    models = Models.open({"judge": judge}, options, backends, spent_before=run.usage_total())
+    models = Models.open({"judge": judge}, options, backends, spent_before=run.usage_total(),
+                         run_dir=run.path)
     stage = JudgeStage(judge=judge, settings=settings)
 
     async def main() -> StageRun:
@@ -305,7 +307,8 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
     print(f"pairs {len(items)} | judged {totals[OK]} | failed {totals[FAILED]}"
           + (f" | resumed {counts.resumed}" if counts.resumed else "")
           + f" | judge answers in {'JSON' if settings.json else 'text'}", file=sys.stderr)
-    print(f"requests sent {s.requests} | cache hits {s.cache_hits} | retries {s.retries} | "
+    print(f"requests sent {s.requests}" + batches_text(s)
+          + f" | cache hits {s.cache_hits} | retries {s.retries} | "
           f"tokens in {s.prompt_tokens} out {s.completion_tokens} | wall {seconds:.1f}s",
           file=sys.stderr)
     done = sum(totals.values())
