@@ -1,6 +1,8 @@
 """`--executor ray`: one stage over shards of its input, each shard a Ray task.
 
-How, and why so (issue "Scale out"; the run layout stays the one of docs/run-layout.md):
+How, and why so (issue "Scale out"; the run layout stays the one of docs/run-layout.md).
+One module of about 480 lines because the driver's half and the worker's half are one
+protocol (shard files, markers, merge, progress reports) and read best side by side:
 
 - **Shards.** The driver cuts the records still to do into shards, contiguous runs in input
   order (about 4 per CPU of the cluster, at most 500 records), and keeps at most two per CPU

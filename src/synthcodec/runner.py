@@ -64,6 +64,11 @@ class RunOptions:
     # $RAY_ADDRESS, else on a local Ray cluster.
     executor: str = "local"
     ray_address: str | None = None
+    # Provider batch APIs (llm/batch.py): not part of a run's configuration either, so a run
+    # may be started one way and finished the other (the cache holds every answer).
+    batch: bool = False
+    batch_poll: float = 30.0  # seconds between polls of a batch
+    batch_size: int = 50_000  # requests per batch at most (and records in flight)
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -74,11 +79,6 @@ class RunOptions:
         if self.batch and self.executor == "ray":
             raise UserError("--batch sends a run's requests from one process: drop "
                             "--executor ray (a provider's batch API needs no cluster)")
-    # Provider batch APIs (llm/batch.py): not part of a run's configuration either, so a run
-    # may be started one way and finished the other (the cache holds every answer).
-    batch: bool = False
-    batch_poll: float = 30.0  # seconds between polls of a batch
-    batch_size: int = 50_000  # requests per batch at most (and records in flight)
 
     def batch_settings(self) -> BatchSettings:
         return BatchSettings(poll=self.batch_poll, settle=min(1.0, self.batch_poll),
