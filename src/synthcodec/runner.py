@@ -4,7 +4,7 @@ over an input file into a run directory), with the models, options and summary t
 `run_file_stage` validates the whole input first, opens (or resumes) the run directory,
 builds the model clients with the shared cache, runs the stage, publishes the outputs
 atomically and writes the manifest. Commands only supply their fields and their stage.
-One module (under 500 lines) because these pieces are what every command shares:
+One module (a little over 500 lines) because these pieces are what every command shares:
 splitting them would scatter one run's wiring over several files.
 """
 
