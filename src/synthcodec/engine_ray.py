@@ -385,7 +385,7 @@ class RayExecutor:
         return replace(o, progress=False, cache_path=None if o.no_cache else str(
             Path(o.cache_path or _default_cache()).resolve()),
             prices_file=o.prices_file and str(Path(o.prices_file).resolve()),
-            concurrency=math.ceil(self.models.concurrency() / share),
+            concurrency=math.ceil(self.models.endpoint_limit() / share),
             rpm=o.rpm and o.rpm / share, tpm=o.tpm and o.tpm / share)
 
     def _allowance(self, running: Iterable[Shard], slots: int) -> dict[str, Any]:

@@ -213,6 +213,11 @@ class Models:
             return self.batch_size
         return max(c.max_in_flight for c in self.clients.values())
 
+    def endpoint_limit(self) -> int:
+        """Requests in flight one endpoint takes (--concurrency, else the backends' own limit;
+        the largest over the models): what `--executor ray` splits over its shards."""
+        return max(e.limit.maximum for c in self.clients.values() for e in c.endpoints)
+
     async def aclose(self) -> None:
         seen: set[int] = set()
         for client in self.clients.values():

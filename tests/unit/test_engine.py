@@ -157,3 +157,21 @@ def test_stop_when_stops_taking_records_on_the_driver(tmp_path: Path) -> None:
     assert 5 <= counts[OK] <= 6  # the one in flight beside the fifth may finish
     assert counts[OK] + counts[REJECTED] < 20
     run.close()
+
+
+def test_ray_splits_the_per_endpoint_limit_over_shards() -> None:
+    """-j is per server: with two servers, each of 2 shards gets half of -j, not of 2 x -j."""
+    from synthcodec.engine_ray import RayExecutor
+    from synthcodec.runner import Models, RunOptions
+
+    options = RunOptions(concurrency=8, no_cache=True, executor="ray")
+    models = Models.open({"m": "m@http://127.0.0.1:1/v1,http://127.0.0.1:2/v1"}, options)
+    try:
+        assert models.concurrency() == 16  # records in flight: enough to fill both servers
+        worker = RayExecutor(models, options)._worker_options(2)
+        assert worker.concurrency == 4
+        opened = Models.open(models.specs, worker)  # what each shard's worker does
+        assert opened.endpoint_limit() == 4 and opened.concurrency() == 8
+        asyncio.run(opened.aclose())
+    finally:
+        asyncio.run(models.aclose())
