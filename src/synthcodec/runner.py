@@ -248,6 +248,7 @@ class Summary:
     outputs: dict[str, int] = field(default_factory=dict)
     repeating: int = 0  # failed records whose failure a re-run would repeat
     spend: Spend | None = None
+    failed_text: str = "records failed"  # e.g. "pairs could not be judged"
 
     @property
     def budget_stop(self) -> str | None:
@@ -288,7 +289,7 @@ class Summary:
         elif self.interrupted:
             lines.append("interrupted: run the same command again to resume")
         elif self.failed:
-            lines.append(f"{self.failed} records failed (reasons in {self.run_dir / 'failed.jsonl'});"
+            lines.append(f"{self.failed} {self.failed_text} (reasons in {self.run_dir / 'failed.jsonl'});"
                          " running the same command again retries them")
             if self.repeating:
                 lines.append(f"{self.repeating} of them failed in a way a re-run repeats (the same "
@@ -436,48 +437,60 @@ def run_file_stage(
                 await opened.aclose()
 
         done = run_async(main())
-        result, counts = done.result, done.result.counts
-        totals = journal.counts()
-        outputs: dict[str, int] = {}
-        status = ("budget" if opened.spend.stopped else
-                  "interrupted" if result.interrupted else "complete")
-        if not result.interrupted:
-            accounted = totals[OK] + totals[REJECTED] + totals[FAILED]
-            if accounted != n_rows:  # the invariant: every input record is kept, rejected or failed
-                run.write_manifest(status="incomplete", stage=stage.name,
-                                   counts={"input": n_rows, **totals})
-                raise RuntimeError(f"{n_rows - accounted} of {n_rows} records are unaccounted "
-                                   "for; nothing was published (this is a bug: please report it)")
-            outputs["output.jsonl"] = run.publish_jsonl("output.jsonl", _flatten(journal.rows(OK)))
-            if options.parquet:
-                outputs["output.parquet"] = write_parquet(run.path / "output.parquet",
-                                                          _flatten(journal.rows(OK)))
-            outputs["rejected.jsonl"] = run.publish_jsonl("rejected.jsonl", journal.rows(REJECTED))
-            outputs["failed.jsonl"] = run.publish_jsonl("failed.jsonl", journal.rows(FAILED))
-        repeating = sum(1 for row in journal.rows(FAILED) if (row.get(META) or {}).get("repeats"))
-        summary = Summary(
-            run_dir=run.path, records_in=n_rows, kept=totals[OK], rejected=totals[REJECTED],
-            failed=totals[FAILED], resumed=counts.resumed, stats=opened.stats,
-            seconds=time.monotonic() - started, interrupted=result.interrupted, outputs=outputs,
-            repeating=repeating, spend=opened.spend,
-        )
-        run.write_manifest(
-            status=status,
-            stage=stage.name,
-            config_sha256=hash_value(full_config),
-            input_sha256=scanned.sha256,
-            counts={"input": n_rows, **totals},
-            this_invocation={**usage_dict(opened), "seconds": round(summary.seconds, 3),
-                             "resumed": counts.resumed},
-            usage_total=run.accumulate_usage(usage_dict(opened)),
-            cost=opened.spend.usage_fields(),
-            **opened.stats.manifest_fields(),  # per-endpoint counts, if several
-            outputs=outputs,
-            exit_code=summary.exit_code,
-        )
-
+        summary = finish_stage(run, journal, done, opened, options, stage=stage.name,
+                               n_rows=n_rows, started=started, config=full_config,
+                               input_sha256=scanned.sha256)
     finally:
         run.close()  # releases the run directory even when the stage raised
+    return summary
+
+
+def finish_stage(run: RunDir, journal: Journal, done: StageRun, models: Models,
+                 options: RunOptions, *, stage: str, n_rows: int, started: float,
+                 config: Mapping[str, Any], failed_text: str = "records failed",
+                 **manifest: Any) -> Summary:
+    """The end of every file stage's invocation: unless it was interrupted, check that every
+    input record is kept, rejected or failed and publish the three files; then write the
+    manifest (with `manifest`'s extra fields). The summary to print."""
+    result, counts = done.result, done.result.counts
+    totals = journal.counts()
+    outputs: dict[str, int] = {}
+    if not result.interrupted:
+        accounted = totals[OK] + totals[REJECTED] + totals[FAILED]
+        if accounted != n_rows:  # the invariant: every input record is kept, rejected or failed
+            run.write_manifest(status="incomplete", stage=stage,
+                               counts={"input": n_rows, **totals})
+            raise RuntimeError(f"{n_rows - accounted} of {n_rows} records are unaccounted "
+                               "for; nothing was published (this is a bug: please report it)")
+        outputs["output.jsonl"] = run.publish_jsonl("output.jsonl", _flatten(journal.rows(OK)))
+        if options.parquet:
+            outputs["output.parquet"] = write_parquet(run.path / "output.parquet",
+                                                      _flatten(journal.rows(OK)))
+        outputs["rejected.jsonl"] = run.publish_jsonl("rejected.jsonl", journal.rows(REJECTED))
+        outputs["failed.jsonl"] = run.publish_jsonl("failed.jsonl", journal.rows(FAILED))
+    repeating = sum(1 for row in journal.rows(FAILED) if (row.get(META) or {}).get("repeats"))
+    summary = Summary(
+        run_dir=run.path, records_in=n_rows, kept=totals[OK], rejected=totals[REJECTED],
+        failed=totals[FAILED], resumed=counts.resumed, stats=models.stats,
+        seconds=time.monotonic() - started, interrupted=result.interrupted, outputs=outputs,
+        repeating=repeating, spend=models.spend, failed_text=failed_text,
+    )
+    usage = usage_dict(models)
+    run.write_manifest(
+        status=("budget" if models.spend.stopped else
+                "interrupted" if result.interrupted else "complete"),
+        stage=stage,
+        config_sha256=hash_value(config),
+        counts={"input": n_rows, **totals},
+        this_invocation={**usage, "seconds": round(summary.seconds, 3),
+                         "resumed": counts.resumed},
+        usage_total=run.accumulate_usage(usage),
+        cost=models.spend.usage_fields(),
+        **models.stats.manifest_fields(),  # per-endpoint counts, if several
+        outputs=outputs,
+        exit_code=summary.exit_code,
+        **manifest,
+    )
     return summary
 
 

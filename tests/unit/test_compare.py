@@ -358,3 +358,24 @@ def test_judge_json_sends_the_schema_and_judge_text_does_not(tmp_path: Path, bac
         assert len(backends["json"].calls) == 6
         assert all(c.json_schema is None for c in backends["json"].calls)
         assert all(v["score_a_first"] == 7 for v in read(tmp_path / run / "output.jsonl"))
+
+
+def test_a_crash_mid_run_releases_the_run_directory(tmp_path: Path) -> None:
+    """Any exception (not only a UserError) closes the run: the next compare may work in it."""
+    from synthcodec.stages.compare import compare_files
+
+    a = write(tmp_path / "a.jsonl", [{"id": 1, "question": "q", "answer": "GOOD"}])
+    b = write(tmp_path / "b.jsonl", [{"id": 1, "question": "q", "answer": "bad"}])
+
+    def crash(request: Request) -> str:
+        raise RuntimeError("a bug in the judge")
+
+    def run(judge: FakeBackend) -> int:
+        return compare_files((str(a), str(b)), run_dir=tmp_path / "r", judge="j",
+                             options=runner.RunOptions(no_cache=True, progress=False),
+                             backends={"judge": judge})
+
+    with pytest.raises(RuntimeError, match="a bug in the judge"):
+        run(FakeBackend(crash))
+    assert run(FakeBackend(["8 4\nA is better."])) == 0
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["exit_code"] == 0

@@ -18,7 +18,6 @@ from typing import Any
 
 import click
 
-from synthcodec.cost import EXIT_BUDGET
 from synthcodec.engine import Item, Record
 from synthcodec.errors import InputError, UserError
 from synthcodec.instruction import join_instruction
@@ -27,23 +26,20 @@ from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_templa
 from synthcodec.llm import redact_spec
 from synthcodec.report import render_markdown, render_table, summarize, write_chart
 from synthcodec.runner import (
-    EXIT_ALL_FAILED,
     Models,
     RunOptions,
     StageRun,
-    batches_text,
     check_models,
+    finish_stage,
     record_id,
     run_async,
     run_stage,
     shown_models,
-    usage_dict,
 )
 from synthcodec.stages.base import ModelStage
 from synthcodec.store import (
     FAILED,
     OK,
-    REJECTED,
     RunDir,
     atomic_writer,
     hash_file,
@@ -276,102 +272,72 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
     options.check_cache()
     shown_judge = redact_spec(judge)
     run = RunDir(run_dir).open(dict(config), overwrite=options.overwrite)
-    journal = run.journal(STAGE)
-    records = [asdict(p) for p in pairs]
-    # Each verdict carries its id (joins it to its failed row, or to a re-run's verdict).
-    items = [Item(id=rid, idx=i, record={**r, META: {"id": rid, "index": i}})
-             for i, r in enumerate(records) for rid in [record_id(i, r)]]
-
-    started = time.monotonic()
-    models = Models.open({"judge": judge}, options, backends, spent_before=run.usage_total(),
-                         run_dir=run.path)
-    stage = JudgeStage(judge=judge, settings=settings)
-
-    async def main() -> StageRun:
-        try:
-            # Each pair sends two requests at once: half as many pairs as requests in flight.
-            return await run_stage(stage, items, journal, models, options, label="judge",
-                                   concurrency=max(1, models.concurrency() // 2))
-        finally:
-            await models.aclose()
-
     try:
-        done = run_async(main())
-    except UserError:  # e.g. --judge-json for a judge that cannot take a schema
-        run.close()
-        raise
-    result, counts, settings = done.result, done.result.counts, stage.settings
-    totals = journal.counts()
-    seconds = time.monotonic() - started
-    s = models.stats
-    print(f"pairs {len(items)} | judged {totals[OK]} | failed {totals[FAILED]}"
-          + (f" | resumed {counts.resumed}" if counts.resumed else "")
-          + f" | judge answers in {'JSON' if settings.json else 'text'}", file=sys.stderr)
-    print(f"requests sent {s.requests}" + batches_text(s)
-          + f" | cache hits {s.cache_hits} | retries {s.retries} | "
-          f"tokens in {s.prompt_tokens} out {s.completion_tokens} | wall {seconds:.1f}s",
-          file=sys.stderr)
-    done = sum(totals.values())
-    projected = models.spend.projection(models.spend.usd, done - counts.resumed,
-                                        len(items) - done) if done > counts.resumed else None
-    for line in models.spend.lines(kept=totals[OK],
-                                   projected=projected if done < len(items) else None):
-        print(line, file=sys.stderr)
-    usage = usage_dict(models)
-    if result.interrupted:
-        stopped = models.spend.stopped
-        run.write_manifest(status="budget" if stopped else "interrupted", stage=STAGE,
-                           config_sha256=hash_value(config),
-                           counts={"pairs": len(items), **totals},
-                           this_invocation=usage, usage_total=run.accumulate_usage(usage),
-                           cost=models.spend.usage_fields())
-        run.close()
-        if stopped:
-            return EXIT_BUDGET
-        print("interrupted: run the same command again to resume", file=sys.stderr)
-        return 130
+        journal = run.journal(STAGE)
+        records = [asdict(p) for p in pairs]
+        # Each verdict carries its id (joins it to its failed row, or to a re-run's verdict).
+        items = [Item(id=rid, idx=i, record={**r, META: {"id": rid, "index": i}})
+                 for i, r in enumerate(records) for rid in [record_id(i, r)]]
 
-    verdicts = [row for rows in journal.rows(OK) for row in rows]
-    failed = list(journal.rows(FAILED))
-    # The run layout of every command: kept (the verdicts), rejected (none: every judged
-    # pair is kept), failed.
-    outputs = {"output.jsonl": run.publish_jsonl("output.jsonl", verdicts),
-               "rejected.jsonl": run.publish_jsonl("rejected.jsonl", journal.rows(REJECTED)),
-               "failed.jsonl": run.publish_jsonl("failed.jsonl", failed)}
+        started = time.monotonic()
+        models = Models.open({"judge": judge}, options, backends,
+                             spent_before=run.usage_total(), run_dir=run.path)
+        stage = JudgeStage(judge=judge, settings=settings)
+
+        async def main() -> StageRun:
+            try:
+                # Each pair sends two requests at once: half as many pairs as requests in flight.
+                return await run_stage(stage, items, journal, models, options, label="judge",
+                                       concurrency=max(1, models.concurrency() // 2))
+            finally:
+                await models.aclose()
+
+        done = run_async(main())
+        # The run layout of every command: kept (the verdicts), rejected (none: every judged
+        # pair is kept), failed; then the report, when the outputs were published.
+        summary = finish_stage(run, journal, done, models, options, stage=STAGE,
+                               n_rows=len(items), started=started, config=config,
+                               failed_text="pairs could not be judged")
+        report = None
+        if summary.outputs:
+            verdicts = [row for rows in journal.rows(OK) for row in rows]
+            report = _write_report(run.path, verdicts, bench_order, list(journal.rows(FAILED)),
+                                   labels=labels, judge=shown_judge, pairs=len(items))
+    finally:
+        run.close()  # releases the run directory whatever the stage raised
+
+    if report is not None:
+        label_a, label_b = labels
+        click.echo(f"A = {label_a}   B = {label_b}   judge = {shown_judge}   (wins are A's)")
+        click.echo(render_table(report.table_rows))
+        if report.categories:
+            click.echo("")
+            click.echo(render_table(report.categories, "category"))
+    for line in summary.lines():
+        print(line, file=sys.stderr)
+    print(f"judge answers in {'JSON' if stage.settings and stage.settings.json else 'text'}",
+          file=sys.stderr)
+    if report is not None:
+        for name in ("report.md", "report.json", "chart.png"):
+            print(f"wrote {run.path / name}", file=sys.stderr)
+    return summary.exit_code
+
+
+def _write_report(path: Path, verdicts: list[Record], bench_order: list[str],
+                  failed: list[Record], *, labels: tuple[str, str], judge: str,
+                  pairs: int) -> Any:
+    """RUN/report.json, chart.png and report.md from the published verdicts; the report."""
     report = summarize(verdicts, bench_order, failed)
     label_a, label_b = labels
-    write_json(run.path / "report.json", {"a": label_a, "b": label_b, "judge": shown_judge,
-                                           "pairs": len(items), "failed": len(failed),
-                                           **report.as_dict()})
-    write_chart(report, run.path / "chart.png", label_a=label_a, label_b=label_b)
-    chart = "chart.png"
-    markdown = render_markdown(report, label_a=label_a, label_b=label_b, judge=shown_judge,
-                               chart=chart, failed=len(failed))
-    with atomic_writer(run.path / "report.md") as fh:
+    write_json(path / "report.json", {"a": label_a, "b": label_b, "judge": judge,
+                                       "pairs": pairs, "failed": len(failed),
+                                       **report.as_dict()})
+    write_chart(report, path / "chart.png", label_a=label_a, label_b=label_b)
+    markdown = render_markdown(report, label_a=label_a, label_b=label_b, judge=judge,
+                               chart="chart.png", failed=len(failed))
+    with atomic_writer(path / "report.md") as fh:
         fh.write(markdown)
-    run.write_manifest(status="complete", stage=STAGE, config_sha256=hash_value(config),
-                       counts={"pairs": len(items), **totals},
-                       this_invocation={**usage, "seconds": round(seconds, 3),
-                                        "resumed": counts.resumed},
-                       usage_total=run.accumulate_usage(usage),
-                       cost=models.spend.usage_fields(), outputs=outputs)
-    run.close()
-
-    click.echo(f"A = {label_a}   B = {label_b}   judge = {shown_judge}   (wins are A's)")
-    click.echo(render_table(report.table_rows))
-    if report.categories:
-        click.echo("")
-        click.echo(render_table(report.categories, "category"))
-    for name in ("output.jsonl", "report.md", "report.json", "chart.png"):
-        if (run.path / name).exists():
-            print(f"wrote {run.path / name}", file=sys.stderr)
-    if failed:
-        print(f"{len(failed)} pairs could not be judged (reasons in {run.path / 'failed.jsonl'});"
-              " running the same command again retries them", file=sys.stderr)
-    if failed and not verdicts:
-        print("no pair could be judged: exit code 1", file=sys.stderr)
-        return EXIT_ALL_FAILED
-    return 0
+    return report
 
 
 def compare_files(files: tuple[str, ...] | list[str] = (),
