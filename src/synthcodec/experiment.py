@@ -25,7 +25,7 @@ experiment runs on run_stage) will move both apart. The report is experiment_rep
     # benchmarks = ["mmlu", "bbh"]   + [experiment.benchmark_settings] limit/shots/data_dir
 
 Every step reuses the commands' own functions (`rate_file`, `select.choose`, `train_lora`,
-`answer_file`, `run_compare`) and writes into the experiment directory. After it finishes,
+`answer_file`, `compare_files`) and writes into the experiment directory. After it finishes,
 a step is recorded in `stages.json` (store.StageLedger, the resume scheme of `generate` too)
 with the hash of everything it depends on (its settings and the content of its input
 files); a re-run skips a step recorded as finished with the same hash and whose outputs
@@ -627,26 +627,15 @@ def build_dataset(d: DatasetSpec, out: Path, *, rated: Path | None,
 def compare_answers(path_a: Path, path_b: Path, run_dir: Path, *, labels: tuple[str, str],
                     bench: str, judge: str, judge_max_tokens: int, reasks: int, options: Any,
                     backend: Any = None) -> dict[str, Any]:
-    """`synthcodec compare A B` through its own functions; the report's numbers."""
-    from synthcodec.judge import JudgeSettings, load_judge_template
-    from synthcodec.stages.compare import PairSpec, pair_answers, run_compare
+    """`synthcodec compare A B` through its own function; the report's numbers."""
+    from synthcodec.runner import EXIT_INTERRUPTED
+    from synthcodec.stages.compare import compare_files
 
-    pairs = pair_answers(bench, str(path_a), str(path_b), PairSpec())
-    settings = JudgeSettings(template=load_judge_template(None), max_tokens=judge_max_tokens,
-                             reasks=reasks)
-    config = {
-        "stage": "judge",
-        "benchmarks": [{"name": bench, "a": str(path_a.resolve()), "a_sha256": hash_file(path_a),
-                        "b": str(path_b.resolve()), "b_sha256": hash_file(path_b)}],
-        "pairs_sha256": hash_value([asdict(p) for p in pairs]),
-        "limit": None,
-        "models": {"judge": judge},
-        **settings.config(),
-    }
-    code = run_compare(pairs, [bench], run_dir=run_dir, judge=judge, settings=settings,
-                       config=config, options=options, labels=labels,
-                       backends={"judge": backend} if backend is not None else None)
-    if code == 130:
+    code = compare_files((str(path_a), str(path_b)), run_dir=run_dir, options=options,
+                         name=bench, judge=judge, label_a=labels[0], label_b=labels[1],
+                         judge_max_tokens=judge_max_tokens, reasks=reasks,
+                         backends={"judge": backend} if backend is not None else None)
+    if code == EXIT_INTERRUPTED:
         raise Interrupted(f"compare {labels[0]} vs {labels[1]} was interrupted: run the "
                           "experiment again to resume")
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))

@@ -303,3 +303,20 @@ def test_benchmarks_in_the_plan_and_bad_settings() -> None:
                                "benchmark_settings": {"limit": 3}})
     with pytest.raises(UserError, match="unknown key 'bogus'"):
         Experiment.from_table({**table, "benchmark_settings": {"bogus": 1}})
+
+
+def test_compare_step_writes_no_credentials(tmp_path: Path) -> None:
+    """The compare step is `compare`'s own function: its config.json shows the judge redacted."""
+    from synthcodec.experiment import compare_answers
+    from synthcodec.runner import RunOptions
+
+    rows = [{"id": i, "question": f"Q{i}", "answer": "GOOD ANSWER"} for i in range(2)]
+    a = write_jsonl(tmp_path / "a.jsonl", rows)
+    b = write_jsonl(tmp_path / "b.jsonl", [{**r, "answer": "MEH"} for r in rows])
+    got = compare_answers(Path(a), Path(b), tmp_path / "c", labels=("a", "b"), bench="bench",
+                          judge="m@https://user:secret@judge.example/v1", judge_max_tokens=32,
+                          reasks=0, options=RunOptions(no_cache=True, progress=False),
+                          backend=FakeBackend(["8 4\nThe first is better."], name="judge"))
+    assert got["pairs"] == 2 and got["failed"] == 0
+    config = (tmp_path / "c" / "config.json").read_text()
+    assert "secret" not in config and "m@https://***@judge.example/v1" in config
