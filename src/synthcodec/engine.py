@@ -14,12 +14,13 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from synthcodec.errors import Drain
 from synthcodec.io import META
-from synthcodec.llm.client import RecordFailed, Stats
+from synthcodec.llm.client import RecordFailed
 from synthcodec.progress import Counts, Progress
 from synthcodec.store import FAILED, OK, REJECTED, Journal
 
@@ -113,31 +114,22 @@ class LocalExecutor:
         items: Iterable[Item],
         journal: Journal,
         *,
-        stats: Stats | None = None,
         progress: Progress | None = None,
         total: int | None = None,
         stop_when: StopWhen | None = None,
     ) -> RunResult:
         counts = progress.counts if progress else Counts(total=total)
         started = time.monotonic()
-        source: Iterator[Item] = iter(items)
+        source = to_do(items, journal, counts)
         journal.prepare()
         self._stopping = False
         reached = False
         fatal: list[BaseException] = []
 
-        def next_item() -> Item | None:
-            for item in source:
-                if journal.finished(item.id):
-                    counts.resumed += 1
-                    continue
-                return item
-            return None
-
         async def worker() -> None:
             try:
                 while not self._stopping and not fatal:
-                    item = next_item()
+                    item = next(source, None)
                     if item is None:
                         return
                     await one(item)
@@ -200,27 +192,17 @@ class LocalExecutor:
             for task in workers:
                 task.cancel()
 
-        installed = False
-        if self.handle_signals and sys.platform != "win32":
-            try:
-                loop.add_signal_handler(signal.SIGINT, on_sigint)
-                loop.add_signal_handler(signal.SIGTERM, on_sigint)
-                installed = True
-            except (RuntimeError, ValueError):  # not the main thread
-                installed = False
         ticker = asyncio.create_task(_tick(progress)) if progress else None
         try:
-            workers = [asyncio.create_task(worker()) for _ in range(max(1, self.concurrency))]
-            outcomes = await asyncio.gather(*workers, return_exceptions=True)
+            with on_interrupt(loop, on_sigint, enabled=self.handle_signals):
+                workers = [asyncio.create_task(worker()) for _ in range(max(1, self.concurrency))]
+                outcomes = await asyncio.gather(*workers, return_exceptions=True)
             if self._stopping:
                 # Workers cancelled after the grace period are an interruption, not a bug.
                 outcomes = [o for o in outcomes if not isinstance(o, asyncio.CancelledError)]
         finally:
             if ticker:
                 ticker.cancel()
-            if installed:
-                loop.remove_signal_handler(signal.SIGINT)
-                loop.remove_signal_handler(signal.SIGTERM)
         # A bad key, a bug in a step or bad data: surface it, never journal it per record
         # or let the run look complete with records missing.
         errors = fatal + [o for o in outcomes if isinstance(o, BaseException)]
@@ -228,6 +210,35 @@ class LocalExecutor:
             raise errors[0]
         return RunResult(counts=counts, interrupted=self._stopping and not reached,
                          seconds=time.monotonic() - started, reached=reached)
+
+
+def to_do(items: Iterable[Item], journal: Journal, counts: Counts) -> Iterator[Item]:
+    """The items not finished in `journal` (the others are counted as resumed), streamed."""
+    for item in items:
+        if journal.finished(item.id):
+            counts.resumed += 1
+        else:
+            yield item
+
+
+@contextmanager
+def on_interrupt(loop: asyncio.AbstractEventLoop, handler: Callable[[], None], *,
+                 enabled: bool = True) -> Iterator[None]:
+    """SIGINT and SIGTERM call `handler` while inside (only on the main thread, not Windows)."""
+    installed = False
+    if enabled and sys.platform != "win32":
+        try:
+            loop.add_signal_handler(signal.SIGINT, handler)
+            loop.add_signal_handler(signal.SIGTERM, handler)
+            installed = True
+        except (RuntimeError, ValueError):  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def _tick(progress: Progress) -> None:

@@ -57,8 +57,6 @@ import json
 import logging
 import math
 import os
-import signal
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -66,7 +64,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from synthcodec.engine import Item, LocalExecutor, Record, RunResult, StageLike, StopWhen
+from synthcodec.engine import (
+    Item,
+    LocalExecutor,
+    Record,
+    RunResult,
+    StageLike,
+    StopWhen,
+    on_interrupt,
+    to_do,
+)
 from synthcodec.errors import MissingExtraError, UserError
 from synthcodec.llm.client import EndpointCounts
 from synthcodec.llm.spec import runs_in_process
@@ -96,7 +103,7 @@ class Job:
 
 def run_shard(job: Job, path: str, items: list[Item], allowance: dict[str, Any]) -> dict:
     """A Ray task: one shard through the stage into its own journal."""
-    if any(runs_in_process(s) for r, s in job.specs.items() if r not in job.backends):
+    if embedded(job.specs, job.backends):
         os.environ.setdefault("SYNTHCODEC_LLAMA_THREADS", "1")  # one CPU slot, one thread
     with shard_lock(Path(path)):
         return asyncio.run(_shard(job, Path(path), items, allowance))
@@ -238,7 +245,6 @@ class RayExecutor:
     models: Any  # runner.Models: specs, injected backends, the run's stats and spend
     options: Any  # runner.RunOptions
     concurrency: int | None = None  # records in flight over the whole run
-    handle_signals: bool = True
     remote = True  # run_stage leaves stage.setup to the workers
     _stopping: bool = field(default=False, init=False)
     _reached: bool = field(default=False, init=False)
@@ -247,7 +253,7 @@ class RayExecutor:
         self._stopping = True
 
     async def run(self, stage: StageLike, items: Iterable[Item], journal: Journal, *,
-                  stats: Any = None, progress: Progress | None = None, total: int | None = None,
+                  progress: Progress | None = None, total: int | None = None,
                   stop_when: StopWhen | None = None) -> RunResult:
         _check_picklable(stage, self.models.backends)
         ray = connect_ray(self.options.ray_address)
@@ -270,8 +276,8 @@ class RayExecutor:
         slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
         size = min(MAX_SHARD, max(1, math.ceil((total or 100 * slots) /
                                                (slots * SHARDS_PER_CPU))))
-        share = 1 if any(runs_in_process(s) for r, s in models.specs.items()
-                         if r not in models.backends) else min(slots, math.ceil((total or 1) / size))
+        share = 1 if embedded(models.specs, models.backends) else \
+            min(slots, math.ceil((total or 1) / size))
         job = Job(stage, journal.stage, models.specs, models.backends,
                   self._worker_options(share),
                   max(1, math.ceil((self.concurrency or models.concurrency()) / share)),
@@ -279,14 +285,9 @@ class RayExecutor:
         job_ref = ray.put(job)
         task = ray.remote(num_cpus=1, max_retries=RETRIES)(run_shard)
 
-        def todo() -> Iterator[Item]:
-            for item in items:
-                if journal.finished(item.id):
-                    counts.resumed += 1
-                else:
-                    yield item
-
-        pending, shards, running = todo(), {}, {}  # seq -> Shard; ref -> Shard
+        pending = to_do(items, journal, counts)
+        shards: dict[int, Shard] = {}
+        running: dict[Any, Shard] = {}  # ray's ref -> its shard
         done_seq: set[int] = set()
         next_merge, exhausted = 0, False
 
@@ -303,8 +304,7 @@ class RayExecutor:
                               "finished; press Ctrl-C again to leave at once. Re-run the same "
                               "command to resume.")
 
-        installed = self.handle_signals and _install(loop, on_sigint)
-        try:
+        with on_interrupt(loop, on_sigint):
             while not aborted:
                 while not (self._stopping or exhausted) and len(running) < 2 * slots:
                     batch = list(itertools.islice(pending, size))
@@ -347,10 +347,6 @@ class RayExecutor:
                 if self._stopping:
                     self._cancel(ray, running)
                 await asyncio.sleep(0.05)
-        finally:
-            if installed:
-                loop.remove_signal_handler(signal.SIGINT)
-                loop.remove_signal_handler(signal.SIGTERM)
         if not aborted:  # merge what stopped or cancelled shards finished, in input order
             for path in sorted(folder.glob("*.sqlite")):
                 report = _merge(path, journal, None)
@@ -382,8 +378,8 @@ class RayExecutor:
 
     def _worker_options(self, share: int) -> Any:
         o = self.options  # paths made absolute: a worker's working directory is Ray's
-        return replace(o, progress=False, cache_path=None if o.no_cache else str(
-            Path(o.cache_path or _default_cache()).resolve()),
+        cache = o.cache_file()
+        return replace(o, progress=False, cache_path=cache and str(Path(cache).resolve()),
             prices_file=o.prices_file and str(Path(o.prices_file).resolve()),
             concurrency=math.ceil(self.models.endpoint_limit() / share),
             rpm=o.rpm and o.rpm / share, tpm=o.tpm and o.tpm / share)
@@ -465,18 +461,7 @@ def _check_picklable(stage: StageLike, backends: dict[str, Any]) -> None:
                         "or a backend built from module-level functions") from None
 
 
-def _install(loop: asyncio.AbstractEventLoop, handler: Callable[[], None]) -> bool:
-    if sys.platform == "win32":
-        return False
-    try:
-        loop.add_signal_handler(signal.SIGINT, handler)
-        loop.add_signal_handler(signal.SIGTERM, handler)
-        return True
-    except (RuntimeError, ValueError):  # not the main thread
-        return False
+def embedded(specs: dict[str, str], backends: dict[str, Any]) -> bool:
+    """Does any model (not given as a backend) run inside the process (`local`, `gguf:`, `hf:`)?"""
+    return any(runs_in_process(s) for r, s in specs.items() if r not in backends)
 
-
-def _default_cache() -> Path:
-    from synthcodec.cache import default_cache_path
-
-    return default_cache_path()

@@ -116,10 +116,13 @@ class RunOptions:
                                 "--price IN,OUT (USD per 1M tokens) or --prices FILE; "
                                 "--max-tokens-total caps tokens instead")
 
+    def cache_file(self) -> str | Path | None:
+        """The request cache's file: --cache, else the default; None with --no-cache."""
+        return None if self.no_cache else self.cache_path or default_cache_path()
+
     def cache(self) -> RequestCache | None:
-        if self.no_cache:
-            return None
-        return RequestCache(self.cache_path or default_cache_path())
+        path = self.cache_file()
+        return None if path is None else RequestCache(path)
 
     def check_cache(self) -> None:
         """Open and close the cache once: a bad --cache stops before the run dir is touched."""
@@ -307,25 +310,16 @@ class StageRun:
     result: RunResult
     usage: dict[str, int]
 
-    @property
-    def interrupted(self) -> bool:
-        return self.result.interrupted
-
-    @property
-    def resumed(self) -> int:
-        return self.result.counts.resumed
-
 
 async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, models: Models,
                     options: RunOptions, *, label: str | None = None, total: int | None = None,
-                    executor: Any = None,
                     concurrency: int | None = None,
                     stop_when: StopWhen | None = None) -> StageRun:
     """Run `stage` over `items` into its journal: the one place every command runs a stage.
 
     Sets the stage up (`setup(models)`, when it has one), shows progress, lets a budget stop
     drain it like a first Ctrl-C, and returns the usage it caused. The executor is
-    `options.executor` unless one is given: local, or Ray (synthcodec.engine_ray: shards of
+    `options.executor`: local, or Ray (synthcodec.engine_ray: shards of
     `items` on a Ray cluster, the stage set up in each worker); `concurrency` is records in
     flight (default: what the models can take), over the whole run either way. `stop_when`
     (engine.StopWhen) is a cross-record stop condition the executor checks on the driver.
@@ -336,13 +330,15 @@ async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, m
     counts = Counts(total=total)
     progress = Progress(label or stage.name, counts, models.stats, enabled=options.progress,
                         interval=options.progress_interval, spend=models.spend)
-    if executor is None and options.executor == "ray":
+    executor: LocalExecutor | Any
+    if options.executor == "ray":
         from synthcodec.engine_ray import RayExecutor
 
         executor = RayExecutor(models, options, concurrency=concurrency)
-    workers = concurrency or models.concurrency()
-    executor = executor or LocalExecutor(
-        concurrency=min(workers, max(1, total)) if total is not None else workers)
+    else:
+        workers = concurrency or models.concurrency()
+        executor = LocalExecutor(
+            concurrency=min(workers, max(1, total)) if total is not None else workers)
     models.spend.on_stop[:] = [executor.stop, lambda: progress.note(
         f"{models.spend.stopped}: letting in-flight records finish, starting no new ones")]
     setup = getattr(stage, "setup", None)

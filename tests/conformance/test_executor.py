@@ -28,10 +28,8 @@ from tests.helpers import REPO, cli_env
 EXECUTORS = ["local", "ray"]
 KINDS = ["complete", "rate", "compare", "generate"]
 JOBS = 4
-# Requests one record may have in flight at once, and may send in all: complete and rate
-# send one at a time; compare judges both orders at once; a generate loop record sends up
-# to 3 iterations x (2 answers + 2 judgements + 1 rewrite).
-IN_FLIGHT_PER_RECORD = {"complete": 1, "rate": 1, "compare": 2, "generate": 2}
+# Requests one record may send in all: complete one; rate up to two; compare both orders;
+# a generate loop record up to 3 iterations x (2 answers + 2 judgements + 1 rewrite).
 CALLS_PER_RECORD = {"complete": 1, "rate": 2, "compare": 2, "generate": 15}
 
 
