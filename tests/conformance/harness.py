@@ -25,6 +25,7 @@ from typing import Any
 
 import synthcodec as sc
 from synthcodec.llm import PermanentError, Request
+from tests.helpers import read_jsonl
 
 N_ROWS = 40
 LATENCY = 0.03
@@ -102,8 +103,8 @@ def compare(run: Path, log: Path, jobs: int, **run_options: Any) -> dict[str, An
 
     res = sc.compare(a, b, judge="j", backend=logged(compare_judge, log, "j"), run_dir=run,
                      reasks=0, concurrency=jobs, **run_options)
-    failed = [json.loads(x) for x in (run / "failed.jsonl").read_text().splitlines() if x]
-    return {"kept": res.verdicts, "rejected": [], "failed": failed}
+    return {"kept": res.verdicts, "rejected": read_jsonl(run / "rejected.jsonl"),
+            "failed": read_jsonl(run / "failed.jsonl")}
 
 
 def generate(run: Path, log: Path, jobs: int, theta: float, **run_options: Any
@@ -116,7 +117,7 @@ def generate(run: Path, log: Path, jobs: int, theta: float, **run_options: Any
                       codec=dict(pool_size=3, per_metadata=4, max_iterations=3, theta=theta),
                       concurrency=jobs, **run_options)
     stages = json.loads((run / "stages.json").read_text())
-    return {"kept": res.pairs, "rejected": res.rejected, "failed": [],
+    return {"kept": res.pairs, "rejected": res.rejected, "failed": res.failed,
             "stages": {k: {"config": v.get("config_sha"), "stats": v.get("stats", {})}
                        for k, v in stages.items() if k[0] != "_"}}
 

@@ -476,15 +476,16 @@ def test_fake_json_is_one_line_and_fake_echo_is_in_help(tmp_path: Path, capsys: 
     assert "fake:echo" in capsys.readouterr().out
 
 
-def test_published_files_follow_the_umask(tmp_path: Path) -> None:
+def test_published_files_follow_the_umask(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # store reads the umask once, at import: stand in a group-only one (not the usual 022).
+    import synthcodec.store as store
+
+    monkeypatch.setattr(store, "_UMASK", 0o027)
     src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q"}])
-    old = os.umask(0o022)
-    try:
-        assert cli("complete", str(src), "-m", "fake:echo", "-o", str(tmp_path / "r"), "-q") == 0
-    finally:
-        os.umask(old)
+    assert cli("complete", str(src), "-m", "fake:echo", "-o", str(tmp_path / "r"), "-q") == 0
     for name in ("output.jsonl", "failed.jsonl", "manifest.json", "config.json"):
-        assert stat.S_IMODE((tmp_path / "r" / name).stat().st_mode) == 0o644, name
+        assert stat.S_IMODE((tmp_path / "r" / name).stat().st_mode) == 0o640, name
 
 
 def test_rate_and_compare_spell_the_judge_option_alike(tmp_path: Path, capsys: Any) -> None:
