@@ -78,7 +78,7 @@ from synthcodec.errors import MissingExtraError, UserError
 from synthcodec.llm.client import EndpointCounts
 from synthcodec.llm.spec import runs_in_process
 from synthcodec.progress import Counts, Progress
-from synthcodec.store import FAILED, OK, REJECTED, Journal, connect, write_json
+from synthcodec.store import FAILED, OK, REJECTED, Journal, connect, read_json, write_json
 
 SHARDS_PER_CPU = 4
 MAX_SHARD = 500
@@ -114,7 +114,7 @@ async def _shard(job: Job, path: Path, items: list[Item], allowance: dict[str, A
     journal = Journal(db, job.table)
     db.execute("CREATE TABLE IF NOT EXISTS shard (key TEXT PRIMARY KEY, value TEXT)")
     report = path.with_suffix(".json")
-    before = _read(report).get("usage", {})  # an earlier attempt's (its worker was killed)
+    before = read_json(report, {}).get("usage", {})  # an earlier attempt's (its worker was killed)
     options = replace(job.options, budget=allowance.get("usd"),
                       max_tokens_total=allowance.get("tokens"))
     models = job.open_models(job.specs, options, job.backends)
@@ -195,13 +195,6 @@ def _plus(a: Any, b: Any) -> Any:
     return (a or 0) + (b or 0)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
 def connect_ray(address: str | None) -> Any:
     """Join `address` (or $RAY_ADDRESS), else start a local cluster on 127.0.0.1."""
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -266,7 +259,7 @@ class RayExecutor:
         total = counts.total if total is None else total
         folder.mkdir(parents=True, exist_ok=True)
         self._stopping, self._reached, aborted = False, False, False
-        base = usage_of(models)
+        merged: dict[str, Any] = {"usage": usage_of(models)}  # merged shards' reports, summed
         stop_when = self._once(stop_when)
         # What an earlier run left: merged first, so its records are skipped below.
         for path in sorted(folder.glob("*.sqlite")):
@@ -286,10 +279,10 @@ class RayExecutor:
         task = ray.remote(num_cpus=1, max_retries=RETRIES)(run_shard)
 
         pending = to_do(items, journal, counts)
-        shards: dict[int, Shard] = {}
+        shards: dict[int, Shard] = {}  # seq -> a shard not merged yet
         running: dict[Any, Shard] = {}  # ray's ref -> its shard
         done_seq: set[int] = set()
-        next_merge, exhausted = 0, False
+        next_merge, exhausted, seqs, shown = 0, False, itertools.count(), 0.0
 
         loop = asyncio.get_running_loop()
         interrupts = 0
@@ -311,7 +304,7 @@ class RayExecutor:
                     if not batch:
                         exhausted = True
                         break
-                    shard = Shard(len(shards), folder / f"{batch[0].idx:07d}-{batch[-1].idx:07d}"
+                    shard = Shard(next(seqs), folder / f"{batch[0].idx:07d}-{batch[-1].idx:07d}"
                                                          ".sqlite")
                     shard.allowance = self._allowance(running.values(), slots)
                     shards[shard.seq] = shard
@@ -340,20 +333,23 @@ class RayExecutor:
                         for hook in models.spend.on_stop:
                             hook()
                 while next_merge in done_seq:
-                    shard = shards[next_merge]
-                    shard.report = _merge(shard.path, journal, stop_when) or shard.report
+                    shard = shards.pop(next_merge)
+                    merged = _plus(merged, _merge(shard.path, journal, stop_when) or shard.report)
                     next_merge += 1
-                self._show(shards, counts, progress, base)
+                if time.monotonic() - shown >= REPORT_SECONDS:
+                    self._show(merged, shards.values(), counts, progress)
+                    shown = time.monotonic()
                 if self._stopping:
                     self._cancel(ray, running)
                 await asyncio.sleep(0.05)
         if not aborted:  # merge what stopped or cancelled shards finished, in input order
+            by_path = {shard.path: seq for seq, shard in shards.items()}
             for path in sorted(folder.glob("*.sqlite")):
                 report = _merge(path, journal, None)
-                for shard in shards.values():
-                    if shard.path == path and report:
-                        shard.report = report
-        self._show(shards, counts, progress, base)
+                if path in by_path:
+                    shard = shards.pop(by_path[path])
+                    merged = _plus(merged, report or shard.report)
+        self._show(merged, shards.values(), counts, progress)
         for empty in (folder, folder.parent):
             try:
                 empty.rmdir()
@@ -399,21 +395,20 @@ class RayExecutor:
             out["tokens"] = max(0, int(left / free))
         return out
 
-    def _show(self, shards: dict[int, Shard], counts: Counts, progress: Progress | None,
-              base: dict[str, Any]) -> None:
-        """Counts and usage of the whole run: the shards' reports summed."""
-        for shard in shards.values():
+    def _show(self, merged: dict[str, Any], unmerged: Iterable[Shard], counts: Counts,
+              progress: Progress | None) -> None:
+        """Counts and usage of the whole run: the merged shards' (summed once, at merge) and
+        the latest report of each shard not merged yet."""
+        total = merged
+        for shard in unmerged:
             if shard.path.exists():
-                shard.report = _read(shard.path.with_suffix(".json")) or shard.report
-        got = {OK: 0, REJECTED: 0, FAILED: 0}
-        usage = base
-        for shard in shards.values():
-            for k in got:
-                got[k] += shard.report.get("counts", {}).get(k, 0)
-            usage = _plus(usage, shard.report.get("usage", {}))
-        counts.ok, counts.rejected, counts.failed = got[OK], got[REJECTED], got[FAILED]
-        counts.done = sum(got.values())
-        set_usage(self.models, usage)
+                shard.report = read_json(shard.path.with_suffix(".json"), {}) or shard.report
+            total = _plus(total, shard.report)
+        got = total.get("counts") or {}
+        counts.ok, counts.rejected, counts.failed = (got.get(OK, 0), got.get(REJECTED, 0),
+                                                     got.get(FAILED, 0))
+        counts.done = counts.ok + counts.rejected + counts.failed
+        set_usage(self.models, total["usage"])
         if progress is not None:
             progress.tick()
 
@@ -429,7 +424,7 @@ class RayExecutor:
 def _merge(path: Path, journal: Journal, stop_when: StopWhen | None) -> dict[str, Any]:
     """Merge one shard's journal into the stage's (see the module docstring); its report."""
     with shard_lock(path):
-        report = _read(path.with_suffix(".json"))
+        report = read_json(path.with_suffix(".json"), {})
         if path.exists():
             db = connect(path)
             try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from synthcodec import __version__
 from synthcodec.report import render_markdown, summarize
-from synthcodec.store import atomic_writer, hash_file, write_json
+from synthcodec.store import atomic_writer, hash_file, read_json, write_json
 
 EMBEDDED = "local"
 
@@ -46,13 +46,6 @@ def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
     out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     out += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
     return out
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def _verdicts(run_dir: Path) -> list[dict[str, Any]]:
@@ -93,7 +86,7 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
         "the same embedded 135M model (its verdicts are close to noise)"
         if all(_is_embedded(j) for j in judges) else ", ".join(f"`{j}`" for j in sorted(judges)))
 
-    train_files = {name: _read_json(path / "synthcodec_train.json")
+    train_files = {name: read_json(path / "synthcodec_train.json", {})
                    for name, path in adapters.items()}
     losses = {name: (info.get("result") or {}).get("losses") or []
               for name, info in train_files.items()}
@@ -110,7 +103,7 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
     results_json = []
     rows = []
     for (a, b), run_dir in compare_dirs.items():
-        rep = _read_json(run_dir / "report.json")
+        rep = read_json(run_dir / "report.json", {})
         total = rep.get("total") or {}
         ag, cl = total.get("alpagasus") or {}, total.get("codeclm") or {}
         n = total.get("n") or 0
@@ -232,7 +225,7 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
         verdicts = _verdicts(run_dir)
         if not verdicts:
             continue
-        failed = _read_json(run_dir / "report.json").get("failed", 0)
+        failed = read_json(run_dir / "report.json", {}).get("failed", 0)
         body = render_markdown(summarize(verdicts), label_a=a, label_b=b,
                                judge=exp.compare.judge, chart=None, failed=failed)
         body = body.split("\n## How to read this")[0].rstrip()
@@ -260,11 +253,11 @@ def benchmark_section(root: Path, bench_dirs: Mapping[str, Path]
     """The standard-benchmark table: one row per task and metric, the base's value and each
     adapter's with its difference from the base (the papers' "no loss of general ability"
     check). Read from each run's summary.json."""
-    from synthcodec.lmeval import read_summary
+    from synthcodec.lmeval import SUMMARY_JSON
 
     if not bench_dirs:
         return [], {}
-    summaries = {label: read_summary(d) for label, d in bench_dirs.items()}
+    summaries = {label: read_json(Path(d) / SUMMARY_JSON) for label, d in bench_dirs.items()}
     present = {label: s for label, s in summaries.items() if s}
     if not present:
         return [], {}

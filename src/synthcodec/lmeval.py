@@ -134,6 +134,8 @@ def _hf_model(spec: str, path: Path, device: str | None, batch_size: int) -> Mod
         return _hf_target(spec, _gguf_args(str(path)), device, batch_size,
                           f"GGUF {path.resolve()} dequantized by transformers")
     if (path / "adapter_config.json").exists():
+        from synthcodec.llm.hfmodels import adapter_base
+
         base = adapter_base(path)
         args = (_gguf_args(base.path) if base.kind == "gguf"
                 else {"pretrained": base.path})
@@ -146,13 +148,6 @@ def _hf_model(spec: str, path: Path, device: str | None, batch_size: int) -> Mod
                           f"Hugging Face model {path.resolve()}")
     raise UserError(f"model {spec!r}: not a Hugging Face model directory (no config.json) nor "
                     "a LoRA adapter (no adapter_config.json)")
-
-
-def adapter_base(adapter: Path) -> Any:
-    """The base model of a `synthcodec train` adapter (as the hf: backend finds it)."""
-    from synthcodec.llm.hfmodels import adapter_base as base_of
-
-    return base_of(adapter)
 
 
 def _hf_target(spec: str, args: dict[str, Any], device: str | None, batch_size: int,
@@ -618,13 +613,3 @@ def write_outputs(out: Path, results: dict[str, Any], *, target: ModelTarget,
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
-
-
-def read_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    path = Path(run_dir) / SUMMARY_JSON
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None

@@ -99,6 +99,14 @@ def write_json(path: str | os.PathLike[str], value: Any) -> None:
         fh.write("\n")
 
 
+def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:
+    """A JSON file's value; `default` when it is missing, unreadable or not (yet) JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
 def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """A journal database: WAL, a commit per row, readable by other processes while live."""
     # check_same_thread off: the run may go on a worker thread (inside a running event
