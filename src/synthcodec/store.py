@@ -3,7 +3,7 @@
 Layout of RUN/:
   config.json        the resolved configuration (checked on resume)
   stages.json        runs of several stages: each stage's settings (StageLedger)
-  journal.sqlite     one table per stage: (idx, id, status, data); a row is committed as
+  journal.sqlite     one table per stage: (id, idx, status, data); a row is committed as
                      soon as its record finishes, so kill -9 loses only in-flight records
   <name>.jsonl       outputs, published atomically (temp file, fsync, rename)
   manifest.json      counts, hashes, token usage, versions
@@ -159,6 +159,7 @@ class Journal:
             f"INSERT OR REPLACE INTO {self.table} (id, idx, status, data) VALUES (?, ?, ?, ?)",
             (record_id, idx, status, json.dumps(data, ensure_ascii=False)),
         )
+        self._maybe_done = True  # `finished` must see it (merge relies on that)
 
     def raw_rows(self) -> Iterator[tuple[str, int, str, str]]:
         """Every row as stored, (id, idx, status, data JSON), in input order."""
@@ -206,6 +207,11 @@ class Journal:
 STAGES_FILE = "stages.json"
 
 
+def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The top-level keys whose values differ between two configurations, sorted."""
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
 class StageLedger:
     """The one resume scheme for a run of several stages (generate and its stage commands,
     the experiment's steps): RUN/stages.json holds, per stage, the settings it ran with,
@@ -232,9 +238,7 @@ class StageLedger:
         if prev is None:
             return None
         if prev.get("config_sha") != hash_value(config):
-            old = prev.get("config") or {}
-            return "settings", sorted(k for k in set(old) | set(config)
-                                      if old.get(k) != config.get(k))
+            return "settings", changed_keys(prev.get("config") or {}, config)
         if input_sha is not None and prev.get("input_sha") != input_sha:
             return "input", []
         return None
@@ -312,8 +316,8 @@ class RunDir:
     def _open(self, config: dict[str, Any], overwrite: bool) -> "RunDir":
         # One process writes a run at a time: an advisory lock on RUN/.lock, which the OS
         # drops when the process dies (kill -9 included). The journal itself stays readable
-        # by other processes (a viewer, `sqlite3`) while the run is live; measured here,
-        # SQLite's exclusive locking mode saved nothing per commit (21 vs 22 us).
+        # by other processes (a viewer, `sqlite3`) while the run is live, which SQLite's
+        # exclusive locking mode would forbid.
         self._lock = open(self.path / LOCK_FILE, "a+")  # noqa: SIM115 - held until close()
         try:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -331,10 +335,9 @@ class RunDir:
                 # holds nothing to protect: the corrected command simply takes it over.
                 if not overwrite and self._has_work():
                     self.close()
-                    changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
                     raise UserError(
                         f"{self.path} holds a run with a different configuration "
-                        f"(changed: {', '.join(changed)}). Use another -o directory, or "
+                        f"(changed: {', '.join(changed_keys(old, config))}). Use another -o directory, or "
                         "--overwrite to discard that run."
                     )
                 self._reset()
