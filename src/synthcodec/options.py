@@ -73,9 +73,10 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def options_from(kwargs: dict[str, Any]) -> RunOptions:
-    """Pop the shared options out of a command's kwargs."""
+    """Pop the shared options out of a command's kwargs. (A bad price file or --price is
+    refused by check_models, with the other checks before the run directory is touched.)"""
     executor, ray_address = kwargs.pop("executor"), kwargs.pop("ray_address")
-    options = RunOptions(
+    return RunOptions(
         concurrency=kwargs.pop("concurrency"),
         cache_path=kwargs.pop("cache_path"),
         no_cache=kwargs.pop("no_cache"),
@@ -98,5 +99,3 @@ def options_from(kwargs: dict[str, Any]) -> RunOptions:
         batch_poll=kwargs.pop("batch_poll"),
         batch_size=kwargs.pop("batch_size"),
     )
-    options.price_book()  # a bad price file or --price stops here, before anything runs
-    return options
