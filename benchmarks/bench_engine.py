@@ -23,7 +23,7 @@ from pathlib import Path
 
 import aiohttp
 
-from synthcodec.runner import RunOptions, run_file_stage
+from synthcodec.runner import RunOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.mock_server
 from tests.mock_server import serve_in_subprocess  # noqa: E402
@@ -37,17 +37,13 @@ def make_input(path: Path, n: int) -> Path:
 
 
 def synthcodec_run(src: Path, url: str, inflight: int, run_dir: Path, cache: Path) -> tuple[float, float, int]:
-    from synthcodec.io import FieldSpec
-    from synthcodec.stages.complete import CompleteStage
+    from synthcodec.stages.complete import complete_file
 
     cpu0, t0 = time.process_time(), time.perf_counter()
-    # what `synthcodec complete` runs per row, minus its option handling
-    stage = CompleteStage(model=f"mock-model@{url}", max_tokens=64)
-    summary = run_file_stage(
-        input_path=src, run_dir=run_dir, stage=stage, fields=[FieldSpec("prompt")],
-        mapping={}, adds=("response", "truncated"),
-        options=RunOptions(concurrency=inflight, cache_path=str(cache), progress=False),
-    )
+    # what `synthcodec complete` runs, minus its option handling
+    summary = complete_file(src, run_dir, model=f"mock-model@{url}", max_tokens=64,
+                            options=RunOptions(concurrency=inflight, cache_path=str(cache),
+                                               progress=False))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     assert summary.kept == summary.records_in, summary.lines()
     return wall, cpu, summary.stats.requests

@@ -3,8 +3,9 @@
 2,000 `synthcodec complete` requests to a mock OpenAI server answering each in 0.2 s (no
 cap on requests served at once), 64 in flight over the whole run (`-j 64`: with Ray, each of
 the P shards running at once gets 64/P). Every run is the CLI as a user runs it, with a
-fresh cache; time is the run's own (`this_invocation.seconds` in manifest.json, input check
-to published output), and `wall` is the whole process.
+fresh cache; time is the run's own (`this_invocation.seconds` in manifest.json: from
+opening the model clients, after the input check and the run directory's opening, to the
+published output), and `wall` is the whole process.
 
 - local: the local executor (ideal: 2000 / 64 x 0.2 s = 6.25 s);
 - ray, joined: `--executor ray` on a Ray cluster started beforehand (2 CPUs, 127.0.0.1),
