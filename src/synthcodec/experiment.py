@@ -41,13 +41,14 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synthcodec import __version__
 from synthcodec.errors import UserError
+from synthcodec.io import iter_rows
 from synthcodec.lmeval import BenchmarkSettings
 from synthcodec.store import STAGES_FILE, StageLedger, atomic_writer, hash_file, hash_value
 
@@ -285,7 +286,7 @@ class Experiment:
         return steps + ["report"]
 
 
-# --- Steps with markers -----------------------------------------------------------------
+# --- Steps (recorded in stages.json) ----------------------------------------------------
 
 
 @dataclass
@@ -362,6 +363,14 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
             fh.write(exp.recipe_text)
     steps = Steps(root, say)
     started = time.monotonic()
+    hashed: dict[str, str] = {}
+
+    def sha(path: str | Path) -> str:
+        """The hash of an input file (the pool, the benchmark, the rated rows), once."""
+        key = str(Path(path).resolve())
+        if key not in hashed:
+            hashed[key] = hash_file(key)
+        return hashed[key]
     from synthcodec.runner import RunOptions
 
     def options(limit: int | None = None) -> RunOptions:
@@ -389,7 +398,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
                     "requests": summary.stats.requests}
 
         rate_info = steps.run("rate", {
-            "data": str(Path(r.data).resolve()), "data_sha256": hash_file(r.data),
+            "data": str(Path(r.data).resolve()), "data_sha256": sha(r.data),
             **asdict(r), "prompt": "packaged rate.txt", "version": __version__,
         }, [rate_out], do_rate)
 
@@ -402,7 +411,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
         size_of = data_info[d.random]["rows"] if isinstance(d.random, str) else None
         source = Path(d.path) if d.path else rate_out
         data_info[d.name] = steps.run(f"data-{d.name}", {
-            **asdict(d), "source": str(source.resolve()), "source_sha256": hash_file(source),
+            **asdict(d), "source": str(source.resolve()), "source_sha256": sha(source),
             "size_of": size_of,
         }, [out], lambda d=d, out=out, size_of=size_of: build_dataset(
             d, out, rated=None if d.path else rate_out, size=size_of))
@@ -468,11 +477,11 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
                 raise UserError(f"answer-{d.name}: {summary.failed} questions got no answer "
                                 f"(reasons in {summary.run_dir / 'failed.jsonl'}); run the "
                                 "experiment again to retry them")
-            truncated = sum(1 for row in _jsonl(out) if row.get("truncated"))
+            truncated = sum(1 for _, row in iter_rows(out) if row.get("truncated"))
             return {"answers": n, "truncated": truncated, "bench": fmt.name}
 
         answer_info[d.name] = steps.run(f"answer-{d.name}", {
-            "bench": str(Path(b.path).resolve()), "bench_sha256": hash_file(b.path),
+            "bench": str(Path(b.path).resolve()), "bench_sha256": sha(b.path),
             **asdict(b), "adapter_sha256": _adapter_hash(adapter),
         }, [out], do_answer)
 
@@ -528,7 +537,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
     path = write_report(exp, steps.log, rate_info=rate_info, data_info=data_info,
                         train_info=train_info, answer_info=answer_info, adapters=adapters,
                         compare_dirs=compare_dirs, wall=time.monotonic() - started,
-                        bench_dirs=bench_dirs)
+                        bench_dirs=bench_dirs, hash_of=sha)
     say(f"wrote {path}")
     return path
 
@@ -536,13 +545,6 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
 def _check(summary: Any, step: str) -> None:
     if summary.interrupted:
         raise Interrupted(f"{step} was interrupted: run the experiment again to resume")
-
-
-def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
 
 
 def _base_model_spec(base: str) -> str:
@@ -591,7 +593,6 @@ def build_dataset(d: DatasetSpec, out: Path, *, rated: Path | None,
                   size: int | None = None) -> dict[str, Any]:
     """Select rows of the rated pool (or of `d.path`) and write them as Alpaca JSON."""
     from synthcodec.export import export
-    from synthcodec.io import iter_rows
     from synthcodec.stages.select import choose, open_source, read_scores
 
     random_n = size if size is not None else (d.random if isinstance(d.random, int) else None)

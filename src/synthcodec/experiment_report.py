@@ -6,13 +6,13 @@ Rebuilt from the files in the experiment directory on every run, so it always ma
 
 from __future__ import annotations
 
-import json
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from synthcodec import __version__
+from synthcodec.io import iter_rows
 from synthcodec.report import render_markdown, summarize
 from synthcodec.store import atomic_writer, hash_file, read_json, write_json
 
@@ -50,9 +50,7 @@ def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
 
 def _verdicts(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "output.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [row for _, row in iter_rows(path)] if path.exists() else []
 
 
 def _loss_chart(path: Path, losses: Mapping[str, list[float]]) -> bool:
@@ -78,7 +76,10 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
                  train_info: Mapping[str, Mapping[str, Any]],
                  answer_info: Mapping[str, Mapping[str, Any]],
                  adapters: Mapping[str, Path], compare_dirs: Mapping[tuple[str, str], Path],
-                 wall: float, bench_dirs: Mapping[str, Path] | None = None) -> Path:
+                 wall: float, bench_dirs: Mapping[str, Path] | None = None,
+                 hash_of: Callable[[str], str] = hash_file) -> Path:
+    """RUN/report.md and report.json from the steps' results (`hash_of`: the experiment's
+    hashes of its input files, each computed once)."""
     root: Path = exp.dir
     smoke = _is_embedded(exp.base)
     judges = {exp.compare.judge} | ({exp.rate.judge} if exp.rate else set())
@@ -148,7 +149,7 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
     if exp.rate:
         r = exp.rate
         lines += ["### Data", "",
-                  f"Pool: `{_md(r.data)}` (sha256 {hash_file(r.data)[:16]}…), first "
+                  f"Pool: `{_md(r.data)}` (sha256 {hash_of(r.data)[:16]}…), first "
                   f"{r.limit if r.limit else 'all'} rows rated on *{_md(r.dimension)}* "
                   f"({rate_info.get('rated', '?')} rated, {rate_info.get('failed', 0)} failed; "
                   f"judge max tokens {r.max_tokens}, re-asks {r.reasks}).", ""]
@@ -191,7 +192,7 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
     a_rows = [[name, info.get("answers"), info.get("truncated")]
               for name, info in answer_info.items()]
     lines += ["### Benchmark", "",
-              f"`{_md(b.path)}` (sha256 {hash_file(b.path)[:16]}…, format {bench_name}), "
+              f"`{_md(b.path)}` (sha256 {hash_of(b.path)[:16]}…, format {bench_name}), "
               f"first {b.limit if b.limit else 'all'} questions; temperature {b.temperature:g}, "
               f"max tokens {b.max_tokens}" + (f", system prompt {b.system!r}" if b.system else "")
               + ".", ""]
