@@ -26,7 +26,8 @@ def test_packaged_table_prices_openai_models_and_says_where_it_came_from() -> No
 
 def test_local_models_are_free_and_unknown_ones_have_no_price() -> None:
     book = PriceBook.build(env={})
-    for spec in ("local", "gguf:/x/model.gguf", "hf:adapters/kept", "fake:echo"):
+    for spec in ("local", "", "gguf:/x/model.gguf", "/x/m.gguf", "hf:adapters/kept",
+                 "fake:echo", "fake"):
         assert book.price("model", spec) is LOCAL
     assert book.price("model", "llama3.2:3b@http://127.0.0.1:11434/v1") is None
     assert book.price("model", "openai:gpt-9-imaginary") is None
