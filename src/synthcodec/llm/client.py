@@ -273,12 +273,14 @@ class LLMClient:
     async def _send(self, request: Request, key: str = "") -> Completion:
         attempt = rate_limited = 0
         progress = self._answered
-        tokens = sum(len(m["content"]) for m in request.messages) / 4 + request.max_tokens
+        prompt_tokens = request.estimated_prompt_tokens()  # once, for the pacer and the meter
+        tokens = prompt_tokens + request.max_tokens
         while True:
             endpoint = await self._route()
             endpoint.assigned += 1
             try:
-                completion, error, epoch = await self._attempt(endpoint, request, tokens, key)
+                completion, error, epoch = await self._attempt(endpoint, request, prompt_tokens,
+                                                               key)
             finally:
                 await self._done(endpoint)
             if completion is not None:
@@ -319,14 +321,15 @@ class LLMClient:
             if delay:
                 await asyncio.sleep(delay)
 
-    async def _call(self, endpoint: Endpoint, request: Request, key: str) -> Completion:
+    async def _call(self, endpoint: Endpoint, request: Request, prompt_tokens: float,
+                    key: str) -> Completion:
         """One attempt at one endpoint (with --batch: in a provider batch), reserved against
         the run's budget when metered."""
         if self.meter is None:
             self.stats.requests += 1
             endpoint.counts.requests += 1
             return await self._one(endpoint, request, key)
-        ticket = self.meter.reserve(request)  # may raise cost.BudgetReached: nothing sent
+        ticket = self.meter.reserve(request, prompt_tokens)  # may raise cost.BudgetReached: nothing sent
         self.stats.requests += 1
         endpoint.counts.requests += 1
         completion = None
@@ -341,13 +344,13 @@ class LLMClient:
             return self.batch.complete(request, key)
         return endpoint.backend.complete(request)
 
-    async def _attempt(self, endpoint: Endpoint, request: Request, tokens: float, key: str = ""
-                       ) -> tuple[Completion | None, TransientError | None, int]:
+    async def _attempt(self, endpoint: Endpoint, request: Request, prompt_tokens: float,
+                       key: str = "") -> tuple[Completion | None, TransientError | None, int]:
         """One attempt on one endpoint: the completion, or the transient error to retry on."""
-        epoch = await endpoint.pacer.acquire(tokens)
+        epoch = await endpoint.pacer.acquire(prompt_tokens + request.max_tokens)
         await endpoint.limit.acquire()
         try:
-            completion = await self._call(endpoint, request, key)
+            completion = await self._call(endpoint, request, prompt_tokens, key)
         except TransientError as exc:
             return None, exc, epoch
         except TimeoutError:
