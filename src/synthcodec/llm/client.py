@@ -211,9 +211,7 @@ class LLMClient:
             if len(members) > 1:
                 counts = self.stats.endpoints.setdefault(member.identity, counts)
             self.endpoints.append(Endpoint(member, max_in_flight, rpm, tpm, counts))
-        # The first endpoint's (the only one's, for a single server).
-        self.limit = self.endpoints[0].limit
-        self.pacer = self.endpoints[0].pacer
+        self.pacer = self.endpoints[0].pacer  # the first (the only one, for one server)
         self._answered = 0  # successes on any endpoint: the run's progress
         self._room = asyncio.Condition()  # signalled when an endpoint finishes an attempt
 

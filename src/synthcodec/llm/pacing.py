@@ -52,10 +52,6 @@ class AdaptiveLimit:
             self.limit = min(self.maximum, self.limit * 2)
             self._cond.notify_all()
 
-    @property
-    def load(self) -> float:
-        return self.in_use / self.limit
-
 
 class TokenBucket:
     """Paces takers to `rate` units per second with bursts up to `capacity`.
@@ -172,7 +168,6 @@ class Pacer:
         self._pending: _Cut | None = None
         self._resumed = 0.0
         self._last_creep = 0.0
-        self.successes = 0  # the run's progress: a record is not given up on 429s while it grows
         self.cuts = 0
         self._cuts_in_a_row = 0
 
@@ -194,7 +189,6 @@ class Pacer:
         return self.epoch
 
     def on_success(self, ratelimit: Any = None) -> None:
-        self.successes += 1
         self._cuts_in_a_row = 0
         if ratelimit is not None:
             for kind in ("requests", "tokens"):
