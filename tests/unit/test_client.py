@@ -239,8 +239,20 @@ def test_429s_with_no_progress_anywhere_give_up() -> None:
     assert len(fake.calls) == 4
 
 
+def test_a_429_without_retry_after_holds_for_the_clients_retry_policy() -> None:
+    fake = FakeBackend([TransientError("HTTP 429", status=429), "ok"])
+    slow = LLMClient(fake, retry=RetryPolicy(base_delay=0.4, max_delay=0.4))
+    started = time.monotonic()
+    assert run(slow.complete(Request.chat("hi"))).text == "ok"
+    assert time.monotonic() - started >= 0.39  # held for backoff(0) = base_delay
+    fast = LLMClient(FakeBackend([TransientError("HTTP 429", status=429), "ok"]), retry=FAST)
+    started = time.monotonic()
+    assert run(fast.complete(Request.chat("hi"))).text == "ok"
+    assert time.monotonic() - started < 0.3  # not a fixed 0.5 s of the pacer's own
+
+
 def test_a_429_holds_every_sender_until_the_retry_after_moment() -> None:
-    pacer = Pacer()
+    pacer = Pacer(backoff=RetryPolicy().backoff)
 
     async def scenario() -> float:
         for _ in range(3):  # two got through, one did not
@@ -255,7 +267,7 @@ def test_a_429_holds_every_sender_until_the_retry_after_moment() -> None:
 
 
 def test_pacer_takes_the_rate_from_x_ratelimit_headers_on_a_429() -> None:
-    pacer = Pacer()
+    pacer = Pacer(backoff=RetryPolicy().backoff)
     info = RateLimitInfo(requests=LimitState(limit=120, remaining=0, reset=12.0))
 
     async def scenario() -> None:
@@ -270,7 +282,7 @@ def test_pacer_takes_the_rate_from_x_ratelimit_headers_on_a_429() -> None:
 
 
 def test_a_tpm_429_backs_off_the_token_rate_not_the_request_rate() -> None:
-    pacer = Pacer()
+    pacer = Pacer(backoff=RetryPolicy().backoff)
 
     async def scenario() -> None:
         for _ in range(5):
@@ -294,7 +306,7 @@ def test_low_x_ratelimit_remaining_paces_before_any_429() -> None:
 
 
 def test_the_rate_creeps_back_up_when_429s_stop() -> None:
-    pacer = Pacer()
+    pacer = Pacer(backoff=RetryPolicy().backoff)
     pacer.requests.set_rate(10.0)
     pacer._last_limit["requests"] = 10.0
     pacer._resumed = time.monotonic() - 10  # cooldown over
@@ -313,7 +325,7 @@ def test_the_rate_creeps_back_up_when_429s_stop() -> None:
 
 
 def test_user_rpm_is_a_ceiling_the_pacer_never_exceeds() -> None:
-    pacer = Pacer(rpm=600)
+    pacer = Pacer(rpm=600, backoff=RetryPolicy().backoff)
     assert pacer.rate == 10
     pacer._last_limit["requests"] = 1.0
     pacer._resumed = time.monotonic() - 10

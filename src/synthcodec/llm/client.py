@@ -120,8 +120,13 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 60.0
 
+    def backoff(self, attempt: int) -> float:
+        """The exponential backoff before jitter (also the Pacer's hold after a 429 without
+        Retry-After)."""
+        return min(self.max_delay, self.base_delay * 2 ** attempt)
+
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        backoff = min(self.max_delay, self.base_delay * 2 ** attempt)
+        backoff = self.backoff(attempt)
         jittered = random.uniform(backoff / 2, backoff)  # "equal jitter"
         if retry_after is not None:
             # The server knows best; a small jitter keeps the retries of one burst apart.
@@ -138,10 +143,10 @@ class Endpoint:
     """One server of a model: its backend, its own in-flight limit and pacer, its health."""
 
     def __init__(self, backend: Backend, max_in_flight: int, rpm: float | None,
-                 tpm: float | None, counts: EndpointCounts) -> None:
+                 tpm: float | None, counts: EndpointCounts, retry: RetryPolicy) -> None:
         self.backend = backend
         self.limit = AdaptiveLimit(max_in_flight)
-        self.pacer = Pacer(rpm, tpm)
+        self.pacer = Pacer(rpm, tpm, backoff=retry.backoff)
         self.counts = counts
         self.assigned = 0  # requests routed here and not finished (waiting on pacer or limit too)
         self.failing = 0  # failures in a row, 429s not counted
@@ -210,7 +215,8 @@ class LLMClient:
             counts = EndpointCounts()
             if len(members) > 1:
                 counts = self.stats.endpoints.setdefault(member.identity, counts)
-            self.endpoints.append(Endpoint(member, max_in_flight, rpm, tpm, counts))
+            self.endpoints.append(Endpoint(member, max_in_flight, rpm, tpm, counts,
+                                           self.retry))
         self.pacer = self.endpoints[0].pacer  # the first (the only one, for one server)
         self._answered = 0  # successes on any endpoint: the run's progress
         self._room = asyncio.Condition()  # signalled when an endpoint finishes an attempt
