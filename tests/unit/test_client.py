@@ -12,7 +12,6 @@ from pydantic import BaseModel
 from synthcodec.cache import RequestCache, request_key
 from synthcodec.llm import Completion, FakeBackend, PermanentError, Request, TransientError
 from synthcodec.llm.client import FatalModelError, LLMClient, RecordFailed, RetryPolicy
-from synthcodec.llm.openai_http import retry_after
 from synthcodec.llm.pacing import Pacer
 from synthcodec.llm.ratelimit import (
     LimitState,
@@ -20,6 +19,7 @@ from synthcodec.llm.ratelimit import (
     limit_kind,
     parse_duration,
     parse_ratelimit_headers,
+    retry_after,
 )
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.01)
