@@ -143,6 +143,14 @@ def test_structured_output_reasks_with_the_error_then_validates() -> None:
     assert "not valid" in second[-1]["content"]
 
 
+def test_structured_output_cut_off_fails_at_once_without_a_reask() -> None:
+    fake = FakeBackend([Completion('{"score": 4, "why": "bec', finish_reason="length")])
+    with pytest.raises(RecordFailed, match="finish_reason=length") as failed:
+        run(LLMClient(fake).structured(Request.chat("rate", max_tokens=8), Answer, reasks=2))
+    assert "max_tokens=8" in str(failed.value) and failed.value.repeats  # temperature 0
+    assert len(fake.calls) == 1  # it would be cut off again
+
+
 def test_structured_output_gives_up_with_a_reason() -> None:
     fake = FakeBackend(["not json"])
     with pytest.raises(RecordFailed, match="no valid structured output after 3 tries"):

@@ -430,21 +430,21 @@ class LLMClient:
                 exc.repeats = exc.repeats or self._repeats(request)
                 raise
             except ValueError as exc:
-                problem = _clip(getattr(exc, "reason", None) or str(exc))
+                problem = clip(getattr(exc, "reason", None) or str(exc))
             request = replace(request, messages=request.messages + (
                 {"role": "assistant", "content": text},
                 {"role": "user", "content": correction(problem)},
             ))
-        snippet = _clip(text.strip().replace("\n", " "))
+        snippet = clip(text.strip().replace("\n", " "))
         raise RecordFailed(f"{failure} after {reasks + 1} tries: {problem}; last reply: {snippet!r}",
                            repeats=self._repeats(request))
 
     async def structured(self, request: Request, model: type[T], *, reasks: int = 2) -> T:
-        """JSON output validated against `model`; re-asks with the error, then gives up."""
+        """JSON output validated against `model`; re-asks with the error, then gives up. A
+        reply cut off at max_tokens fails at once (fail_if_truncated)."""
 
         def parse(completion: Completion) -> T:
-            if completion.finish_reason == "length":
-                raise ValueError(f"output truncated at max_tokens={request.max_tokens}")
+            fail_if_truncated(completion, request.max_tokens)
             try:
                 return model.model_validate_json(strip_code_fence(completion.text))
             except ValidationError as exc:
@@ -490,8 +490,18 @@ class LLMClient:
         await self.backend.aclose()
 
 
-def _clip(text: str, limit: int = 200) -> str:
+def clip(text: str, limit: int = 200) -> str:
+    """`text`, cut to `limit` characters with an ellipsis (for reasons and messages)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fail_if_truncated(completion: Completion, max_tokens: int) -> None:
+    """Raise RecordFailed for a structured reply cut off at max_tokens: not re-asked, since
+    the same request would be cut off again (LLMClient.structured, json_output.JsonReply)."""
+    if completion.finish_reason == "length":
+        raise RecordFailed(
+            f"output truncated at max_tokens={max_tokens} (finish_reason=length) before "
+            f"the JSON was complete: {clip(completion.text.strip(), 80)!r}")
 
 
 def _short_validation_error(exc: ValidationError) -> str:
@@ -516,5 +526,7 @@ __all__ = [
     "RecordFailed",
     "RetryPolicy",
     "Stats",
+    "clip",
     "default_in_flight",
+    "fail_if_truncated",
 ]
