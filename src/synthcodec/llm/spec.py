@@ -39,8 +39,8 @@ MODEL_SPEC_HELP = (
     "'openai:NAME' (api.openai.com, key from $OPENAI_API_KEY); 'hf:PATH' (a transformers model "
     "dir or a trained adapter, needs synthcodec[train]); 'fake:echo' (no model: answers with "
     "the prompt, for trying a pipeline). The embedded model runs one request at "
-    "a time per process: to use both cores, split the input and run one process per part, or "
-    "serve the GGUF with 'python -m llama_cpp.server' and point NAME@URL at it."
+    "a time per process: to use more cores, run with '--executor ray' (one model per CPU "
+    "slot), or serve the GGUF with 'python -m llama_cpp.server' and point NAME@URL at it."
 )
 
 OPENAI_URL = "https://api.openai.com/v1"
