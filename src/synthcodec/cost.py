@@ -99,6 +99,15 @@ class Spend:
     def total_tokens(self) -> int:
         return self.before_tokens + self.tokens
 
+    def stop(self, reason: str) -> None:
+        """Stop the run at its cap: the first reason is kept and the `on_stop` hooks run
+        once; later calls change nothing."""
+        if self.stopped is not None:
+            return
+        self.stopped = reason
+        for hook in self.on_stop:
+            hook()
+
     # ------------------------------------------------------------- per request
 
     def reserve(self, usage: ModelUsage, request: Request,
@@ -122,10 +131,7 @@ class Spend:
                     f"and {self.total_tokens + self.reserved_tokens:.0f} of --max-tokens-total "
                     f"{self.max_tokens} are used or in flight")
         if over is not None:
-            if self.stopped is None:
-                self.stopped = over
-                for stop in self.on_stop:
-                    stop()
+            self.stop(over)
             raise BudgetReached(over)
         self.reserved_usd += usd
         self.reserved_tokens += tokens

@@ -129,6 +129,10 @@ def test_budget_refuses_a_request_that_could_cross_it_counting_in_flight() -> No
     with pytest.raises(BudgetReached, match="budget reached"):
         meter.reserve(_request(400, 100))  # would be 0.608
     assert stopped == [True] and spend.stopped
+    with pytest.raises(BudgetReached):
+        meter.reserve(_request(400, 100))
+    spend.stop("budget reached elsewhere (another shard)")
+    assert stopped == [True] and spend.stopped.startswith("budget reached: the next")  # once
     meter.settle(first, Completion("", prompt_tokens=100, completion_tokens=1))
     assert spend.total_usd == pytest.approx(0.301)
 
