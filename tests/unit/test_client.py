@@ -1,4 +1,4 @@
-"""LLMClient: the one retry loop, cache, adaptive concurrency, structured output."""
+"""LLMClient: the one retry loop, cache, in-flight limit and rate pacer, structured output."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from synthcodec.llm.ratelimit import (
     parse_ratelimit_headers,
     retry_after,
 )
+from tests.mock_server import ServerRateLimit
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.01)
 
@@ -162,24 +163,20 @@ def test_structured_output_gives_up_with_a_reason() -> None:
 
 
 class BucketServer:
-    """A rate-limited server as a FakeBackend reply function: a token bucket of `burst`
-    refilled at `rate` per second; no token -> 429 at once with `Retry-After` (W3's server)."""
+    """A rate-limited server as a FakeBackend reply function: the mock server's own limit
+    (`ServerRateLimit`: `rate` per second, bursts of `burst`); no token -> 429 at once with
+    `Retry-After` (W3's server)."""
 
     def __init__(self, rate: float, burst: float, retry_after: float | None = 1.0,
                  latency: float = 0.01) -> None:
-        self.rate, self.burst, self.tokens = rate, burst, burst
-        self.stamp = time.monotonic()
+        self.bucket = ServerRateLimit(rate, burst)
         self.retry_after, self.latency = retry_after, latency
         self.admitted = self.limited = 0
 
     async def __call__(self, request: Request) -> str | TransientError:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
+        if self.bucket.take() > 0:
             self.limited += 1
             return TransientError("HTTP 429", status=429, retry_after=self.retry_after)
-        self.tokens -= 1
         self.admitted += 1
         await asyncio.sleep(self.latency)
         return "ok"
