@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,14 @@ import pytest
 from synthcodec.cost import BudgetReached, Spend
 from synthcodec.errors import UserError
 from synthcodec.llm.base import Completion, Request
-from synthcodec.prices import LOCAL, Price, PriceBook, PriceTable, parse_price_option
+from synthcodec.prices import (
+    DEFAULT_PRICES_TOML,
+    LOCAL,
+    Price,
+    PriceBook,
+    PriceTable,
+    parse_price_option,
+)
 from tests.helpers import read_jsonl, synthcodec, write_jsonl
 
 # ------------------------------------------------------------------ the price table
@@ -21,7 +29,13 @@ def test_packaged_table_prices_openai_models_and_says_where_it_came_from() -> No
     price = book.price("judge", "openai:gpt-4o-mini")
     assert price is not None and price.input == 0.15 and price.output == 0.60
     assert price.cached_input == 0.075 and price.batch_input is not None
-    assert "check" in price.source.lower() or "verify" in price.source.lower()
+    # The table's own `source` line (where the numbers are from, and to verify them) is the
+    # price's source, and the manifest shows it beside the price.
+    assert price.source == tomllib.loads(DEFAULT_PRICES_TOML)["source"]
+    spend = Spend()
+    spend.meter("openai:gpt-4o-mini", price)
+    shown = spend.usage_fields()["models"]["openai:gpt-4o-mini"]["price_per_1m"]
+    assert shown["source"] == price.source
 
 
 def test_local_models_are_free_and_unknown_ones_have_no_price() -> None:
