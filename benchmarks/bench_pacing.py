@@ -39,6 +39,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.mock_server
+from synthcodec.engine import reason_of  # noqa: E402
 from tests.mock_server import hash_fraction, serve_in_subprocess  # noqa: E402
 
 W3_SERVER = dict(rate_limit_rps=10, rate_limit_burst=10, retry_after_style="seconds",
@@ -190,7 +191,7 @@ def w7(n: int, tmp: Path) -> None:
         out = _lines(tmp / "w7-run" / "output.jsonl")
         bad = _lines(tmp / "w7-run" / "failed.jsonl")
         good = sum(1 for r in out if expected.get(r["id"]) == r["response"])
-        reasons = sum(1 for r in bad if "finish_reason=length" in str(r.get("_synthcodec", {}).get("reason", "")))
+        reasons = sum(1 for r in bad if "finish_reason=length" in reason_of(r))
         print(f"| synthcodec complete --json | {good} | {len(out) - good} | {len(bad)} ({reasons}) | "
               f"{s['total_requests'] / n:.3f} | {wall:.1f} |", flush=True)
 

@@ -2,7 +2,7 @@
 
 The budget (`--budget USD`, `--max-tokens-total N`) covers the whole run: what earlier
 invocations recorded in the run's usage plus this one. Before each request is sent, its
-worst case (prompt characters / 4 + max_tokens, at the model's price) is reserved; a request
+worst case (Request.estimated_prompt_tokens + max_tokens, at the model's price) is reserved; a request
 whose reservation would cross the cap is not sent (`BudgetReached`), the run drains like a
 first Ctrl-C and the command exits with code 4. After the reply the reservation is replaced
 by the real usage.
@@ -28,11 +28,6 @@ class BudgetReached(Drain):
     The engine leaves the record unfinished (to do on the next run) and stops taking new
     records; requests already in flight finish.
     """
-
-
-def estimate_prompt_tokens(request: Request) -> float:
-    """A generous guess before sending: 4 characters a token, plus a little per message."""
-    return sum(len(m["content"]) for m in request.messages) / 4 + 4 * len(request.messages)
 
 
 @dataclass
@@ -104,11 +99,25 @@ class Spend:
     def total_tokens(self) -> int:
         return self.before_tokens + self.tokens
 
+    def stop(self, reason: str) -> None:
+        """Stop the run at its cap: the first reason is kept and the `on_stop` hooks run
+        once; later calls change nothing."""
+        if self.stopped is not None:
+            return
+        self.stopped = reason
+        for hook in self.on_stop:
+            hook()
+
     # ------------------------------------------------------------- per request
 
-    def reserve(self, usage: ModelUsage, request: Request) -> _Ticket:
-        tokens = estimate_prompt_tokens(request) + request.max_tokens
-        usd = usage.price.cost(tokens - request.max_tokens, request.max_tokens) \
+    def reserve(self, usage: ModelUsage, request: Request,
+                prompt_tokens: float | None = None) -> _Ticket:
+        """Reserve `request`'s worst case; `prompt_tokens`: its estimate when the caller has
+        it already (Request.estimated_prompt_tokens)."""
+        if prompt_tokens is None:
+            prompt_tokens = request.estimated_prompt_tokens()
+        tokens = prompt_tokens + request.max_tokens
+        usd = usage.price.cost(prompt_tokens, request.max_tokens) \
             if usage.price is not None else 0.0
         over = None
         if self.budget_usd is not None and (
@@ -122,10 +131,7 @@ class Spend:
                     f"and {self.total_tokens + self.reserved_tokens:.0f} of --max-tokens-total "
                     f"{self.max_tokens} are used or in flight")
         if over is not None:
-            if self.stopped is None:
-                self.stopped = over
-                for stop in self.on_stop:
-                    stop()
+            self.stop(over)
             raise BudgetReached(over)
         self.reserved_usd += usd
         self.reserved_tokens += tokens
@@ -238,8 +244,8 @@ class Meter:
     usage: ModelUsage
     stats: Any = None
 
-    def reserve(self, request: Request) -> _Ticket:
-        return self.spend.reserve(self.usage, request)
+    def reserve(self, request: Request, prompt_tokens: float | None = None) -> _Ticket:
+        return self.spend.reserve(self.usage, request, prompt_tokens)
 
     def settle(self, ticket: _Ticket, completion: Completion | None) -> None:
         self.spend.settle(ticket, completion, self.stats)

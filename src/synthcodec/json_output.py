@@ -19,7 +19,7 @@ from typing import Any
 from synthcodec.errors import UserError
 from synthcodec.fence import strip_code_fence
 from synthcodec.llm.base import Completion
-from synthcodec.llm.client import RecordFailed, _clip
+from synthcodec.llm.client import clip, fail_if_truncated
 
 # `--json` without a schema: any JSON object.
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
@@ -51,7 +51,7 @@ def load_schema(path: str | Path) -> dict[str, Any]:
     except SchemaError as exc:
         at = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
         raise UserError(
-            f"{where}: not a valid JSON Schema at {at}: {_clip(exc.message, 160)}") from None
+            f"{where}: not a valid JSON Schema at {at}: {clip(exc.message, 160)}") from None
     return schema
 
 
@@ -66,10 +66,7 @@ class JsonReply:
         self._validator = validator_for(schema)(schema)
 
     def parse(self, completion: Completion) -> Any:
-        if completion.finish_reason == "length":
-            raise RecordFailed(
-                f"output truncated at max_tokens={self.max_tokens} (finish_reason=length) before "
-                f"the JSON was complete: {_clip(completion.text.strip(), 80)!r}")
+        fail_if_truncated(completion, self.max_tokens)
         text = strip_code_fence(completion.text)
         try:
             value = json.loads(text)
@@ -80,7 +77,7 @@ class JsonReply:
         error = best_match(self._validator.iter_errors(value))
         if error is not None:
             at = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-            raise ValueError(f"does not match the schema at {at}: {_clip(error.message, 120)}")
+            raise ValueError(f"does not match the schema at {at}: {clip(error.message, 120)}")
         return value
 
     def correction(self, problem: str) -> str:

@@ -249,11 +249,12 @@ def parse_pair_scores(text: str, low: float = 1, high: float = 10) -> tuple[floa
     prefix = _pair_from_json_prefix(text, low, high)
     if prefix is not None:
         return prefix
-    if strip_code_fence(text.strip(), closed=True).lstrip().startswith("{"):
+    unfenced = strip_code_fence(text.strip(), closed=True)
+    if unfenced.lstrip().startswith("{"):
         raise ParseError("the JSON reply is incomplete or malformed before both scores: "
                          f"{text.strip()[:80]!r}")
 
-    lines = _nonempty_lines(strip_code_fence(text.strip(), closed=True))
+    lines = _nonempty_lines(unfenced)
     first_raw = lines[0]
     first = _clean_line(first_raw, low, high)
 

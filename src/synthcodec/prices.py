@@ -2,8 +2,9 @@
 
 Prices are USD per 1M tokens, looked up by the model name of a spec (`openai:NAME`,
 `NAME@URL`; a key may also be the whole `NAME@URL`): an exact key first, then glob keys
-(`gpt-4o-mini-*`), the longest first. Local models (`local`, `gguf:`, `hf:`, `fake:`)
-cost $0. A model with no price is counted in tokens only, never priced by a guess.
+(`gpt-4o-mini-*`), the longest first. Local models (`local`, `gguf:`, a `.gguf` path, `hf:`,
+`fake`: llm.spec.is_local_spec) cost $0. A model with no price is counted in tokens only,
+never priced by a guess.
 
 Sources, later ones winning: the packaged table below, `$SYNTHCODEC_PRICES` or `--prices
 FILE` (TOML or JSON, the same shape as the packaged table), and `--price [KEY=]IN,OUT[,CACHED]`
@@ -23,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
+from synthcodec.llm.spec import is_local_spec, redact_spec
 
 PRICES_ENV = "SYNTHCODEC_PRICES"
-LOCAL_PREFIXES = ("gguf:", "hf:", "fake:")
 
 # Keep it small: well-known hosted models only. Edit your own copy with --prices FILE.
 DEFAULT_PRICES_TOML = """\
@@ -198,15 +199,8 @@ class PriceTable:
         return None
 
 
-def is_local(spec: str) -> bool:
-    spec = spec.strip()
-    return spec == "local" or spec.startswith(LOCAL_PREFIXES)
-
-
 def model_names(spec: str) -> tuple[str, ...]:
     """Keys a spec is priced by: its model name, and for `NAME@URL` the whole spec too."""
-    from synthcodec.llm.spec import redact_spec
-
     spec = spec.strip()
     if spec.startswith("openai:"):
         name = spec.removeprefix("openai:").strip()
@@ -257,7 +251,7 @@ class PriceBook:
     def price(self, role: str, spec: str) -> Price | None:
         """The price of `spec` in `role`; None when unknown. Local models are free."""
         names = model_names(spec)
-        local = is_local(spec)
+        local = is_local_spec(spec)
         for key, price in reversed(self.overrides):  # the last --price given wins
             if key is None and not local:
                 return price

@@ -73,6 +73,40 @@ def test_a_batch_in_progress_for_several_polls_answers_everything_once(tmp_path:
     assert [e["op"] for e in ledger] == ["file", "batch", "done"]
 
 
+def test_failed_polls_wait_longer_then_polling_is_back_on_schedule(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthcodec.llm import batch as batch_module
+    from synthcodec.llm.base import TransientError
+
+    replies = [TransientError("503"), TransientError("503")] + [
+        json.dumps({"status": "in_progress"})] * 3 + [json.dumps({"status": "completed"})]
+
+    class Backend:
+        identity = "m@http://127.0.0.1:9/v1"
+
+        async def api(self, method: str, path: str, **kw: Any) -> bytes:
+            reply = replies.pop(0)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply.encode()
+
+    waits: list[float] = []
+
+    class Clock:  # batch.py's asyncio, with sleep recorded instead of slept
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+        async def sleep(self, seconds: float) -> None:
+            waits.append(seconds)
+
+    monkeypatch.setattr(batch_module, "asyncio", Clock())
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    sender = BatchSender(Backend(), cache, BatchLedger(tmp_path, Stats()), BatchSettings(poll=1))
+    asyncio.run(sender._poll("batch_1", []))
+    cache.close()
+    assert waits == [2, 4, 1, 1, 1]  # doubled while polls fail, then the regular interval
+
+
 def test_identical_requests_share_one_line(tmp_path: Path) -> None:
     async def body(url: str) -> list[str]:
         client = _client(url, tmp_path)

@@ -73,7 +73,8 @@ def test_help_explains_models_and_parallelism() -> None:
     result = synthcodec("complete", "--help")
     assert result.returncode == 0
     assert "NAME@http://HOST:PORT/v1" in result.stdout
-    assert "run one process per part" in " ".join(result.stdout.split())
+    help_text = " ".join(result.stdout.split())
+    assert "run with '--executor ray'" in help_text and "python -m llama_cpp.server" in help_text
 
 
 # ---- --json / --json-schema ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""LLMClient: the one retry loop, cache, adaptive concurrency, structured output."""
+"""LLMClient: the one retry loop, cache, in-flight limit and rate pacer, structured output."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from pydantic import BaseModel
 from synthcodec.cache import RequestCache, request_key
 from synthcodec.llm import Completion, FakeBackend, PermanentError, Request, TransientError
 from synthcodec.llm.client import FatalModelError, LLMClient, RecordFailed, RetryPolicy
-from synthcodec.llm.openai_http import retry_after
 from synthcodec.llm.pacing import Pacer
 from synthcodec.llm.ratelimit import (
     LimitState,
@@ -20,7 +19,9 @@ from synthcodec.llm.ratelimit import (
     limit_kind,
     parse_duration,
     parse_ratelimit_headers,
+    retry_after,
 )
+from tests.mock_server import ServerRateLimit
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.01)
 
@@ -143,6 +144,14 @@ def test_structured_output_reasks_with_the_error_then_validates() -> None:
     assert "not valid" in second[-1]["content"]
 
 
+def test_structured_output_cut_off_fails_at_once_without_a_reask() -> None:
+    fake = FakeBackend([Completion('{"score": 4, "why": "bec', finish_reason="length")])
+    with pytest.raises(RecordFailed, match="finish_reason=length") as failed:
+        run(LLMClient(fake).structured(Request.chat("rate", max_tokens=8), Answer, reasks=2))
+    assert "max_tokens=8" in str(failed.value) and failed.value.repeats  # temperature 0
+    assert len(fake.calls) == 1  # it would be cut off again
+
+
 def test_structured_output_gives_up_with_a_reason() -> None:
     fake = FakeBackend(["not json"])
     with pytest.raises(RecordFailed, match="no valid structured output after 3 tries"):
@@ -154,24 +163,20 @@ def test_structured_output_gives_up_with_a_reason() -> None:
 
 
 class BucketServer:
-    """A rate-limited server as a FakeBackend reply function: a token bucket of `burst`
-    refilled at `rate` per second; no token -> 429 at once with `Retry-After` (W3's server)."""
+    """A rate-limited server as a FakeBackend reply function: the mock server's own limit
+    (`ServerRateLimit`: `rate` per second, bursts of `burst`); no token -> 429 at once with
+    `Retry-After` (W3's server)."""
 
     def __init__(self, rate: float, burst: float, retry_after: float | None = 1.0,
                  latency: float = 0.01) -> None:
-        self.rate, self.burst, self.tokens = rate, burst, burst
-        self.stamp = time.monotonic()
+        self.bucket = ServerRateLimit(rate, burst)
         self.retry_after, self.latency = retry_after, latency
         self.admitted = self.limited = 0
 
     async def __call__(self, request: Request) -> str | TransientError:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
+        if self.bucket.take() > 0:
             self.limited += 1
             return TransientError("HTTP 429", status=429, retry_after=self.retry_after)
-        self.tokens -= 1
         self.admitted += 1
         await asyncio.sleep(self.latency)
         return "ok"
@@ -239,8 +244,20 @@ def test_429s_with_no_progress_anywhere_give_up() -> None:
     assert len(fake.calls) == 4
 
 
+def test_a_429_without_retry_after_holds_for_the_clients_retry_policy() -> None:
+    fake = FakeBackend([TransientError("HTTP 429", status=429), "ok"])
+    slow = LLMClient(fake, retry=RetryPolicy(base_delay=0.4, max_delay=0.4))
+    started = time.monotonic()
+    assert run(slow.complete(Request.chat("hi"))).text == "ok"
+    assert time.monotonic() - started >= 0.39  # held for backoff(0) = base_delay
+    fast = LLMClient(FakeBackend([TransientError("HTTP 429", status=429), "ok"]), retry=FAST)
+    started = time.monotonic()
+    assert run(fast.complete(Request.chat("hi"))).text == "ok"
+    assert time.monotonic() - started < 0.3  # not a fixed 0.5 s of the pacer's own
+
+
 def test_a_429_holds_every_sender_until_the_retry_after_moment() -> None:
-    pacer = Pacer()
+    pacer = Pacer(backoff=RetryPolicy().backoff)
 
     async def scenario() -> float:
         for _ in range(3):  # two got through, one did not
@@ -255,7 +272,7 @@ def test_a_429_holds_every_sender_until_the_retry_after_moment() -> None:
 
 
 def test_pacer_takes_the_rate_from_x_ratelimit_headers_on_a_429() -> None:
-    pacer = Pacer()
+    pacer = Pacer(backoff=RetryPolicy().backoff)
     info = RateLimitInfo(requests=LimitState(limit=120, remaining=0, reset=12.0))
 
     async def scenario() -> None:
@@ -270,7 +287,7 @@ def test_pacer_takes_the_rate_from_x_ratelimit_headers_on_a_429() -> None:
 
 
 def test_a_tpm_429_backs_off_the_token_rate_not_the_request_rate() -> None:
-    pacer = Pacer()
+    pacer = Pacer(backoff=RetryPolicy().backoff)
 
     async def scenario() -> None:
         for _ in range(5):
@@ -294,7 +311,7 @@ def test_low_x_ratelimit_remaining_paces_before_any_429() -> None:
 
 
 def test_the_rate_creeps_back_up_when_429s_stop() -> None:
-    pacer = Pacer()
+    pacer = Pacer(backoff=RetryPolicy().backoff)
     pacer.requests.set_rate(10.0)
     pacer._last_limit["requests"] = 10.0
     pacer._resumed = time.monotonic() - 10  # cooldown over
@@ -313,7 +330,7 @@ def test_the_rate_creeps_back_up_when_429s_stop() -> None:
 
 
 def test_user_rpm_is_a_ceiling_the_pacer_never_exceeds() -> None:
-    pacer = Pacer(rpm=600)
+    pacer = Pacer(rpm=600, backoff=RetryPolicy().backoff)
     assert pacer.rate == 10
     pacer._last_limit["requests"] = 1.0
     pacer._resumed = time.monotonic() - 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,14 @@ import pytest
 from synthcodec.cost import BudgetReached, Spend
 from synthcodec.errors import UserError
 from synthcodec.llm.base import Completion, Request
-from synthcodec.prices import LOCAL, Price, PriceBook, PriceTable, parse_price_option
+from synthcodec.prices import (
+    DEFAULT_PRICES_TOML,
+    LOCAL,
+    Price,
+    PriceBook,
+    PriceTable,
+    parse_price_option,
+)
 from tests.helpers import read_jsonl, synthcodec, write_jsonl
 
 # ------------------------------------------------------------------ the price table
@@ -21,12 +29,19 @@ def test_packaged_table_prices_openai_models_and_says_where_it_came_from() -> No
     price = book.price("judge", "openai:gpt-4o-mini")
     assert price is not None and price.input == 0.15 and price.output == 0.60
     assert price.cached_input == 0.075 and price.batch_input is not None
-    assert "check" in price.source.lower() or "verify" in price.source.lower()
+    # The table's own `source` line (where the numbers are from, and to verify them) is the
+    # price's source, and the manifest shows it beside the price.
+    assert price.source == tomllib.loads(DEFAULT_PRICES_TOML)["source"]
+    spend = Spend()
+    spend.meter("openai:gpt-4o-mini", price)
+    shown = spend.usage_fields()["models"]["openai:gpt-4o-mini"]["price_per_1m"]
+    assert shown["source"] == price.source
 
 
 def test_local_models_are_free_and_unknown_ones_have_no_price() -> None:
     book = PriceBook.build(env={})
-    for spec in ("local", "gguf:/x/model.gguf", "hf:adapters/kept", "fake:echo"):
+    for spec in ("local", "", "gguf:/x/model.gguf", "/x/m.gguf", "hf:adapters/kept",
+                 "fake:echo", "fake"):
         assert book.price("model", spec) is LOCAL
     assert book.price("model", "llama3.2:3b@http://127.0.0.1:11434/v1") is None
     assert book.price("model", "openai:gpt-9-imaginary") is None
@@ -128,6 +143,10 @@ def test_budget_refuses_a_request_that_could_cross_it_counting_in_flight() -> No
     with pytest.raises(BudgetReached, match="budget reached"):
         meter.reserve(_request(400, 100))  # would be 0.608
     assert stopped == [True] and spend.stopped
+    with pytest.raises(BudgetReached):
+        meter.reserve(_request(400, 100))
+    spend.stop("budget reached elsewhere (another shard)")
+    assert stopped == [True] and spend.stopped.startswith("budget reached: the next")  # once
     meter.settle(first, Completion("", prompt_tokens=100, completion_tokens=1))
     assert spend.total_usd == pytest.approx(0.301)
 

@@ -151,15 +151,17 @@ def test_least_loaded_routing_sends_most_requests_to_the_fast_endpoint() -> None
 def test_a_benched_endpoint_comes_back_one_request_at_a_time(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client_module, "BENCH_SECONDS", 0.05)
-    down = {"until": 0}
+    limit_back: list[int] = []  # a's in-flight limit when the first request after its bench came
 
-    def a_reply(request: Request) -> str | TransientError:
-        down["until"] += 1
-        if down["until"] <= 6:
-            return TransientError("m@a: HTTP 502", status=502)
-        return "a"
+    async def a_reply(request: Request) -> str | TransientError:
+        first = client.endpoints[0]
+        benched = first.counts.benched > 0  # when the request arrives: it fails until then
+        if benched and not limit_back:
+            limit_back.append(first.limit.limit)
+        await asyncio.sleep(0.001)
+        return "a" if benched else TransientError("m@a: HTTP 502", status=502)
 
-    a = FakeBackend(a_reply, latency=0.001)
+    a = FakeBackend(a_reply)
     b = FakeBackend(["b"], latency=0.02)
     client = LLMClient(_pool(a, b), max_in_flight=4, retry=FAST)
 
@@ -169,6 +171,7 @@ def test_a_benched_endpoint_comes_back_one_request_at_a_time(
     run(main())
     first = client.endpoints[0]
     assert first.counts.benched >= 1 and first.counts.answered > 0  # it came back
+    assert limit_back == [1]  # one request at a time
     assert first.limit.limit == first.limit.maximum  # and grew back to its full limit
 
 

@@ -15,6 +15,7 @@ from synthcodec.llm.fake import FakeBackend
 from synthcodec.llm.spec import (
     MODEL_SPEC_HELP,
     check_spec,
+    is_gguf_spec,
     is_http_spec,
     parse_endpoints,
     pool_identity,
@@ -40,7 +41,7 @@ def load_backend(spec: str, *, timeout: float = 300.0, n_ctx: int | None = None)
     """Turn a model spec string into a backend (see MODEL_SPEC_HELP)."""
     spec = spec.strip()
     check_spec(spec)
-    if spec in ("local", "") or spec.startswith("gguf:") or spec.endswith(".gguf"):
+    if is_gguf_spec(spec):
         from synthcodec.llm.llamacpp import LlamaCppBackend
 
         path = None if spec in ("local", "") else spec.removeprefix("gguf:")

@@ -44,6 +44,11 @@ class Request:
             "sample": self.sample,
         }
 
+    def estimated_prompt_tokens(self) -> float:
+        """A generous guess before sending (the pacer's token rate, the budget's worst case):
+        4 characters a token, plus a little per message."""
+        return sum(len(m["content"]) for m in self.messages) / 4 + 4 * len(self.messages)
+
     def seed(self) -> int:
         """A reproducible per-request seed derived from the request itself."""
         blob = json.dumps(self.canonical(), sort_keys=True).encode()

@@ -284,11 +284,12 @@ class BatchSender:
                         f"cannot poll {where}{exc} (it is kept in {self.ledger.path}: run the "
                         "same command again to resume polling it)"))
                     return
-                interval = min(10 * self.settings.poll, interval * 2)
             polls += 1
             if polls >= 10:
                 interval = min(10 * self.settings.poll, interval * 1.25)
-            await asyncio.sleep(interval)
+            # After failed polls the wait doubles while they fail; the schedule itself stays,
+            # so the first good poll puts polling back on it.
+            await asyncio.sleep(min(10 * self.settings.poll, interval * 2 ** failures))
         for key, outcome in results.items():
             if isinstance(outcome, Completion):
                 self.cache.put(key, outcome)

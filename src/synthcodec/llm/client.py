@@ -120,8 +120,13 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 60.0
 
+    def backoff(self, attempt: int) -> float:
+        """The exponential backoff before jitter (also the Pacer's hold after a 429 without
+        Retry-After)."""
+        return min(self.max_delay, self.base_delay * 2 ** attempt)
+
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        backoff = min(self.max_delay, self.base_delay * 2 ** attempt)
+        backoff = self.backoff(attempt)
         jittered = random.uniform(backoff / 2, backoff)  # "equal jitter"
         if retry_after is not None:
             # The server knows best; a small jitter keeps the retries of one burst apart.
@@ -138,10 +143,10 @@ class Endpoint:
     """One server of a model: its backend, its own in-flight limit and pacer, its health."""
 
     def __init__(self, backend: Backend, max_in_flight: int, rpm: float | None,
-                 tpm: float | None, counts: EndpointCounts) -> None:
+                 tpm: float | None, counts: EndpointCounts, retry: RetryPolicy) -> None:
         self.backend = backend
         self.limit = AdaptiveLimit(max_in_flight)
-        self.pacer = Pacer(rpm, tpm)
+        self.pacer = Pacer(rpm, tpm, backoff=retry.backoff)
         self.counts = counts
         self.assigned = 0  # requests routed here and not finished (waiting on pacer or limit too)
         self.failing = 0  # failures in a row, 429s not counted
@@ -210,10 +215,9 @@ class LLMClient:
             counts = EndpointCounts()
             if len(members) > 1:
                 counts = self.stats.endpoints.setdefault(member.identity, counts)
-            self.endpoints.append(Endpoint(member, max_in_flight, rpm, tpm, counts))
-        # The first endpoint's (the only one's, for a single server).
-        self.limit = self.endpoints[0].limit
-        self.pacer = self.endpoints[0].pacer
+            self.endpoints.append(Endpoint(member, max_in_flight, rpm, tpm, counts,
+                                           self.retry))
+        self.pacer = self.endpoints[0].pacer  # the first (the only one, for one server)
         self._answered = 0  # successes on any endpoint: the run's progress
         self._room = asyncio.Condition()  # signalled when an endpoint finishes an attempt
 
@@ -273,12 +277,14 @@ class LLMClient:
     async def _send(self, request: Request, key: str = "") -> Completion:
         attempt = rate_limited = 0
         progress = self._answered
-        tokens = sum(len(m["content"]) for m in request.messages) / 4 + request.max_tokens
+        prompt_tokens = request.estimated_prompt_tokens()  # once, for the pacer and the meter
+        tokens = prompt_tokens + request.max_tokens
         while True:
             endpoint = await self._route()
             endpoint.assigned += 1
             try:
-                completion, error, epoch = await self._attempt(endpoint, request, tokens, key)
+                completion, error, epoch = await self._attempt(endpoint, request, prompt_tokens,
+                                                               key)
             finally:
                 await self._done(endpoint)
             if completion is not None:
@@ -319,14 +325,15 @@ class LLMClient:
             if delay:
                 await asyncio.sleep(delay)
 
-    async def _call(self, endpoint: Endpoint, request: Request, key: str) -> Completion:
+    async def _call(self, endpoint: Endpoint, request: Request, prompt_tokens: float,
+                    key: str) -> Completion:
         """One attempt at one endpoint (with --batch: in a provider batch), reserved against
         the run's budget when metered."""
         if self.meter is None:
             self.stats.requests += 1
             endpoint.counts.requests += 1
             return await self._one(endpoint, request, key)
-        ticket = self.meter.reserve(request)  # may raise cost.BudgetReached: nothing sent
+        ticket = self.meter.reserve(request, prompt_tokens)  # may raise cost.BudgetReached: nothing sent
         self.stats.requests += 1
         endpoint.counts.requests += 1
         completion = None
@@ -341,13 +348,13 @@ class LLMClient:
             return self.batch.complete(request, key)
         return endpoint.backend.complete(request)
 
-    async def _attempt(self, endpoint: Endpoint, request: Request, tokens: float, key: str = ""
-                       ) -> tuple[Completion | None, TransientError | None, int]:
+    async def _attempt(self, endpoint: Endpoint, request: Request, prompt_tokens: float,
+                       key: str = "") -> tuple[Completion | None, TransientError | None, int]:
         """One attempt on one endpoint: the completion, or the transient error to retry on."""
-        epoch = await endpoint.pacer.acquire(tokens)
+        epoch = await endpoint.pacer.acquire(prompt_tokens + request.max_tokens)
         await endpoint.limit.acquire()
         try:
-            completion = await self._call(endpoint, request, key)
+            completion = await self._call(endpoint, request, prompt_tokens, key)
         except TransientError as exc:
             return None, exc, epoch
         except TimeoutError:
@@ -423,21 +430,21 @@ class LLMClient:
                 exc.repeats = exc.repeats or self._repeats(request)
                 raise
             except ValueError as exc:
-                problem = _clip(getattr(exc, "reason", None) or str(exc))
+                problem = clip(getattr(exc, "reason", None) or str(exc))
             request = replace(request, messages=request.messages + (
                 {"role": "assistant", "content": text},
                 {"role": "user", "content": correction(problem)},
             ))
-        snippet = _clip(text.strip().replace("\n", " "))
+        snippet = clip(text.strip().replace("\n", " "))
         raise RecordFailed(f"{failure} after {reasks + 1} tries: {problem}; last reply: {snippet!r}",
                            repeats=self._repeats(request))
 
     async def structured(self, request: Request, model: type[T], *, reasks: int = 2) -> T:
-        """JSON output validated against `model`; re-asks with the error, then gives up."""
+        """JSON output validated against `model`; re-asks with the error, then gives up. A
+        reply cut off at max_tokens fails at once (fail_if_truncated)."""
 
         def parse(completion: Completion) -> T:
-            if completion.finish_reason == "length":
-                raise ValueError(f"output truncated at max_tokens={request.max_tokens}")
+            fail_if_truncated(completion, request.max_tokens)
             try:
                 return model.model_validate_json(strip_code_fence(completion.text))
             except ValidationError as exc:
@@ -483,8 +490,18 @@ class LLMClient:
         await self.backend.aclose()
 
 
-def _clip(text: str, limit: int = 200) -> str:
+def clip(text: str, limit: int = 200) -> str:
+    """`text`, cut to `limit` characters with an ellipsis (for reasons and messages)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fail_if_truncated(completion: Completion, max_tokens: int) -> None:
+    """Raise RecordFailed for a structured reply cut off at max_tokens: not re-asked, since
+    the same request would be cut off again (LLMClient.structured, json_output.JsonReply)."""
+    if completion.finish_reason == "length":
+        raise RecordFailed(
+            f"output truncated at max_tokens={max_tokens} (finish_reason=length) before "
+            f"the JSON was complete: {clip(completion.text.strip(), 80)!r}")
 
 
 def _short_validation_error(exc: ValidationError) -> str:
@@ -509,5 +526,7 @@ __all__ = [
     "RecordFailed",
     "RetryPolicy",
     "Stats",
+    "clip",
     "default_in_flight",
+    "fail_if_truncated",
 ]

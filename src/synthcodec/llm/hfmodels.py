@@ -144,7 +144,6 @@ def _load_model_and_tokenizer(base: BaseModel, *, dtype: Any) -> tuple[Any, Any]
         kwargs["gguf_file"] = Path(base.path).name
     else:
         source = base.path
-    quiet_transformers()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model_kwargs = dict(kwargs)

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import json
 import sys
-import time
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 
 from synthcodec.llm.base import Completion, PermanentError, Request, TransientError
-from synthcodec.llm.ratelimit import limit_kind, parse_ratelimit_headers
+from synthcodec.llm.ratelimit import limit_kind, parse_ratelimit_headers, retry_after
 from synthcodec.llm.spec import SECRET_QUERY_KEYS, HTTPEndpoint, parse_http
 
 RETRYABLE_STATUS = {408, 409, 429}
@@ -119,17 +117,25 @@ class OpenAIHTTPBackend:
                 body["response_format"] = {"type": "json_object", "schema": request.json_schema}
         return body
 
-    async def _post(self, request: Request) -> tuple[int, bytes, Any]:
+    async def _request(self, method: str, url: str, where: str = "",
+                       **kwargs: Any) -> tuple[int, bytes, Any]:
+        """One HTTP call with this backend's session: (status, body, headers). A timeout or
+        a connection failure is a TransientError (`connect`: no connection at all), with
+        secrets redacted."""
         session = self._session_for_loop()
-        payload = json.dumps(self.body(request)).encode()
         try:
-            async with session.post(self._url, data=payload) as resp:
+            async with session.request(method, url, **kwargs) as resp:
                 return resp.status, await resp.read(), resp.headers
         except asyncio.TimeoutError as exc:
-            raise TransientError(f"{self.identity}: no answer within {self.timeout:g}s") from exc
+            raise TransientError(f"{self.identity}: {where}no answer within "
+                                 f"{self.timeout:g}s") from exc
         except aiohttp.ClientError as exc:
-            raise TransientError(self._redact(f"{self.identity}: {type(exc).__name__}: {exc}"),
+            raise TransientError(self._redact(f"{self.identity}: {where}{type(exc).__name__}: "
+                                              f"{exc}"),
                                  connect=isinstance(exc, aiohttp.ClientConnectorError)) from exc
+
+    async def _post(self, request: Request) -> tuple[int, bytes, Any]:
+        return await self._request("POST", self._url, data=json.dumps(self.body(request)).encode())
 
     async def complete(self, request: Request) -> Completion:
         status, raw, headers = await self._post(request)
@@ -184,7 +190,6 @@ class OpenAIHTTPBackend:
         """One call to another endpoint of the same API (`files`, `batches/ID`), with this
         backend's session, key and redaction; raises like `complete`. `upload`: a JSONL
         file sent as multipart form data with purpose=batch (POST /files)."""
-        session = self._session_for_loop()
         kwargs: dict[str, Any] = {}
         if upload is not None:
             form = aiohttp.MultipartWriter("form-data")
@@ -194,41 +199,10 @@ class OpenAIHTTPBackend:
             kwargs = {"data": form, "headers": {"Content-Type": form.content_type}}
         elif json_body is not None:
             kwargs = {"data": json.dumps(json_body).encode()}
-        try:
-            async with session.request(method, self.url(path), **kwargs) as resp:
-                status, raw, headers = resp.status, await resp.read(), resp.headers
-        except asyncio.TimeoutError as exc:
-            raise TransientError(f"{self.identity}: {where}no answer within "
-                                 f"{self.timeout:g}s") from exc
-        except aiohttp.ClientError as exc:
-            raise TransientError(self._redact(f"{self.identity}: {where}{type(exc).__name__}: "
-                                              f"{exc}"),
-                                 connect=isinstance(exc, aiohttp.ClientConnectorError)) from exc
+        status, raw, headers = await self._request(method, self.url(path), where, **kwargs)
         self.check_status(status, raw, headers, where)
         return raw
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
-
-
-def retry_after(headers: Any) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, parsed.timestamp() - time.time())

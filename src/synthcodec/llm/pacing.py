@@ -52,10 +52,6 @@ class AdaptiveLimit:
             self.limit = min(self.maximum, self.limit * 2)
             self._cond.notify_all()
 
-    @property
-    def load(self) -> float:
-        return self.in_use / self.limit
-
 
 class TokenBucket:
     """Paces takers to `rate` units per second with bursts up to `capacity`.
@@ -143,8 +139,9 @@ class Pacer:
 
     Unpaced until the first 429 (an unlimited server costs nothing). A 429 for a request sent
     since the last cut is a new cut: every sender waits until the Retry-After moment
-    (`retry-after-ms` or `Retry-After`; without one, exponential backoff), then sends at the
-    learned rate, in a burst of at most one second's worth. The rate is the server's own
+    (`retry-after-ms` or `Retry-After`; without one, `backoff(cuts in a row)`: the client's
+    RetryPolicy.backoff), then sends at the learned rate, in a burst of at most one second's
+    worth. The rate is the server's own
     word when it sends `x-ratelimit-*` headers (used - remaining over reset), else what it
     admitted since the last cut divided by that time plus the hold (a bucket that emptied and
     is refilled by the hold), times a safety margin, and never above the rate that just got
@@ -159,20 +156,21 @@ class Pacer:
     COOLDOWN = 2.0  # seconds after a hold before creeping
     FLOOR = 1.0 / 60  # one request a minute
 
-    def __init__(self, rpm: float | None = None, tpm: float | None = None,
-                 backoff: Callable[[int], float] | None = None) -> None:
+    def __init__(self, rpm: float | None = None, tpm: float | None = None, *,
+                 backoff: Callable[[int], float]) -> None:
         self.requests = TokenBucket.per_minute(rpm) if rpm else TokenBucket()
         self.tokens = TokenBucket.per_minute(tpm) if tpm else TokenBucket()
         self._ceiling = {"requests": rpm / 60 if rpm else None,
                          "tokens": tpm / 60 if tpm else None}
         self._last_limit: dict[str, float | None] = {"requests": None, "tokens": None}
-        self._backoff = backoff or (lambda n: min(60.0, 0.5 * 2 ** n))
+        # The hold after a 429 without Retry-After: the client's RetryPolicy.backoff
+        # (cuts in a row -> seconds).
+        self._backoff = backoff
         self.epoch = 0
         self._epochs: dict[int, _Epoch] = {}
         self._pending: _Cut | None = None
         self._resumed = 0.0
         self._last_creep = 0.0
-        self.successes = 0  # the run's progress: a record is not given up on 429s while it grows
         self.cuts = 0
         self._cuts_in_a_row = 0
 
@@ -194,7 +192,6 @@ class Pacer:
         return self.epoch
 
     def on_success(self, ratelimit: Any = None) -> None:
-        self.successes += 1
         self._cuts_in_a_row = 0
         if ratelimit is not None:
             for kind in ("requests", "tokens"):

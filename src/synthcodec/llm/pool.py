@@ -9,7 +9,6 @@ answer does not depend on which endpoint gave it.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 from synthcodec.llm.base import Backend, Completion, Request
@@ -25,14 +24,15 @@ class PoolBackend:
         self.grammar_json = all(m.grammar_json for m in self.members)
         # Each member gets its own in-flight limit (LLMClient's Endpoint); none for the pool.
         self.max_concurrency: int | None = None
-        self._next = itertools.cycle(self.members)
 
     def __repr__(self) -> str:
         return f"PoolBackend({self.identity!r}, {len(self.members)} endpoints)"
 
     async def complete(self, request: Request) -> Completion:
-        """One attempt on the next member in turn (LLMClient routes by load instead)."""
-        return await next(self._next).complete(request)
+        """One attempt on the first member. LLMClient never calls this: it sends every
+        attempt to a member itself, by load and health; this keeps the pool a Backend for
+        anything that calls one directly."""
+        return await self.members[0].complete(request)
 
     async def aclose(self) -> None:
         for member in self.members:

@@ -1,4 +1,4 @@
-"""What a server says about its rate limits: `x-ratelimit-*` headers and 429 bodies.
+"""What a server says about its rate limits: `Retry-After`, `x-ratelimit-*` headers and 429 bodies.
 
 OpenAI (and servers that copy it) send, on every response::
 
@@ -14,8 +14,10 @@ where "reset" is the time until the bucket is full again (a Go-style duration su
 
 from __future__ import annotations
 
+import email.utils
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,3 +118,25 @@ def limit_kind(body: bytes | str, info: RateLimitInfo | None = None) -> str:
             info.requests is not None and info.requests.remaining == 0):
         return "tokens"
     return "requests"
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, parsed.timestamp() - time.time())

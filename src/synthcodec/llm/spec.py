@@ -39,8 +39,8 @@ MODEL_SPEC_HELP = (
     "'openai:NAME' (api.openai.com, key from $OPENAI_API_KEY); 'hf:PATH' (a transformers model "
     "dir or a trained adapter, needs synthcodec[train]); 'fake:echo' (no model: answers with "
     "the prompt, for trying a pipeline). The embedded model runs one request at "
-    "a time per process: to use both cores, split the input and run one process per part, or "
-    "serve the GGUF with 'python -m llama_cpp.server' and point NAME@URL at it."
+    "a time per process: to use more cores, run with '--executor ray' (one model per CPU "
+    "slot), or serve the GGUF with 'python -m llama_cpp.server' and point NAME@URL at it."
 )
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -181,10 +181,22 @@ def _shown_query(query: str) -> str:
                       for k, v in parse_qsl(query, keep_blank_values=True)], safe="*")
 
 
-def runs_in_process(spec: str) -> bool:
-    """An embedded model (`local`, `gguf:`, `hf:`): it computes in this process, on its cores."""
+def is_gguf_spec(spec: str) -> bool:
+    """A GGUF run in-process by llama.cpp: `local` (or empty), `gguf:PATH` or a bare `.gguf`."""
     spec = spec.strip()
-    return spec in ("local", "") or spec.startswith(("gguf:", "hf:")) or spec.endswith(".gguf")
+    return spec in ("local", "") or spec.startswith("gguf:") or spec.endswith(".gguf")
+
+
+def is_local_spec(spec: str) -> bool:
+    """A model with no server behind it (a GGUF, `hf:`, `fake`): nothing is sent anywhere,
+    and it costs $0. The one "local model" rule (prices, load_backend, check_spec)."""
+    spec = spec.strip()
+    return is_gguf_spec(spec) or spec.startswith(("hf:", "fake"))
+
+
+def runs_in_process(spec: str) -> bool:
+    """An embedded model (a GGUF, `hf:`): it computes in this process, on its cores."""
+    return is_local_spec(spec) and not spec.strip().startswith("fake")
 
 
 def check_spec(spec: str) -> None:
@@ -192,7 +204,7 @@ def check_spec(spec: str) -> None:
     spec = spec.strip()
     if spec in ("local", ""):
         return
-    if spec.startswith("gguf:") or spec.endswith(".gguf"):
+    if is_gguf_spec(spec):
         path = Path(spec.removeprefix("gguf:"))
         if not path.is_file():
             raise UserError(f"model spec {spec!r}: no such GGUF file {path}")
