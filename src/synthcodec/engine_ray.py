@@ -328,10 +328,8 @@ class RayExecutor:
                                           f"({type(exc).__name__}): stopping; re-run to resume")
                         continue
                     done_seq.add(shard.seq)
-                    if out.get("stopped") and models.spend.stopped is None:
-                        models.spend.stopped = out["stopped"]
-                        for hook in models.spend.on_stop:
-                            hook()
+                    if out.get("stopped"):
+                        models.spend.stop(out["stopped"])  # a shard reached its budget share
                 while next_merge in done_seq:
                     shard = shards.pop(next_merge)
                     merged = _plus(merged, _merge(shard.path, journal, stop_when) or shard.report)
