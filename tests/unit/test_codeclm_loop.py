@@ -295,3 +295,32 @@ def test_budget_stops_generate_and_a_larger_one_finishes_with_the_same_pairs(
     assert strip(read_jsonl(tmp_path / "split" / "output.jsonl")) == strip(
         read_jsonl(tmp_path / "whole" / "output.jsonl"))
     assert finished.summary["cost"]["usd"] == pytest.approx(cost["usd"], rel=1e-6)
+
+
+def test_files_after_n_pairs_hold_nothing_that_ran_only_by_timing(tmp_path: Path) -> None:
+    """Once n pairs are kept, instructions after the n-th kept one in input order ran only
+    because they were in flight: they are left out of every file, so the files depend on the
+    input alone (the same under any executor and any timing)."""
+    from synthcodec.codeclm.loop import collect, envelope
+    from synthcodec.codeclm.workspace import Workspace
+
+    texts = {"a": "Write a haiku about autumn leaves.", "b": "Explain binary search.",
+             "c": "List three uses of vinegar at home.", "d": "Translate hello to French.",
+             "e": "Summarize the plot of Hamlet.", "f": "Compute 17 times 23 step by step."}
+
+    def pair(i: str) -> dict[str, Any]:
+        return {"id": i, "instruction": texts[i]}
+
+    kept = [pair("a"), pair("c"), pair("f")]
+    dropped = [envelope(pair("b"), "rejected", "unresolved"),
+               envelope(pair("d"), "rejected", "unresolved"),
+               envelope(pair("e"), "failed", "judge gave no readable pair of scores")]
+    position = {k: i for i, k in enumerate("abcdef")}
+    with Workspace(tmp_path / "run") as ws:
+        got = collect(ws, kept, dropped, 0.7, n=2, position=position)
+        assert (got.kept, got.rejected, got.failed) == (2, 1, 0)
+        assert [r["id"] for r in read_jsonl(tmp_path / "run" / "output.jsonl")] == ["a", "c"]
+        assert [r["id"] for r in read_jsonl(tmp_path / "run" / "rejected.jsonl")] == ["b"]
+        assert read_jsonl(tmp_path / "run" / "failed.jsonl") == []
+        got = collect(ws, kept, dropped, 0.7, n=None, position=position)  # exhausted: all
+        assert (got.kept, got.rejected, got.failed) == (3, 2, 1)

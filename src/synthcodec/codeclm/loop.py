@@ -9,6 +9,7 @@ base instruction that did not make it, with its reason under `_synthcodec`).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,23 +57,32 @@ class Collected:
 
 
 def collect(ws: Workspace, kept_rows: list[Record], dropped: list[Record],
-            threshold: float, n: int | None = None) -> Collected:
+            threshold: float, n: int | None = None,
+            position: Mapping[str, int] | None = None) -> Collected:
     """Publish the run's three files: output.jsonl (kept pairs, near-duplicates of earlier
     kept ones removed, at most n), rejected.jsonl and failed.jsonl (every other instruction,
-    in the one row envelope: the data plus `_synthcodec {id, status, reason}`)."""
+    in the one row envelope: the data plus `_synthcodec {id, status, reason}`).
+
+    Once n pairs are kept, instructions after the n-th kept one in input order (`position`:
+    id -> input position) are left out of every file: whether they ran depends on timing
+    (what was in flight when the n-th pair came), so the files depend only on the input."""
     near = NearDuplicateFilter(threshold)
     kept: list[Record] = []
-    rejected = [row for row in dropped if (row.get(META) or {}).get("status") != FAILED]
-    failed = [row for row in dropped if (row.get(META) or {}).get("status") == FAILED]
+    dropped = list(dropped)
     for row in kept_rows:
         if n is not None and len(kept) >= n:
             break  # finished after the target was reached: stays in the journal, unused
         if near.add(row["instruction"]):
             kept.append(row)
         else:
-            rejected.append(envelope({**row, "decision": NEAR_DUPLICATE}, REJECTED,
-                                     f"near-duplicate of a kept instruction "
-                                     f"(ROUGE-L > {threshold:g})"))
+            dropped.append(envelope({**row, "decision": NEAR_DUPLICATE}, REJECTED,
+                                    f"near-duplicate of a kept instruction "
+                                    f"(ROUGE-L > {threshold:g})"))
+    if n is not None and len(kept) >= n and position:
+        last = max(position[str(row["id"])] for row in kept)
+        dropped = [row for row in dropped if position.get(str(row.get("id")), -1) <= last]
+    rejected = [row for row in dropped if (row.get(META) or {}).get("status") != FAILED]
+    failed = [row for row in dropped if (row.get(META) or {}).get("status") == FAILED]
     ws.publish(OUTPUT, kept)
     ws.publish(REJECTED_FILE, rejected)
     ws.publish(FAILED_FILE, failed)
@@ -147,7 +157,8 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
         if run is not None and run.interrupted:
             stop = INTERRUPTED
             break
-        got = collect(ws, _flat(journal.rows(OK)), _dropped_rows(journal), threshold, n)
+        got = collect(ws, _flat(journal.rows(OK)), _dropped_rows(journal), threshold, n,
+                      position={str(i.record["id"]): i.idx for i in items})
         if n is not None and got.kept >= n:
             stop = REACHED
             break
