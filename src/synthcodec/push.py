@@ -26,6 +26,7 @@ PUSH_FORMATS = ("lineage", "alpaca", "openai", "sharegpt")
 DEFAULT_LICENSE = "unknown: check your seed/input data's licence"
 CODECLM = "https://arxiv.org/abs/2404.05875"
 ALPAGASUS = "https://arxiv.org/abs/2307.08701"
+MARKER = ".synthcodec-push"  # in every folder build_folder writes: only such a folder is replaced
 
 LINEAGE_FIELDS = {
     "generate": {
@@ -337,11 +338,15 @@ def build_folder(run_dir: str | Path, folder: str | Path, repo_id: str, *, fmt: 
     kept, rejected = split_rows(run)
     failed = sum(1 for r in run.rows(with_review=False) if r.status == "failed")
     out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder")
     if out.exists() and any(out.iterdir()):
-        if not (out / "README.md").exists():
-            raise UserError(f"{out} is not empty: give an empty or new folder")
+        if not (out / MARKER).is_file():
+            raise UserError(f"{out} is a non-empty folder that synthcodec push did not write: "
+                            "give an empty or new folder (one push wrote before is replaced)")
         shutil.rmtree(out)  # a folder we wrote before: write it afresh
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by synthcodec push; replaced by the next push here\n")
     write_parquet(out / "data" / "train-00000.parquet", shaped(run, kept, fmt))
     if with_rejected:
         write_parquet(out / "rejected" / "train-00000.parquet", shaped(run, rejected, fmt))
@@ -390,7 +395,7 @@ def push(run_dir: str | Path, repo_id: str, *, private: bool = False, fmt: str =
         try:
             api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
             info = api.upload_folder(folder_path=str(pushed.folder), repo_id=repo_id,
-                                     repo_type="dataset",
+                                     repo_type="dataset", ignore_patterns=[MARKER],
                                      commit_message="synthcodec push: data, card and charts")
         except Exception as exc:  # noqa: BLE001 - the Hub's errors, shown without the token
             message = str(exc).replace(token, "***")

@@ -69,11 +69,29 @@ def test_upload_to_a_stand_in_hub(gen_run: Path, monkeypatch: pytest.MonkeyPatch
         files = fake.files["me/codec-demo"]
         assert {"README.md", "data/train-00000.parquet", "rejected/train-00000.parquet",
                 "charts/scores.png"} <= set(files)
+        assert ".synthcodec-push" not in files  # the folder marker stays local
         assert all(h.get("authorization") == f"Bearer {secret}" or
                    h.get("Authorization") == f"Bearer {secret}" for _, _, h in fake.requests)
     assert secret not in r.stderr + r.stdout
     assert secret.encode() not in files["README.md"]
     assert not list(gen_run.rglob("*.parquet"))  # nothing left in the run directory
+
+
+def test_to_dir_replaces_only_a_folder_push_wrote(gen_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    for _ in range(2):  # the second push replaces the folder the first one wrote
+        r = synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir", str(out))
+        assert r.returncode == 0, r.stderr
+    assert (out / "README.md").exists() and (out / ".synthcodec-push").exists()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("my project")
+    (project / "code.py").write_text("print(1)")
+    r = synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir", str(project))
+    assert r.returncode == 2 and "did not write" in r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert sorted(p.name for p in project.iterdir()) == ["README.md", "code.py"]
+    assert (project / "README.md").read_text() == "my project"
 
 
 def test_push_without_token_or_of_a_live_run(gen_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
