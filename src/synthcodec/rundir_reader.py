@@ -372,9 +372,6 @@ class Run:
 
     # ------------------------------------------------------------------ metadata pool
 
-    def metadata_pool(self) -> list[dict[str, Any]]:
-        return list(_read_jsonl(self.path / "metadata.jsonl"))
-
     def decoded(self) -> bool:
         """Has `decode` run on the pool (editing it now redoes decode and what follows)?"""
         return "decode" in self.stages

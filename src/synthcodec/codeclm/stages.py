@@ -14,13 +14,13 @@ from typing import Any
 
 from synthcodec.codeclm import steps
 from synthcodec.codeclm.config import CodecConfig
-from synthcodec.codeclm.pool import build_pool, check_pool_row
+from synthcodec.codeclm.pool import build_pool, check_pool
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.rouge import NearDuplicateFilter
 from synthcodec.codeclm.steps import Ctx, base_candidate
 from synthcodec.codeclm.workspace import Workspace
 from synthcodec.engine import Item, Record, RunResult, Stage, StepResult, StopWhen
-from synthcodec.errors import InputError, UserError
+from synthcodec.errors import UserError
 from synthcodec.io import FieldSpec, extract, iter_rows, scan_input
 from synthcodec.judge import JudgeSettings
 from synthcodec.runner import Models, RunOptions, record_id, run_stage
@@ -190,17 +190,7 @@ def metadata_stage(ws: Workspace, cfg: CodecConfig) -> StageResult:
 
 
 def load_metadata(ws: Workspace) -> list[Record]:
-    path = str(ws.file(METADATA))
-    rows, ids = [], set()
-    for idx, (line, row) in enumerate(ws.rows(METADATA, made_by="metadata")):
-        entry = check_pool_row(path, line, row, idx)
-        if entry["id"] in ids:
-            raise InputError(path, f"duplicate id {entry['id']!r}", line=line, field="id")
-        ids.add(entry["id"])
-        rows.append(entry)
-    if not rows:
-        raise UserError(f"{path} has no entries")
-    return rows
+    return check_pool(str(ws.file(METADATA)), ws.rows(METADATA, made_by="metadata"))
 
 
 # --------------------------------------------------------------------------- decode
