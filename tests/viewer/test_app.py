@@ -63,6 +63,21 @@ def test_review_needs_the_page_token(gen_run: Path) -> None:
     assert re.search(r'name="token" value="[^"]+"', c.get("/row/1").text)
 
 
+def test_a_hand_review_shows_at_once_without_a_rebuild(gen_run: Path) -> None:
+    viewer, c = client(gen_run)
+    viewer.index.min_interval = 0
+    db = viewer.index.db
+    r = c.post("/review", data={"rid": "1", "status": "kept", "note": "fine by me",
+                                "token": viewer.token}, follow_redirects=False)
+    assert r.status_code == 303
+    assert not viewer.index.refresh() and viewer.index.db is db  # review.jsonl: no rebuild
+    html = c.get("/row/1").text
+    assert "by hand" in html and "fine by me" in html
+    c.post("/review", data={"rid": "1", "status": "clear", "token": viewer.token})
+    assert "by hand" not in c.get("/row/1").text
+    assert viewer.index.db is db
+
+
 def test_metadata_pool_edit_is_checked_and_atomic(gen_run: Path) -> None:
     viewer, c = client(gen_run)
     bad = c.post("/metadata", data={"token": viewer.token, "pool": '{"use_case": "x"}'})

@@ -127,8 +127,7 @@ class Viewer:
         row = self.index.get(rid)
         if row is None or status not in (KEPT, REJECTED, "clear"):
             return HTMLResponse("bad review", status_code=400)
-        append_review(self.run.path, row.key, status, note)
-        self.index.mark(row.key, status, note)
+        self.index.mark(append_review(self.run.path, row.key, status, note))
         return RedirectResponse(f"/row/{rid}?saved=1", status_code=303)
 
     async def metadata(self, request: Request) -> Response:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthcodec.rundir_reader import Run, ViewRow, load_review
+from synthcodec.rundir_reader import REVIEW_FILE, Run, ViewRow
 
 PAGE_SIZE = 50
 _COLUMNS = ("key", "stage", "status", "final", "reason", "score", "gap", "iteration",
@@ -85,7 +85,7 @@ class RowIndex:
         db.execute("CREATE TABLE rows (rid INTEGER PRIMARY KEY, key TEXT, stage TEXT, "
                    "status TEXT, final TEXT, reason TEXT, score REAL, gap REAL, "
                    "iteration INTEGER, use_case TEXT, skills TEXT, model TEXT, text TEXT, "
-                   "note TEXT, data TEXT)")
+                   "note TEXT, review TEXT, data TEXT)")
         db.execute("CREATE VIRTUAL TABLE fts USING fts5(body, content='', "
                    "tokenize='unicode61')")
         return db
@@ -95,6 +95,8 @@ class RowIndex:
         p = self.run.path
         for path in [*p.glob("*.jsonl"), *p.glob("*.json"), *p.glob("rejects/*.jsonl"),
                      *p.glob("journal.sqlite*")]:
+            if path.name == REVIEW_FILE:
+                continue  # a hand review is applied by mark(), without a rebuild
             try:
                 st = path.stat()
             except OSError:
@@ -170,17 +172,17 @@ class RowIndex:
 
     def get(self, rid: int) -> ViewRow | None:
         with self._lock:
-            hit = self.db.execute(f"SELECT {', '.join(_COLUMNS)}, data FROM rows WHERE rid = ?",
-                                  (rid,)).fetchone()
+            hit = self.db.execute(f"SELECT {', '.join(_COLUMNS)}, review, data FROM rows "
+                                  "WHERE rid = ?", (rid,)).fetchone()
         if hit is None:
             return None
-        d = dict(zip((*_COLUMNS, "data"), hit))
-        review = load_review(self.run.path).get(d["key"])
+        d = dict(zip((*_COLUMNS, "review", "data"), hit))
         return ViewRow(key=d["key"], stage=d["stage"], status=d["status"],
                        data=json.loads(d["data"]), reason=d["reason"], score=d["score"],
                        gap=d["gap"], iteration=d["iteration"], use_case=d["use_case"],
                        skills=[s for s in d["skills"].strip("|").split("|") if s],
-                       model=d["model"], text=d["text"], review=review)
+                       model=d["model"], text=d["text"],
+                       review=json.loads(d["review"]) if d["review"] else None)
 
     def column(self, name: str, *, where: str = "") -> list[Any]:
         assert name in ("score", "gap", "iteration")
@@ -194,14 +196,17 @@ class RowIndex:
                 "SELECT iteration, COUNT(*) FROM rows WHERE final = 'kept' AND iteration "
                 "IS NOT NULL GROUP BY iteration ORDER BY iteration")}
 
-    def mark(self, key: str, status: str, note: str) -> None:
-        """Reflect a hand review at once (review.jsonl holds it for good)."""
+    def mark(self, entry: dict[str, Any]) -> None:
+        """Reflect a hand review (an entry append_review wrote to review.jsonl) at once."""
+        key, status = entry["key"], entry["status"]
         with self._lock:
             if status == "clear":
-                self.db.execute("UPDATE rows SET final = status, note = '' WHERE key = ?", (key,))
+                self.db.execute("UPDATE rows SET final = status, note = '', review = NULL "
+                                "WHERE key = ?", (key,))
             else:
-                self.db.execute("UPDATE rows SET final = ?, note = ? WHERE key = ?",
-                                (status, note, key))
+                self.db.execute("UPDATE rows SET final = ?, note = ?, review = ? WHERE key = ?",
+                                (status, entry.get("note", ""),
+                                 json.dumps(entry, ensure_ascii=False), key))
             self.counts = {s: n for s, n in self.db.execute(
                 "SELECT final, COUNT(*) FROM rows GROUP BY final")}
             self.version += 1
@@ -211,6 +216,7 @@ def _record(rid: int, row: ViewRow) -> tuple[Any, ...]:
     return (rid, row.key, row.stage, row.status, row.final_status, row.reason, row.score,
             row.gap, row.iteration, row.use_case, "|" + "|".join(row.skills) + "|" if row.skills
             else "", row.model, row.text, (row.review or {}).get("note", ""),
+            json.dumps(row.review, ensure_ascii=False) if row.review else None,
             json.dumps(row.data, ensure_ascii=False))
 
 
@@ -235,7 +241,7 @@ def _body(row: ViewRow) -> str:
 
 def _insert(db: sqlite3.Connection, batch: list[tuple[Any, ...]], fts: list[tuple[int, str]]) -> None:
     if batch:
-        db.executemany("INSERT INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
+        db.executemany("INSERT INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
         db.executemany("INSERT INTO fts (rowid, body) VALUES (?, ?)", fts)
 
 
