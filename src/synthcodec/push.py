@@ -145,7 +145,7 @@ def reproduce_command(run: Run) -> str:
     """The command that makes this run again (reconstructed from its config)."""
     q = shlex.quote
     if run.kind == "generate":
-        st = run.stages
+        st = run.json("stages.json")
         enc = (st.get("encode") or {}).get("config", {})
         meta = (st.get("metadata") or {}).get("config", {})
         dec = (st.get("decode") or {}).get("config", {})
@@ -155,7 +155,7 @@ def reproduce_command(run: Run) -> str:
         parts = ["synthcodec generate", q(str(enc.get("seeds", "SEEDS.jsonl"))),
                  "--strong", q(models.get("strong", "MODEL")), "--target",
                  q(models.get("target", "MODEL")), "-n", str((st.get("loop") or {}).get(
-                     "requested", run.summary.get("requested", 2000)))]
+                     "requested", run.json("summary.json").get("requested", 2000)))]
         for flag, value in (("--size", meta.get("pool_size")), ("--seed", meta.get("seed")),
                             ("--per-metadata", dec.get("per_metadata")),
                             ("--rouge-threshold", dec.get("rouge_threshold")),
@@ -234,11 +234,11 @@ def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int,
         tags=["synthetic", "synthcodec", method], task_categories=["text-generation"],
         size_categories=[_size_category(kept)], configs=configs)
     models = run.models()
-    cost = run.cost()
     usage = run.usage()
+    cost = run.cost(usage)
     lines: list[str] = [f"# {repo_id.split('/')[-1]}", ""]
     if run.kind == "generate":
-        loop = (run.stages.get("loop") or {}).get("config", {})
+        loop = (run.json("stages.json").get("loop") or {}).get("config", {})
         lines += [
             "Instruction–response pairs made with **CodecLM** (Wang et al., 2024, "
             f"[arXiv 2404.05875]({CODECLM})) by synthcodec: a strong model "
@@ -275,14 +275,14 @@ def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int,
     if reviewed:
         lines += [f"{reviewed} rows were reviewed by hand (`review.jsonl`): a row marked "
                   "rejected is left out of the kept split, one marked kept is kept.", ""]
-    summary = run.summary
+    summary = run.json("summary.json")
     if run.kind == "generate" and summary:
         lines += [f"Stopped: {summary.get('stop')}; kept per iteration: "
                   f"{summary.get('kept_by_iteration')}; near-duplicates removed: "
                   f"{summary.get('near_duplicates_removed')}; metadata coverage: "
                   f"{summary.get('metadata_coverage')}.", ""]
-    if run.kind == "compare" and run.report.get("total"):
-        t = run.report["total"]
+    t = run.json("report.json").get("total") if run.kind == "compare" else None
+    if t:
         lines += [f"AlpaGasus W/T/L: {t.get('alpagasus')}; CodecLM: {t.get('codeclm')}; "
                   f"position inconsistency: {t.get('position_inconsistency')}.", ""]
     if charts:

@@ -182,21 +182,11 @@ class Run:
             return str(stage)
         return "unknown"
 
-    @property
-    def manifest(self) -> dict[str, Any]:
-        return _read_json(self.path / "manifest.json") or {}
-
-    @property
-    def stages(self) -> dict[str, Any]:
-        return _read_json(self.path / "stages.json") or {}
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return _read_json(self.path / "summary.json") or {}
-
-    @property
-    def report(self) -> dict[str, Any]:
-        return _read_json(self.path / "report.json") or {}
+    def json(self, name: str) -> dict[str, Any]:
+        """RUN/name (manifest.json, stages.json, summary.json, report.json) as a dict; {}
+        when it is missing or not (yet) a JSON object."""
+        value = _read_json(self.path / name)
+        return value if isinstance(value, dict) else {}
 
     def live(self) -> bool:
         return is_live(self.path)
@@ -207,12 +197,13 @@ class Run:
             return "live"
         if self.kind == "generate":
             return "complete" if (self.path / "summary.json").exists() else "incomplete"
-        return "complete" if self.manifest.get("status") == "complete" else "incomplete"
+        complete = self.json("manifest.json").get("status") == "complete"
+        return "complete" if complete else "incomplete"
 
     def models(self) -> dict[str, str]:
         """Role -> model spec, redacted (never a key)."""
         if self.kind == "generate":
-            models = self.stages.get("_models") or {}
+            models = self.json("stages.json").get("_models") or {}
         else:
             models = self.config.get("models") or {}
         return {role: redact_spec(str(spec)) for role, spec in models.items()}
@@ -221,7 +212,7 @@ class Run:
         """The options the run ran with: per stage for generate, the config otherwise."""
         if self.kind == "generate":
             return {name: _redact_tree(entry.get("config", {}))
-                    for name, entry in self.stages.items()
+                    for name, entry in self.json("stages.json").items()
                     if not name.startswith("_") and isinstance(entry, dict)}
         cfg = {k: v for k, v in self.config.items() if k != "template"}
         return _redact_tree(cfg)
@@ -230,28 +221,29 @@ class Run:
         """Tokens, requests and dollars per stage (generate) or for the run."""
         if self.kind == "generate":
             out = {}
-            for name, entry in self.stages.items():
+            for name, entry in self.json("stages.json").items():
                 if name.startswith("_") or not isinstance(entry, dict):
                     continue
                 if entry.get("stats"):
                     out[name] = dict(entry["stats"])
             return out
-        total = self.manifest.get("usage_total") or {}
+        total = self.json("manifest.json").get("usage_total") or {}
         return {self.config.get("stage", self.kind): dict(total)} if total else {}
 
-    def cost(self) -> dict[str, Any]:
-        usage = self.usage()
+    def cost(self, usage: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Dollars, tokens and requests of the whole run (from `usage()`, or `usage` given)."""
+        usage = self.usage() if usage is None else usage
         usd = sum(float(u.get("usd") or 0) for u in usage.values())
         tokens = sum(int(u.get("prompt_tokens") or 0) + int(u.get("completion_tokens") or 0)
                      for u in usage.values())
         requests = sum(int(u.get("requests") or 0) for u in usage.values())
-        return {"usd": round(usd, 6), "tokens": tokens, "requests": requests,
-                "per_model": (self.manifest.get("cost") or {}).get("models", {})}
+        return {"usd": round(usd, 6), "tokens": tokens, "requests": requests}
 
     def theta(self) -> float | None:
         if self.kind != "generate":
             return None
-        return _float(((self.stages.get("loop") or {}).get("config") or {}).get("theta"))
+        loop = self.json("stages.json").get("loop") or {}
+        return _float((loop.get("config") or {}).get("theta"))
 
     # ------------------------------------------------------------------ rows
 
@@ -374,7 +366,7 @@ class Run:
 
     def decoded(self) -> bool:
         """Has `decode` run on the pool (editing it now redoes decode and what follows)?"""
-        return "decode" in self.stages
+        return "decode" in self.json("stages.json")
 
 
 def _chain(*its: Iterator[Any]) -> Iterator[Any]:

@@ -75,10 +75,10 @@ class Viewer:
     # ------------------------------------------------------------------ helpers
 
     def _page(self, template: str, **ctx: Any) -> HTMLResponse:
-        live = self.run.live()
+        status = self.run.status()
         html = self.env.get_template(template).render(
-            run=self.run, path=str(self.run.path), kind=self.run.kind, live=live,
-            status=self.run.status(), token=self.token, counts=self.index.counts,
+            run=self.run, path=str(self.run.path), kind=self.run.kind, live=status == "live",
+            status=status, token=self.token, counts=self.index.counts,
             models=self.run.models(), **ctx)
         return HTMLResponse(html, headers={
             "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src "
@@ -101,10 +101,7 @@ class Viewer:
 
         return self._page("index.html", f=f, page=page, facets=self.index.facets, link=link,
                           charts=[(c, charts.TITLES[c]) for c in charts.charts_for(self.run.kind)],
-                          version=self.index.version, statuses=STATUSES,
-                          usage=self.run.usage(), cost=self.run.cost(),
-                          summary=self.run.summary or self.run.report.get("total") or {},
-                          build_seconds=self.index.build_seconds)
+                          version=self.index.version, statuses=STATUSES, cost=self.run.cost())
 
     async def row(self, request: Request) -> Response:
         row = self.index.get(int(request.path_params["rid"]))

@@ -71,7 +71,6 @@ class RowIndex:
     counts: dict[str, int] = field(default_factory=dict)
     version: int = 0
     built_at: float = 0.0
-    build_seconds: float = 0.0
     _signature: Any = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -119,7 +118,6 @@ class RowIndex:
             return True
 
     def _build(self) -> None:
-        started = time.perf_counter()
         db = self._new_db()
         batch: list[tuple[Any, ...]] = []
         fts: list[tuple[int, str]] = []
@@ -150,7 +148,6 @@ class RowIndex:
         old = self.db
         self.db, self.facets, self.counts = db, facets, counts
         self.version += 1
-        self.build_seconds = time.perf_counter() - started
         old.close()
 
     # ------------------------------------------------------------------ queries
