@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from synthcodec.errors import UserError
 from synthcodec.export import Example, alpaca_record, openai_record, sharegpt_record
 from synthcodec.llm.spec import redact_spec
-from synthcodec.rundir_reader import KEPT, REJECTED, Run, ViewRow
+from synthcodec.rundir_reader import FAILED, KEPT, REJECTED, Run, ViewRow
 
 PUSH_FORMATS = ("lineage", "alpaca", "openai", "sharegpt")
 DEFAULT_LICENSE = "unknown: check your seed/input data's licence"
@@ -116,18 +117,28 @@ def shaped(run: Run, rows: list[ViewRow], fmt: str) -> list[dict[str, Any]]:
     return _json_cols(out)
 
 
-def split_rows(run: Run) -> tuple[list[ViewRow], list[ViewRow]]:
-    """(kept, rejected) after hand review; failed rows go nowhere (they were never judged)."""
-    kept, rejected = [], []
-    for row in run.rows():
+@dataclass
+class Split:
+    kept: list[ViewRow]
+    rejected: list[ViewRow]
+    failed: int  # counted only: failed rows were never judged, they go nowhere
+    reviewed: int  # rows a person marked by hand (review.jsonl)
+
+
+def split_rows(run: Run, rows: Iterable[ViewRow]) -> Split:
+    """`rows` (run.rows()) into kept and rejected after hand review, in one pass."""
+    split = Split([], [], 0, 0)
+    for row in rows:
+        split.failed += row.status == FAILED
+        split.reviewed += row.review is not None
         if run.kind == "generate" and row.stage != "loop":
             continue  # stage-level rejects (a seed that could not be encoded) are not rows
         final = row.final_status
         if final == KEPT:
-            kept.append(row)
+            split.kept.append(row)
         elif final == REJECTED:
-            rejected.append(row)
-    return kept, rejected
+            split.rejected.append(row)
+    return split
 
 
 def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -218,8 +229,9 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int, fmt: str,
-               license_text: str, with_rejected: bool, charts: list[tuple[str, str]]) -> Any:
+def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int, reviewed: int,
+               fmt: str, license_text: str, with_rejected: bool,
+               charts: list[tuple[str, str]]) -> Any:
     from huggingface_hub import DatasetCard, DatasetCardData
 
     configs = [{"config_name": "default", "data_files": [{"split": "train",
@@ -271,7 +283,6 @@ def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int,
               "| split | rows |", "|---|---|", f"| kept (`default`) | {kept} |",
               f"| rejected{' (`rejected`)' if with_rejected else ' (not uploaded)'} | {rejected} |",
               f"| failed (not uploaded) | {failed} |", ""]
-    reviewed = sum(1 for _ in _review_entries(run))
     if reviewed:
         lines += [f"{reviewed} rows were reviewed by hand (`review.jsonl`): a row marked "
                   "rejected is left out of the kept split, one marked kept is kept.", ""]
@@ -314,12 +325,6 @@ def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int,
                                      "{{ body }}\n", body="\n".join(lines))
 
 
-def _review_entries(run: Run) -> list[Any]:
-    from synthcodec.rundir_reader import load_review
-
-    return list(load_review(run.path).values())
-
-
 # ---------------------------------------------------------------------- the folder
 
 def build_folder(run_dir: str | Path, folder: str | Path, repo_id: str, *, fmt: str = "lineage",
@@ -335,8 +340,8 @@ def build_folder(run_dir: str | Path, folder: str | Path, repo_id: str, *, fmt: 
     if state != "complete":
         raise UserError(f"{run_dir} is {state}: finish the run (run the same command again) "
                         "before pushing it")
-    kept, rejected = split_rows(run)
-    failed = sum(1 for r in run.rows(with_review=False) if r.status == "failed")
+    rows = list(run.rows())
+    split = split_rows(run, rows)
     out = Path(folder)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")
@@ -347,22 +352,22 @@ def build_folder(run_dir: str | Path, folder: str | Path, repo_id: str, *, fmt: 
         shutil.rmtree(out)  # a folder we wrote before: write it afresh
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by synthcodec push; replaced by the next push here\n")
-    write_parquet(out / "data" / "train-00000.parquet", shaped(run, kept, fmt))
+    write_parquet(out / "data" / "train-00000.parquet", shaped(run, split.kept, fmt))
     if with_rejected:
-        write_parquet(out / "rejected" / "train-00000.parquet", shaped(run, rejected, fmt))
-    charts = _write_charts(run, out / "charts")
-    card = build_card(run, repo_id, kept=len(kept), rejected=len(rejected), failed=failed,
-                      fmt=fmt, license_text=license_text, with_rejected=with_rejected,
-                      charts=charts)
+        write_parquet(out / "rejected" / "train-00000.parquet", shaped(run, split.rejected, fmt))
+    charts = _write_charts(run, out / "charts", rows)
+    card = build_card(run, repo_id, kept=len(split.kept), rejected=len(split.rejected),
+                      failed=split.failed, reviewed=split.reviewed, fmt=fmt,
+                      license_text=license_text, with_rejected=with_rejected, charts=charts)
     card.save(out / "README.md")
-    return Pushed(out, len(kept), len(rejected))
+    return Pushed(out, len(split.kept), len(split.rejected))
 
 
-def _write_charts(run: Run, folder: Path) -> list[tuple[str, str]]:
+def _write_charts(run: Run, folder: Path, rows: list[ViewRow]) -> list[tuple[str, str]]:
     from synthcodec.viewer import charts
     from synthcodec.viewer.index import RowIndex
 
-    index = RowIndex(run)
+    index = RowIndex(run, rows)
     names = [n for n in ("scores", "gaps", "iterations", "wtl") if n in charts.charts_for(run.kind)]
     folder.mkdir(parents=True, exist_ok=True)
     out = []

@@ -35,7 +35,8 @@ def test_to_dir_loads_with_datasets_and_the_card_parses(gen_run: Path, tmp_path:
     text = card.text
     for needle in ("fake:strong", "fake:target", "| kept (`default`) | 5 |", "2404.05875",
                    "2307.08701", "synthcodec generate", "--theta 3", "charts/gaps.png",
-                   "apache-2.0", "seed_ids"):
+                   "apache-2.0", "seed_ids", "1 rows were reviewed by hand",
+                   "| failed (not uploaded) | 0 |"):
         assert needle in text, needle
     assert (out / "charts" / "gaps.png").stat().st_size > 1000
 
@@ -50,6 +51,7 @@ def test_compare_and_rate_runs(cmp_run: Path, rate_run: Path, tmp_path: Path) ->
         ds = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"),
                                    split="train")
         assert ds.num_rows == (9 if run is cmp_run else 6)
+        assert f"| failed (not uploaded) | {0 if run is cmp_run else 2} |" in card.text
 
 
 def test_upload_to_a_stand_in_hub(gen_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,6 +48,24 @@ def test_compare_and_rate_rows(cmp_run: Path, rate_run: Path) -> None:
     assert "no readable rating" in failed.reason
 
 
+def test_win_tie_lose_comes_from_the_index_and_honours_review(cmp_run: Path) -> None:
+    from collections import Counter
+
+    from synthcodec.viewer.index import RowIndex
+
+    run = Run(cmp_run)
+    index = RowIndex(run)
+    expected: dict[str, Counter[str]] = {}
+    for r in run.rows():
+        if r.status == "kept":
+            expected.setdefault(r.use_case, Counter())[str(r.data["codeclm"])] += 1
+    assert index.outcomes_per_category() == expected
+    assert sum(sum(c.values()) for c in expected.values()) == 9
+    math = next(r for r in run.rows() if r.use_case == "math")
+    index.mark(append_review(cmp_run, math.key, "rejected", "wrong question"))
+    assert sum(index.outcomes_per_category()["math"].values()) == 2
+
+
 def test_live_run_is_read_from_the_journal(tmp_path: Path) -> None:
     """A run whose writer holds the lock: rows come from journal.sqlite, read-only, and the
     writer can keep committing while we read."""

@@ -11,7 +11,9 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +66,10 @@ class Page:
 
 @dataclass
 class RowIndex:
+    """The rows of `run`; `rows`: the run's rows when the caller has read them already."""
+
     run: Run
+    rows: InitVar[Iterable[ViewRow] | None] = None
     min_interval: float = 2.0
     db: sqlite3.Connection = field(init=False)
     facets: dict[str, list[str]] = field(default_factory=dict)
@@ -74,9 +79,13 @@ class RowIndex:
     _signature: Any = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, rows: Iterable[ViewRow] | None) -> None:
         self.db = self._new_db()
-        self.refresh(force=True)
+        if rows is None:
+            self.refresh(force=True)
+        else:
+            self._signature, self.built_at = self._files_signature(), time.monotonic()
+            self._build(rows)
 
     @staticmethod
     def _new_db() -> sqlite3.Connection:
@@ -117,12 +126,12 @@ class RowIndex:
             self._build()
             return True
 
-    def _build(self) -> None:
+    def _build(self, rows: Iterable[ViewRow] | None = None) -> None:
         db = self._new_db()
         batch: list[tuple[Any, ...]] = []
         fts: list[tuple[int, str]] = []
         rid = 0
-        for row in self.run.rows():
+        for row in self.run.rows() if rows is None else rows:
             rid += 1
             batch.append(_record(rid, row))
             fts.append((rid, _body(row)))
@@ -192,6 +201,16 @@ class RowIndex:
             return {int(i): n for i, n in self.db.execute(
                 "SELECT iteration, COUNT(*) FROM rows WHERE final = 'kept' AND iteration "
                 "IS NOT NULL GROUP BY iteration ORDER BY iteration")}
+
+    def outcomes_per_category(self) -> dict[str, Counter[str]]:
+        """compare: kept verdicts (after hand review) per category -> CodecLM outcome counts."""
+        per: dict[str, Counter[str]] = {}
+        with self._lock:
+            for category, outcome, n in self.db.execute(
+                    "SELECT use_case, json_extract(data, '$.codeclm'), COUNT(*) FROM rows "
+                    "WHERE final = 'kept' GROUP BY 1, 2"):
+                per.setdefault(category or "(none)", Counter())[str(outcome)] += n
+        return per
 
     def mark(self, entry: dict[str, Any]) -> None:
         """Reflect a hand review (an entry append_review wrote to review.jsonl) at once."""
