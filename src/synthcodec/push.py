@@ -20,6 +20,7 @@ from typing import Any
 
 from synthcodec.errors import UserError
 from synthcodec.export import Example, alpaca_record, openai_record, sharegpt_record
+from synthcodec.io import write_parquet
 from synthcodec.llm.spec import redact_spec
 from synthcodec.rundir_reader import FAILED, KEPT, REJECTED, Run, ViewRow
 
@@ -141,13 +142,10 @@ def split_rows(run: Run, rows: Iterable[ViewRow]) -> Split:
     return split
 
 
-def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(rows) if rows else pa.table({"empty": pa.array([], pa.string())})
-    pq.write_table(table, path)
+def _write_split(path: Path, rows: list[dict[str, Any]]) -> None:
+    # One batch: each column's type is inferred over all rows (a column that is null in the
+    # first rows and text later would not fit the schema of a first, smaller batch).
+    write_parquet(path, rows, batch_size=max(1, len(rows)))
 
 
 # ---------------------------------------------------------------------- reproduce
@@ -352,9 +350,9 @@ def build_folder(run_dir: str | Path, folder: str | Path, repo_id: str, *, fmt: 
         shutil.rmtree(out)  # a folder we wrote before: write it afresh
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by synthcodec push; replaced by the next push here\n")
-    write_parquet(out / "data" / "train-00000.parquet", shaped(run, split.kept, fmt))
+    _write_split(out / "data" / "train-00000.parquet", shaped(run, split.kept, fmt))
     if with_rejected:
-        write_parquet(out / "rejected" / "train-00000.parquet", shaped(run, split.rejected, fmt))
+        _write_split(out / "rejected" / "train-00000.parquet", shaped(run, split.rejected, fmt))
     charts = _write_charts(run, out / "charts", rows)
     card = build_card(run, repo_id, kept=len(split.kept), rejected=len(split.rejected),
                       failed=split.failed, reviewed=split.reviewed, fmt=fmt,

@@ -133,21 +133,6 @@ def journal_rows(path: Path, stage: str) -> Iterator[tuple[str, dict[str, Any]]]
         db.close()
 
 
-def journal_stages(path: Path) -> list[str]:
-    db_path = path / "journal.sqlite"
-    if not db_path.exists():
-        return []
-    try:
-        db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-        try:
-            return [n[len("stage_"):] for (n,) in db.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'stage_%'")]
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return []
-
-
 def _float(value: Any) -> float | None:
     try:
         return None if value is None or isinstance(value, bool) else float(value)

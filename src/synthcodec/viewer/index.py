@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import InitVar, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from synthcodec.rundir_reader import REVIEW_FILE, Run, ViewRow
@@ -295,7 +294,3 @@ def _where(f: Filters) -> tuple[str, list[Any]]:
         clauses.append("rid IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
         args.append(fts_query(f.q))
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
-
-
-def load_index(path: str | Path, **kw: Any) -> RowIndex:
-    return RowIndex(Run(path), **kw)
