@@ -276,7 +276,7 @@ class Run:
             source = journal_rows(self.path, "judge")
         for status, row in source:
             meta = row.get("_synthcodec") or {}
-            yield ViewRow(key=f"{row.get('bench', '')}:{row.get('key', row.get('question_id'))}",
+            yield ViewRow(key=f"{row.get('bench', '')}:{row.get('key', '')}",
                           stage=str(row.get("bench") or "judge"), status=status, data=row,
                           reason=str(meta.get("reason") or row.get("codeclm") or ""),
                           score=_float(row.get("mean_a")),
@@ -300,16 +300,15 @@ class Run:
         if rejects.is_dir():
             for f in sorted(rejects.glob("*.jsonl")):
                 for row in _read_jsonl(f):
-                    status = (row.get("_synthcodec") or {}).get("status")
-                    yield self._gen_row(f.stem, status if status in STATUSES else REJECTED,
+                    yield self._gen_row(f.stem, str((row.get("_synthcodec") or {}).get("status")),
                                         row, strong)
 
     def _gen_row(self, stage: str, status: str, row: dict[str, Any], model: str) -> ViewRow:
         meta = row.get("_synthcodec") or {}
-        key = row.get("id") or meta.get("id") or row.get("seed_id") or row.get("metadata_id") or ""
+        key = row.get("id") or meta.get("id") or ""
         if stage != "loop":
             key = f"{stage}:{key}"
-        reason = row.get("reason") or meta.get("reason") or ""
+        reason = meta.get("reason") or ""
         if not reason and status == KEPT:
             reason = str(row.get("decision") or "")
         text = row.get("instruction") or row.get("use_case") or ""

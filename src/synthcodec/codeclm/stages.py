@@ -21,7 +21,7 @@ from synthcodec.codeclm.steps import Ctx, base_candidate
 from synthcodec.codeclm.workspace import Workspace
 from synthcodec.engine import Item, Record, RunResult, Stage, StepResult, StopWhen
 from synthcodec.errors import UserError
-from synthcodec.io import FieldSpec, extract, iter_rows, scan_input
+from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input
 from synthcodec.judge import JudgeSettings
 from synthcodec.runner import Models, RunOptions, record_id, run_stage
 from synthcodec.stages.base import ModelStage
@@ -224,7 +224,8 @@ async def decode_stage(ws: Workspace, models: Models, ctx: Ctx,
 
 def dedupe_instructions(rows: list[Record], threshold: float) -> tuple[list[Record], list[Record]]:
     """Round-robin order (the k-th instruction of every entry before any (k+1)-th), so a run
-    stopped at n kept pairs covers the pool evenly; near-duplicates of earlier ones dropped."""
+    stopped at n kept pairs covers the pool evenly; near-duplicates of earlier ones dropped
+    (in the row envelope of every run: the reason under `_synthcodec`)."""
     ordered = sorted(rows, key=lambda r: r["k"])  # stable: metadata order within each k
     near = NearDuplicateFilter(threshold)
     kept, dropped = [], []
@@ -232,7 +233,8 @@ def dedupe_instructions(rows: list[Record], threshold: float) -> tuple[list[Reco
         if near.add(row["instruction"]):
             kept.append(row)
         else:
-            dropped.append({**row, "reason": f"near-duplicate (ROUGE-L > {threshold:g})"})
+            dropped.append({**row, META: {"id": row.get("id"), "status": REJECTED,
+                                          "reason": f"near-duplicate (ROUGE-L > {threshold:g})"}})
     return kept, dropped
 
 
