@@ -180,8 +180,6 @@ class Run:
         """live, complete, or incomplete (stopped before it finished)."""
         if self.live():
             return "live"
-        if self.kind == "generate":
-            return "complete" if (self.path / "summary.json").exists() else "incomplete"
         complete = self.json("manifest.json").get("status") == "complete"
         return "complete" if complete else "incomplete"
 

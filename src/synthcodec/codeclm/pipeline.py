@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from synthcodec.codeclm.config import CodecConfig, per_metadata_for
-from synthcodec.codeclm.loop import INTERRUPTED, OUTPUT, LoopResult, loop_stage
+from synthcodec.codeclm.loop import INTERRUPTED, LoopResult, loop_stage
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.report import (
     SAME_MODEL_WARNING,
@@ -18,6 +18,9 @@ from synthcodec.codeclm.report import (
     write_summary,
 )
 from synthcodec.codeclm.stages import (
+    FAILED_FILE,
+    OUTPUT,
+    REJECTED_FILE,
     SEED_FIELDS,
     StageResult,
     decode_stage,
@@ -99,6 +102,26 @@ def exit_code(ws: Workspace, interrupted: bool) -> int:
     if (ws.state.get(COST_KEY) or {}).get("stopped"):
         return EXIT_BUDGET
     return 130 if interrupted else 0
+
+
+def write_manifest(ws: Workspace, result: StageResult | None, code: int) -> None:
+    """RUN/manifest.json at the end of every invocation, as every run has one
+    (docs/run-layout.md): `complete` once this invocation published the run's three files
+    (counts: their rows), `budget` or `interrupted` when it stopped early, else `incomplete`
+    (stages left to run); then counts are the journal of the stage it ran last."""
+    files = result.outputs if result is not None else {}
+    published = OUTPUT in files and not code
+    status = ("budget" if code == EXIT_BUDGET else "interrupted" if code else
+              "complete" if published else "incomplete")
+    if published:
+        counts = {"kept": files[OUTPUT], "rejected": files.get(REJECTED_FILE, 0),
+                  "failed": files.get(FAILED_FILE, 0)}
+    elif result is not None:
+        counts = {"ok": result.ok, "rejected": result.rejected, "failed": result.failed}
+    else:
+        counts = {}
+    ws.run.write_manifest(status=status, stage=result.stage if result is not None else None,
+                          counts=counts, usage_total=ws.total_stats(), exit_code=code)
 
 
 def make_ctx(models: Models, cfg: CodecConfig, prompts: Prompts,
@@ -189,8 +212,9 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
             print_lines(cost_lines(ws))
         else:
             print_lines(cost_lines(ws) + ["interrupted: run the same command again to resume"])
-        return GenerateResult(done, loop, summary, exit_code(ws, loop is None
-                                                             or loop.stop == INTERRUPTED))
+        code = exit_code(ws, loop is None or loop.stop == INTERRUPTED)
+        write_manifest(ws, done[-1] if done else None, code)
+        return GenerateResult(done, loop, summary, code)
 
 
 EXPORT_NAMES = {"jsonl": "pairs_export.jsonl", "alpaca": "pairs_alpaca.json",
@@ -229,9 +253,11 @@ def run_stage_command(stage: StageCall, *, run_dir: str, roles: Mapping[str, str
             summary = build_summary(ws, strong=specs["strong"], target=specs["target"],
                                     theta=cfg.theta, requested=None, stop="exhausted")
             lines += summary_lines(summary) + write_summary(ws, summary)
+        code = exit_code(ws, True) if result.interrupted else 0
+        write_manifest(ws, result, code)
     print_lines(lines)
-    if result.interrupted:
-        raise SystemExit(exit_code(ws, True))
+    if code:
+        raise SystemExit(code)
 
 
 def run_round_command(stage: Callable[..., Awaitable[StageResult]], *, run_dir: str,
