@@ -9,10 +9,11 @@ import pytest
 
 from synthcodec.codeclm import CodecConfig
 from synthcodec.codeclm.loop import contrast_stage, improve_stage, respond_stage
-from synthcodec.codeclm.pipeline import make_ctx, run_with_models
+from synthcodec.codeclm.pipeline import run_with_models
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.recipe import generate_job
 from synthcodec.codeclm.stages import decode_stage, encode_stage, metadata_stage, rubrics_stage
+from synthcodec.codeclm.steps import make_ctx
 from synthcodec.codeclm.workspace import Workspace
 from synthcodec.errors import UserError
 from synthcodec.llm import FakeBackend

@@ -29,19 +29,16 @@ from synthcodec.codeclm.stages import (
     metadata_stage,
     rubrics_stage,
 )
-from synthcodec.codeclm.steps import Ctx
-from synthcodec.codeclm.workspace import Workspace, note
+from synthcodec.codeclm.steps import Ctx, make_ctx
+from synthcodec.codeclm.workspace import COST_KEY, MODELS_KEY, Workspace, note
 from synthcodec.cost import EXIT_BUDGET
 from synthcodec.errors import UserError
 from synthcodec.io import scan_input
-from synthcodec.judge import JudgeSettings
 from synthcodec.llm import redact_spec
 from synthcodec.runner import Models, RunOptions, check_models, run_async
 from synthcodec.store import check_writable_dir
 
 T = TypeVar("T")
-MODELS_KEY = "_models"
-COST_KEY = "_cost"  # stages.json: what the last invocation's money lines said
 
 
 def resolve_models(ws: Workspace, **given: str | None) -> dict[str, str]:
@@ -122,18 +119,6 @@ def write_manifest(ws: Workspace, result: StageResult | None, code: int) -> None
         counts = {}
     ws.run.write_manifest(status=status, stage=result.stage if result is not None else None,
                           counts=counts, usage_total=ws.total_stats(), exit_code=code)
-
-
-def make_ctx(models: Models, cfg: CodecConfig, prompts: Prompts,
-             judge: JudgeSettings | None = None) -> Ctx:
-    target = models.clients.get("target")
-    strong = models["strong"]
-    # The answer format is decided here for the strong model (the judge), so the loop's
-    # config records "json" or "text", never "auto".
-    judge = judge or JudgeSettings(max_tokens=cfg.judge_max_tokens, reasks=cfg.judge_reasks,
-                                   json=cfg.judge_json)
-    return Ctx(strong=strong, target=target, cfg=cfg, prompts=prompts,
-               judge=judge.for_backend(strong.backend))
 
 
 def warn_same_model(specs: Mapping[str, str]) -> None:
