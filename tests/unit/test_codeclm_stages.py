@@ -128,6 +128,15 @@ def test_recipe_table_becomes_typed_settings() -> None:
     # judge-json = false is --judge-text
     assert generate_job({**base, "judge-json": True}, "r").cfg.judge_json is True
     assert generate_job({**base, "judge-json": False}, "r").cfg.judge_json is False
+    # Every option of run_options is a recipe key, the newer ones included.
+    job = generate_job({**base, "executor": "ray", "ray-address": "auto"}, "r")
+    assert (job.options.executor, job.options.ray_address) == ("ray", "auto")
+    job = generate_job({**base, "batch": True, "batch-poll": 5, "batch_size": 100,
+                        "price": "1,2"}, "r")
+    assert (job.options.batch, job.options.batch_poll, job.options.batch_size,
+            job.options.price) == (True, 5.0, 100, ("1,2",))
+    with pytest.raises(UserError, match="r: executor: .*'spark'"):
+        generate_job({**base, "executor": "spark"}, "r")
 
 
 def test_run_command_rejects_unknown_kinds(tmp_path: Path) -> None:
