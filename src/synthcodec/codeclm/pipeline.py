@@ -138,10 +138,6 @@ class GenerateResult:
     summary: dict[str, Any] | None
     exit_code: int = 0  # 4: stopped at the budget; 130: interrupted
 
-    @property
-    def interrupted(self) -> bool:
-        return any(s.interrupted for s in self.stages)
-
 
 def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: int,
              cfg: CodecConfig, options: RunOptions, mapping: Mapping[str, str] | None = None,
