@@ -128,6 +128,18 @@ class TrainResult:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+def summary(result: TrainResult) -> str:
+    """What `synthcodec train` prints at the end (the experiment logs its first line)."""
+    from synthcodec.progress import clock
+
+    first = result.losses[0] if result.losses else float("nan")
+    skipped = f" ({result.skipped} skipped)" if result.skipped else ""
+    return (f"trained {result.output_dir}: {result.steps} steps on {result.n_rows} rows{skipped}, "
+            f"{result.train_tokens} answer tokens, loss {first:.4f} -> {result.final_loss:.4f}, "
+            f"{clock(result.seconds)}\n"
+            f"serve it with: synthcodec answer BENCH --model hf:{result.output_dir} -o ANSWERS")
+
+
 ProgressFn = Callable[[StepProgress], None]
 LogFn = Callable[[str], None]
 
