@@ -100,3 +100,11 @@ def test_push_without_token_or_of_a_live_run(gen_run: Path, monkeypatch: pytest.
     monkeypatch.delenv("HF_TOKEN", raising=False)
     r = synthcodec("push", str(gen_run), "--repo-id", "me/x")
     assert r.returncode == 2 and "HF_TOKEN" in r.stderr
+    from synthcodec.codeclm.workspace import Workspace
+
+    out = gen_run.parent / "repo"
+    with Workspace(gen_run):  # a writer holds RUN/.lock: the run is live
+        r = synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir", str(out))
+    assert r.returncode == 2 and "is live" in r.stderr and not out.exists()
+    assert synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir",
+                      str(out)).returncode == 0  # once the writer is gone
