@@ -60,7 +60,8 @@ def main() -> None:
                  "status=failed": "/?status=failed", "score 4..4.5, page 50":
                  "/?score_min=4&score_max=4.5&page=50", "search 'python proof'":
                  "/?q=python+proof", "search + filter + deep page":
-                 "/?q=recipe&status=kept&score_min=4.5&page=200", "row panel": "/row/54321"}
+                 "/?q=recipe&status=kept&score_min=4.5&page=200",
+                 "row panel": f"/row/{args.rows // 2}"}
         print(f"{'request':32} {'median ms':>10} {'query ms':>9}")
         for name, url in cases.items():
             times, query = [], []

@@ -154,10 +154,11 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return [row for _, row in iter_rows(path)] if path.exists() and path.stat().st_size else []
 
 
-def _result(summary: Summary) -> RunResult:
+def _result(summary: Summary, rows: Path | None = None) -> RunResult:
+    """The run's rows (`rows`: the file the kept rows are read from, else RUN/output.jsonl)."""
     run = summary.run_dir
-    return RunResult(run, summary, _rows(run / "output.jsonl"), _rows(run / "rejected.jsonl"),
-                     _rows(run / "failed.jsonl"))
+    return RunResult(run, summary, _rows(rows or run / "output.jsonl"),
+                     _rows(run / "rejected.jsonl"), _rows(run / "failed.jsonl"))
 
 
 def _async(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
@@ -227,7 +228,7 @@ def select(rated: RunResult | str | Path, *, min_score: float | None = None,
            top: int | None = None, random: int | None = None, seed: int | None = None,
            output: str | Path | None = None, format: str = "jsonl") -> Selected:  # noqa: A002
     """Keep the best-rated rows of a `rate` result or run directory (default: score ≥ 4.5)."""
-    from synthcodec.stages.select import select_rows
+    from synthcodec.stages.select import DEFAULT_MIN_SCORE, select_rows
 
     source = rated.run_dir if isinstance(rated, RunResult) else Path(rated)
     rule = ("min" if min_score is not None else "top" if top is not None
@@ -235,7 +236,7 @@ def select(rated: RunResult | str | Path, *, min_score: float | None = None,
     value = min_score if min_score is not None else top if top is not None else random
     if output is None:
         base = source if source.is_dir() else source.parent
-        output = base / f"selected-{rule}-{value if value is not None else 4.5:g}.jsonl"
+        output = base / f"selected-{rule}-{value if value is not None else DEFAULT_MIN_SCORE:g}.jsonl"
     sel = select_rows(source, output, min_score=min_score, top=top, random_n=random, seed=seed,
                       fmt=format)
     rows = _rows(Path(output)) if format == "jsonl" else []
@@ -253,11 +254,8 @@ def answer(bench: str | Path, *, model: str = "local", output: str | Path | None
         _run_dir(None, "answer", Path(bench), settings) / "answers.jsonl")
     summary, _ = answer_file(bench, out, model=model, system=system, temperature=temperature,
                              max_tokens=max_tokens, options=_options(run_options),
-                             run_dir=out.parent / (out.name + ".run"),
                              backends={"model": backend} if backend is not None else None)
-    result = _result(summary)
-    result.rows = _rows(out)  # the answers file (question_id, question, answer, ...)
-    return result
+    return _result(summary, out)  # rows: the answers file (question_id, question, answer, ...)
 
 
 def compare(a: str | Path, b: str | Path, *, judge: str = "local",

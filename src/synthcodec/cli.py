@@ -11,29 +11,54 @@ import click
 from synthcodec import __version__
 from synthcodec.errors import UserError
 
-# name -> module; imported only when that command runs, so `--help` stays fast.
-COMMANDS: dict[str, str] = {
-    "complete": "synthcodec.commands.complete",
-    "rate": "synthcodec.commands.rate",
-    "select": "synthcodec.commands.select",
-    "answer": "synthcodec.commands.answer",
-    "compare": "synthcodec.commands.compare",
+# name -> (module, short help). A module is imported only when its command runs; `--help`
+# lists the commands from this table, so it imports none of them. Each short help is the
+# first sentence of the command's docstring (tests/unit/test_imports.py checks they agree).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "complete": ("synthcodec.commands.complete",
+                 "Answer the PROMPT field of every row of INPUT with MODEL."),
+    "rate": ("synthcodec.commands.rate", "Rate every (instruction, input, response) row of "
+             "DATA from 0 to 5 with JUDGE (AlpaGasus)."),
+    "select": ("synthcodec.commands.select", "Keep the best-rated rows of a `synthcodec rate` "
+               "RUN (or any file with a score column)."),
+    "answer": ("synthcodec.commands.answer",
+               "Answer every question of the benchmark file BENCH with MODEL."),
+    "compare": ("synthcodec.commands.compare", "Judge model A's answers against model B's, "
+                "question by question, in both orders."),
     # CodecLM generation (synthcodec.codeclm)
-    "encode": "synthcodec.commands.encode",
-    "metadata": "synthcodec.commands.metadata",
-    "decode": "synthcodec.commands.decode",
-    "rubrics": "synthcodec.commands.rubrics",
-    "improve": "synthcodec.commands.improve",
-    "respond": "synthcodec.commands.respond",
-    "contrast": "synthcodec.commands.contrast",
-    "generate": "synthcodec.commands.generate",
-    "run": "synthcodec.commands.run",
-    "train": "synthcodec.commands.train",
-    "experiment": "synthcodec.commands.experiment",
-    "benchmark": "synthcodec.commands.benchmark",
+    "encode": ("synthcodec.commands.encode",
+               "Name the use case and up to 3 skills of every seed instruction in SEEDS."),
+    "metadata": ("synthcodec.commands.metadata",
+                 "Build RUN/metadata.jsonl from RUN/encoded.jsonl."),
+    "decode": ("synthcodec.commands.decode", "Write K base instructions per entry of "
+               "RUN/metadata.jsonl into RUN/instructions.jsonl."),
+    "rubrics": ("synthcodec.commands.rubrics", "Write Self-Rubrics (rubrics + actions) for "
+                "every entry of RUN/metadata.jsonl."),
+    "improve": ("synthcodec.commands.improve", "Rewrite round R's undecided instructions "
+                "following one random rubric action."),
+    "respond": ("synthcodec.commands.respond",
+                "Answer round R's instructions with the strong and the target model."),
+    "contrast": ("synthcodec.commands.contrast", "Judge round R's answers in both orders and "
+                 "decide: keep, improve or reject."),
+    "generate": ("synthcodec.commands.generate",
+                 "Generate instruction-response pairs tailored to SEEDS that TARGET is bad at."),
+    "run": ("synthcodec.commands.run", "Run every table of RECIPE (TOML), e.g. a [generate] "
+            "table with all generate options."),
+    "train": ("synthcodec.commands.train",
+              "Fine-tune a model on DATA with LoRA; write the adapter to -o."),
+    "experiment": ("synthcodec.commands.experiment", "Run the [experiment] table of RECIPE "
+                   "(TOML): build datasets, train a LoRA adapter on each, answer a benchmark "
+                   "with each adapter, judge them pairwise, write report.md."),
+    "benchmark": ("synthcodec.commands.benchmark", "Run standard benchmarks on MODEL with "
+                  "EleutherAI's lm-evaluation-harness."),
     # see and share a run
-    "view": "synthcodec.commands.view",
-    "push": "synthcodec.commands.push",
+    "view": ("synthcodec.commands.view", "Browse RUN (finished or still running) in a local "
+             "web page: rows with status, reason and scores, filters and search, each row's "
+             "lineage, charts, and review by hand (RUN/review.jsonl, honoured by `select` and "
+             "`push`)."),
+    "push": ("synthcodec.commands.push", "Push RUN's kept rows (Parquet), charts and a "
+             "generated data card to the Hugging Face Hub as dataset OWNER/NAME, with the token "
+             "in $HF_TOKEN ($HF_ENDPOINT: another Hub)."),
 }
 
 
@@ -42,10 +67,17 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        module = COMMANDS.get(name)
-        if module is None:
+        if name not in COMMANDS:
             return None
-        return importlib.import_module(module).command  # type: ignore[no-any-return]
+        return importlib.import_module(COMMANDS[name][0]).command  # type: ignore[no-any-return]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's own listing, from COMMANDS' short helps instead of the imported commands."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, click.Command(name, help=COMMANDS[name][1])
+                                 .get_short_help_str(limit)) for name in names])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

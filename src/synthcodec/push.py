@@ -13,19 +13,22 @@ import os
 import re
 import shlex
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
 from synthcodec.export import Example, alpaca_record, openai_record, sharegpt_record
+from synthcodec.io import write_parquet
 from synthcodec.llm.spec import redact_spec
-from synthcodec.rundir_reader import KEPT, REJECTED, Run, ViewRow
+from synthcodec.rundir_reader import FAILED, KEPT, REJECTED, Run, ViewRow
 
 PUSH_FORMATS = ("lineage", "alpaca", "openai", "sharegpt")
 DEFAULT_LICENSE = "unknown: check your seed/input data's licence"
 CODECLM = "https://arxiv.org/abs/2404.05875"
 ALPAGASUS = "https://arxiv.org/abs/2307.08701"
+MARKER = ".synthcodec-push"  # in every folder build_folder writes: only such a folder is replaced
 
 LINEAGE_FIELDS = {
     "generate": {
@@ -115,27 +118,34 @@ def shaped(run: Run, rows: list[ViewRow], fmt: str) -> list[dict[str, Any]]:
     return _json_cols(out)
 
 
-def split_rows(run: Run) -> tuple[list[ViewRow], list[ViewRow]]:
-    """(kept, rejected) after hand review; failed rows go nowhere (they were never judged)."""
-    kept, rejected = [], []
-    for row in run.rows():
+@dataclass
+class Split:
+    kept: list[ViewRow]
+    rejected: list[ViewRow]
+    failed: int  # counted only: failed rows were never judged, they go nowhere
+    reviewed: int  # rows a person marked by hand (review.jsonl)
+
+
+def split_rows(run: Run, rows: Iterable[ViewRow]) -> Split:
+    """`rows` (run.rows()) into kept and rejected after hand review, in one pass."""
+    split = Split([], [], 0, 0)
+    for row in rows:
+        split.failed += row.status == FAILED
+        split.reviewed += row.review is not None
         if run.kind == "generate" and row.stage != "loop":
             continue  # stage-level rejects (a seed that could not be encoded) are not rows
         final = row.final_status
         if final == KEPT:
-            kept.append(row)
+            split.kept.append(row)
         elif final == REJECTED:
-            rejected.append(row)
-    return kept, rejected
+            split.rejected.append(row)
+    return split
 
 
-def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(rows) if rows else pa.table({"empty": pa.array([], pa.string())})
-    pq.write_table(table, path)
+def _write_split(path: Path, rows: list[dict[str, Any]]) -> None:
+    # One batch: each column's type is inferred over all rows (a column that is null in the
+    # first rows and text later would not fit the schema of a first, smaller batch).
+    write_parquet(path, rows, batch_size=max(1, len(rows)))
 
 
 # ---------------------------------------------------------------------- reproduce
@@ -144,7 +154,7 @@ def reproduce_command(run: Run) -> str:
     """The command that makes this run again (reconstructed from its config)."""
     q = shlex.quote
     if run.kind == "generate":
-        st = run.stages
+        st = run.json("stages.json")
         enc = (st.get("encode") or {}).get("config", {})
         meta = (st.get("metadata") or {}).get("config", {})
         dec = (st.get("decode") or {}).get("config", {})
@@ -154,7 +164,7 @@ def reproduce_command(run: Run) -> str:
         parts = ["synthcodec generate", q(str(enc.get("seeds", "SEEDS.jsonl"))),
                  "--strong", q(models.get("strong", "MODEL")), "--target",
                  q(models.get("target", "MODEL")), "-n", str((st.get("loop") or {}).get(
-                     "requested", run.summary.get("requested", 2000)))]
+                     "requested", run.json("summary.json").get("requested", 2000)))]
         for flag, value in (("--size", meta.get("pool_size")), ("--seed", meta.get("seed")),
                             ("--per-metadata", dec.get("per_metadata")),
                             ("--rouge-threshold", dec.get("rouge_threshold")),
@@ -217,8 +227,9 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int, fmt: str,
-               license_text: str, with_rejected: bool, charts: list[tuple[str, str]]) -> Any:
+def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int, reviewed: int,
+               fmt: str, license_text: str, with_rejected: bool,
+               charts: list[tuple[str, str]]) -> Any:
     from huggingface_hub import DatasetCard, DatasetCardData
 
     configs = [{"config_name": "default", "data_files": [{"split": "train",
@@ -233,11 +244,11 @@ def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int,
         tags=["synthetic", "synthcodec", method], task_categories=["text-generation"],
         size_categories=[_size_category(kept)], configs=configs)
     models = run.models()
-    cost = run.cost()
     usage = run.usage()
+    cost = run.cost(usage)
     lines: list[str] = [f"# {repo_id.split('/')[-1]}", ""]
     if run.kind == "generate":
-        loop = (run.stages.get("loop") or {}).get("config", {})
+        loop = (run.json("stages.json").get("loop") or {}).get("config", {})
         lines += [
             "Instruction–response pairs made with **CodecLM** (Wang et al., 2024, "
             f"[arXiv 2404.05875]({CODECLM})) by synthcodec: a strong model "
@@ -270,18 +281,17 @@ def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int,
               "| split | rows |", "|---|---|", f"| kept (`default`) | {kept} |",
               f"| rejected{' (`rejected`)' if with_rejected else ' (not uploaded)'} | {rejected} |",
               f"| failed (not uploaded) | {failed} |", ""]
-    reviewed = sum(1 for _ in _review_entries(run))
     if reviewed:
         lines += [f"{reviewed} rows were reviewed by hand (`review.jsonl`): a row marked "
                   "rejected is left out of the kept split, one marked kept is kept.", ""]
-    summary = run.summary
+    summary = run.json("summary.json")
     if run.kind == "generate" and summary:
         lines += [f"Stopped: {summary.get('stop')}; kept per iteration: "
                   f"{summary.get('kept_by_iteration')}; near-duplicates removed: "
                   f"{summary.get('near_duplicates_removed')}; metadata coverage: "
                   f"{summary.get('metadata_coverage')}.", ""]
-    if run.kind == "compare" and run.report.get("total"):
-        t = run.report["total"]
+    t = run.json("report.json").get("total") if run.kind == "compare" else None
+    if t:
         lines += [f"AlpaGasus W/T/L: {t.get('alpagasus')}; CodecLM: {t.get('codeclm')}; "
                   f"position inconsistency: {t.get('position_inconsistency')}.", ""]
     if charts:
@@ -313,12 +323,6 @@ def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int,
                                      "{{ body }}\n", body="\n".join(lines))
 
 
-def _review_entries(run: Run) -> list[Any]:
-    from synthcodec.rundir_reader import load_review
-
-    return list(load_review(run.path).values())
-
-
 # ---------------------------------------------------------------------- the folder
 
 def build_folder(run_dir: str | Path, folder: str | Path, repo_id: str, *, fmt: str = "lineage",
@@ -334,30 +338,34 @@ def build_folder(run_dir: str | Path, folder: str | Path, repo_id: str, *, fmt: 
     if state != "complete":
         raise UserError(f"{run_dir} is {state}: finish the run (run the same command again) "
                         "before pushing it")
-    kept, rejected = split_rows(run)
-    failed = sum(1 for r in run.rows(with_review=False) if r.status == "failed")
+    rows = list(run.rows())
+    split = split_rows(run, rows)
     out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder")
     if out.exists() and any(out.iterdir()):
-        if not (out / "README.md").exists():
-            raise UserError(f"{out} is not empty: give an empty or new folder")
+        if not (out / MARKER).is_file():
+            raise UserError(f"{out} is a non-empty folder that synthcodec push did not write: "
+                            "give an empty or new folder (one push wrote before is replaced)")
         shutil.rmtree(out)  # a folder we wrote before: write it afresh
     out.mkdir(parents=True, exist_ok=True)
-    write_parquet(out / "data" / "train-00000.parquet", shaped(run, kept, fmt))
+    (out / MARKER).write_text("written by synthcodec push; replaced by the next push here\n")
+    _write_split(out / "data" / "train-00000.parquet", shaped(run, split.kept, fmt))
     if with_rejected:
-        write_parquet(out / "rejected" / "train-00000.parquet", shaped(run, rejected, fmt))
-    charts = _write_charts(run, out / "charts")
-    card = build_card(run, repo_id, kept=len(kept), rejected=len(rejected), failed=failed,
-                      fmt=fmt, license_text=license_text, with_rejected=with_rejected,
-                      charts=charts)
+        _write_split(out / "rejected" / "train-00000.parquet", shaped(run, split.rejected, fmt))
+    charts = _write_charts(run, out / "charts", rows)
+    card = build_card(run, repo_id, kept=len(split.kept), rejected=len(split.rejected),
+                      failed=split.failed, reviewed=split.reviewed, fmt=fmt,
+                      license_text=license_text, with_rejected=with_rejected, charts=charts)
     card.save(out / "README.md")
-    return Pushed(out, len(kept), len(rejected))
+    return Pushed(out, len(split.kept), len(split.rejected))
 
 
-def _write_charts(run: Run, folder: Path) -> list[tuple[str, str]]:
+def _write_charts(run: Run, folder: Path, rows: list[ViewRow]) -> list[tuple[str, str]]:
     from synthcodec.viewer import charts
     from synthcodec.viewer.index import RowIndex
 
-    index = RowIndex(run)
+    index = RowIndex(run, rows)
     names = [n for n in ("scores", "gaps", "iterations", "wtl") if n in charts.charts_for(run.kind)]
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -390,7 +398,7 @@ def push(run_dir: str | Path, repo_id: str, *, private: bool = False, fmt: str =
         try:
             api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
             info = api.upload_folder(folder_path=str(pushed.folder), repo_id=repo_id,
-                                     repo_type="dataset",
+                                     repo_type="dataset", ignore_patterns=[MARKER],
                                      commit_message="synthcodec push: data, card and charts")
         except Exception as exc:  # noqa: BLE001 - the Hub's errors, shown without the token
             message = str(exc).replace(token, "***")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synthcodec.errors import InputError, UserError
-from synthcodec.instruction import join_instruction  # also re-exported: one prompt layout
+from synthcodec.instruction import join_instruction
 from synthcodec.io import iter_rows
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "BenchFormat",
     "Question",
     "detect_bench",
-    "join_instruction",
     "read_questions",
     "resolve_format",
 ]

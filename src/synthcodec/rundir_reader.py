@@ -133,21 +133,6 @@ def journal_rows(path: Path, stage: str) -> Iterator[tuple[str, dict[str, Any]]]
         db.close()
 
 
-def journal_stages(path: Path) -> list[str]:
-    db_path = path / "journal.sqlite"
-    if not db_path.exists():
-        return []
-    try:
-        db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-        try:
-            return [n[len("stage_"):] for (n,) in db.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'stage_%'")]
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return []
-
-
 def _float(value: Any) -> float | None:
     try:
         return None if value is None or isinstance(value, bool) else float(value)
@@ -182,21 +167,11 @@ class Run:
             return str(stage)
         return "unknown"
 
-    @property
-    def manifest(self) -> dict[str, Any]:
-        return _read_json(self.path / "manifest.json") or {}
-
-    @property
-    def stages(self) -> dict[str, Any]:
-        return _read_json(self.path / "stages.json") or {}
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return _read_json(self.path / "summary.json") or {}
-
-    @property
-    def report(self) -> dict[str, Any]:
-        return _read_json(self.path / "report.json") or {}
+    def json(self, name: str) -> dict[str, Any]:
+        """RUN/name (manifest.json, stages.json, summary.json, report.json) as a dict; {}
+        when it is missing or not (yet) a JSON object."""
+        value = _read_json(self.path / name)
+        return value if isinstance(value, dict) else {}
 
     def live(self) -> bool:
         return is_live(self.path)
@@ -205,14 +180,13 @@ class Run:
         """live, complete, or incomplete (stopped before it finished)."""
         if self.live():
             return "live"
-        if self.kind == "generate":
-            return "complete" if (self.path / "summary.json").exists() else "incomplete"
-        return "complete" if self.manifest.get("status") == "complete" else "incomplete"
+        complete = self.json("manifest.json").get("status") == "complete"
+        return "complete" if complete else "incomplete"
 
     def models(self) -> dict[str, str]:
         """Role -> model spec, redacted (never a key)."""
         if self.kind == "generate":
-            models = self.stages.get("_models") or {}
+            models = self.json("stages.json").get("_models") or {}
         else:
             models = self.config.get("models") or {}
         return {role: redact_spec(str(spec)) for role, spec in models.items()}
@@ -221,7 +195,7 @@ class Run:
         """The options the run ran with: per stage for generate, the config otherwise."""
         if self.kind == "generate":
             return {name: _redact_tree(entry.get("config", {}))
-                    for name, entry in self.stages.items()
+                    for name, entry in self.json("stages.json").items()
                     if not name.startswith("_") and isinstance(entry, dict)}
         cfg = {k: v for k, v in self.config.items() if k != "template"}
         return _redact_tree(cfg)
@@ -230,28 +204,29 @@ class Run:
         """Tokens, requests and dollars per stage (generate) or for the run."""
         if self.kind == "generate":
             out = {}
-            for name, entry in self.stages.items():
+            for name, entry in self.json("stages.json").items():
                 if name.startswith("_") or not isinstance(entry, dict):
                     continue
                 if entry.get("stats"):
                     out[name] = dict(entry["stats"])
             return out
-        total = self.manifest.get("usage_total") or {}
+        total = self.json("manifest.json").get("usage_total") or {}
         return {self.config.get("stage", self.kind): dict(total)} if total else {}
 
-    def cost(self) -> dict[str, Any]:
-        usage = self.usage()
+    def cost(self, usage: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Dollars, tokens and requests of the whole run (from `usage()`, or `usage` given)."""
+        usage = self.usage() if usage is None else usage
         usd = sum(float(u.get("usd") or 0) for u in usage.values())
         tokens = sum(int(u.get("prompt_tokens") or 0) + int(u.get("completion_tokens") or 0)
                      for u in usage.values())
         requests = sum(int(u.get("requests") or 0) for u in usage.values())
-        return {"usd": round(usd, 6), "tokens": tokens, "requests": requests,
-                "per_model": (self.manifest.get("cost") or {}).get("models", {})}
+        return {"usd": round(usd, 6), "tokens": tokens, "requests": requests}
 
     def theta(self) -> float | None:
         if self.kind != "generate":
             return None
-        return _float(((self.stages.get("loop") or {}).get("config") or {}).get("theta"))
+        loop = self.json("stages.json").get("loop") or {}
+        return _float((loop.get("config") or {}).get("theta"))
 
     # ------------------------------------------------------------------ rows
 
@@ -299,7 +274,7 @@ class Run:
             source = journal_rows(self.path, "judge")
         for status, row in source:
             meta = row.get("_synthcodec") or {}
-            yield ViewRow(key=f"{row.get('bench', '')}:{row.get('key', row.get('question_id'))}",
+            yield ViewRow(key=f"{row.get('bench', '')}:{row.get('key', '')}",
                           stage=str(row.get("bench") or "judge"), status=status, data=row,
                           reason=str(meta.get("reason") or row.get("codeclm") or ""),
                           score=_float(row.get("mean_a")),
@@ -323,16 +298,15 @@ class Run:
         if rejects.is_dir():
             for f in sorted(rejects.glob("*.jsonl")):
                 for row in _read_jsonl(f):
-                    status = (row.get("_synthcodec") or {}).get("status")
-                    yield self._gen_row(f.stem, status if status in STATUSES else REJECTED,
+                    yield self._gen_row(f.stem, str((row.get("_synthcodec") or {}).get("status")),
                                         row, strong)
 
     def _gen_row(self, stage: str, status: str, row: dict[str, Any], model: str) -> ViewRow:
         meta = row.get("_synthcodec") or {}
-        key = row.get("id") or meta.get("id") or row.get("seed_id") or row.get("metadata_id") or ""
+        key = row.get("id") or meta.get("id") or ""
         if stage != "loop":
             key = f"{stage}:{key}"
-        reason = row.get("reason") or meta.get("reason") or ""
+        reason = meta.get("reason") or ""
         if not reason and status == KEPT:
             reason = str(row.get("decision") or "")
         text = row.get("instruction") or row.get("use_case") or ""
@@ -372,12 +346,9 @@ class Run:
 
     # ------------------------------------------------------------------ metadata pool
 
-    def metadata_pool(self) -> list[dict[str, Any]]:
-        return list(_read_jsonl(self.path / "metadata.jsonl"))
-
     def decoded(self) -> bool:
         """Has `decode` run on the pool (editing it now redoes decode and what follows)?"""
-        return "decode" in self.stages
+        return "decode" in self.json("stages.json")
 
 
 def _chain(*its: Iterator[Any]) -> Iterator[Any]:

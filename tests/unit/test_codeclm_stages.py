@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from synthcodec.codeclm import CodecConfig
 from synthcodec.codeclm.loop import contrast_stage, improve_stage, respond_stage
-from synthcodec.codeclm.pipeline import make_ctx, run_with_models
+from synthcodec.codeclm.pipeline import run_with_models
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.recipe import generate_job
 from synthcodec.codeclm.stages import decode_stage, encode_stage, metadata_stage, rubrics_stage
+from synthcodec.codeclm.steps import make_ctx
 from synthcodec.codeclm.workspace import Workspace
 from synthcodec.errors import UserError
 from synthcodec.llm import FakeBackend
@@ -54,6 +56,32 @@ def test_rounds_by_hand_give_the_same_pairs_as_generate(tmp_path: Path) -> None:
     assert len(rejected) == 3 and all(r["decision"] == "unresolved" for r in rejected)
     assert all(len(r["history"]) == 3 for r in rejected)
     assert (tmp_path / "hand" / "improved_4.jsonl").exists()
+
+
+def test_every_invocation_writes_a_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthcodec.rundir_reader import Run
+    from tests.helpers import cli
+
+    result = _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model))
+    run = tmp_path / "run"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["exit_code"] == result.exit_code == 0
+    assert manifest["counts"] == {"kept": len(read_jsonl(run / "output.jsonl")),
+                                  "rejected": len(read_jsonl(run / "rejected.jsonl")),
+                                  "failed": len(read_jsonl(run / "failed.jsonl"))}
+    assert manifest["counts"]["kept"] > 0 and manifest["usage_total"]["requests"] > 0
+    assert manifest["usage_total"] == Workspace(run).total_stats()
+    assert Run(run).status() == "complete"
+    # A stage command by hand: the run's three files are not published yet.
+    monkeypatch.setenv("SYNTHCODEC_CACHE", str(tmp_path / "cache.sqlite"))
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
+    assert cli("encode", str(seeds), "--strong", "fake:echo", "-o", str(tmp_path / "hand"),
+               "--quiet") == 0
+    manifest = json.loads((tmp_path / "hand" / "manifest.json").read_text())
+    assert (manifest["status"], manifest["stage"], manifest["exit_code"]) == ("incomplete",
+                                                                              "encode", 0)
+    assert sum(manifest["counts"].values()) == len(SEEDS)
+    assert Run(tmp_path / "hand").status() == "incomplete"
 
 
 def test_hand_written_metadata_is_used_as_is(tmp_path: Path) -> None:
@@ -100,6 +128,15 @@ def test_recipe_table_becomes_typed_settings() -> None:
     # judge-json = false is --judge-text
     assert generate_job({**base, "judge-json": True}, "r").cfg.judge_json is True
     assert generate_job({**base, "judge-json": False}, "r").cfg.judge_json is False
+    # Every option of run_options is a recipe key, the newer ones included.
+    job = generate_job({**base, "executor": "ray", "ray-address": "auto"}, "r")
+    assert (job.options.executor, job.options.ray_address) == ("ray", "auto")
+    job = generate_job({**base, "batch": True, "batch-poll": 5, "batch_size": 100,
+                        "price": "1,2"}, "r")
+    assert (job.options.batch, job.options.batch_poll, job.options.batch_size,
+            job.options.price) == (True, 5.0, 100, ("1,2",))
+    with pytest.raises(UserError, match="r: executor: .*'spark'"):
+        generate_job({**base, "executor": "spark"}, "r")
 
 
 def test_run_command_rejects_unknown_kinds(tmp_path: Path) -> None:

@@ -117,3 +117,30 @@ def test_the_graph_sees_deferred_imports() -> None:
 def test_no_import_cycles() -> None:
     found = cycles(import_graph())
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_help_lists_the_commands_without_importing_them() -> None:
+    """`synthcodec --help` lists the commands from cli.COMMANDS' short helps (no command
+    module imported), and shows exactly what click would from the commands themselves."""
+    import importlib
+    import subprocess
+    import sys
+
+    import click
+
+    from synthcodec.cli import COMMANDS, cli
+    from tests.helpers import cli_env
+
+    probe = ("import sys; from synthcodec.cli import main\n"
+             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith('synthcodec.commands.')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env=cli_env(), check=True).stdout
+    assert out.splitlines()[-1] == "[]" and "view " in out
+    for name, (module, short) in COMMANDS.items():  # the table agrees with the docstrings
+        assert importlib.import_module(module).command.get_short_help_str(10_000) == short, name
+    ctx = click.Context(cli, info_name="synthcodec")
+    ours, clicks = click.HelpFormatter(width=80), click.HelpFormatter(width=80)
+    cli.format_commands(ctx, ours)
+    click.Group.format_commands(cli, ctx, clicks)
+    assert ours.getvalue() == clicks.getvalue()

@@ -172,23 +172,15 @@ def test_bad_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 @needs_lm_eval
-def test_code_execution_is_refused_without_the_flag(tmp_path: Path,
+@pytest.mark.parametrize("task", ["mini_code", "humaneval"])
+def test_code_execution_is_refused_without_the_flag(tmp_path: Path, task: str,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     data = write_tasks(tmp_path / "tasks")
     # The server is never contacted: the refusal comes before any model or data loads.
-    code, err = run_cli(["benchmark", "fake@http://127.0.0.1:9/v1", "--tasks", "mini_code",
+    code, err = run_cli(["benchmark", "fake@http://127.0.0.1:9/v1", "--tasks", task,
                          "--data-dir", str(data), "-o", str(tmp_path / "r")], capsys)
-    assert code == 2 and "mini_code executes code" in err and "--allow-code-execution" in err
+    assert code == 2 and f"{task} executes code" in err and "--allow-code-execution" in err
     assert not (tmp_path / "r").exists()
-
-
-@needs_lm_eval
-def test_humaneval_is_refused_without_the_flag(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    data = write_tasks(tmp_path / "tasks")
-    code, err = run_cli(["benchmark", "fake@http://127.0.0.1:9/v1", "--tasks", "humaneval",
-                         "--data-dir", str(data), "-o", str(tmp_path / "r")], capsys)
-    assert code == 2 and "humaneval executes code" in err and "--allow-code-execution" in err
 
 
 @needs_lm_eval

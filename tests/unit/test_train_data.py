@@ -12,16 +12,18 @@ from pathlib import Path
 import pytest
 
 from synthcodec.errors import InputError, MissingExtraError, UserError
+from synthcodec.llm import hfmodels
 from synthcodec.llm.base import Completion, Request
-from synthcodec.train import sft
-from synthcodec.train.sft import (
+from synthcodec.llm.hfmodels import TRAIN_INFO, resolve_base
+from synthcodec.train import data, sft
+from synthcodec.train.data import (
     IGNORE_INDEX,
-    StepProgress,
-    default_batch_size,
+    AnswerOnlyCollator,
     encode_messages,
+    examples_sha256,
     load_examples,
-    resolve_base,
 )
+from synthcodec.train.sft import StepProgress, default_batch_size
 
 
 def write_jsonl(path: Path, rows: list[object]) -> Path:
@@ -92,9 +94,9 @@ def test_data_hash_ignores_file_format(tmp_path: Path) -> None:
     b_path = tmp_path / "b.json"
     b_path.write_text(json.dumps(rows), encoding="utf-8")
     b = load_examples(b_path)
-    assert sft.examples_sha256(a) == sft.examples_sha256(b)
+    assert examples_sha256(a) == examples_sha256(b)
     c = load_examples(write_jsonl(tmp_path / "c.jsonl", [{"instruction": "a", "output": "c"}]))
-    assert sft.examples_sha256(a) != sft.examples_sha256(c)
+    assert examples_sha256(a) != examples_sha256(c)
 
 
 # --- masking --------------------------------------------------------------------------
@@ -155,7 +157,7 @@ def tiny_hf_tokenizer():
     tok.train_from_iterator(["what is the capital of france? paris, of course!",
                              "system user assistant you are helpful"], trainer=trainer)
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<pad>")
-    hf.chat_template = sft.FALLBACK_CHAT_TEMPLATE
+    hf.chat_template = hfmodels.FALLBACK_CHAT_TEMPLATE
     return hf
 
 
@@ -186,10 +188,9 @@ def test_collator_labels_only_the_answer_tokens() -> None:
              {"role": "assistant", "content": "paris"},
              {"role": "user", "content": "of france?"},
              {"role": "assistant", "content": "of course!"}]
-    collator = sft.AnswerOnlyCollator(tok)
-    encoded = encode_messages(tok, short)
-    batch = collator([{"messages": multi},  # encoded by the collator
-                      {"input_ids": encoded[0], "labels": encoded[1]}])  # as training feeds it
+    collator = AnswerOnlyCollator(tok)
+    batch = collator([{"input_ids": ids, "labels": labels}  # as training feeds it
+                      for ids, labels in (encode_messages(tok, multi), encode_messages(tok, short))])
     ids, labels, attention = batch["input_ids"], batch["labels"], batch["attention_mask"]
     assert ids.shape == labels.shape == attention.shape and ids.shape[0] == 2
     answers = []
@@ -235,7 +236,7 @@ def test_one_prompt_layout_for_training_export_and_benchmarks() -> None:
     assert join_instruction("Say hi. ", "  ") == "Say hi. "  # whitespace input adds nothing
     assert join_instruction("Say hi.", None) == "Say hi."
     row = {"instruction": "Translate: ", "input": " chat ", "output": "cat"}
-    trained = sft.row_to_messages("d.jsonl", 1, row)[0]["content"]
+    trained = data.row_to_messages("d.jsonl", 1, row)[0]["content"]
     exported = export.prompt_text(export.Example(row["instruction"], row["output"], row["input"]))
     asked = questions.BENCH_FORMATS["self-instruct"].questions(
         "b.jsonl", 1, {"id": 1, "instruction": row["instruction"],
@@ -283,7 +284,7 @@ def test_missing_extra_names_train(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "peft" else real(name, *a))
     with pytest.raises(MissingExtraError, match=r"synthcodec\[train\]"):
-        sft.require_train_extra("training")
+        hfmodels.require_train_extra("training")
 
 
 def test_bad_rows_fail_before_any_model_is_loaded(tmp_path: Path,
@@ -319,13 +320,13 @@ def test_publish_replaces_an_earlier_adapter_atomically(tmp_path: Path) -> None:
     out = tmp_path / "adapter"
     sft._publish(out, FakeSaver("adapter_model.safetensors"), FakeSaver("tokenizer.json"),
                  {"run": 1})
-    assert json.loads((out / sft.TRAIN_INFO).read_text()) == {"run": 1}
+    assert json.loads((out / TRAIN_INFO).read_text()) == {"run": 1}
     sft._publish(out, FakeSaver("adapter_model.safetensors"), FakeSaver("tokenizer.json"),
                  {"run": 2})
-    assert json.loads((out / sft.TRAIN_INFO).read_text()) == {"run": 2}
+    assert json.loads((out / TRAIN_INFO).read_text()) == {"run": 2}
     with pytest.raises(OSError):
         sft._publish(out, FakeSaver("x", fail=True), FakeSaver("y"), {"run": 3})
-    assert json.loads((out / sft.TRAIN_INFO).read_text()) == {"run": 2}
+    assert json.loads((out / TRAIN_INFO).read_text()) == {"run": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]  # no leftovers
 
 

@@ -47,10 +47,10 @@ def serving(run_dir: Path, host: str = "127.0.0.1") -> Iterator[str]:
     """The viewer in a thread of this process (uvicorn), torn down after."""
     import uvicorn
 
-    from synthcodec.viewer import create_app
+    from synthcodec.viewer.app import Viewer
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(run_dir, host=host), host=host, port=port,
+    server = uvicorn.Server(uvicorn.Config(Viewer(run_dir, host=host).app, host=host, port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -63,6 +63,21 @@ def test_review_needs_the_page_token(gen_run: Path) -> None:
     assert re.search(r'name="token" value="[^"]+"', c.get("/row/1").text)
 
 
+def test_a_hand_review_shows_at_once_without_a_rebuild(gen_run: Path) -> None:
+    viewer, c = client(gen_run)
+    viewer.index.min_interval = 0
+    db = viewer.index.db
+    r = c.post("/review", data={"rid": "1", "status": "kept", "note": "fine by me",
+                                "token": viewer.token}, follow_redirects=False)
+    assert r.status_code == 303
+    assert not viewer.index.refresh() and viewer.index.db is db  # review.jsonl: no rebuild
+    html = c.get("/row/1").text
+    assert "by hand" in html and "fine by me" in html
+    c.post("/review", data={"rid": "1", "status": "clear", "token": viewer.token})
+    assert "by hand" not in c.get("/row/1").text
+    assert viewer.index.db is db
+
+
 def test_metadata_pool_edit_is_checked_and_atomic(gen_run: Path) -> None:
     viewer, c = client(gen_run)
     bad = c.post("/metadata", data={"token": viewer.token, "pool": '{"use_case": "x"}'})
@@ -71,6 +86,31 @@ def test_metadata_pool_edit_is_checked_and_atomic(gen_run: Path) -> None:
     r = c.post("/metadata", data={"token": viewer.token, "pool": good})
     assert r.status_code == 200 and (gen_run / "metadata.jsonl").read_text() == good
     assert c.post("/metadata", data={"token": "x", "pool": good}).status_code == 403
+    page = c.get("/metadata").text
+    assert "Metadata pool (1 entries)" in page and "<td>poems</td>" in page
+
+
+@pytest.mark.parametrize("pool, error", [
+    ('{"id": "a", "use_case": "x", "skills": ["s"]}\n{"id": "a", "use_case": "y", "skills": ["t"]}',
+     "duplicate id"),
+    ('{"use_case": "x", "skills": ["s"]}\n[1]', "not a JSON object"),
+    ('{"use_case": "x", "skills": [1]}', "skills"),
+    ("\n", "no entries"),
+    ('{"use_case": "x", "skills": "rhyme, meter"}', ""),  # decode accepts a comma-separated string
+])
+def test_metadata_pool_check_is_the_pipelines(pool: str, error: str) -> None:
+    from synthcodec.viewer.app import check_pool
+
+    assert (error in check_pool(pool)) if error else check_pool(pool) == ""
+    assert bool(check_pool(pool)) == bool(error)
+
+
+def test_metadata_pool_is_not_written_into_other_runs(rate_run: Path) -> None:
+    viewer, c = client(rate_run)
+    good = '{"id": "m0000", "use_case": "poems", "skills": ["rhyme"]}\n'
+    r = c.post("/metadata", data={"token": viewer.token, "pool": good})
+    assert r.status_code == 404 and not (rate_run / "metadata.jsonl").exists()
+    assert c.get("/metadata").status_code == 404
 
 
 def test_foreign_host_header_is_refused(gen_run: Path) -> None:

@@ -35,7 +35,8 @@ def test_to_dir_loads_with_datasets_and_the_card_parses(gen_run: Path, tmp_path:
     text = card.text
     for needle in ("fake:strong", "fake:target", "| kept (`default`) | 5 |", "2404.05875",
                    "2307.08701", "synthcodec generate", "--theta 3", "charts/gaps.png",
-                   "apache-2.0", "seed_ids"):
+                   "apache-2.0", "seed_ids", "1 rows were reviewed by hand",
+                   "| failed (not uploaded) | 0 |"):
         assert needle in text, needle
     assert (out / "charts" / "gaps.png").stat().st_size > 1000
 
@@ -50,6 +51,7 @@ def test_compare_and_rate_runs(cmp_run: Path, rate_run: Path, tmp_path: Path) ->
         ds = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"),
                                    split="train")
         assert ds.num_rows == (9 if run is cmp_run else 6)
+        assert f"| failed (not uploaded) | {0 if run is cmp_run else 2} |" in card.text
 
 
 def test_upload_to_a_stand_in_hub(gen_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,6 +71,7 @@ def test_upload_to_a_stand_in_hub(gen_run: Path, monkeypatch: pytest.MonkeyPatch
         files = fake.files["me/codec-demo"]
         assert {"README.md", "data/train-00000.parquet", "rejected/train-00000.parquet",
                 "charts/scores.png"} <= set(files)
+        assert ".synthcodec-push" not in files  # the folder marker stays local
         assert all(h.get("authorization") == f"Bearer {secret}" or
                    h.get("Authorization") == f"Bearer {secret}" for _, _, h in fake.requests)
     assert secret not in r.stderr + r.stdout
@@ -76,7 +79,32 @@ def test_upload_to_a_stand_in_hub(gen_run: Path, monkeypatch: pytest.MonkeyPatch
     assert not list(gen_run.rglob("*.parquet"))  # nothing left in the run directory
 
 
+def test_to_dir_replaces_only_a_folder_push_wrote(gen_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    for _ in range(2):  # the second push replaces the folder the first one wrote
+        r = synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir", str(out))
+        assert r.returncode == 0, r.stderr
+    assert (out / "README.md").exists() and (out / ".synthcodec-push").exists()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("my project")
+    (project / "code.py").write_text("print(1)")
+    r = synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir", str(project))
+    assert r.returncode == 2 and "did not write" in r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert sorted(p.name for p in project.iterdir()) == ["README.md", "code.py"]
+    assert (project / "README.md").read_text() == "my project"
+
+
 def test_push_without_token_or_of_a_live_run(gen_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     r = synthcodec("push", str(gen_run), "--repo-id", "me/x")
     assert r.returncode == 2 and "HF_TOKEN" in r.stderr
+    from synthcodec.codeclm.workspace import Workspace
+
+    out = gen_run.parent / "repo"
+    with Workspace(gen_run):  # a writer holds RUN/.lock: the run is live
+        r = synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir", str(out))
+    assert r.returncode == 2 and "is live" in r.stderr and not out.exists()
+    assert synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir",
+                      str(out)).returncode == 0  # once the writer is gone

@@ -8,7 +8,7 @@ from pathlib import Path
 from synthcodec.rundir_reader import Run, append_review, is_live, load_review
 from synthcodec.stages.select import select_rows
 from synthcodec.store import RunDir
-from tests.helpers import read_jsonl
+from tests.helpers import read_jsonl, write_jsonl
 from tests.viewer.sample_runs import XSS
 
 
@@ -46,6 +46,40 @@ def test_compare_and_rate_rows(cmp_run: Path, rate_run: Path) -> None:
     assert statuses.count("failed") == 2 and statuses.count("kept") == 6
     failed = next(r for r in rate.rows() if r.status == "failed")
     assert "no readable rating" in failed.reason
+
+
+def test_win_tie_lose_comes_from_the_index_and_honours_review(cmp_run: Path) -> None:
+    from collections import Counter
+
+    from synthcodec.viewer.index import RowIndex
+
+    run = Run(cmp_run)
+    index = RowIndex(run)
+    expected: dict[str, Counter[str]] = {}
+    for r in run.rows():
+        if r.status == "kept":
+            expected.setdefault(r.use_case, Counter())[str(r.data["codeclm"])] += 1
+    assert index.outcomes_per_category() == expected
+    assert sum(sum(c.values()) for c in expected.values()) == 9
+    math = next(r for r in run.rows() if r.use_case == "math")
+    index.mark(append_review(cmp_run, math.key, "rejected", "wrong question"))
+    assert sum(index.outcomes_per_category()["math"].values()) == 2
+
+
+def test_decode_duplicates_are_in_the_row_envelope(gen_run: Path) -> None:
+    from synthcodec.codeclm.stages import dedupe_instructions
+
+    sea = "Write a short poem about the sea at night."
+    kept, dropped = dedupe_instructions([{"id": "m0000-i0", "k": 0, "instruction": sea},
+                                         {"id": "m0001-i0", "k": 0, "instruction": sea}], 0.7)
+    reason = "near-duplicate (ROUGE-L > 0.7)"
+    assert [r["id"] for r in kept] == ["m0000-i0"]
+    assert dropped == [{"id": "m0001-i0", "k": 0, "instruction": sea,
+                        "_synthcodec": {"id": "m0001-i0", "status": "rejected", "reason": reason}}]
+    (gen_run / "rejects").mkdir(exist_ok=True)
+    write_jsonl(gen_run / "rejects" / "decode_duplicates.jsonl", dropped)
+    row = next(r for r in Run(gen_run).rows() if r.stage == "decode_duplicates")
+    assert (row.key, row.status, row.reason) == ("decode_duplicates:m0001-i0", "rejected", reason)
 
 
 def test_live_run_is_read_from_the_journal(tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
         if reached or not pending:
             run = None
         else:
-            run, usage = await map_stage(ws, journal, "loop", items, evolve, models, options,
+            run, usage = await map_stage(journal, "loop", items, evolve, models, options,
                                          stop_when=enough if n is not None else None,
                                          concurrency=in_flight(models, n, len(near)))
             reached = run.reached
@@ -169,9 +169,7 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
         # Reached in completion order but not in input order (near-duplicates count
         # differently): fewer than n published, so take more records.
     result = LoopResult("loop", stop=stop)
-    base = _result("loop", journal, run) if run is not None else None
-    if base is not None:
-        result.resumed = base.resumed
+    result.resumed = run.counts.resumed if run is not None else 0
     totals = journal.counts()
     result.ok, result.rejected, result.failed = totals[OK], totals[REJECTED], totals[FAILED]
     result.interrupted = stop == INTERRUPTED
@@ -221,7 +219,7 @@ async def respond_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOpt
               if k in ("strong", "target", "answer_temperature", "max_tokens")}
     journal = ws.begin(f"respond_{r}", config, input_sha=ws.sha(source))
     assert journal is not None
-    run, usage = await map_stage(ws, journal, f"respond round {r}", items,
+    run, usage = await map_stage(journal, f"respond round {r}", items,
                                  CodecStage.of("respond", ctx, models), models, options)
     result = _result(f"respond_{r}", journal, run)
     if not run.interrupted:
@@ -242,7 +240,7 @@ async def contrast_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOp
     config = loop_config(ctx)
     journal = ws.begin(f"contrast_{r}", config, input_sha=ws.sha(responses_file(r)))
     assert journal is not None
-    run, usage = await map_stage(ws, journal, f"contrast round {r}", items,
+    run, usage = await map_stage(journal, f"contrast round {r}", items,
                                  CodecStage.of("contrast", ctx, models), models, options)
     result = _result(f"contrast_{r}", journal, run)
     if not run.interrupted:
@@ -299,7 +297,7 @@ async def improve_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOpt
 
     step = CodecStage.of("improve", ctx, models, actions=actions)
 
-    run, usage = await map_stage(ws, journal, f"improve round {r + 1}", items, step, models,
+    run, usage = await map_stage(journal, f"improve round {r + 1}", items, step, models,
                                  options)
     result = _result(f"improve_{r + 1}", journal, run)
     if not run.interrupted:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from synthcodec.codeclm.config import CodecConfig, per_metadata_for
-from synthcodec.codeclm.loop import INTERRUPTED, OUTPUT, LoopResult, loop_stage
+from synthcodec.codeclm.loop import INTERRUPTED, LoopResult, loop_stage
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.report import (
     SAME_MODEL_WARNING,
@@ -18,6 +18,9 @@ from synthcodec.codeclm.report import (
     write_summary,
 )
 from synthcodec.codeclm.stages import (
+    FAILED_FILE,
+    OUTPUT,
+    REJECTED_FILE,
     SEED_FIELDS,
     StageResult,
     decode_stage,
@@ -26,19 +29,16 @@ from synthcodec.codeclm.stages import (
     metadata_stage,
     rubrics_stage,
 )
-from synthcodec.codeclm.steps import Ctx
-from synthcodec.codeclm.workspace import Workspace, note
+from synthcodec.codeclm.steps import Ctx, make_ctx
+from synthcodec.codeclm.workspace import COST_KEY, MODELS_KEY, Workspace, note
 from synthcodec.cost import EXIT_BUDGET
 from synthcodec.errors import UserError
 from synthcodec.io import scan_input
-from synthcodec.judge import JudgeSettings
 from synthcodec.llm import redact_spec
 from synthcodec.runner import Models, RunOptions, check_models, run_async
 from synthcodec.store import check_writable_dir
 
 T = TypeVar("T")
-MODELS_KEY = "_models"
-COST_KEY = "_cost"  # stages.json: what the last invocation's money lines said
 
 
 def resolve_models(ws: Workspace, **given: str | None) -> dict[str, str]:
@@ -101,16 +101,24 @@ def exit_code(ws: Workspace, interrupted: bool) -> int:
     return 130 if interrupted else 0
 
 
-def make_ctx(models: Models, cfg: CodecConfig, prompts: Prompts,
-             judge: JudgeSettings | None = None) -> Ctx:
-    target = models.clients.get("target")
-    strong = models["strong"]
-    # The answer format is decided here for the strong model (the judge), so the loop's
-    # config records "json" or "text", never "auto".
-    judge = judge or JudgeSettings(max_tokens=cfg.judge_max_tokens, reasks=cfg.judge_reasks,
-                                   json=cfg.judge_json)
-    return Ctx(strong=strong, target=target, cfg=cfg, prompts=prompts,
-               judge=judge.for_backend(strong.backend))
+def write_manifest(ws: Workspace, result: StageResult | None, code: int) -> None:
+    """RUN/manifest.json at the end of every invocation, as every run has one
+    (docs/run-layout.md): `complete` once this invocation published the run's three files
+    (counts: their rows), `budget` or `interrupted` when it stopped early, else `incomplete`
+    (stages left to run); then counts are the journal of the stage it ran last."""
+    files = result.outputs if result is not None else {}
+    published = OUTPUT in files and not code
+    status = ("budget" if code == EXIT_BUDGET else "interrupted" if code else
+              "complete" if published else "incomplete")
+    if published:
+        counts = {"kept": files[OUTPUT], "rejected": files.get(REJECTED_FILE, 0),
+                  "failed": files.get(FAILED_FILE, 0)}
+    elif result is not None:
+        counts = {"ok": result.ok, "rejected": result.rejected, "failed": result.failed}
+    else:
+        counts = {}
+    ws.run.write_manifest(status=status, stage=result.stage if result is not None else None,
+                          counts=counts, usage_total=ws.total_stats(), exit_code=code)
 
 
 def warn_same_model(specs: Mapping[str, str]) -> None:
@@ -129,10 +137,6 @@ class GenerateResult:
     loop: LoopResult | None
     summary: dict[str, Any] | None
     exit_code: int = 0  # 4: stopped at the budget; 130: interrupted
-
-    @property
-    def interrupted(self) -> bool:
-        return any(s.interrupted for s in self.stages)
 
 
 def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: int,
@@ -189,8 +193,9 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
             print_lines(cost_lines(ws))
         else:
             print_lines(cost_lines(ws) + ["interrupted: run the same command again to resume"])
-        return GenerateResult(done, loop, summary, exit_code(ws, loop is None
-                                                             or loop.stop == INTERRUPTED))
+        code = exit_code(ws, loop is None or loop.stop == INTERRUPTED)
+        write_manifest(ws, done[-1] if done else None, code)
+        return GenerateResult(done, loop, summary, code)
 
 
 EXPORT_NAMES = {"jsonl": "pairs_export.jsonl", "alpaca": "pairs_alpaca.json",
@@ -229,9 +234,11 @@ def run_stage_command(stage: StageCall, *, run_dir: str, roles: Mapping[str, str
             summary = build_summary(ws, strong=specs["strong"], target=specs["target"],
                                     theta=cfg.theta, requested=None, stop="exhausted")
             lines += summary_lines(summary) + write_summary(ws, summary)
+        code = exit_code(ws, True) if result.interrupted else 0
+        write_manifest(ws, result, code)
     print_lines(lines)
-    if result.interrupted:
-        raise SystemExit(exit_code(ws, True))
+    if code:
+        raise SystemExit(code)
 
 
 def run_round_command(stage: Callable[..., Awaitable[StageResult]], *, run_dir: str,

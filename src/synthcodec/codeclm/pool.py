@@ -10,7 +10,7 @@ import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from synthcodec.errors import InputError
+from synthcodec.errors import InputError, UserError
 
 Row = dict[str, Any]
 MAX_SKILLS = 3
@@ -93,3 +93,17 @@ def check_pool_row(path: str, line: int, row: Mapping[str, Any], idx: int) -> Ro
         "seed_ids": [str(s) for s in seed_ids] if isinstance(seed_ids, list) else [str(seed_ids)],
         "source": row.get("source", "hand-written"),
     }
+
+
+def check_pool(path: str, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> list[Row]:
+    """Every (line, row) of a metadata file checked and completed: ids unique, not empty."""
+    out, ids = [], set()
+    for idx, (line, row) in enumerate(rows):
+        entry = check_pool_row(path, line, row, idx)
+        if entry["id"] in ids:
+            raise InputError(path, f"duplicate id {entry['id']!r}", line=line, field="id")
+        ids.add(entry["id"])
+        out.append(entry)
+    if not out:
+        raise UserError(f"{path} has no entries")
+    return out

@@ -17,6 +17,7 @@ import click
 from synthcodec.codeclm.cli_options import _OPTIONS
 from synthcodec.codeclm.config import CodecConfig
 from synthcodec.errors import UserError
+from synthcodec.options import run_options
 from synthcodec.runner import RunOptions
 
 # Keys of `generate` itself, with the type each takes.
@@ -24,18 +25,23 @@ _GENERATE: dict[str, Any] = {
     "seeds": str, "strong": str, "target": str, "output": str, "n": click.IntRange(1),
     "oversample": click.FloatRange(1.0), "format": str, "prompts": str, "field": dict,
 }
-# RunOptions fields under their option names (`cache` is --cache, `quiet` turns progress off).
-_RUN: dict[str, tuple[str, Any]] = {
-    "concurrency": ("concurrency", click.IntRange(1, 4096)), "cache": ("cache_path", str),
-    "no_cache": ("no_cache", bool), "rpm": ("rpm", click.FloatRange(min=0, min_open=True)),
-    "tpm": ("tpm", click.FloatRange(min=0, min_open=True)),
-    "timeout": ("timeout", click.FloatRange(min=0, min_open=True)),
-    "max_attempts": ("max_attempts", click.IntRange(1, 100)), "overwrite": ("overwrite", bool),
-    "limit": ("limit", click.IntRange(min=1)), "quiet": ("progress", bool),
-    "parquet": ("parquet", bool), "budget": ("budget", click.FloatRange(min=0)),
-    "max_tokens_total": ("max_tokens_total", click.IntRange(min=1)),
-    "prices": ("prices_file", str), "price": ("price", list),
-}
+
+
+def _run_keys() -> dict[str, tuple[str, Any]]:
+    """RunOptions fields under their option names, from the options themselves
+    (options.run_options): `cache` is --cache (cache_path), `quiet` turns progress off."""
+    out: dict[str, tuple[str, Any]] = {}
+    for opt in run_options(lambda: None).__click_params__:  # type: ignore[attr-defined]
+        long = next(o for o in opt.opts if o.startswith("--"))
+        kind = (bool if opt.is_flag else list if opt.multiple else
+                str if isinstance(opt.type, (click.Path, click.types.StringParamType))
+                else opt.type)
+        name = "progress" if opt.name == "quiet" else opt.name
+        out[long.removeprefix("--").replace("-", "_")] = (name, kind)
+    return out
+
+
+_RUN = _run_keys()
 # CodecConfig fields under their option names (`size` is pool_size, `rubrics` n_rubrics, ...).
 _CODEC: dict[str, str] = {
     flags[0].split("/")[0].removeprefix("--").replace("-", "_"): name

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.codeclm.steps import KEEP_TARGET, UNRESOLVED
-from synthcodec.codeclm.workspace import Workspace
+from synthcodec.codeclm.workspace import COST_KEY, Workspace
 from synthcodec.histogram import text_histogram
 from synthcodec.store import write_json
 
@@ -96,7 +96,7 @@ def build_summary(ws: Workspace, *, strong: str, target: str, theta: float,
 
 def cost_summary(ws: Workspace, kept: int) -> dict[str, Any] | None:
     """Dollars per stage and per kept pair, when every model of the run has a price."""
-    cost = ws.state.get("_cost") or {}
+    cost = ws.state.get(COST_KEY) or {}
     if not cost.get("priced"):
         return None if not cost else {"price_unknown": cost.get("price_unknown", [])}
     by_stage = {name: round(float(entry.get("stats", {}).get("usd", 0.0)), 6)

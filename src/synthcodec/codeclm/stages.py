@@ -8,20 +8,20 @@ step's clients built in `setup`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from synthcodec.codeclm import steps
 from synthcodec.codeclm.config import CodecConfig
-from synthcodec.codeclm.pool import build_pool, check_pool_row
+from synthcodec.codeclm.pool import build_pool, check_pool
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.rouge import NearDuplicateFilter
-from synthcodec.codeclm.steps import Ctx, base_candidate
+from synthcodec.codeclm.steps import Ctx, base_candidate, make_ctx
 from synthcodec.codeclm.workspace import Workspace
-from synthcodec.engine import Item, Record, RunResult, Stage, StepResult, StopWhen
-from synthcodec.errors import InputError, UserError
-from synthcodec.io import FieldSpec, extract, iter_rows, scan_input
+from synthcodec.engine import Item, Record, RunResult, StepResult, StopWhen
+from synthcodec.errors import UserError
+from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input
 from synthcodec.judge import JudgeSettings
 from synthcodec.runner import Models, RunOptions, record_id, run_stage
 from synthcodec.stages.base import ModelStage
@@ -69,12 +69,7 @@ class CodecStage(ModelStage):
                    actions=dict(actions or {}), name=name)
 
     async def setup(self, models: Models) -> None:
-        strong = models["strong"]
-        judge = self.judge or JudgeSettings(max_tokens=self.cfg.judge_max_tokens,
-                                            reasks=self.cfg.judge_reasks, json=self.cfg.judge_json)
-        self._ctx = Ctx(strong=strong, target=models.clients.get("target"), cfg=self.cfg,
-                        prompts=self.prompts or Prompts.load(None),
-                        judge=judge.for_backend(strong.backend))
+        self._ctx = make_ctx(models, self.cfg, self.prompts or Prompts.load(None), self.judge)
 
     async def run(self, record: Record) -> StepResult:
         fn = getattr(steps, self.step)
@@ -103,15 +98,12 @@ class StageResult:
         return " | ".join(parts) + (f" -> {out}" if out else "")
 
 
-async def map_stage(ws: Workspace, journal: Journal, name: str, items: list[Item],
-                    step: CodecStage | Callable[[Record], Awaitable[Any]], models: Models,
-                    options: RunOptions, *, stop_when: StopWhen | None = None,
+async def map_stage(journal: Journal, name: str, items: list[Item], step: CodecStage,
+                    models: Models, options: RunOptions, *, stop_when: StopWhen | None = None,
                     concurrency: int | None = None) -> tuple[RunResult, dict[str, int]]:
     """Run `step` over `items` (runner.run_stage, the one place stages run); returns the
     result and the usage delta."""
-    stage = step if isinstance(step, ModelStage) else Stage(
-        journal.table.removeprefix("stage_"), step)
-    done = await run_stage(stage, items, journal, models, options, label=name,
+    done = await run_stage(step, items, journal, models, options, label=name,
                            stop_when=stop_when, concurrency=concurrency)
     return done.result, done.usage
 
@@ -150,7 +142,7 @@ async def encode_stage(ws: Workspace, models: Models, ctx: Ctx, seeds: str,
     items = seed_items(seeds, mapping, options.limit)
     journal = ws.begin("encode", config, input_sha=hash_file(seeds))
     assert journal is not None
-    run, usage = await map_stage(ws, journal, "encode", items,
+    run, usage = await map_stage(journal, "encode", items,
                                  CodecStage.of("encode", ctx, models), models, options)
     result = _result("encode", journal, run)
     if not run.interrupted:
@@ -190,17 +182,7 @@ def metadata_stage(ws: Workspace, cfg: CodecConfig) -> StageResult:
 
 
 def load_metadata(ws: Workspace) -> list[Record]:
-    path = str(ws.file(METADATA))
-    rows, ids = [], set()
-    for idx, (line, row) in enumerate(ws.rows(METADATA, made_by="metadata")):
-        entry = check_pool_row(path, line, row, idx)
-        if entry["id"] in ids:
-            raise InputError(path, f"duplicate id {entry['id']!r}", line=line, field="id")
-        ids.add(entry["id"])
-        rows.append(entry)
-    if not rows:
-        raise UserError(f"{path} has no entries")
-    return rows
+    return check_pool(str(ws.file(METADATA)), ws.rows(METADATA, made_by="metadata"))
 
 
 # --------------------------------------------------------------------------- decode
@@ -214,7 +196,7 @@ async def decode_stage(ws: Workspace, models: Models, ctx: Ctx,
     journal = ws.begin("decode", config, input_sha=ws.sha(METADATA))
     assert journal is not None
     items = [Item(record_id(i, m), i, m) for i, m in enumerate(pool)]
-    run, usage = await map_stage(ws, journal, "decode", items,
+    run, usage = await map_stage(journal, "decode", items,
                                  CodecStage.of("decode", ctx, models), models, options)
     result = _result("decode", journal, run)
     if not run.interrupted:
@@ -234,7 +216,8 @@ async def decode_stage(ws: Workspace, models: Models, ctx: Ctx,
 
 def dedupe_instructions(rows: list[Record], threshold: float) -> tuple[list[Record], list[Record]]:
     """Round-robin order (the k-th instruction of every entry before any (k+1)-th), so a run
-    stopped at n kept pairs covers the pool evenly; near-duplicates of earlier ones dropped."""
+    stopped at n kept pairs covers the pool evenly; near-duplicates of earlier ones dropped
+    (in the row envelope of every run: the reason under `_synthcodec`)."""
     ordered = sorted(rows, key=lambda r: r["k"])  # stable: metadata order within each k
     near = NearDuplicateFilter(threshold)
     kept, dropped = [], []
@@ -242,7 +225,8 @@ def dedupe_instructions(rows: list[Record], threshold: float) -> tuple[list[Reco
         if near.add(row["instruction"]):
             kept.append(row)
         else:
-            dropped.append({**row, "reason": f"near-duplicate (ROUGE-L > {threshold:g})"})
+            dropped.append({**row, META: {"id": row.get("id"), "status": REJECTED,
+                                          "reason": f"near-duplicate (ROUGE-L > {threshold:g})"}})
     return kept, dropped
 
 
@@ -256,7 +240,7 @@ async def rubrics_stage(ws: Workspace, models: Models, ctx: Ctx,
     journal = ws.begin("rubrics", config, input_sha=ws.sha(METADATA))
     assert journal is not None
     items = [Item(record_id(i, m), i, m) for i, m in enumerate(pool)]
-    run, usage = await map_stage(ws, journal, "rubrics", items,
+    run, usage = await map_stage(journal, "rubrics", items,
                                  CodecStage.of("rubrics", ctx, models), models, options)
     result = _result("rubrics", journal, run)
     if not run.interrupted:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from synthcodec.codeclm.config import CodecConfig
 from synthcodec.codeclm.prompts import (
@@ -29,6 +30,9 @@ from synthcodec.judge import JudgeSettings, judge_both_orders
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError
 
+if TYPE_CHECKING:
+    from synthcodec.runner import Models
+
 KEEP_STRONG, KEEP_TARGET, IMPROVE, UNRESOLVED = "keep_strong", "keep_target", "improve", "unresolved"
 NEAR_DUPLICATE = "near_duplicate"  # a kept pair too close to an earlier kept one (ROUGE-L)
 
@@ -47,6 +51,18 @@ class Ctx:
         if self.target is None:
             raise RuntimeError("this step needs the target model")
         return self.target
+
+
+def make_ctx(models: Models, cfg: CodecConfig, prompts: Prompts,
+             judge: JudgeSettings | None = None) -> Ctx:
+    """The steps' context from the live clients (`judge`: else from `cfg`)."""
+    strong = models["strong"]
+    # The answer format is decided here for the strong model (the judge), so the loop's
+    # config records "json" or "text", never "auto".
+    judge = judge or JudgeSettings(max_tokens=cfg.judge_max_tokens, reasks=cfg.judge_reasks,
+                                   json=cfg.judge_json)
+    return Ctx(strong=strong, target=models.clients.get("target"), cfg=cfg, prompts=prompts,
+               judge=judge.for_backend(strong.backend))
 
 
 LINEAGE = ("metadata_id", "seed_ids", "use_case", "skills")

@@ -31,6 +31,9 @@ from synthcodec.store import (
 )
 
 RUN_KIND = {"kind": "codeclm", "layout": 1}
+# stages.json notes of the run (not stages): the model specs every stage command reuses,
+# and what the last invocation's money lines said.
+MODELS_KEY, COST_KEY = "_models", "_cost"
 
 
 def note(message: str) -> None:

@@ -2,7 +2,7 @@
 RECIPE`): datasets → one LoRA adapter each → benchmark answers → pairwise judge → report.
 
 The table is a whole recipe with sub-tables, not one command's options, so this kind
-parses it itself (`run_table`); see synthcodec.experiment and docs/experiment.md.
+parses it itself (`prepare_table`); see synthcodec.experiment and docs/experiment.md.
 """
 
 from __future__ import annotations

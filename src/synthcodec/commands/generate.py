@@ -52,8 +52,8 @@ def command(seeds: str, strong: str, target: str, n: int, run_dir: str, fields: 
                       options=options, mapping=parse_field_map(fields),
                       oversample=oversample,
                       prompts_dir=prompts_dir, export_format=export_format)
-    if result.exit_code or result.summary is None:
-        raise SystemExit(result.exit_code or 130)
+    if result.exit_code:
+        raise SystemExit(result.exit_code)
 
 
 def prepare_table(table: Mapping[str, Any], where: str, recipe_text: str | None = None
@@ -64,7 +64,7 @@ def prepare_table(table: Mapping[str, Any], where: str, recipe_text: str | None 
 
     def run() -> None:
         result = job.run()
-        if result.exit_code or result.summary is None:
-            raise SystemExit(result.exit_code or 130)
+        if result.exit_code:
+            raise SystemExit(result.exit_code)
 
     return job.describe(), run

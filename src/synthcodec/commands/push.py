@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from synthcodec.errors import UserError
+from synthcodec.errors import MissingExtraError
 from synthcodec.push import DEFAULT_LICENSE, PUSH_FORMATS
 
 
@@ -29,8 +29,8 @@ def command(run_dir: str, repo_id: str, private: bool, fmt: str, with_rejected: 
     Rows marked by hand in `synthcodec view` (RUN/review.jsonl) are honoured."""
     try:
         import huggingface_hub  # noqa: F401
-    except ImportError:
-        raise UserError("synthcodec push needs the 'hf' extra: pip install 'synthcodec[hf]'") from None
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError(str(exc.name), "hf", "synthcodec push") from None
     from synthcodec.push import push
 
     pushed = push(run_dir, repo_id, private=private, fmt=fmt, with_rejected=with_rejected,

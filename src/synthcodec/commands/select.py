@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from synthcodec.errors import UserError
 from synthcodec.export import FORMATS
 from synthcodec.histogram import text_histogram
 from synthcodec.stages.rate import SCORE
@@ -41,13 +40,8 @@ def command(source_path: str, out: str, min_score: float | None, top: int | None
     a summary to .summary.json, and a score histogram (PNG) to RUN/scores.png, or beside OUT
     when the input is a file.
     """
-    try:
-        sel = select_rows(source_path, out, min_score=min_score, top=top, random_n=random_n,
-                          seed=seed, fmt=fmt, fields=fields, score_field=score_field)
-    except UserError as exc:
-        if str(exc).startswith(("give only one of", "--seed only")):
-            raise click.UsageError(str(exc)) from None
-        raise
+    sel = select_rows(source_path, out, min_score=min_score, top=top, random_n=random_n,
+                      seed=seed, fmt=fmt, fields=fields, score_field=score_field)
     err = sys.stderr
     rated = sel.summary["rated"]
     print(f"scores of {rated} rated rows:", file=err)

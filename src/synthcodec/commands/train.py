@@ -4,21 +4,8 @@ from __future__ import annotations
 
 import click
 
-from synthcodec.progress import StepPrinter, clock
-from synthcodec.train.sft import (
-    DEFAULT_EPOCHS,
-    DEFAULT_LR,
-    TrainResult,
-)
-
-
-def summary(result: TrainResult) -> str:
-    first = result.losses[0] if result.losses else float("nan")
-    skipped = f" ({result.skipped} skipped)" if result.skipped else ""
-    return (f"trained {result.output_dir}: {result.steps} steps on {result.n_rows} rows{skipped}, "
-            f"{result.train_tokens} answer tokens, loss {first:.4f} -> {result.final_loss:.4f}, "
-            f"{clock(result.seconds)}\n"
-            f"serve it with: synthcodec answer BENCH --model hf:{result.output_dir} -o ANSWERS")
+from synthcodec.progress import StepPrinter
+from synthcodec.train.sft import DEFAULT_EPOCHS, DEFAULT_LR, summary
 
 
 @click.command("train")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from synthcodec.errors import UserError
+from synthcodec.errors import MissingExtraError
 
 
 @click.command("view")
@@ -18,8 +18,7 @@ def command(run_dir: str, port: int, host: str) -> None:
     and scores, filters and search, each row's lineage, charts, and review by hand
     (RUN/review.jsonl, honoured by `select` and `push`). Needs synthcodec[view]."""
     try:
-        from synthcodec.viewer import serve
-    except ImportError as exc:
-        raise UserError(f"synthcodec view needs the 'view' extra ({exc.name} is missing): "
-                        "pip install 'synthcodec[view]'") from None
+        from synthcodec.viewer.app import serve
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError(str(exc.name), "view", "synthcodec view") from None
     serve(run_dir, host=host, port=port, echo=lambda m: click.echo(m, err=True))

@@ -3,18 +3,9 @@
 Importing this package is cheap: torch, transformers and peft load only when training runs.
 """
 
-from synthcodec.train.sft import (
-    TRAIN_INFO,
-    StepProgress,
-    TrainExample,
-    TrainResult,
-    default_batch_size,
-    encode_messages,
-    load_examples,
-    read_train_info,
-    resolve_base,
-    train_lora,
-)
+from synthcodec.llm.hfmodels import TRAIN_INFO, read_train_info, resolve_base
+from synthcodec.train.data import TrainExample, encode_messages, load_examples
+from synthcodec.train.sft import StepProgress, TrainResult, default_batch_size, train_lora
 
 __all__ = [
     "TRAIN_INFO",

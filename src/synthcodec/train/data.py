@@ -167,29 +167,21 @@ def encode_messages(tokenizer: Any, messages: Sequence[Message],
 class AnswerOnlyCollator:
     """The data collator of the Trainer: features -> a right-padded batch of tensors.
 
-    A feature is `{"input_ids", "labels"}` as `encode_messages` makes them (how training
-    feeds it: encoded once up front, to count answer tokens and skip rows with none), or
-    `{"messages": [...]}`, encoded here. Labels are IGNORE_INDEX on every prompt token and
+    A feature is `{"input_ids", "labels"}` as `encode_messages` makes them (training
+    encodes every row once up front, to count answer tokens and skip rows with none). Labels are IGNORE_INDEX on every prompt token and
     on padding, so the loss sees the assistant's tokens only; `attention_mask` is 0 on
     padding. transformers' own collators either label every token
     (`DataCollatorForLanguageModeling`) or need one fixed response marker string
     (trl's completion-only collator); this works with any chat template and any turns.
     """
 
-    def __init__(self, tokenizer: Any, max_length: int | None = None) -> None:
-        self.tokenizer = tokenizer
-        self.max_length = max_length
+    def __init__(self, tokenizer: Any) -> None:
         self.pad_id = tokenizer.pad_token_id
-
-    def encode(self, feature: dict[str, Any]) -> tuple[list[int], list[int]]:
-        if "input_ids" in feature:
-            return list(feature["input_ids"]), list(feature["labels"])
-        return encode_messages(self.tokenizer, feature["messages"], self.max_length)
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        rows = [self.encode(f) for f in features]
+        rows = [(list(f["input_ids"]), list(f["labels"])) for f in features]
         width = max(len(ids) for ids, _ in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)

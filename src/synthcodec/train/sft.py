@@ -42,23 +42,18 @@ from typing import Any
 from synthcodec import __version__
 from synthcodec.errors import UserError
 from synthcodec.llm.hfmodels import (
-    FALLBACK_CHAT_TEMPLATE,
     TRAIN_INFO,
-    BaseModel,
     load_model_and_tokenizer,
     pick_device,
-    read_train_info,
     require_train_extra,
     resolve_base,
 )
 from synthcodec.train.data import (
     IGNORE_INDEX,
     AnswerOnlyCollator,
-    TrainExample,
     encode_messages,
     examples_sha256,
     load_examples,
-    row_to_messages,
 )
 
 # --- Defaults, scaled from the papers (spec §2.3) -------------------------------------
@@ -126,6 +121,18 @@ class TrainResult:
     skipped: int = 0
     train_tokens: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+
+
+def summary(result: TrainResult) -> str:
+    """What `synthcodec train` prints at the end (the experiment logs its first line)."""
+    from synthcodec.progress import clock
+
+    first = result.losses[0] if result.losses else float("nan")
+    skipped = f" ({result.skipped} skipped)" if result.skipped else ""
+    return (f"trained {result.output_dir}: {result.steps} steps on {result.n_rows} rows{skipped}, "
+            f"{result.train_tokens} answer tokens, loss {first:.4f} -> {result.final_loss:.4f}, "
+            f"{clock(result.seconds)}\n"
+            f"serve it with: synthcodec answer BENCH --model hf:{result.output_dir} -o ANSWERS")
 
 
 ProgressFn = Callable[[StepProgress], None]
@@ -308,7 +315,7 @@ def train_lora(
             _ = args.device
             args._n_gpu = 1  # one GPU, as before: never nn.DataParallel over all of them
         trainer = Trainer(model=model, args=args, train_dataset=encoded,
-                          data_collator=AnswerOnlyCollator(tokenizer, max_len),
+                          data_collator=AnswerOnlyCollator(tokenizer),
                           optimizers=(optimizer, scheduler), callbacks=[reporter])
         for noisy in (PrinterCallback, ProgressCallback):  # our progress line instead
             trainer.remove_callback(noisy)
@@ -373,26 +380,3 @@ def _versions() -> dict[str, str]:
             pass
     return out
 
-
-__all__ = [
-    "DEFAULT_EPOCHS",
-    "DEFAULT_LR",
-    "FALLBACK_CHAT_TEMPLATE",
-    "IGNORE_INDEX",
-    "TRAIN_INFO",
-    "AnswerOnlyCollator",
-    "BaseModel",
-    "StepProgress",
-    "TrainExample",
-    "TrainResult",
-    "default_batch_size",
-    "encode_messages",
-    "examples_sha256",
-    "load_examples",
-    "micro_batch_for",
-    "read_train_info",
-    "require_train_extra",
-    "resolve_base",
-    "row_to_messages",
-    "train_lora",
-]

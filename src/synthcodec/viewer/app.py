@@ -23,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from synthcodec.codeclm.pool import check_pool as check_metadata_pool
+from synthcodec.errors import UserError
 from synthcodec.rundir_reader import KEPT, REJECTED, STATUSES, Run, append_review
 from synthcodec.store import atomic_writer
 from synthcodec.viewer import charts
@@ -73,10 +75,10 @@ class Viewer:
     # ------------------------------------------------------------------ helpers
 
     def _page(self, template: str, **ctx: Any) -> HTMLResponse:
-        live = self.run.live()
+        status = self.run.status()
         html = self.env.get_template(template).render(
-            run=self.run, path=str(self.run.path), kind=self.run.kind, live=live,
-            status=self.run.status(), token=self.token, counts=self.index.counts,
+            run=self.run, path=str(self.run.path), kind=self.run.kind, live=status == "live",
+            status=status, token=self.token, counts=self.index.counts,
             models=self.run.models(), **ctx)
         return HTMLResponse(html, headers={
             "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src "
@@ -99,10 +101,7 @@ class Viewer:
 
         return self._page("index.html", f=f, page=page, facets=self.index.facets, link=link,
                           charts=[(c, charts.TITLES[c]) for c in charts.charts_for(self.run.kind)],
-                          version=self.index.version, statuses=STATUSES,
-                          usage=self.run.usage(), cost=self.run.cost(),
-                          summary=self.run.summary or self.run.report.get("total") or {},
-                          build_seconds=self.index.build_seconds)
+                          version=self.index.version, statuses=STATUSES, cost=self.run.cost())
 
     async def row(self, request: Request) -> Response:
         row = self.index.get(int(request.path_params["rid"]))
@@ -125,31 +124,31 @@ class Viewer:
         row = self.index.get(rid)
         if row is None or status not in (KEPT, REJECTED, "clear"):
             return HTMLResponse("bad review", status_code=400)
-        append_review(self.run.path, row.key, status, note)
-        self.index.mark(row.key, status, note)
+        self.index.mark(append_review(self.run.path, row.key, status, note))
         return RedirectResponse(f"/row/{rid}?saved=1", status_code=303)
 
     async def metadata(self, request: Request) -> Response:
+        if self.run.kind != "generate":
+            return HTMLResponse("the metadata pool belongs to generate runs", status_code=404)
         error = saved = ""
         path = self.run.path / "metadata.jsonl"
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = pool = path.read_text(encoding="utf-8") if path.exists() else ""
         if request.method == "POST":
             form = await request.form()
             if not self._check_token(form):
                 return HTMLResponse("forbidden: this form did not come from the viewer page",
                                     status_code=403)
-            text = str(form.get("pool", "")).replace("\r\n", "\n")
-            error = check_pool(text)
+            pool = str(form.get("pool", "")).replace("\r\n", "\n")
+            error = check_pool(pool)
             if not error and self.run.live():
                 error = "the run is being written right now: edit the pool once it stops"
             if not error:
+                text = pool if pool.endswith("\n") or not pool else pool + "\n"
                 with atomic_writer(path) as fh:
-                    fh.write(text if text.endswith("\n") or not text else text + "\n")
+                    fh.write(text)
                 saved = "saved"
-        if self.run.kind != "generate":
-            return HTMLResponse("the metadata pool belongs to generate runs", status_code=404)
-        return self._page("metadata.html", pool=text, error=error, saved=saved,
-                          entries=self.run.metadata_pool(), decoded=self.run.decoded())
+        return self._page("metadata.html", pool=pool, error=error, saved=saved,
+                          entries=_jsonl_dicts(text), decoded=self.run.decoded())
 
     async def chart(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -164,28 +163,38 @@ class Viewer:
                         headers={"Cache-Control": "no-store"})
 
 
+def _jsonl_dicts(text: str) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL text (other lines skipped: a hand edit may be wrong)."""
+    out = []
+    for line in text.splitlines():
+        try:
+            value = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
 def check_pool(text: str) -> str:
-    """'' when `text` is a valid metadata pool (JSONL of {use_case, skills}), else why not."""
-    n = 0
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+    """'' when `text` is a metadata pool the pipeline accepts (codeclm.pool.check_pool),
+    else why not."""
+    rows = []
+    for line, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
             continue
         try:
-            entry = json.loads(line)
+            row = json.loads(raw)
         except ValueError as exc:
-            return f"line {i}: not JSON ({exc})"
-        if not isinstance(entry, dict) or not isinstance(entry.get("use_case"), str) \
-                or not entry["use_case"].strip():
-            return f"line {i}: needs a non-empty \"use_case\" string"
-        skills = entry.get("skills")
-        if not isinstance(skills, list) or not skills or not all(isinstance(s, str) for s in skills):
-            return f"line {i}: needs \"skills\", a non-empty list of strings"
-        n += 1
-    return "" if n else "the pool is empty"
-
-
-def create_app(run_dir: str | Path, *, host: str = "127.0.0.1") -> Starlette:
-    return Viewer(run_dir, host=host).app
+            return f"line {line}: not JSON ({exc})"
+        if not isinstance(row, dict):
+            return f"line {line}: not a JSON object"
+        rows.append((line, row))
+    try:
+        check_metadata_pool("metadata.jsonl", rows)
+    except UserError as exc:
+        return str(exc)
+    return ""
 
 
 def serve(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8765,

@@ -3,7 +3,6 @@ internet, and `push` puts the same PNGs in the dataset repository."""
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from synthcodec import charts
@@ -68,11 +67,7 @@ def render(name: str, run: Run, index: Any) -> bytes:
             _empty(ax, "nothing kept yet")
         ax.set_title(TITLES[name], fontsize=10)
     elif name == "wtl":
-        per: dict[str, Counter[str]] = {}
-        for row in run.rows(with_review=False):
-            if row.status == "kept":
-                per.setdefault(row.use_case or "(none)", Counter())[
-                    str(row.data.get("codeclm"))] += 1
+        per = index.outcomes_per_category()
         if per:
             cats = sorted(per)
             bottom = [0] * len(cats)

@@ -11,11 +11,12 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
-from synthcodec.rundir_reader import Run, ViewRow, load_review
+from synthcodec.rundir_reader import REVIEW_FILE, Run, ViewRow
 
 PAGE_SIZE = 50
 _COLUMNS = ("key", "stage", "status", "final", "reason", "score", "gap", "iteration",
@@ -64,20 +65,26 @@ class Page:
 
 @dataclass
 class RowIndex:
+    """The rows of `run`; `rows`: the run's rows when the caller has read them already."""
+
     run: Run
+    rows: InitVar[Iterable[ViewRow] | None] = None
     min_interval: float = 2.0
     db: sqlite3.Connection = field(init=False)
     facets: dict[str, list[str]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     version: int = 0
     built_at: float = 0.0
-    build_seconds: float = 0.0
     _signature: Any = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, rows: Iterable[ViewRow] | None) -> None:
         self.db = self._new_db()
-        self.refresh(force=True)
+        if rows is None:
+            self.refresh(force=True)
+        else:
+            self._signature, self.built_at = self._files_signature(), time.monotonic()
+            self._build(rows)
 
     @staticmethod
     def _new_db() -> sqlite3.Connection:
@@ -85,7 +92,7 @@ class RowIndex:
         db.execute("CREATE TABLE rows (rid INTEGER PRIMARY KEY, key TEXT, stage TEXT, "
                    "status TEXT, final TEXT, reason TEXT, score REAL, gap REAL, "
                    "iteration INTEGER, use_case TEXT, skills TEXT, model TEXT, text TEXT, "
-                   "note TEXT, data TEXT)")
+                   "note TEXT, review TEXT, data TEXT)")
         db.execute("CREATE VIRTUAL TABLE fts USING fts5(body, content='', "
                    "tokenize='unicode61')")
         return db
@@ -95,6 +102,8 @@ class RowIndex:
         p = self.run.path
         for path in [*p.glob("*.jsonl"), *p.glob("*.json"), *p.glob("rejects/*.jsonl"),
                      *p.glob("journal.sqlite*")]:
+            if path.name == REVIEW_FILE:
+                continue  # a hand review is applied by mark(), without a rebuild
             try:
                 st = path.stat()
             except OSError:
@@ -116,13 +125,12 @@ class RowIndex:
             self._build()
             return True
 
-    def _build(self) -> None:
-        started = time.perf_counter()
+    def _build(self, rows: Iterable[ViewRow] | None = None) -> None:
         db = self._new_db()
         batch: list[tuple[Any, ...]] = []
         fts: list[tuple[int, str]] = []
         rid = 0
-        for row in self.run.rows():
+        for row in self.run.rows() if rows is None else rows:
             rid += 1
             batch.append(_record(rid, row))
             fts.append((rid, _body(row)))
@@ -148,7 +156,6 @@ class RowIndex:
         old = self.db
         self.db, self.facets, self.counts = db, facets, counts
         self.version += 1
-        self.build_seconds = time.perf_counter() - started
         old.close()
 
     # ------------------------------------------------------------------ queries
@@ -170,17 +177,17 @@ class RowIndex:
 
     def get(self, rid: int) -> ViewRow | None:
         with self._lock:
-            hit = self.db.execute(f"SELECT {', '.join(_COLUMNS)}, data FROM rows WHERE rid = ?",
-                                  (rid,)).fetchone()
+            hit = self.db.execute(f"SELECT {', '.join(_COLUMNS)}, review, data FROM rows "
+                                  "WHERE rid = ?", (rid,)).fetchone()
         if hit is None:
             return None
-        d = dict(zip((*_COLUMNS, "data"), hit))
-        review = load_review(self.run.path).get(d["key"])
+        d = dict(zip((*_COLUMNS, "review", "data"), hit))
         return ViewRow(key=d["key"], stage=d["stage"], status=d["status"],
                        data=json.loads(d["data"]), reason=d["reason"], score=d["score"],
                        gap=d["gap"], iteration=d["iteration"], use_case=d["use_case"],
                        skills=[s for s in d["skills"].strip("|").split("|") if s],
-                       model=d["model"], text=d["text"], review=review)
+                       model=d["model"], text=d["text"],
+                       review=json.loads(d["review"]) if d["review"] else None)
 
     def column(self, name: str, *, where: str = "") -> list[Any]:
         assert name in ("score", "gap", "iteration")
@@ -194,14 +201,27 @@ class RowIndex:
                 "SELECT iteration, COUNT(*) FROM rows WHERE final = 'kept' AND iteration "
                 "IS NOT NULL GROUP BY iteration ORDER BY iteration")}
 
-    def mark(self, key: str, status: str, note: str) -> None:
-        """Reflect a hand review at once (review.jsonl holds it for good)."""
+    def outcomes_per_category(self) -> dict[str, Counter[str]]:
+        """compare: kept verdicts (after hand review) per category -> CodecLM outcome counts."""
+        per: dict[str, Counter[str]] = {}
+        with self._lock:
+            for category, outcome, n in self.db.execute(
+                    "SELECT use_case, json_extract(data, '$.codeclm'), COUNT(*) FROM rows "
+                    "WHERE final = 'kept' GROUP BY 1, 2"):
+                per.setdefault(category or "(none)", Counter())[str(outcome)] += n
+        return per
+
+    def mark(self, entry: dict[str, Any]) -> None:
+        """Reflect a hand review (an entry append_review wrote to review.jsonl) at once."""
+        key, status = entry["key"], entry["status"]
         with self._lock:
             if status == "clear":
-                self.db.execute("UPDATE rows SET final = status, note = '' WHERE key = ?", (key,))
+                self.db.execute("UPDATE rows SET final = status, note = '', review = NULL "
+                                "WHERE key = ?", (key,))
             else:
-                self.db.execute("UPDATE rows SET final = ?, note = ? WHERE key = ?",
-                                (status, note, key))
+                self.db.execute("UPDATE rows SET final = ?, note = ?, review = ? WHERE key = ?",
+                                (status, entry.get("note", ""),
+                                 json.dumps(entry, ensure_ascii=False), key))
             self.counts = {s: n for s, n in self.db.execute(
                 "SELECT final, COUNT(*) FROM rows GROUP BY final")}
             self.version += 1
@@ -211,6 +231,7 @@ def _record(rid: int, row: ViewRow) -> tuple[Any, ...]:
     return (rid, row.key, row.stage, row.status, row.final_status, row.reason, row.score,
             row.gap, row.iteration, row.use_case, "|" + "|".join(row.skills) + "|" if row.skills
             else "", row.model, row.text, (row.review or {}).get("note", ""),
+            json.dumps(row.review, ensure_ascii=False) if row.review else None,
             json.dumps(row.data, ensure_ascii=False))
 
 
@@ -235,7 +256,7 @@ def _body(row: ViewRow) -> str:
 
 def _insert(db: sqlite3.Connection, batch: list[tuple[Any, ...]], fts: list[tuple[int, str]]) -> None:
     if batch:
-        db.executemany("INSERT INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
+        db.executemany("INSERT INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
         db.executemany("INSERT INTO fts (rowid, body) VALUES (?, ?)", fts)
 
 
@@ -273,7 +294,3 @@ def _where(f: Filters) -> tuple[str, list[Any]]:
         clauses.append("rid IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
         args.append(fts_query(f.q))
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
-
-
-def load_index(path: str | Path, **kw: Any) -> RowIndex:
-    return RowIndex(Run(path), **kw)
