@@ -444,7 +444,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
                     device=t.device, progress=printer if progress else None, log=printer.note)
             finally:
                 printer.close()
-            from synthcodec.commands.train import summary as train_summary
+            from synthcodec.train.sft import summary as train_summary
 
             say(train_summary(result).splitlines()[0])
             return {"steps": result.steps, "rows": result.n_rows, "skipped": result.skipped,
@@ -556,7 +556,7 @@ def _base_model_spec(base: str) -> str:
 
 def _model_identity(base: str) -> str:
     """Cheap identity of the base model's files (path, size, mtime)."""
-    from synthcodec.train.sft import resolve_base
+    from synthcodec.llm.hfmodels import resolve_base
 
     try:
         path = Path(resolve_base(base).path)
