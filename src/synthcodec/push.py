@@ -340,6 +340,11 @@ def build_folder(run_dir: str | Path, folder: str | Path, repo_id: str, *, fmt: 
                         "before pushing it")
     rows = list(run.rows())
     split = split_rows(run, rows)
+    if not split.kept:
+        # A Parquet file of no rows cannot be loaded with `datasets` (ArrowInvalid).
+        raise UserError(f"{run_dir} has no kept rows: nothing to push (its rejected.jsonl and "
+                        "failed.jsonl say why rows were dropped)")
+    with_rejected = with_rejected and bool(split.rejected)
     out = Path(folder)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")

@@ -108,3 +108,23 @@ def test_push_without_token_or_of_a_live_run(gen_run: Path, monkeypatch: pytest.
     assert r.returncode == 2 and "is live" in r.stderr and not out.exists()
     assert synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir",
                       str(out)).returncode == 0  # once the writer is gone
+
+
+def test_nothing_kept_is_refused_and_no_rejected_rows_leave_out_their_config(
+        gen_run: Path, rate_run: Path, tmp_path: Path) -> None:
+    import json
+
+    # Every kept row marked rejected by hand: a dataset of no rows cannot be loaded, refused.
+    for line in (gen_run / "output.jsonl").read_text().splitlines():
+        append_review(gen_run, json.loads(line)["id"], "rejected", "")
+    out = tmp_path / "empty"
+    r = synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir", str(out))
+    assert r.returncode == 2 and "has no kept rows" in r.stderr and not out.exists()
+
+    # --with-rejected on a run that rejected nothing: no empty `rejected` config.
+    out = tmp_path / "rate-repo"
+    r = synthcodec("push", str(rate_run), "--repo-id", "me/x", "--to-dir", str(out),
+                   "--with-rejected")
+    assert r.returncode == 0 and "no rejected rows" in r.stderr, r.stderr
+    assert not (out / "rejected").exists()
+    assert [c["config_name"] for c in hub.DatasetCard.load(out / "README.md").data.configs] == ["default"]

@@ -36,6 +36,9 @@ def command(run_dir: str, repo_id: str, private: bool, fmt: str, with_rejected: 
     pushed = push(run_dir, repo_id, private=private, fmt=fmt, with_rejected=with_rejected,
                   license_text=license_text, to_dir=to_dir)
     where = pushed.url or str(pushed.folder)
-    click.echo(f"{'pushed' if pushed.url else 'wrote'} {pushed.kept} kept rows"
-               f"{f' and {pushed.rejected} rejected rows' if with_rejected else ''} to {where}",
+    rejected = ""
+    if with_rejected:
+        rejected = (f" and {pushed.rejected} rejected rows" if pushed.rejected
+                    else " (no rejected rows: the `rejected` config is left out)")
+    click.echo(f"{'pushed' if pushed.url else 'wrote'} {pushed.kept} kept rows{rejected} to {where}",
                err=True)
