@@ -75,10 +75,11 @@ def test_same_input_same_sets(kind: str, tmp_path: Path, env: dict[str, str]) ->
     second = harness(kind, tmp_path / "b" / "run", tmp_path / "b.log", env=env_b)
     assert first["kept"], "nothing kept: the scripted world is wrong"
     assert normalized(first) == normalized(second)
-    if not (kind == "generate" and env["CONFORMANCE_EXECUTOR"] == "ray"):
-        # Under Ray, "stop at n pairs" cancels the shards that ran ahead of the merge at a
-        # moment that depends on timing: how many calls they made differs from run to run
-        # (nothing they did is published: the files above are compared in full).
+    if kind != "generate":
+        # generate stops at n kept pairs: the records in flight at that moment (the shards
+        # that ran ahead of the merge, under Ray) have made a timing-dependent number of calls
+        # (83 against 79 in one local run). Nothing they did is published: the files above
+        # are compared in full.
         assert calls(tmp_path / "a.log") == calls(tmp_path / "b.log")
 
 
