@@ -33,7 +33,8 @@ protocol (shard files, markers, merge, progress reports) and read best side by s
   own model with the usual limit (one llama.cpp thread unless SYNTHCODEC_LLAMA_THREADS is
   set), so embedded models scale with the cluster's cores.
 - **Budget** (`--budget`, `--max-tokens-total`): a shard may spend at most what is left
-  once the running shards hold their shares, split over the free slots; a shard that
+  once the submitted shards hold their shares, split over the places left to submit
+  (queued shards count: each holds its share before it starts); a shard that
   reaches its share drains like the local executor, the driver submits no more shards, and
   the run stops with exit code 4.
 - **Cache.** Every worker opens the run's request cache file (resolved on the driver). On
@@ -82,6 +83,7 @@ from synthcodec.store import FAILED, OK, REJECTED, Journal, connect, read_json, 
 
 SHARDS_PER_CPU = 4
 MAX_SHARD = 500
+SUBMITTED_PER_CPU = 2  # shards submitted at once per CPU slot: one running, one queued
 RETRIES = 3  # Ray re-runs a shard whose worker died this many times
 REPORT_SECONDS = 0.5
 LOCK_WAIT = 120.0  # seconds to wait for a worker of an earlier run to let go of a shard
@@ -267,6 +269,7 @@ class RayExecutor:
         journal.prepare()
 
         slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        submitted = SUBMITTED_PER_CPU * slots  # shards submitted at once, queued ones too
         size = min(MAX_SHARD, max(1, math.ceil((total or 100 * slots) /
                                                (slots * SHARDS_PER_CPU))))
         share = 1 if embedded(models.specs, models.backends) else \
@@ -299,14 +302,14 @@ class RayExecutor:
 
         with on_interrupt(loop, on_sigint):
             while not aborted:
-                while not (self._stopping or exhausted) and len(running) < 2 * slots:
+                while not (self._stopping or exhausted) and len(running) < submitted:
                     batch = list(itertools.islice(pending, size))
                     if not batch:
                         exhausted = True
                         break
                     shard = Shard(next(seqs), folder / f"{batch[0].idx:07d}-{batch[-1].idx:07d}"
                                                          ".sqlite")
-                    shard.allowance = self._allowance(running.values(), slots)
+                    shard.allowance = self._allowance(running.values(), submitted)
                     shards[shard.seq] = shard
                     running[task.remote(job_ref, str(shard.path), batch, shard.allowance)] = shard
                 if not running:
@@ -378,10 +381,11 @@ class RayExecutor:
             concurrency=math.ceil(self.models.endpoint_limit() / share),
             rpm=o.rpm and o.rpm / share, tpm=o.tpm and o.tpm / share)
 
-    def _allowance(self, running: Iterable[Shard], slots: int) -> dict[str, Any]:
-        """This shard's part of what the budget leaves (see the module docstring)."""
+    def _allowance(self, running: Iterable[Shard], submitted: int) -> dict[str, Any]:
+        """This shard's part of what the budget leaves (see the module docstring): split
+        over the `submitted` places, so a queued shard gets its part too."""
         spend, out, running = self.models.spend, {}, list(running)
-        free = max(1, slots - len(running))
+        free = max(1, submitted - len(running))
         held = [(s.allowance, s.report.get("usage", {}).get("spend", {})) for s in running]
         if spend.budget_usd is not None:
             left = spend.budget_usd - spend.total_usd - sum(

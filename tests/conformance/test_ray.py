@@ -1,7 +1,8 @@
-"""`--executor ray` beyond the conformance suite: a Ray worker killed mid-run, and `rate`
-over two HTTP endpoints giving the very rows of the local executor.
+"""`--executor ray` beyond the conformance suite: a Ray worker killed mid-run, `rate`
+over two HTTP endpoints giving the very rows of the local executor, and a token cap split
+over the shards.
 
-Both run on the session's local Ray cluster (tests/ray_cluster.py: 2 CPUs, 127.0.0.1).
+They run on the session's local Ray cluster (tests/ray_cluster.py: 2 CPUs, 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -105,3 +106,19 @@ def test_a_backend_that_cannot_pickle_is_refused_in_one_line(tmp_path: Path) -> 
     with pytest.raises(UserError, match="cannot be pickled"):
         sc.complete([{"prompt": "hi"}], model="m", backend=backend, run_dir=tmp_path / "r",
                     executor="ray")
+
+
+def test_a_cap_far_above_the_run_stops_nothing(tmp_path: Path, ray_env: dict[str, str]) -> None:
+    """--max-tokens-total (like --budget) split over the shards: a cap the run never nears
+    lets every shard run, queued ones included (they once got a share of nothing: exit 4
+    after the first shard)."""
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"Task {i}"}) + "\n" for i in range(ROWS)))
+    env = {**cli_env(), **ray_env, "SYNTHCODEC_CACHE": str(tmp_path / "cache.sqlite")}
+    done = subprocess.run(
+        [sys.executable, "-m", "synthcodec", "complete", str(src), "-m", "fake:echo", "-o",
+         str(tmp_path / "run"), "--executor", "ray", "--max-tokens-total", "100000000", "-q"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["counts"]["ok"] == ROWS

@@ -175,3 +175,24 @@ def test_ray_splits_the_per_endpoint_limit_over_shards() -> None:
         asyncio.run(opened.aclose())
     finally:
         asyncio.run(models.aclose())
+
+
+def test_ray_gives_every_submitted_shard_a_part_of_the_budget() -> None:
+    """Shards are submitted two per CPU slot, so half of them wait in Ray's queue holding
+    their share: each one submitted gets a part of what is left (none gets nothing, which
+    stopped a run with a large cap after its first shard), and together no more than it."""
+    from types import SimpleNamespace
+
+    from synthcodec.cost import Spend
+    from synthcodec.engine_ray import SUBMITTED_PER_CPU, RayExecutor, Shard
+
+    spend = Spend(budget_usd=10.0, max_tokens=1000)
+    executor = RayExecutor(SimpleNamespace(spend=spend), options=None)
+    submitted, shards = SUBMITTED_PER_CPU * 2, []  # two CPU slots
+    for seq in range(submitted):
+        shard = Shard(seq, Path(f"{seq}.sqlite"))
+        shard.allowance = executor._allowance(shards, submitted)
+        shards.append(shard)
+    assert all(s.allowance["tokens"] > 0 and s.allowance["usd"] > 0 for s in shards)
+    assert sum(s.allowance["tokens"] for s in shards) <= 1000
+    assert sum(s.allowance["usd"] for s in shards) <= 10.0 + 1e-9
