@@ -153,7 +153,7 @@ def test_a_4xx_inside_a_batch_fails_the_record_with_the_reason_and_is_not_resent
 
 def test_a_new_process_waits_on_the_ledger_batch_instead_of_submitting_again(
         tmp_path: Path) -> None:
-    async def body(url: str) -> tuple[list[str], int]:
+    async def body(url: str) -> list[str]:
         first = _client(url, tmp_path, settings=BatchSettings(poll=0.05, settle=0.02))
         tasks = [asyncio.ensure_future(first.complete(Request.chat(f"q {i}"))) for i in range(4)]
         while "batch_mock_1" not in _ledger_text(tmp_path):
@@ -163,9 +163,8 @@ def test_a_new_process_waits_on_the_ledger_batch_instead_of_submitting_again(
         await first.aclose()
         assert first.cache is not None
         first.cache.close()
-        texts = await _ask_all(_client(url, tmp_path), 4)
-        return texts, 0
-    (texts, _), stats = _serve(body, batch_polls=5)
+        return await _ask_all(_client(url, tmp_path), 4)
+    texts, stats = _serve(body, batch_polls=5)
     assert texts == [f"echo: q {i}" for i in range(4)]
     assert stats["batches_created"] == 1 and stats["files_uploaded"] == 1
 
