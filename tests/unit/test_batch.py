@@ -198,6 +198,15 @@ def test_an_upload_whose_batch_line_was_lost_is_adopted_not_submitted_again(
     assert stats["batches_created"] == 1 and stats["batch_requests"] == 3
 
 
+def test_an_entry_after_a_line_cut_by_a_kill_is_kept(tmp_path: Path) -> None:
+    ok = {"op": "batch", "model": "m", "file_id": "file-1", "batch_id": "batch_1"}
+    (tmp_path / "batches.jsonl").write_text(json.dumps(ok) + '\n{"op": "file", "mod')
+    BatchLedger(tmp_path, Stats()).append({"op": "done", "batch_id": "batch_1"})
+    again = BatchLedger(tmp_path, Stats())
+    assert [e["op"] for e in again.entries] == ["batch", "done"]
+    assert again.unfinished("m") == ({}, {})  # the batch is done: nothing to poll
+
+
 def _ledger_text(run: Path) -> str:
     path = run / "batches.jsonl"
     return path.read_text() if path.exists() else ""
