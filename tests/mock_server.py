@@ -444,7 +444,6 @@ class MockServer:
         app.router.add_post("/v1/batches", self._handle_batch_create)
         app.router.add_get("/v1/batches", self._handle_batch_list)
         app.router.add_get("/v1/batches/{batch_id}", self._handle_batch_get)
-        app.router.add_post("/v1/batches/{batch_id}/cancel", self._handle_batch_cancel)
         app.router.add_get("/stats", self._handle_stats)
         app.router.add_post("/stats/reset", self._handle_stats_reset)
         self._closing = asyncio.Event()
@@ -698,14 +697,6 @@ class MockServer:
     async def _handle_batch_list(self, request: web.Request) -> web.Response:
         data = [self._shown(b) for b in reversed(self._batches)]
         return _json_response({"object": "list", "data": data, "has_more": False})
-
-    async def _handle_batch_cancel(self, request: web.Request) -> web.Response:
-        batch = self._batches.get(request.match_info["batch_id"])
-        if batch is None:
-            return self._error(404, "No such batch.")
-        if batch["status"] in ("validating", "in_progress"):
-            batch["status"] = "cancelled"
-        return _json_response(self._shown(batch["id"]))
 
     async def _handle_batch_get(self, request: web.Request) -> web.Response:
         batch = self._batches.get(request.match_info["batch_id"])

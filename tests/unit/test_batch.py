@@ -153,7 +153,7 @@ def test_a_4xx_inside_a_batch_fails_the_record_with_the_reason_and_is_not_resent
 
 def test_a_new_process_waits_on_the_ledger_batch_instead_of_submitting_again(
         tmp_path: Path) -> None:
-    async def body(url: str) -> tuple[list[str], int]:
+    async def body(url: str) -> list[str]:
         first = _client(url, tmp_path, settings=BatchSettings(poll=0.05, settle=0.02))
         tasks = [asyncio.ensure_future(first.complete(Request.chat(f"q {i}"))) for i in range(4)]
         while "batch_mock_1" not in _ledger_text(tmp_path):
@@ -163,9 +163,8 @@ def test_a_new_process_waits_on_the_ledger_batch_instead_of_submitting_again(
         await first.aclose()
         assert first.cache is not None
         first.cache.close()
-        texts = await _ask_all(_client(url, tmp_path), 4)
-        return texts, 0
-    (texts, _), stats = _serve(body, batch_polls=5)
+        return await _ask_all(_client(url, tmp_path), 4)
+    texts, stats = _serve(body, batch_polls=5)
     assert texts == [f"echo: q {i}" for i in range(4)]
     assert stats["batches_created"] == 1 and stats["files_uploaded"] == 1
 
@@ -197,6 +196,15 @@ def test_an_upload_whose_batch_line_was_lost_is_adopted_not_submitted_again(
     texts, stats = _serve(body)
     assert texts == ["echo: q 0", "echo: q 1", "echo: q 2"]
     assert stats["batches_created"] == 1 and stats["batch_requests"] == 3
+
+
+def test_an_entry_after_a_line_cut_by_a_kill_is_kept(tmp_path: Path) -> None:
+    ok = {"op": "batch", "model": "m", "file_id": "file-1", "batch_id": "batch_1"}
+    (tmp_path / "batches.jsonl").write_text(json.dumps(ok) + '\n{"op": "file", "mod')
+    BatchLedger(tmp_path, Stats()).append({"op": "done", "batch_id": "batch_1"})
+    again = BatchLedger(tmp_path, Stats())
+    assert [e["op"] for e in again.entries] == ["batch", "done"]
+    assert again.unfinished("m") == ({}, {})  # the batch is done: nothing to poll
 
 
 def _ledger_text(run: Path) -> str:

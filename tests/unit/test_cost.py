@@ -45,6 +45,11 @@ def test_local_models_are_free_and_unknown_ones_have_no_price() -> None:
         assert book.price("model", spec) is LOCAL
     assert book.price("model", "llama3.2:3b@http://127.0.0.1:11434/v1") is None
     assert book.price("model", "openai:gpt-9-imaginary") is None
+    # A served model is never local, whatever its name: load_backend sends NAME@URL over HTTP.
+    for spec in ("fake-gpt@http://127.0.0.1:8000/v1", "fakeout@https://api.example.com/v1"):
+        assert book.price("model", spec) is None
+        assert PriceBook.build(env={}, price=["1,2"]).price("model", spec) == Price(
+            1, 2, source="--price")
 
 
 def test_exact_name_beats_globs_and_the_longest_glob_wins() -> None:

@@ -72,12 +72,15 @@ class BatchLedger:
         self.path = Path(run_dir) / LEDGER
         self.stats = stats
         self.entries: list[dict[str, Any]] = []
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    self.entries.append(json.loads(line))
-                except ValueError:  # a line cut by a kill: the entry was never acted on
-                    continue
+        text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
+        for line in text.splitlines():
+            try:
+                self.entries.append(json.loads(line))
+            except ValueError:  # a line cut by a kill: the entry was never acted on
+                continue
+        # After a cut last line, the next entry starts on a line of its own (else it would
+        # be glued to the cut one and lost with it).
+        self._cut = bool(text) and not text.endswith("\n")
         self.live: dict[str, tuple[str, dict[str, int]]] = {}  # batch id -> status, counts
         self.finished = 0
         self.queued = 0
@@ -85,9 +88,10 @@ class BatchLedger:
     def append(self, entry: dict[str, Any]) -> None:
         entry = {**entry, "at": round(time.time(), 3)}
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry) + "\n")
+            fh.write("\n" * self._cut + json.dumps(entry) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+        self._cut = False
         self.entries.append(entry)
 
     def unfinished(self, model: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
@@ -274,7 +274,7 @@ class LLMClient:
             async with self._room:
                 self._room.notify()
 
-    async def _send(self, request: Request, key: str = "") -> Completion:
+    async def _send(self, request: Request, key: str) -> Completion:
         attempt = rate_limited = 0
         progress = self._answered
         prompt_tokens = request.estimated_prompt_tokens()  # once, for the pacer and the meter
@@ -343,13 +343,14 @@ class LLMClient:
         finally:
             self.meter.settle(ticket, completion)
 
-    def _one(self, endpoint: Endpoint, request: Request, key: str) -> Any:
+    def _one(self, endpoint: Endpoint, request: Request, key: str) -> Awaitable[Completion]:
+        """The send itself: the endpoint's backend, or (--batch) the request's batch slot."""
         if self.batch is not None:
             return self.batch.complete(request, key)
         return endpoint.backend.complete(request)
 
     async def _attempt(self, endpoint: Endpoint, request: Request, prompt_tokens: float,
-                       key: str = "") -> tuple[Completion | None, TransientError | None, int]:
+                       key: str) -> tuple[Completion | None, TransientError | None, int]:
         """One attempt on one endpoint: the completion, or the transient error to retry on."""
         epoch = await endpoint.pacer.acquire(prompt_tokens + request.max_tokens)
         await endpoint.limit.acquire()

@@ -189,9 +189,10 @@ def is_gguf_spec(spec: str) -> bool:
 
 def is_local_spec(spec: str) -> bool:
     """A model with no server behind it (a GGUF, `hf:`, `fake`): nothing is sent anywhere,
-    and it costs $0. The one "local model" rule (prices, load_backend, check_spec)."""
+    and it costs $0. In load_backend's order: a served `NAME@URL` is never local, whatever
+    its NAME (`fake-gpt@http://...`)."""
     spec = spec.strip()
-    return is_gguf_spec(spec) or spec.startswith(("hf:", "fake"))
+    return is_gguf_spec(spec) or (not is_http_spec(spec) and spec.startswith(("hf:", "fake")))
 
 
 def runs_in_process(spec: str) -> bool:
