@@ -30,7 +30,7 @@ from typing import Any, ParamSpec, TypeVar
 from synthcodec.errors import UserError
 from synthcodec.io import iter_rows, json_safe
 from synthcodec.runner import RunOptions, Summary
-from synthcodec.store import atomic_writer, hash_value
+from synthcodec.store import atomic_writer, hash_value, read_json
 
 Data = str | Path | Iterable[Mapping[str, Any]]
 P = ParamSpec("P")
@@ -274,9 +274,7 @@ def compare(a: str | Path, b: str | Path, *, judge: str = "local",
                          judge_json=judge_json, judge_max_tokens=judge_max_tokens,
                          reasks=reasks,
                          backends={"judge": backend} if backend is not None else None)
-    report_path = run / "report.json"
-    report = json.loads(report_path.read_text("utf-8")) if report_path.exists() else {}
-    return Comparison(run, report, _rows(run / "output.jsonl"), code)
+    return Comparison(run, read_json(run / "report.json", {}), _rows(run / "output.jsonl"), code)
 
 
 def generate(seeds: Data, *, strong: str = "local", target: str = "local", n: int = 2000,

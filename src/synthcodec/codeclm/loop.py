@@ -25,6 +25,7 @@ from synthcodec.codeclm.stages import (
     _flat,
     _result,
     base_items,
+    envelope,
     load_actions,
     load_candidates,
     loop_config,
@@ -87,13 +88,6 @@ def collect(ws: Workspace, kept_rows: list[Record], dropped: list[Record],
     ws.publish(REJECTED_FILE, rejected)
     ws.publish(FAILED_FILE, failed)
     return Collected(len(kept), len(rejected), near.removed, len(failed))
-
-
-def envelope(row: Record, status: str, reason: str) -> Record:
-    """A dropped row of generate: its fields, and ours under `_synthcodec`."""
-    data = {k: v for k, v in row.items() if k != META}
-    return {**data, META: {**(row.get(META) or {}), "id": data.get("id"), "status": status,
-                           "reason": reason}}
 
 
 def _dropped_rows(journal: Any) -> list[Record]:

@@ -225,9 +225,16 @@ def dedupe_instructions(rows: list[Record], threshold: float) -> tuple[list[Reco
         if near.add(row["instruction"]):
             kept.append(row)
         else:
-            dropped.append({**row, META: {"id": row.get("id"), "status": REJECTED,
-                                          "reason": f"near-duplicate (ROUGE-L > {threshold:g})"}})
+            dropped.append(envelope(row, REJECTED, f"near-duplicate (ROUGE-L > {threshold:g})"))
     return kept, dropped
+
+
+def envelope(row: Record, status: str, reason: str) -> Record:
+    """A dropped row of generate (the row envelope of every run): its fields, and ours
+    under `_synthcodec`."""
+    data = {k: v for k, v in row.items() if k != META}
+    return {**data, META: {**(row.get(META) or {}), "id": data.get("id"), "status": status,
+                           "reason": reason}}
 
 
 # --------------------------------------------------------------------------- rubrics
