@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.llm.spec import redact_spec
+from synthcodec.store import read_json
 
 KEPT, REJECTED, FAILED = "kept", "rejected", "failed"
 STATUSES = (KEPT, REJECTED, FAILED)
@@ -60,13 +61,6 @@ class ViewRow:
     def final_status(self) -> str:
         """The status after hand review (review.jsonl), which wins over the run's own."""
         return self.review["status"] if self.review else self.status
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -152,7 +146,7 @@ class Run:
         self.path = Path(path).resolve()
         if not self.path.is_dir():
             raise FileNotFoundError(f"{path} is not a directory")
-        self.config: dict[str, Any] = _read_json(self.path / "config.json") or {}
+        self.config = self.json("config.json")
         self.kind = self._kind()
 
     # ------------------------------------------------------------------ what it is
@@ -168,9 +162,9 @@ class Run:
         return "unknown"
 
     def json(self, name: str) -> dict[str, Any]:
-        """RUN/name (manifest.json, stages.json, summary.json, report.json) as a dict; {}
-        when it is missing or not (yet) a JSON object."""
-        value = _read_json(self.path / name)
+        """RUN/name (config.json, manifest.json, stages.json, summary.json, report.json) as a
+        dict; {} when it is missing or not (yet) a JSON object."""
+        value = read_json(self.path / name)
         return value if isinstance(value, dict) else {}
 
     def live(self) -> bool:
