@@ -224,8 +224,9 @@ class Run:
 
     # ------------------------------------------------------------------ rows
 
-    def rows(self, *, with_review: bool = True) -> Iterator[ViewRow]:
-        review = load_review(self.path) if with_review else {}
+    def rows(self) -> Iterator[ViewRow]:
+        """Every row, each with its latest hand review (RUN/review.jsonl) if any."""
+        review = load_review(self.path)
         if self.kind == "generate":
             it = self._generate_rows()
         elif self.kind == "compare":
