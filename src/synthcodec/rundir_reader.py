@@ -26,7 +26,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,16 +69,22 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     except OSError:
         return
     with fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue  # a line being written right now
-            if isinstance(value, dict):
-                yield value
+        yield from jsonl_objects(fh)
+
+
+def jsonl_objects(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects among `lines`; other lines are skipped (one being written right
+    now, or a hand edit gone wrong)."""
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            yield value
 
 
 def is_live(path: Path) -> bool:
