@@ -132,7 +132,7 @@ class Viewer:
             return HTMLResponse("the metadata pool belongs to generate runs", status_code=404)
         error = saved = ""
         path = self.run.path / "metadata.jsonl"
-        text = pool = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = pool = path.read_text(encoding="utf-8-sig") if path.exists() else ""
         if request.method == "POST":
             form = await request.form()
             if not self._check_token(form):
