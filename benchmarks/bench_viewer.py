@@ -14,6 +14,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl, urlparse
 
 WORDS = ("explain write list compare summarize translate python poem recipe history physics "
          "budget email story proof riddle").split()
@@ -47,6 +48,7 @@ def main() -> None:
     from starlette.testclient import TestClient
 
     from synthcodec.viewer.app import Viewer
+    from synthcodec.viewer.index import Filters
 
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(Path(tmp), args.rows)
@@ -71,9 +73,6 @@ def main() -> None:
                 times.append((time.perf_counter() - t) * 1000)
                 assert r.status_code == 200, (url, r.status_code)
                 if "/row/" not in url:
-                    from urllib.parse import parse_qsl, urlparse
-
-                    from synthcodec.viewer.index import Filters
                     f = Filters.from_query(dict(parse_qsl(urlparse(url).query)))
                     query.append(viewer.index.page(f).seconds * 1000)
             q = f"{statistics.median(query):9.1f}" if query else f"{'':9}"

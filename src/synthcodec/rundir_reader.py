@@ -26,12 +26,13 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synthcodec.llm.spec import redact_spec
+from synthcodec.store import read_json
 
 KEPT, REJECTED, FAILED = "kept", "rejected", "failed"
 STATUSES = (KEPT, REJECTED, FAILED)
@@ -62,29 +63,28 @@ class ViewRow:
         return self.review["status"] if self.review else self.status
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     try:
         fh = open(path, encoding="utf-8-sig")  # noqa: SIM115
     except OSError:
         return
     with fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue  # a line being written right now
-            if isinstance(value, dict):
-                yield value
+        yield from jsonl_objects(fh)
+
+
+def jsonl_objects(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects among `lines`; other lines are skipped (one being written right
+    now, or a hand edit gone wrong)."""
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            yield value
 
 
 def is_live(path: Path) -> bool:
@@ -152,7 +152,7 @@ class Run:
         self.path = Path(path).resolve()
         if not self.path.is_dir():
             raise FileNotFoundError(f"{path} is not a directory")
-        self.config: dict[str, Any] = _read_json(self.path / "config.json") or {}
+        self.config = self.json("config.json")
         self.kind = self._kind()
 
     # ------------------------------------------------------------------ what it is
@@ -168,9 +168,9 @@ class Run:
         return "unknown"
 
     def json(self, name: str) -> dict[str, Any]:
-        """RUN/name (manifest.json, stages.json, summary.json, report.json) as a dict; {}
-        when it is missing or not (yet) a JSON object."""
-        value = _read_json(self.path / name)
+        """RUN/name (config.json, manifest.json, stages.json, summary.json, report.json) as a
+        dict; {} when it is missing or not (yet) a JSON object."""
+        value = read_json(self.path / name)
         return value if isinstance(value, dict) else {}
 
     def live(self) -> bool:
@@ -230,8 +230,9 @@ class Run:
 
     # ------------------------------------------------------------------ rows
 
-    def rows(self, *, with_review: bool = True) -> Iterator[ViewRow]:
-        review = load_review(self.path) if with_review else {}
+    def rows(self) -> Iterator[ViewRow]:
+        """Every row, each with its latest hand review (RUN/review.jsonl) if any."""
+        review = load_review(self.path)
         if self.kind == "generate":
             it = self._generate_rows()
         elif self.kind == "compare":

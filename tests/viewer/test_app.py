@@ -90,6 +90,15 @@ def test_metadata_pool_edit_is_checked_and_atomic(gen_run: Path) -> None:
     assert "Metadata pool (1 entries)" in page and "<td>poems</td>" in page
 
 
+def test_metadata_pool_saved_with_a_byte_order_mark_reads_as_decode_reads_it(gen_run: Path) -> None:
+    path = gen_run / "metadata.jsonl"
+    n = len(path.read_text().splitlines())
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Notepad saves it
+    viewer, c = client(gen_run)
+    page = c.get("/metadata").text
+    assert f"Metadata pool ({n} entries)" in page and "\ufeff" not in page
+
+
 @pytest.mark.parametrize("pool, error", [
     ('{"id": "a", "use_case": "x", "skills": ["s"]}\n{"id": "a", "use_case": "y", "skills": ["t"]}',
      "duplicate id"),

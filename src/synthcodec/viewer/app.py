@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from synthcodec.codeclm.pool import check_pool as check_metadata_pool
 from synthcodec.errors import UserError
-from synthcodec.rundir_reader import KEPT, REJECTED, STATUSES, Run, append_review
+from synthcodec.rundir_reader import KEPT, REJECTED, STATUSES, Run, append_review, jsonl_objects
 from synthcodec.store import atomic_writer
 from synthcodec.viewer import charts
 from synthcodec.viewer.index import Filters, RowIndex
@@ -132,7 +132,7 @@ class Viewer:
             return HTMLResponse("the metadata pool belongs to generate runs", status_code=404)
         error = saved = ""
         path = self.run.path / "metadata.jsonl"
-        text = pool = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = pool = path.read_text(encoding="utf-8-sig") if path.exists() else ""
         if request.method == "POST":
             form = await request.form()
             if not self._check_token(form):
@@ -148,7 +148,8 @@ class Viewer:
                     fh.write(text)
                 saved = "saved"
         return self._page("metadata.html", pool=pool, error=error, saved=saved,
-                          entries=_jsonl_dicts(text), decoded=self.run.decoded())
+                          entries=list(jsonl_objects(text.splitlines())),
+                          decoded=self.run.decoded())
 
     async def chart(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -161,19 +162,6 @@ class Viewer:
             self._charts[key] = charts.render(name, self.run, self.index)
         return Response(self._charts[key], media_type="image/png",
                         headers={"Cache-Control": "no-store"})
-
-
-def _jsonl_dicts(text: str) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL text (other lines skipped: a hand edit may be wrong)."""
-    out = []
-    for line in text.splitlines():
-        try:
-            value = json.loads(line) if line.strip() else None
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            out.append(value)
-    return out
 
 
 def check_pool(text: str) -> str:

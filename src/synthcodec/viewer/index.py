@@ -189,11 +189,11 @@ class RowIndex:
                        model=d["model"], text=d["text"],
                        review=json.loads(d["review"]) if d["review"] else None)
 
-    def column(self, name: str, *, where: str = "") -> list[Any]:
+    def column(self, name: str) -> list[Any]:
         assert name in ("score", "gap", "iteration")
         with self._lock:
             return [v for (v,) in self.db.execute(
-                f"SELECT {name} FROM rows WHERE {name} IS NOT NULL {where}")]
+                f"SELECT {name} FROM rows WHERE {name} IS NOT NULL")]
 
     def kept_per_iteration(self) -> dict[int, int]:
         with self._lock:
