@@ -10,9 +10,10 @@ import base64
 import csv
 import datetime as dt
 import decimal
+import itertools
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,30 +268,43 @@ def scan_input(path: str | os.PathLike[str], fields: Iterable[FieldSpec],
     return InputSummary(rows=n, sha256=hash_file(path))
 
 
-def write_parquet(path: str | os.PathLike[str], rows: Iterable[Row], batch_size: int = 10_000) -> int:
-    """Stream rows into a Parquet file atomically; returns how many."""
+def write_parquet(path: str | os.PathLike[str],
+                  rows: Callable[[], Iterable[Row]] | Iterable[Row],
+                  batch_size: int = 10_000) -> int:
+    """Write rows into a Parquet file atomically, a batch at a time; returns how many.
+
+    `rows` is read twice: once to find the schema over every row, once to write (pass a
+    function that gives the rows afresh to keep memory flat; other iterables are listed).
+    A schema from the first batch, or the first row, alone would fail on a column that is
+    null there and text later, and silently drop a key first seen in a later row."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from synthcodec.store import atomic_writer
 
+    if callable(rows):
+        source = rows
+    else:
+        listed = rows if isinstance(rows, Sequence) else list(rows)
+        source = lambda: listed  # noqa: E731
+
+    def batches() -> Iterator[list[Row]]:
+        it = iter(source())
+        while batch := list(itertools.islice(it, batch_size)):
+            yield batch
+
+    try:
+        # pa.array over the dicts sees every key of every row (Table.from_pylist takes
+        # the first row's keys and drops a column that starts later).
+        schemas = [pa.schema(list(pa.array(batch).type)) for batch in batches()]
+        schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas \
+            else pa.schema([])
+    except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:  # e.g. numbers in one row, text in another
+        raise UserError(f"cannot write {path} as Parquet: a column holds values of two "
+                        f"types ({exc}); use the JSONL output") from None
     n = 0
-    writer = None
-    with atomic_writer(path, "wb") as fh:
-        batch: list[Row] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= batch_size:
-                table = pa.Table.from_pylist(batch)
-                writer = writer or pq.ParquetWriter(fh, table.schema)
-                writer.write_table(table.cast(writer.schema))
-                n += len(batch)
-                batch = []
-        if batch or writer is None:
-            table = pa.Table.from_pylist(batch) if batch else pa.table({})
-            writer = writer or pq.ParquetWriter(fh, table.schema)
-            if batch:
-                writer.write_table(table.cast(writer.schema))
+    with atomic_writer(path, "wb") as fh, pq.ParquetWriter(fh, schema) as writer:
+        for batch in batches():
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
             n += len(batch)
-        writer.close()
     return n

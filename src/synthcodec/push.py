@@ -142,10 +142,6 @@ def split_rows(run: Run, rows: Iterable[ViewRow]) -> Split:
     return split
 
 
-def _write_split(path: Path, rows: list[dict[str, Any]]) -> None:
-    # One batch: each column's type is inferred over all rows (a column that is null in the
-    # first rows and text later would not fit the schema of a first, smaller batch).
-    write_parquet(path, rows, batch_size=max(1, len(rows)))
 
 
 # ---------------------------------------------------------------------- reproduce
@@ -355,9 +351,9 @@ def build_folder(run_dir: str | Path, folder: str | Path, repo_id: str, *, fmt: 
         shutil.rmtree(out)  # a folder we wrote before: write it afresh
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by synthcodec push; replaced by the next push here\n")
-    _write_split(out / "data" / "train-00000.parquet", shaped(run, split.kept, fmt))
+    write_parquet(out / "data" / "train-00000.parquet", shaped(run, split.kept, fmt))
     if with_rejected:
-        _write_split(out / "rejected" / "train-00000.parquet", shaped(run, split.rejected, fmt))
+        write_parquet(out / "rejected" / "train-00000.parquet", shaped(run, split.rejected, fmt))
     charts = _write_charts(run, out / "charts", rows)
     card = build_card(run, repo_id, kept=len(split.kept), rejected=len(split.rejected),
                       failed=split.failed, reviewed=split.reviewed, fmt=fmt,

@@ -461,7 +461,7 @@ def finish_stage(run: RunDir, journal: Journal, done: StageRun, models: Models,
         outputs["output.jsonl"] = run.publish_jsonl("output.jsonl", _flatten(journal.rows(OK)))
         if options.parquet:
             outputs["output.parquet"] = write_parquet(run.path / "output.parquet",
-                                                      _flatten(journal.rows(OK)))
+                                                      lambda: _flatten(journal.rows(OK)))
         outputs["rejected.jsonl"] = run.publish_jsonl("rejected.jsonl", journal.rows(REJECTED))
         outputs["failed.jsonl"] = run.publish_jsonl("failed.jsonl", journal.rows(FAILED))
     repeating = sum(1 for row in journal.rows(FAILED) if (row.get(META) or {}).get("repeats"))

@@ -30,6 +30,20 @@ def test_complete_writes_outputs_and_rerun_sends_nothing(tmp_path: Path) -> None
     assert read_jsonl(out / "output.jsonl") == rows
 
 
+def test_parquet_output_holds_every_column_of_every_row(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    # A column null in the first rows, and one that only a later row has.
+    rows = [{"text": f"q{i}", "note": None} for i in range(3)] + \
+        [{"text": "q3", "note": "late", "source": "web"}]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "run"
+    done = synthcodec("complete", str(src), "--field", "prompt=text", "-m", "fake:echo",
+                      "--parquet", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert pq.read_table(out / "output.parquet").to_pylist() == [
+        {"source": None, **row} for row in read_jsonl(out / "output.jsonl")]
+
+
 def test_rerun_in_new_dir_is_served_from_cache(tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"q{i}"} for i in range(5)])
     synthcodec("complete", str(src), "-m", "fake:echo", "-o", str(tmp_path / "a"))

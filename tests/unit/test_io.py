@@ -92,3 +92,31 @@ def test_write_parquet_roundtrip(tmp_path: Path) -> None:
     rows = [{"a": i, "b": str(i)} for i in range(25)]
     assert write_parquet(tmp_path / "o.parquet", iter(rows), batch_size=10) == 25
     assert pq.read_table(tmp_path / "o.parquet").to_pylist() == rows
+
+
+def test_write_parquet_finds_the_schema_over_every_batch(tmp_path: Path) -> None:
+    # Null in the first batch and text later; a key and a nested key first seen in a later
+    # batch: a schema taken from the first batch alone cannot hold them.
+    rows = [{"a": None, "m": {"id": i}} for i in range(3)] + \
+           [{"a": "text", "b": 1.5, "m": {"id": 3, "truncated": True}}]
+    calls = []
+
+    def source():
+        calls.append(1)
+        return iter(rows)
+
+    assert write_parquet(tmp_path / "o.parquet", source, batch_size=2) == 4
+    assert len(calls) == 2  # read twice from the source, never held whole
+    back = pq.read_table(tmp_path / "o.parquet").to_pylist()
+    assert [r["a"] for r in back] == [None, None, None, "text"]
+    assert back[0]["b"] is None and back[3]["b"] == 1.5
+    assert back[3]["m"] == {"id": 3, "truncated": True} and back[0]["m"]["truncated"] is None
+
+
+def test_write_parquet_refuses_a_column_of_two_types_in_one_line(tmp_path: Path) -> None:
+    from synthcodec.errors import UserError
+
+    for batch_size in (1, 10):  # across batches, and inside one
+        with pytest.raises(UserError, match="two types"):
+            write_parquet(tmp_path / "o.parquet", [{"a": 1}, {"a": "x"}], batch_size=batch_size)
+        assert not (tmp_path / "o.parquet").exists()
