@@ -300,8 +300,11 @@ class BatchSender:
         self.cache.flush()
         self.ledger.append({"op": "done", "batch_id": batch_id, "status": status})
         self.ledger.note(batch_id, "completed")
+        # Unanswered and not in the error file: like an error-file line (_read), it goes into
+        # the next pass at once, not after the retry loop's backoff (a pass of its own).
         self._finish(custom_ids, results, TransientError(
-            f"{self.backend.identity}: {where}{status} without answering this request"))
+            f"{self.backend.identity}: {where}{status} without answering this request",
+            retry_after=0.0))
 
     def _read(self, raw: bytes, where: str) -> dict[str, Completion | Exception]:
         """custom_id -> Completion, or the error to raise for it (output or error file)."""
