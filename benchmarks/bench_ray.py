@@ -14,6 +14,8 @@ published output), and `wall` is the whole process.
 - ray, 1 record: the fixed cost of a Ray stage on the joined cluster (connect, one shard).
 
 Ray's start-up = started - joined; its per-record cost = (joined - 1 record - local) / N.
+Last, the driver's side of a shard: `Journal.merge` of a 500-row shard into the run's
+journal (one SQLite transaction), per row, median of 20.
 
     .venv/bin/python benchmarks/bench_ray.py                # 2,000 requests, about 2 minutes
     .venv/bin/python benchmarks/bench_ray.py --repeat 3
@@ -53,6 +55,24 @@ def run_once(src: Path, url: str, work: Path, inflight: int, env: dict[str, str]
     manifest = json.loads((run_dir / "run" / "manifest.json").read_text())
     return {"seconds": manifest["this_invocation"]["seconds"], "wall": wall,
             "requests": manifest["this_invocation"]["requests"]}
+
+
+def merge_cost(work: Path, rows: int = 500, repeat: int = 20) -> float:
+    """Microseconds per row for the driver to merge one shard journal into the run's."""
+    from synthcodec.store import OK, Journal, connect
+
+    shard = Journal(connect(work / "shard.sqlite"), "bench")
+    data = json.dumps([{"instruction": "x" * 200, "output": "y" * 400, "score": 4.5}])
+    shard.merge((f"{i:07d}-0123456789", i, OK, data) for i in range(rows))
+    stored = list(shard.raw_rows())
+    times = []
+    for rep in range(repeat):
+        journal = Journal(connect(work / f"run{rep}.sqlite"), "bench")
+        journal.prepare()
+        t0 = time.perf_counter()
+        journal.merge(stored)
+        times.append((time.perf_counter() - t0) / rows * 1e6)
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -99,6 +119,9 @@ def main() -> None:
     print(f"Ray start-up (a local cluster): {startup:.2f} s; fixed cost of a Ray stage on a "
           f"running cluster: {fixed:.2f} s; per-record cost over local: "
           f"{per_record * 1000:.2f} ms")
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"driver's merge of a 500-row shard: {merge_cost(Path(tmp)):.1f} us per row "
+              "(median of 20)")
 
 
 if __name__ == "__main__":
