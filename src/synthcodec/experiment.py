@@ -386,10 +386,10 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
         r = exp.rate
 
         def do_rate() -> dict[str, Any]:
-            from synthcodec.stages.rate import rate_file, rating_template
+            from synthcodec.stages.rate import rate_file
 
             summary = rate_file(r.data, root / "rate", judge=r.judge, options=options(r.limit),
-                                dimension=r.dimension, template=rating_template(None),
+                                dimension=r.dimension,
                                 as_json=r.json, reasks=r.reasks, max_tokens=r.max_tokens,
                                 backends={"judge": backends["rate"]} if "rate" in backends
                                 else None)
