@@ -157,12 +157,19 @@ def test_unreadable_reply_is_re_asked_in_the_same_conversation() -> None:
     assert second[-1]["role"] == "user" and "no number on the first line" in second[-1]["content"]
 
 
-@pytest.mark.parametrize("reply", ["", "Great response!", "7/10", "6", "4 or 5"])
+@pytest.mark.parametrize("reply", ["Great response!", "7/10", "6", "4 or 5"])
 def test_never_a_silent_default(reply: str) -> None:
     backend = FakeBackend([reply])
     with pytest.raises(RecordFailed, match="no readable rating after 3 tries"):
         asyncio.run(rater(backend, reasks=2).rate("q", "", "a"))
     assert len(backend.calls) == 3
+
+
+def test_an_empty_reply_fails_at_once_and_says_so() -> None:
+    backend = FakeBackend([""])
+    with pytest.raises(RecordFailed, match="the model returned an empty answer"):
+        asyncio.run(rater(backend, reasks=2).rate("q", "", "a"))
+    assert len(backend.calls) == 1
 
 
 def test_json_mode_validates_and_re_asks() -> None:
