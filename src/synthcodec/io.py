@@ -387,6 +387,9 @@ def _check_unique(path: Path, names: Sequence[str], *, what: str, line: int | No
     seen: set[str] = set()
     for name in names:
         if name in seen:
+            if not name.strip():
+                raise InputError(path, f"two {what}s have no name (only one of the two could "
+                                 "be read): name them or drop them", line=line)
             raise InputError(path, f"this {what} name appears twice (only one of the two could "
                              "be read): rename or drop one", line=line, field=name)
         seen.add(name)

@@ -139,6 +139,7 @@ def _cli_complete(capsys: pytest.CaptureFixture[str], src: Path, run: Path) -> t
      ":2: field 'x': this key appears twice"),
     # A repeated CSV column: DictReader keeps the last column.
     ("dup.csv", "prompt,prompt,note\nA,B,c\n", ":1: field 'prompt': this column name appears twice"),
+    ("unnamed.csv", "prompt,,\nA,B,c\n", ":1: two columns have no name"),
     # NaN / Infinity: Python reads them, strict JSON readers refuse what we would write.
     ("nan.jsonl", '{"prompt": "a", "w": 1.5}\n{"prompt": "b", "w": NaN}\n',
      ":2: field 'w': NaN is not a JSON number"),
