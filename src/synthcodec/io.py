@@ -201,7 +201,7 @@ def _fine(row: Row) -> bool:
     stack: list[tuple[Any, int]] = [(row, 0)]
     while stack:
         value, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        if depth >= MAX_DEPTH and isinstance(value, (dict, list)):
             return False
         if isinstance(value, dict):
             for key, item in value.items():

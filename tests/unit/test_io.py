@@ -185,6 +185,9 @@ def test_deep_but_allowed_nesting_is_read(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text('{"prompt": "a", "x": ' + "[" * 99 + "]" * 99 + "}\n")
     assert [row["prompt"] for _, row in iter_rows(src)] == ["a"]
+    src.write_text('{"prompt": "a", "x": ' + "[" * 100 + "]" * 100 + "}\n")
+    with pytest.raises(InputError, match=r"in.jsonl:1: field 'x': nested deeper than 100"):
+        list(iter_rows(src))
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
