@@ -18,7 +18,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from synthcodec.errors import UserError
+from synthcodec.errors import CannotWrite, UserError, write_failure
 from synthcodec.llm.base import Completion, Request
 
 COMMIT_EVERY = 64
@@ -90,9 +90,14 @@ class RequestCache:
                 self._db.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
                                      list(self._pending.values()))
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                reason = write_failure(exc)
+                if reason is None:
+                    raise
+                self._pending.clear()  # a cache: losing them costs a re-send, nothing more
+                raise CannotWrite(self.path, reason) from None
             self._pending.clear()
         self._last_commit = time.monotonic()
 

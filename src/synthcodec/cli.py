@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from synthcodec import __version__
-from synthcodec.errors import UserError
+from synthcodec.errors import CannotWrite, UserError, write_failure
 
 # name -> (module, short help). A module is imported only when its command runs; `--help`
 # lists the commands from this table, so it imports none of them. Each short help is the
@@ -106,3 +106,10 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except Exception as exc:  # a full disk met outside the run directory's own writers
+        reason = write_failure(exc)
+        if reason is None:
+            raise
+        error = CannotWrite(getattr(exc, "filename", None) or "a file", reason)
+        click.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_code)

@@ -41,3 +41,34 @@ class MissingExtraError(UserError):
         super().__init__(
             f"{purpose} needs the '{package}' package: pip install 'synthcodec[{extra}]'"
         )
+
+
+class CannotWrite(UserError):
+    """A file could not be written: the disk is full, a file-size limit (`ulimit -f`) was
+    reached, or the disk failed. Nothing is half-written (outputs are published by rename,
+    the journal commits whole rows): what was finished is kept for the next run."""
+
+    exit_code = 5
+
+    def __init__(self, path: object, reason: str):
+        self.path = str(path)
+        super().__init__(f"cannot write {path}: {reason}; make room (or raise the limit) and "
+                         "run the same command again: what was finished is kept")
+
+
+_SQLITE_IOERR, _SQLITE_FULL = 10, 13  # primary result codes (the low byte of an extended one)
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """Why `exc` means a file could not be written for want of room (or a failing disk),
+    else None: an OSError ENOSPC/EDQUOT/EFBIG/EIO, or SQLite's "full" / "disk I/O error"."""
+    import errno
+    import os
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
+                                                  errno.EIO):
+        return os.strerror(exc.errno)
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in (_SQLITE_IOERR, _SQLITE_FULL):
+        return str(exc)
+    return None

@@ -9,7 +9,6 @@ generation commands can reuse them.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -21,7 +20,7 @@ from typing import Any
 from synthcodec.errors import MissingExtraError, UserError
 from synthcodec.instruction import join_instruction
 from synthcodec.io import FieldSpec, extract
-from synthcodec.store import atomic_writer
+from synthcodec.store import atomic_writer, dumps
 
 __all__ = [
     "EXAMPLE_FIELDS",
@@ -92,7 +91,7 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
     n = 0
     with atomic_writer(path) as fh:
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False))
+            fh.write(dumps(row))
             fh.write("\n")
             n += 1
     return n
@@ -105,7 +104,7 @@ def _write_json_array(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
         fh.write("[")
         for row in rows:
             fh.write(",\n  " if n else "\n  ")
-            fh.write(json.dumps(row, ensure_ascii=False))
+            fh.write(dumps(row))
             n += 1
         fh.write("\n]\n" if n else "]\n")
     return n

@@ -2,6 +2,10 @@
 
 Every reader yields (line, row) so errors can name the place. `scan_input` reads the whole
 input once before any work starts: bad input stops the run before anything is written.
+JSON, JSONL and CSV may be gzipped (`.jsonl.gz`). Every row is checked as it is read
+(`check_row`): a repeated key or column, NaN/Infinity, a lone surrogate or nesting deeper
+than MAX_DEPTH is refused, naming the place, since each would be lost or break a later
+step (a row must be writable as strict JSON and as UTF-8).
 """
 
 from __future__ import annotations
@@ -10,13 +14,18 @@ import base64
 import csv
 import datetime as dt
 import decimal
+import gzip
 import itertools
 import json
+import math
 import os
+import re
+import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from synthcodec.errors import InputError, UserError
 
@@ -25,6 +34,11 @@ Row = dict[str, Any]
 # Our bookkeeping inside a row (record id, input position, status, reason). One namespaced
 # key, so it never overwrites a user's column; an input that has it is refused.
 META = "_synthcodec"
+# Levels of nesting a row may have. Far more than any dataset needs, and far enough below
+# Python's recursion limit that every later step (hashing, JSON writing) can walk the row.
+MAX_DEPTH = 100
+# A .json file holding one object with the rows in a list under one of these keys.
+WRAPPER_KEYS = ("data", "rows")
 
 
 def parse_field_map(items: Iterable[str]) -> dict[str, str]:
@@ -38,24 +52,53 @@ def parse_field_map(items: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
+def _suffix(path: Path) -> tuple[str, bool]:
+    """(the format's suffix, gzipped?): `in.jsonl.gz` -> ('.jsonl', True)."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return Path(name[:-3]).suffix, True
+    return path.suffix.lower(), False
+
+
+def _open_bytes(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if _suffix(path)[1] else open(path, "rb")  # noqa: SIM115
+
+
 def detect_format(path: Path) -> str:
     if path.is_dir():
         if (path / "dataset_info.json").exists() or (path / "state.json").exists():
             return "hf"
+        if (path / "dataset_dict.json").exists():
+            splits = _dataset_dict_splits(path)
+            example = path / (splits[0] if splits else "train")
+            raise InputError(path, "a saved DatasetDict (splits: " + (", ".join(splits) or "none")
+                             + f"): give one split's folder, e.g. {example}")
         raise InputError(path, "a directory, but not a Hugging Face dataset saved with save_to_disk")
-    suffix = path.suffix.lower()
+    suffix, gzipped = _suffix(path)
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
     if suffix == ".json":
-        with open(path, "rb") as fh:
-            head = fh.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
-        return "json" if head.startswith(b"[") else "jsonl"
+        try:
+            with _open_bytes(path) as fh:
+                head = fh.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+            raise InputError(path, f"not a readable gzip file ({exc})") from None
+        return "json" if head.startswith(b"[") else "json_object_or_lines"
     if suffix in (".csv", ".tsv"):
         return "csv"
-    if suffix in (".parquet", ".pq"):
+    if suffix in (".parquet", ".pq") and not gzipped:
         return "parquet"
-    raise InputError(path, f"unknown file type '{suffix}' (use .jsonl, .json, .csv, .parquet "
-                     "or a saved Hugging Face dataset directory)")
+    raise InputError(path, f"unknown file type '{suffix}{'.gz' if gzipped else ''}' (use .jsonl, "
+                     ".json, .csv (each may be gzipped: .jsonl.gz), .parquet or a saved Hugging "
+                     "Face dataset directory)")
+
+
+def _dataset_dict_splits(path: Path) -> list[str]:
+    try:
+        splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+        return [str(s) for s in splits]
+    except (OSError, ValueError, KeyError, TypeError):
+        return sorted(p.name for p in path.iterdir() if (p / "state.json").exists())
 
 
 def iter_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, Row]]:
@@ -64,8 +107,129 @@ def iter_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, Row]]:
     if not p.exists():
         raise InputError(p, "no such file or directory")
     fmt = detect_format(p)
-    reader = {"jsonl": _jsonl, "json": _json_array, "csv": _csv, "parquet": _parquet, "hf": _hf}[fmt]
-    return reader(p)
+    reader = {"jsonl": _jsonl, "json": _json_array, "json_object_or_lines": _json_object_or_lines,
+              "csv": _csv, "parquet": _parquet, "hf": _hf}[fmt]
+    return _checked(p, reader(p))
+
+
+def _checked(path: Path, rows: Iterator[tuple[int, Row]]) -> Iterator[tuple[int, Row]]:
+    """The reader's rows, each checked by `check_row`; a truncated gzip file is bad input."""
+    try:
+        for line, row in rows:
+            check_row(path, line, row)
+            yield line, row
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(path, f"not a readable gzip file ({exc})") from None
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key repeats (json.loads would keep the last silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)
+
+
+def loads_strict(path: Path, text: str, line: int | None = None) -> Any:
+    """`json.loads`, with every way a JSON text can be bad named as InputError."""
+    try:
+        return _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
+                         line=exc.lineno if line is None else line) from None
+    except _DuplicateKey as exc:
+        raise InputError(path, "this key appears twice in one object (JSON readers keep only "
+                         "the last value): rename or drop one", line=line, field=exc.key) from None
+    except RecursionError:
+        raise InputError(path, f"nested deeper than {MAX_DEPTH} levels", line=line) from None
+
+
+def check_row(path: str | os.PathLike[str], line: int, row: Row) -> None:
+    """Refuse values a row cannot carry: NaN/Infinity (not JSON), a lone surrogate (not
+    UTF-8: "\\ud800" with no pair), nesting deeper than MAX_DEPTH. InputError names the
+    field (dotted for nested values, e.g. `meta.scores[2]`; the top-level one for depth)."""
+    if _fine(row):
+        return
+    stack: list[tuple[Any, str, int]] = [(row, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii() and not _is_utf8(value):
+                raise InputError(path, "holds a lone surrogate (an unpaired \\ud800-\\udfff "
+                                 "escape), which is not valid Unicode text", line=line,
+                                 field=where or None)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                shown = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+                raise InputError(path, f"{shown} is not a JSON number: use null or a number",
+                                 line=line, field=where)
+        elif isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                top = re.split(r"[.\[]", where, maxsplit=1)[0]
+                raise InputError(path, f"nested deeper than {MAX_DEPTH} levels", line=line,
+                                 field=top or None)
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    key = str(key)
+                    if not key.isascii() and not _is_utf8(key):
+                        shown = key.encode("utf-8", "backslashreplace").decode("utf-8")
+                        raise InputError(path, "this key holds a lone surrogate (an unpaired "
+                                         "\\ud800-\\udfff escape), which is not valid Unicode "
+                                         "text", line=line,
+                                         field=f"{where}.{shown}" if where else shown)
+                    stack.append((item, f"{where}.{key}" if where else key, depth + 1))
+            else:
+                stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+
+
+def _fine(row: Row) -> bool:
+    """check_row's test alone, without the bookkeeping that names a field (twice as fast:
+    check_row names the field only when this finds something)."""
+    stack: list[tuple[Any, int]] = [(row, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth >= MAX_DEPTH and isinstance(value, (dict, list)):
+            return False
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and not key.isascii() and not _is_utf8(key):
+                    return False
+                if isinstance(item, str):
+                    if not item.isascii() and not _is_utf8(item):
+                        return False
+                elif isinstance(item, (dict, list, float)):
+                    stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, str):
+                    if not item.isascii() and not _is_utf8(item):
+                        return False
+                elif isinstance(item, (dict, list, float)):
+                    stack.append((item, depth + 1))
+        elif isinstance(value, float) and not math.isfinite(value):
+            return False
+    return True
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _decode(path: Path, line: int, raw: bytes) -> str:
@@ -78,16 +242,12 @@ def _decode(path: Path, line: int, raw: bytes) -> str:
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, Row]]:
-    with open(path, "rb") as fh:
+    with _open_bytes(path) as fh:
         for line_no, raw in enumerate(fh, 1):
             text = _decode(path, line_no, raw).strip()
             if not text:
                 continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
-                                 line=line_no) from None
+            row = loads_strict(path, text, line_no)
             if not isinstance(row, dict):
                 raise InputError(path, f"expected a JSON object, got {type(row).__name__}",
                                  line=line_no)
@@ -95,15 +255,100 @@ def _jsonl(path: Path) -> Iterator[tuple[int, Row]]:
 
 
 def _json_array(path: Path) -> Iterator[tuple[int, Row]]:
-    raw = path.read_bytes()
-    text = _decode(path, 1, raw)  # line 1: a byte-order mark is accepted
+    """A JSON array of objects, decoded an item at a time so that an error names the item."""
+    with _open_bytes(path) as fh:
+        text = _decode(path, 1, fh.read())  # line 1: a byte-order mark is accepted
+    pos = _skip_space(text, text.index("[") + 1)
+    i = 0
+    while pos < len(text) and text[pos] != "]":
+        i += 1
+        if i > 1:
+            if text[pos] != ",":
+                raise InputError(path, f"malformed JSON: Expecting ',' delimiter at column "
+                                 f"{pos - text.rfind(chr(10), 0, pos)}", line=_line_at(text, pos))
+            pos = _skip_space(text, pos + 1)
+        try:
+            row, pos = _DECODER.raw_decode(text, pos)  # also refuses a trailing comma
+        except json.JSONDecodeError as exc:
+            raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
+                             line=exc.lineno) from None
+        except _DuplicateKey as exc:
+            raise InputError(path, "this key appears twice in one object (JSON readers keep "
+                             "only the last value): rename or drop one",
+                             line=i, field=exc.key) from None
+        except RecursionError:
+            raise InputError(path, f"nested deeper than {MAX_DEPTH} levels", line=i) from None
+        if not isinstance(row, dict):
+            raise InputError(path, f"item {i} is a {type(row).__name__}, not an object", line=i)
+        yield i, row
+        pos = _skip_space(text, pos)
+    if pos >= len(text):
+        raise InputError(path, "malformed JSON: the array is not closed with ']'",
+                         line=_line_at(text, pos))
+    if text[pos + 1:].strip():
+        raise InputError(path, "malformed JSON: Extra data after the array",
+                         line=_line_at(text, _skip_space(text, pos + 1)))
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\n\r":
+        pos += 1
+    return pos
+
+
+def _line_at(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+_announced: set[str] = set()
+
+
+def _json_object_or_lines(path: Path) -> Iterator[tuple[int, Row]]:
+    """A .json file that does not start with `[`: JSON Lines (one object per line), or one
+    object holding the rows as a list under "data" or "rows" ({"data": [...]}). JSON Lines
+    stream as usual; only a file whose first line is not a whole object (a pretty-printed
+    object), or that has one line, is read as one document."""
+    with _open_bytes(path) as fh:
+        first = b""
+        for first in fh:
+            if first.strip():
+                break
+        one_line = not any(line.strip() for line in fh)
+    if not first.strip():
+        return  # no rows
+    complete = True  # is the first line a whole JSON value?
+    head = None
     try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
-                         line=exc.lineno) from None
-    if not isinstance(rows, list):
-        raise InputError(path, "expected a JSON array of objects")
+        head = _DECODER.decode(_decode(path, 1, first))
+    except (_DuplicateKey, RecursionError):
+        pass  # a whole object, with a problem the reader names below
+    except ValueError:
+        complete = False
+    if complete and not one_line:
+        yield from _jsonl(path)
+        return
+    if head is None:
+        with _open_bytes(path) as fh:
+            head = loads_strict(path, _decode(path, 1, fh.read()), 1 if one_line else None)
+    key = next((k for k in WRAPPER_KEYS if isinstance(head, dict)
+                and isinstance(head.get(k), list)), None)
+    if key is not None:
+        if str(path) not in _announced:
+            _announced.add(str(path))
+            print(f"{path}: reading the rows listed under \"{key}\"", file=sys.stderr)
+        yield from _items(path, head[key])
+    elif one_line:
+        yield from _jsonl(path)  # one row on one line
+    else:
+        lists = [k for k, v in head.items() if isinstance(v, list)] \
+            if isinstance(head, dict) else []
+        raise InputError(path, "one JSON object, not a list of rows: expected a JSON array of "
+                         "objects, JSON Lines (one object per line), or an object with the "
+                         "rows under " + " or ".join(f'"{k}"' for k in WRAPPER_KEYS)
+                         + (f" (this one has lists under: {', '.join(lists)})" if lists else ""))
+
+
+def _items(path: Path, rows: list[Any]) -> Iterator[tuple[int, Row]]:
     for i, row in enumerate(rows, 1):
         if not isinstance(row, dict):
             raise InputError(path, f"item {i} is a {type(row).__name__}, not an object", line=i)
@@ -111,10 +356,11 @@ def _json_array(path: Path) -> Iterator[tuple[int, Row]]:
 
 
 def _csv(path: Path) -> Iterator[tuple[int, Row]]:
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    delimiter = "\t" if _suffix(path)[0] == ".tsv" else ","
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with _open_text(path) as fh:
             reader = csv.DictReader(fh, delimiter=delimiter)
+            _check_unique(path, reader.fieldnames or [], what="column", line=1)
             for row in reader:
                 if None in row:  # more fields than the header names
                     extra = row[None]
@@ -129,6 +375,26 @@ def _csv(path: Path) -> Iterator[tuple[int, Row]]:
         raise InputError(path, f"malformed CSV: {exc}") from None
 
 
+def _open_text(path: Path) -> IO[str]:
+    # utf-8-sig: files saved by Excel or Notepad start with a byte-order mark.
+    if _suffix(path)[1]:
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115
+
+
+def _check_unique(path: Path, names: Sequence[str], *, what: str, line: int | None = None) -> None:
+    """A repeated column name would silently drop one column's values: refuse it."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            if not name.strip():
+                raise InputError(path, f"two {what}s have no name (only one of the two could "
+                                 "be read): name them or drop them", line=line)
+            raise InputError(path, f"this {what} name appears twice (only one of the two could "
+                             "be read): rename or drop one", line=line, field=name)
+        seen.add(name)
+
+
 def _parquet(path: Path) -> Iterator[tuple[int, Row]]:
     import pyarrow.parquet as pq
 
@@ -136,6 +402,7 @@ def _parquet(path: Path) -> Iterator[tuple[int, Row]]:
         parquet = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise InputError(path, f"not a readable Parquet file: {exc}") from None
+    _check_unique(path, parquet.schema_arrow.names, what="column")
     n = 0
     for batch in parquet.iter_batches(batch_size=4096):
         for row in batch.to_pylist():
@@ -160,6 +427,7 @@ def _hf(path: Path) -> Iterator[tuple[int, Row]]:
     for f in files:
         with pa.memory_map(str(f)) as source:
             reader = pa.ipc.open_stream(source)
+            _check_unique(f, reader.schema.names, what="column")
             for batch in reader:
                 for row in batch.to_pylist():
                     n += 1

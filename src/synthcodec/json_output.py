@@ -13,6 +13,7 @@ since the same request would be cut off again.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,17 @@ def load_schema(path: str | Path) -> dict[str, Any]:
     return schema
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large for a number")
+    return value
+
+
 class JsonReply:
     """Parses and validates one reply: `parse` for `LLMClient.ask`, and its `correction`."""
 
@@ -69,7 +81,7 @@ class JsonReply:
         fail_if_truncated(completion, self.max_tokens)
         text = strip_code_fence(completion.text)
         try:
-            value = json.loads(text)
+            value = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
         except ValueError as exc:
             raise ValueError(f"not valid JSON: {getattr(exc, 'msg', exc)}") from None
         from jsonschema.exceptions import best_match

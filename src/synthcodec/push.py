@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shlex
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,9 +146,38 @@ def split_rows(run: Run, rows: Iterable[ViewRow]) -> Split:
 
 # ---------------------------------------------------------------------- reproduce
 
+_LOCAL_PATH = re.compile(r"(?P<prefix>[a-z][a-z0-9_-]*:)?(?P<path>/(?!/)[^\n]*)")
+
+
+def public_path(text: str) -> str:
+    """A local absolute path (or a model spec holding one, `gguf:/models/x.gguf`) as its
+    file name: a card is published, the user's directories are not. Other text is kept;
+    only a path whose folder exists here counts (so a "/no_think" system prompt stays)."""
+    match = _LOCAL_PATH.fullmatch(text)
+    if match is None:
+        return text
+    path = Path(match["path"])
+    if path.parent == Path(path.anchor) or not path.parent.is_dir():
+        return text
+    return (match["prefix"] or "") + path.name
+
+
+def _public_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return public_path(value)
+    if isinstance(value, dict):
+        return {k: _public_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_public_tree(v) for v in value]
+    return value
+
+
 def reproduce_command(run: Run) -> str:
-    """The command that makes this run again (reconstructed from its config)."""
-    q = shlex.quote
+    """The command that makes this run again (reconstructed from its config); local paths
+    are shown by their file names (`public_path`)."""
+    def q(value: str) -> str:
+        return shlex.quote(public_path(value))
+
     if run.kind == "generate":
         st = run.json("stages.json")
         enc = (st.get("encode") or {}).get("config", {})
@@ -272,7 +301,8 @@ def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int,
     else:
         lines += [f"Rows written by `synthcodec {run.kind}`.", ""]
     lines += ["## Models", ""]
-    lines += [f"- **{role}**: `{redact_spec(spec)}`" for role, spec in models.items()] or ["- (none)"]
+    lines += [f"- **{role}**: `{public_path(redact_spec(spec))}`"
+              for role, spec in models.items()] or ["- (none)"]
     lines += ["", "Model endpoints are named, never their keys.", "", "## Counts", "",
               "| split | rows |", "|---|---|", f"| kept (`default`) | {kept} |",
               f"| rejected{' (`rejected`)' if with_rejected else ' (not uploaded)'} | {rejected} |",
@@ -294,7 +324,7 @@ def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int,
         lines += ["## Charts", ""]
         lines += [f"![{title}]({path})" for path, title in charts]
         lines += [""]
-    lines += ["## Settings", "", "```json", json.dumps(run.settings(), indent=2, sort_keys=True,
+    lines += ["## Settings", "", "```json", json.dumps(_public_tree(run.settings()), indent=2, sort_keys=True,
                                                         ensure_ascii=False), "```", ""]
     lines += ["## Cost and tokens", "", "| stage | requests | tokens in | tokens out | USD |",
               "|---|---|---|---|---|"]
@@ -314,7 +344,7 @@ def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int,
         lines.append(f"| `{name}` | {meaning} |")
     lines += ["", "## Reproduce", "", "```bash", reproduce_command(run), "```", "",
               "Same seeds/inputs and models give the same run (sampling aside); the request "
-              "cache makes a re-run free.", ""]
+              "cache makes a re-run free. Local files are named without their folders.", ""]
     return DatasetCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n"
                                      "{{ body }}\n", body="\n".join(lines))
 
@@ -342,24 +372,84 @@ def build_folder(run_dir: str | Path, folder: str | Path, repo_id: str, *, fmt: 
                         "failed.jsonl say why rows were dropped)")
     with_rejected = with_rejected and bool(split.rejected)
     out = Path(folder)
+    check_replaceable(out)
+    # Built beside the target and swapped in at the end: a crash mid-push leaves the last
+    # good folder as it was (and a hidden .NAME.push-* folder), never a half one.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = out.parent / f".{out.name}.push-{secrets.token_hex(4)}"
+    new.mkdir()  # honours the umask, as the folder it replaces did
+    try:
+        (new / MARKER).write_text("written by synthcodec push; replaced by the next push here\n")
+        write_parquet(new / "data" / "train-00000.parquet", shaped(run, split.kept, fmt))
+        if with_rejected:
+            write_parquet(new / "rejected" / "train-00000.parquet",
+                          shaped(run, split.rejected, fmt))
+        charts = _write_charts(run, new / "charts", rows)
+        card = build_card(run, repo_id, kept=len(split.kept), rejected=len(split.rejected),
+                          failed=split.failed, reviewed=split.reviewed, fmt=fmt,
+                          license_text=license_text, with_rejected=with_rejected, charts=charts)
+        card.save(new / "README.md")
+        _swap_in(new, out)
+    except BaseException:
+        _remove_own(new)
+        raise
+    return Pushed(out, len(split.kept), len(split.rejected))
+
+
+# Everything build_folder writes, relative to the folder: a later push replaces these and
+# nothing else.
+OWN_FILES = frozenset({MARKER, "README.md", "data/train-00000.parquet",
+                       "rejected/train-00000.parquet",
+                       *(f"charts/{name}.png" for name in ("scores", "gaps", "iterations", "wtl"))})
+OWN_DIRS = frozenset({"data", "rejected", "charts"})
+
+
+def check_replaceable(out: Path) -> None:
+    """UserError unless `out` is new, empty, or a folder push wrote holding only its files."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()):
-        if not (out / MARKER).is_file():
-            raise UserError(f"{out} is a non-empty folder that synthcodec push did not write: "
-                            "give an empty or new folder (one push wrote before is replaced)")
-        shutil.rmtree(out)  # a folder we wrote before: write it afresh
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by synthcodec push; replaced by the next push here\n")
-    write_parquet(out / "data" / "train-00000.parquet", shaped(run, split.kept, fmt))
-    if with_rejected:
-        write_parquet(out / "rejected" / "train-00000.parquet", shaped(run, split.rejected, fmt))
-    charts = _write_charts(run, out / "charts", rows)
-    card = build_card(run, repo_id, kept=len(split.kept), rejected=len(split.rejected),
-                      failed=split.failed, reviewed=split.reviewed, fmt=fmt,
-                      license_text=license_text, with_rejected=with_rejected, charts=charts)
-    card.save(out / "README.md")
-    return Pushed(out, len(split.kept), len(split.rejected))
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not (out / MARKER).is_file():
+        raise UserError(f"{out} is a non-empty folder that synthcodec push did not write: "
+                        "give an empty or new folder (one push wrote before is replaced)")
+    foreign = sorted(rel for rel in _entries(out) if rel not in OWN_FILES | OWN_DIRS)
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise UserError(f"{out / foreign[0]}{more} was not written by synthcodec push, which "
+                        "replaces the whole folder: move it out, or push to another folder")
+
+
+def _entries(folder: Path) -> list[str]:
+    """Every file and folder under `folder` (hidden ones too; links not followed), relative."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            out.append((Path(root) / name).relative_to(folder).as_posix())
+    return out
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Put the finished folder `new` in place of `out` (checked by check_replaceable)."""
+    if not out.exists():
+        os.rename(new, out)
+        return
+    old = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
+    os.rename(out, old)
+    os.rename(new, out)
+    _remove_own(old)
+
+
+def _remove_own(folder: Path) -> None:
+    """Delete what push writes in `folder`, then the folder if that emptied it: a file push
+    did not write (one added since the check) is never deleted."""
+    for rel in OWN_FILES:
+        (folder / rel).unlink(missing_ok=True)
+    for rel in (*OWN_DIRS, "."):
+        try:
+            (folder / rel).rmdir()
+        except OSError:  # missing, or holds something that is not ours: left as it is
+            pass
 
 
 def _write_charts(run: Run, folder: Path, rows: list[ViewRow]) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from synthcodec import __version__
-from synthcodec.errors import UserError
+from synthcodec.errors import CannotWrite, UserError, write_failure
 
 OK, REJECTED, FAILED = "ok", "rejected", "failed"
 LOCK_FILE = ".lock"
@@ -52,8 +53,36 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def dumps(value: Any, **options: Any) -> str:
+    """`value` as JSON text, the one way a run's files are written: strict JSON. NaN and
+    Infinity (which json.dumps would write bare, and strict readers refuse) are an error
+    naming where they are; input with them is refused when read (io.check_row)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, **options)
+    except ValueError:
+        where = _non_finite(value)
+        if where is None:
+            raise
+        raise ValueError(f"refusing to write invalid JSON: {where or 'the value'} is NaN or "
+                         "Infinity") from None
+
+
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """The path (`a.b[2]`) of the first NaN/Infinity in `value`, '' for `value` itself."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    items = (value.items() if isinstance(value, dict) else
+             enumerate(value) if isinstance(value, (list, tuple)) else ())
+    for key, item in items:
+        found = _non_finite(item, f"{where}[{key}]" if isinstance(key, int)
+                            else f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def hash_value(value: Any) -> str:
@@ -85,17 +114,21 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        reason = write_failure(exc)
+        if reason is not None:
+            raise CannotWrite(target, reason) from None
         raise
 
 
 def write_json(path: str | os.PathLike[str], value: Any) -> None:
+    text = dumps(value, indent=2, sort_keys=True)
     with atomic_writer(path) as fh:
-        json.dump(value, fh, indent=2, ensure_ascii=False, sort_keys=True)
+        fh.write(text)
         fh.write("\n")
 
 
@@ -155,11 +188,25 @@ class Journal:
         return row is not None and row[0] != FAILED
 
     def record(self, record_id: str, idx: int, status: str, data: Any) -> None:
-        self.db.execute(
-            f"INSERT OR REPLACE INTO {self.table} (id, idx, status, data) VALUES (?, ?, ?, ?)",
-            (record_id, idx, status, json.dumps(data, ensure_ascii=False)),
-        )
+        with self._writing():
+            self.db.execute(
+                f"INSERT OR REPLACE INTO {self.table} (id, idx, status, data) VALUES (?, ?, ?, ?)",
+                (record_id, idx, status, dumps(data)),
+            )
         self._maybe_done = True  # `finished` must see it (merge relies on that)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A full disk while journaling is CannotWrite, naming the journal file (the row
+        is not committed: SQLite keeps the journal as it was)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            reason = write_failure(exc)
+            if reason is None:
+                raise
+            path = next((row[2] for row in self.db.execute("PRAGMA database_list")), "journal")
+            raise CannotWrite(path or "journal", reason) from None
 
     def raw_rows(self) -> Iterator[tuple[str, int, str, str]]:
         """Every row as stored, (id, idx, status, data JSON), in input order."""
@@ -168,17 +215,19 @@ class Journal:
     def merge(self, rows: Iterable[tuple[str, int, str, str]]) -> None:
         """Add rows from another journal of this stage (`raw_rows`), in one transaction.
         Idempotent (keyed by record id); a failed row never replaces a finished one."""
-        self.db.execute("BEGIN")
-        try:
-            for rid, idx, status, data in rows:
-                if status == FAILED and self.finished(rid):
-                    continue
-                self.db.execute(f"INSERT OR REPLACE INTO {self.table} (id, idx, status, data)"
-                                " VALUES (?, ?, ?, ?)", (rid, idx, status, data))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        with self._writing():
+            self.db.execute("BEGIN")
+            try:
+                for rid, idx, status, data in rows:
+                    if status == FAILED and self.finished(rid):
+                        continue
+                    self.db.execute(f"INSERT OR REPLACE INTO {self.table} (id, idx, status, "
+                                    "data) VALUES (?, ?, ?, ?)", (rid, idx, status, data))
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
         self._maybe_done = True
 
     def rows(self, status: str) -> Iterator[Any]:
@@ -310,6 +359,9 @@ class RunDir:
             return self._open(config, overwrite)
         except (OSError, sqlite3.DatabaseError) as exc:
             self.close()
+            reason = write_failure(exc)
+            if reason is not None:
+                raise CannotWrite(self.path, reason) from None
             raise UserError(f"cannot write the run directory {self.path}: "
                             f"{getattr(exc, 'strerror', None) or exc}") from None
 
@@ -372,7 +424,7 @@ class RunDir:
         n = 0
         with atomic_writer(self.path / name) as fh:
             for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False))
+                fh.write(dumps(row))
                 fh.write("\n")
                 n += 1
         return n

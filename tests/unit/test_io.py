@@ -120,3 +120,144 @@ def test_write_parquet_refuses_a_column_of_two_types_in_one_line(tmp_path: Path)
         with pytest.raises(UserError, match="two types"):
             write_parquet(tmp_path / "o.parquet", [{"a": 1}, {"a": "x"}], batch_size=batch_size)
         assert not (tmp_path / "o.parquet").exists()
+
+
+# ---- issue 18: input that used to be read wrong, or crash ----------------------------------
+
+def _cli_complete(capsys: pytest.CaptureFixture[str], src: Path, run: Path) -> tuple[int, str]:
+    from tests.helpers import cli
+
+    code = cli("complete", str(src), "-m", "fake:echo", "--no-cache", "-o", str(run))
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    # A repeated key: json.loads keeps the last value silently.
+    ("dup.jsonl", '{"prompt": "A"}\n{"prompt": "A", "prompt": "B"}\n',
+     ":2: field 'prompt': this key appears twice"),
+    ("dup.json", '[{"prompt": "A"},\n {"prompt": "A", "note": {"x": 1, "x": 2}}]',
+     ":2: field 'x': this key appears twice"),
+    # A repeated CSV column: DictReader keeps the last column.
+    ("dup.csv", "prompt,prompt,note\nA,B,c\n", ":1: field 'prompt': this column name appears twice"),
+    ("unnamed.csv", "prompt,,\nA,B,c\n", ":1: two columns have no name"),
+    # NaN / Infinity: Python reads them, strict JSON readers refuse what we would write.
+    ("nan.jsonl", '{"prompt": "a", "w": 1.5}\n{"prompt": "b", "w": NaN}\n',
+     ":2: field 'w': NaN is not a JSON number"),
+    ("inf.jsonl", '{"prompt": "a", "meta": {"w": [1, -Infinity]}}\n',
+     ":1: field 'meta.w[1]': -Infinity is not a JSON number"),
+    ("big.jsonl", '{"prompt": "a", "w": 1e999}\n', ":1: field 'w': Infinity is not a JSON number"),
+    # A lone surrogate: not encodable as UTF-8 (it crashed the record id, exit 1).
+    ("surrogate.jsonl", '{"prompt": "a"}\n{"prompt": "b", "note": "x\\ud800y"}\n',
+     ":2: field 'note': holds a lone surrogate"),
+    ("surrogate_key.json", '[{"prompt": "a", "\\udc00": 1}]', ":1: field '\\udc00': this key holds a lone surrogate"),
+    # 5,000 levels of nesting: RecursionError, exit 1, before.
+    ("deep.jsonl", '{"prompt": "a", "x": ' + "[" * 5000 + "]" * 5000 + "}\n",
+     ":1: nested deeper than 100 levels"),
+    ("deep.json", "[" * 5000 + "]" * 5000, ":1: nested deeper than 100 levels"),
+    ("deep150.jsonl", '{"prompt": "a", "x": ' + "[" * 150 + "]" * 150 + "}\n",
+     ":1: field 'x': nested deeper than 100 levels"),
+])
+def test_unreadable_values_exit_2_naming_the_place_and_write_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str,
+        expected: str) -> None:
+    src = tmp_path / name
+    src.write_text(content, encoding="utf-8")
+    code, err = _cli_complete(capsys, src, tmp_path / "run")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {src}{expected}"), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_parquet_nan_and_repeated_columns_are_refused(tmp_path: Path) -> None:
+    nan = tmp_path / "nan.parquet"
+    pq.write_table(pa.Table.from_pylist([{"prompt": "a", "w": 1.0}, {"prompt": "b",
+                                                                      "w": float("nan")}]), nan)
+    with pytest.raises(InputError, match=r"nan.parquet:2: field 'w': NaN is not a JSON number"):
+        list(iter_rows(nan))
+    dup = tmp_path / "dup.parquet"
+    pq.write_table(pa.table([pa.array(["a"]), pa.array(["b"])], names=["prompt", "prompt"]), dup)
+    with pytest.raises(InputError, match=r"dup.parquet: field 'prompt': this column name appears"):
+        list(iter_rows(dup))
+
+
+def test_deep_but_allowed_nesting_is_read(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"prompt": "a", "x": ' + "[" * 99 + "]" * 99 + "}\n")
+    assert [row["prompt"] for _, row in iter_rows(src)] == ["a"]
+    src.write_text('{"prompt": "a", "x": ' + "[" * 100 + "]" * 100 + "}\n")
+    with pytest.raises(InputError, match=r"in.jsonl:1: field 'x': nested deeper than 100"):
+        list(iter_rows(src))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_gzipped_inputs_are_read(tmp_path: Path, fmt: str) -> None:
+    import gzip
+
+    plain = _write(tmp_path / f"plain.{fmt}", fmt)
+    packed = tmp_path / f"in.{fmt}.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert [row for _, row in iter_rows(packed)] == [row for _, row in iter_rows(plain)]
+    assert [row["text"] for _, row in iter_rows(packed)] == ["a", "b"]
+
+
+def test_a_broken_gzip_file_is_bad_input(tmp_path: Path) -> None:
+    import gzip
+
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(b'{"prompt": "a"}\n' * 1000)[:60])
+    with pytest.raises(InputError, match=r"cut.jsonl.gz: not a readable gzip file"):
+        list(iter_rows(cut))
+    fake = tmp_path / "fake.json.gz"
+    fake.write_text('[{"prompt": "a"}]')
+    with pytest.raises(InputError, match=r"fake.json.gz: not a readable gzip file"):
+        list(iter_rows(fake))
+
+
+@pytest.mark.parametrize("key", ["data", "rows"])
+@pytest.mark.parametrize("indent", [None, 2])
+def test_json_object_holding_the_rows_under_data_or_rows(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, indent: int | None) -> None:
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps({"version": 1, key: ROWS}, indent=indent))
+    assert [row for _, row in iter_rows(src)] == ROWS
+    assert f'reading the rows listed under "{key}"' in capsys.readouterr().err
+
+
+def test_json_object_without_a_row_list_names_what_is_expected(tmp_path: Path) -> None:
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps({"train": ROWS, "test": ROWS}, indent=2))
+    with pytest.raises(InputError, match=r'in.json: one JSON object, not a list of rows: '
+                       r'expected a JSON array .* under "data" or "rows" \(this one has '
+                       r'lists under: train, test\)'):
+        list(iter_rows(src))
+
+
+def test_json_lines_in_a_json_file_still_stream(tmp_path: Path) -> None:
+    src = tmp_path / "in.json"
+    src.write_text("\n" + "".join(json.dumps(r) + "\n" for r in ROWS))
+    assert [line for line, _ in iter_rows(src)] == [2, 3]
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(ROWS[0]))
+    assert [row for _, row in iter_rows(one)] == ROWS[:1]
+
+
+def test_malformed_json_array_names_the_line(tmp_path: Path) -> None:
+    src = tmp_path / "in.json"
+    src.write_text('[\n{"prompt": "a"},\n{"prompt": "b"}\n{"prompt": "c"}\n]')
+    with pytest.raises(InputError, match=r"in.json:4: malformed JSON: Expecting ','"):
+        list(iter_rows(src))
+    src.write_text('[\n{"prompt": "a"},\n]')
+    with pytest.raises(InputError, match=r"in.json:3: malformed JSON"):
+        list(iter_rows(src))
+
+
+def test_saved_dataset_dict_names_its_splits(tmp_path: Path) -> None:
+    folder = tmp_path / "dd"
+    for split in ("train", "test"):
+        (folder / split).mkdir(parents=True)
+        (folder / split / "state.json").write_text(json.dumps({"_data_files": []}))
+    (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+    with pytest.raises(InputError, match=r"a saved DatasetDict \(splits: train, test\): give one "
+                       r"split's folder, e\.g\. .*dd/train"):
+        list(iter_rows(folder))

@@ -265,6 +265,25 @@ def test_unreadable_rows_are_quarantined_with_reason(tmp_path: Path) -> None:
                for r in read_jsonl(tmp_path / "run" / "output.jsonl"))
 
 
+def test_rows_with_an_empty_instruction_or_response_are_rejected_not_rated(
+        tmp_path: Path) -> None:
+    rows = alpaca_rows(5)
+    rows[1]["output"] = ""
+    rows[3]["instruction"] = " \n "
+    data = write_json(tmp_path / "d.json", rows)
+    backend = FakeBackend(score_by_task)
+    summary = rate_file(data, tmp_path / "run", judge="fake:x", options=RunOptions(progress=False),
+                        backends={"judge": backend})
+    assert (summary.kept, summary.rejected, summary.failed) == (3, 2, 0)
+    assert len(backend.calls) == 3  # the judge never saw the empty rows
+    rejected = read_jsonl(tmp_path / "run" / "rejected.jsonl")
+    assert [reason_of(r) for r in rejected] == ["empty response: nothing to rate",
+                                                "empty instruction: nothing to rate"]
+    assert [r["output"] for r in rejected] == ["", "answer 3"] and "score" not in rejected[0]
+    assert [r["instruction"] for r in read_jsonl(tmp_path / "run" / "output.jsonl")] == [
+        "Task 0", "Task 2", "Task 4"]
+
+
 def test_field_mapping_for_other_column_names(tmp_path: Path) -> None:
     rows = [{"prompt": "Task 1", "answer": "a"}, {"prompt": "Task 2", "answer": "b"}]
     data = tmp_path / "d.jsonl"

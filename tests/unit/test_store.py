@@ -84,3 +84,96 @@ def test_stage_ledger_says_what_changed(tmp_path: Path) -> None:
     assert again.change("s", {"a": 1, "b": 2}, "in2") == ("input", [])
     assert again.change("s", {"a": 1, "b": 2}) is None  # no input hash given: not compared
     assert changed_keys({"a": 1, "b": 2}, {"b": 2}) == ["a"]
+
+
+# ---- issue 18: never invalid JSON, and a full disk is one line ----------------------------
+
+def test_nothing_is_written_as_invalid_json(tmp_path: Path) -> None:
+    from synthcodec.store import dumps, write_json
+
+    assert dumps({"a": 1.5}) == '{"a": 1.5}'
+    with pytest.raises(ValueError, match=r"invalid JSON: rows\[1\].w is NaN or Infinity"):
+        dumps({"rows": [{"w": 1.0}, {"w": float("nan")}]})
+    run = RunDir(tmp_path / "r").open({"t": 0})
+    with pytest.raises(ValueError, match=r"invalid JSON: \[0\].score is NaN"):
+        run.journal("s").record("x", 0, OK, [{"score": float("inf")}])
+    assert list(run.journal("s").rows(OK)) == []
+    with pytest.raises(ValueError, match=r"invalid JSON"):
+        run.publish_jsonl("output.jsonl", [{"w": float("nan")}])
+    assert not (tmp_path / "r" / "output.jsonl").exists()
+    run.close()
+    with pytest.raises(ValueError, match=r"invalid JSON: usd is NaN"):
+        write_json(tmp_path / "m.json", {"usd": float("-inf")})
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_a_model_reply_with_nan_is_not_valid_json() -> None:
+    from synthcodec.json_output import ANY_OBJECT, JsonReply
+    from synthcodec.llm import Completion
+
+    reply = JsonReply(ANY_OBJECT, max_tokens=100)
+    assert reply.parse(Completion(text='{"score": 4.5}', finish_reason="stop")) == {"score": 4.5}
+    for text in ('{"score": NaN}', '{"score": -Infinity}', '{"score": 1e400}'):
+        with pytest.raises(ValueError, match="not valid JSON"):
+            reply.parse(Completion(text=text, finish_reason="stop"))
+
+
+def test_a_full_disk_while_publishing_is_one_line_exit_5_and_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+    import os
+
+    from tests.helpers import cli, read_jsonl, write_jsonl
+
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"q{i}"} for i in range(20)])
+    run = tmp_path / "run"
+    real_replace = os.replace
+
+    def full(src_path: str, dst: str) -> None:
+        if str(dst).endswith("output.jsonl"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src_path, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    args = ("complete", str(src), "-m", "fake:echo", "--no-cache", "-o", str(run))
+    assert cli(*args) == 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: cannot write {run / 'output.jsonl'}: No space left on device; "
+                       "make room (or raise the limit) and run the same command again: what "
+                       "was finished is kept")
+    assert not any("Traceback" in line for line in err)
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "config.json", "journal.sqlite"]
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert cli(*args) == 0
+    assert "requests sent 0" in capsys.readouterr().err  # all 20 were journaled before
+    assert [r["response"] for r in read_jsonl(run / "output.jsonl")] == [
+        f"echo: q{i}" for i in range(20)]
+
+
+def test_a_file_size_limit_while_journaling_is_one_line_exit_5(tmp_path: Path) -> None:
+    import resource
+    import subprocess
+    import sys
+
+    from tests.helpers import cli_env, read_jsonl, write_jsonl
+
+    rows = [{"prompt": f"q{i} " + "x" * 2000} for i in range(200)]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "synthcodec", "complete", str(src), "-m", "fake:echo",
+            "-o", str(run), "--cache", str(tmp_path / "cache.sqlite"), "--quiet"]
+
+    def limit() -> None:  # `ulimit -f 100`: no file may grow past 100 KiB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100 * 1024, 100 * 1024))
+
+    cut = subprocess.run(args, capture_output=True, text=True, env=cli_env(), preexec_fn=limit,
+                         timeout=120)
+    assert cut.returncode == 5, cut.stderr
+    assert cut.stderr.strip().splitlines() == [
+        f"error: cannot write {run / 'journal.sqlite'}: disk I/O error; make room (or raise "
+        "the limit) and run the same command again: what was finished is kept"]
+    assert not (run / "output.jsonl").exists() and not (run / "manifest.json").exists()
+    done = subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(read_jsonl(run / "output.jsonl")) == 200

@@ -53,11 +53,12 @@ def _judge(request: Request) -> str:
     return ("8 4" if 0 <= first < second else "4 8") + "\nThe GOOD answer is more helpful."
 
 
-def make_compare(root: Path, name: str = "cmp") -> Path:
+def make_compare(root: Path, name: str = "cmp",
+                 categories: tuple[str, ...] = ("writing", "coding", "math")) -> Path:
     from synthcodec import api
 
     qs = [{"question_id": i, "question": f"Question {i}: " + ("tie" if i % 3 == 0 else "explain"),
-           "category": ["writing", "coding", "math"][i % 3]} for i in range(9)]
+           "category": categories[i % len(categories)]} for i in range(9)]
     a = write_jsonl(root / f"{name}-a.jsonl", [dict(q, answer=f"GOOD answer {q['question_id']}")
                                                for q in qs])
     b = write_jsonl(root / f"{name}-b.jsonl", [dict(q, answer="meh") for q in qs])

@@ -128,3 +128,78 @@ def test_nothing_kept_is_refused_and_no_rejected_rows_leave_out_their_config(
     assert r.returncode == 0 and "no rejected rows" in r.stderr, r.stderr
     assert not (out / "rejected").exists()
     assert [c["config_name"] for c in hub.DatasetCard.load(out / "README.md").data.configs] == ["default"]
+
+
+# ---- issue 18: a second push never loses a file, and publishes no local path --------------
+
+def test_a_push_over_a_folder_with_files_push_did_not_write_is_refused(
+        gen_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    first = synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir", str(out))
+    assert first.returncode == 0, first.stderr
+    (out / ".git").mkdir()
+    (out / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (out / "data" / "notes.md").write_text("my notes")
+    again = synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir", str(out))
+    assert again.returncode == 2
+    assert again.stderr == (f"error: {out / '.git'} (and 2 more) was not written by synthcodec "
+                            "push, which replaces the whole folder: move it out, or push to "
+                            "another folder\n")
+    assert (out / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"
+    assert (out / "data" / "notes.md").read_text() == "my notes"
+    assert (out / "data" / "train-00000.parquet").exists()
+
+
+def test_a_push_that_fails_midway_leaves_the_last_folder_whole(
+        gen_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthcodec import push
+
+    out = tmp_path / "repo"
+    push.build_folder(gen_run, out, "me/x")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert len(before) >= 5
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed while writing the card")
+
+    monkeypatch.setattr(push, "build_card", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        push.build_folder(gen_run, out, "me/x", fmt="alpaca")
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen", "repo"]  # no half folder left
+    monkeypatch.undo()
+    push.build_folder(gen_run, out, "me/x", fmt="alpaca")  # replaces it, again beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen", "repo"]
+    assert (out / "data" / "train-00000.parquet").read_bytes() != before[
+        Path("data/train-00000.parquet")]
+
+
+def test_the_card_names_local_files_without_their_folders(
+        gen_run: Path, cmp_run: Path, rate_run: Path, tmp_path: Path) -> None:
+    import json
+    import re
+
+    for run in (gen_run, cmp_run, rate_run):
+        out = tmp_path / "out" / run.name
+        r = synthcodec("push", str(run), "--repo-id", "me/x", "--to-dir", str(out))
+        assert r.returncode == 0, r.stderr
+        text = (out / "README.md").read_text()
+        inputs = json.dumps(json.loads((run / "config.json").read_text())) + json.dumps(
+            json.loads((run / "stages.json").read_text()) if (run / "stages.json").exists() else {})
+        local = sorted(set(re.findall(r'"(/[^"]+\.jsonl)"', inputs)))
+        assert local, inputs  # the run did record absolute paths
+        for path in local:
+            assert path not in text and str(Path(path).parent) not in text
+            assert Path(path).name in text
+        assert str(tmp_path) not in text
+
+
+def test_public_path_keeps_what_is_not_a_local_path(tmp_path: Path) -> None:
+    from synthcodec.push import public_path
+
+    (tmp_path / "models").mkdir()
+    assert public_path(str(tmp_path / "seeds.jsonl")) == "seeds.jsonl"
+    assert public_path(f"gguf:{tmp_path}/models/m.gguf") == "gguf:m.gguf"
+    for kept in ("/no_think", "fake:echo", "qwen@http://127.0.0.1:8080/v1", "relative/x.jsonl",
+                 "/not/a/folder/here.jsonl", "a\n/b/c"):
+        assert public_path(kept) == kept

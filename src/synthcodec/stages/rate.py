@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from synthcodec.engine import Record
+from synthcodec.engine import Record, Reject
 from synthcodec.errors import UserError
 from synthcodec.export import EXAMPLE_FIELDS
 from synthcodec.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence
@@ -214,6 +214,9 @@ class RateStage(ModelStage):
                             reasks=self.reasks, max_tokens=self.max_tokens)
 
     async def run(self, record: Record) -> Record:
+        for name in ("instruction", "response"):  # a judge would score nothing as something
+            if not record[name].strip():
+                raise Reject(f"empty {name}: nothing to rate")
         result = await self._rater.rate(record["instruction"], record.get("input") or "",
                                         record["response"])
         return {SCORE: result.score, EXPLANATION: result.explanation, JUDGE_TEXT: result.raw,
