@@ -245,3 +245,11 @@ def test_complete_keeps_the_trace_out_of_the_response(tmp_path: Path,
                "--no-cache", "--keep-reasoning") == 0
     [row] = read_jsonl(tmp_path / "k" / "output.jsonl")
     assert (row["response"], row["reasoning"]) == ("Answer to a.", "Think about a.")
+
+
+def test_a_lone_surrogate_in_a_reply_is_mended_not_a_crash() -> None:
+    backend = OpenAIHTTPBackend("m", "http://127.0.0.1:9/v1")
+    raw = backend.read_reply(b'{"choices": [{"message": {"content": "a\\ud800b \\ud83d\\ude00"}}]}')
+    completion = run(LLMClient(FakeBackend([raw])).complete(Request.chat("x")))
+    assert completion.text == "a\ufffdb \U0001F600"
+    completion.text.encode("utf-8")  # what the journal and output.jsonl need

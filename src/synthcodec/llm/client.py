@@ -253,6 +253,8 @@ class LLMClient:
         """The reply as the stages see it: the answer in `text`, a reasoning trace moved to
         `reasoning` (llm/reasoning.py). A trace the token limit cut, or an answer that is
         empty, fails the record: there is nothing to parse or keep."""
+        if not _encodable(completion.text):  # a lone surrogate ("\ud800" in a JSON body)
+            completion = replace(completion, text=_mend_surrogates(completion.text))
         parts = split_reasoning(completion.text)
         if parts.reasoning or parts.cut:
             completion = replace(completion, text=parts.answer, reasoning=parts.reasoning)
@@ -520,6 +522,19 @@ class LLMClient:
 def clip(text: str, limit: int = 200) -> str:
     """`text`, cut to `limit` characters with an ellipsis (for reasons and messages)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _mend_surrogates(text: str) -> str:
+    """Surrogate pairs joined, a lone surrogate (which no UTF-8 file can hold) made U+FFFD."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def fail_if_truncated(completion: Completion, max_tokens: int) -> None:
