@@ -341,7 +341,8 @@ class MockServer:
     their first admitted attempt only; ``truncate_rate`` of prompts are cut in half with
     ``finish_reason: "length"`` on every attempt. ``max_concurrency`` (K) lets at most K
     requests spend their ``latency`` at once and queues the rest, like one GPU serving a
-    batch of K: throughput is capped at K / latency.
+    batch of K: throughput is capped at K / latency. ``omit_usage`` sends replies without
+    a ``usage`` object.
     """
 
     def __init__(
@@ -376,6 +377,7 @@ class MockServer:
         batch_polls: int = 1,
         batch_expire_first: int = 0,
         batch_fail_rate: float = 0.0,
+        omit_usage: bool = False,
     ) -> None:
         _check_loopback(host)
         self.host = host
@@ -416,6 +418,8 @@ class MockServer:
         self.batch_polls = int(batch_polls)
         self.batch_expire_first = int(batch_expire_first)
         self.batch_fail_rate = float(batch_fail_rate)
+        # Servers that send no `usage` object (some proxies, older local servers).
+        self.omit_usage = bool(omit_usage)
         self._files: dict[str, bytes] = {}
         self._batches: dict[str, dict[str, Any]] = {}
         self._per_prompt = bool(self.fail_hash_rate or self.invalid_json_first_rate
@@ -631,6 +635,8 @@ class MockServer:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+        if self.omit_usage:
+            del payload["usage"]
         return payload
 
     # ---- batch API -------------------------------------------------------------------
@@ -918,6 +924,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="batch API: the first N batches expire with half their requests done")
     p.add_argument("--batch-fail-rate", type=float, default=0.0,
                    help="batch API: fraction of requests that fail with 500 inside a batch")
+    p.add_argument("--omit-usage", type=_flag, default=False, metavar="BOOL",
+                   help="send no `usage` object in replies")
     p.add_argument(
         "--status-for-model",
         type=_parse_model_status,

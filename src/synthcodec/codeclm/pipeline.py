@@ -86,7 +86,9 @@ def run_with_models(specs: Mapping[str, str], options: RunOptions,
     finally:
         if ws is not None and spend:
             ws.state[COST_KEY] = {"priced": spend[0].priced, "price_unknown": spend[0].unpriced,
-                                  "stopped": spend[0].stopped, "lines": spend[0].lines()}
+                                  "stopped": spend[0].stopped, "lines": spend[0].lines(),
+                                  "usage_not_reported":
+                                      spend[0].usage_fields().get("usage_not_reported")}
             ws.save()
 
 
@@ -117,8 +119,10 @@ def write_manifest(ws: Workspace, result: StageResult | None, code: int) -> None
         counts = {"ok": result.ok, "rejected": result.rejected, "failed": result.failed}
     else:
         counts = {}
+    unreported = (ws.state.get(COST_KEY) or {}).get("usage_not_reported")
     ws.run.write_manifest(status=status, stage=result.stage if result is not None else None,
-                          counts=counts, usage_total=ws.total_stats(), exit_code=code)
+                          counts=counts, usage_total=ws.total_stats(), exit_code=code,
+                          **({"usage_not_reported": unreported} if unreported else {}))
 
 
 def warn_same_model(specs: Mapping[str, str]) -> None:

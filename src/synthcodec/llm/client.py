@@ -94,6 +94,9 @@ class Stats:
     rate_limited: int = 0
     request_failures: int = 0
     usd: float = 0.0  # dollars of models with a known price (cost.Spend adds them)
+    # Tokens counted at the worst case for replies that reported no usage (cost.Spend):
+    # not in prompt/completion_tokens, which are what servers reported, but in the token cap.
+    worst_case_tokens: int = 0
     batches: int = 0  # provider batches created (--batch; llm/batch.py)
     # What the progress line shows of --batch ("batch 1/2 in_progress 40/100"); not a count.
     batch_status: str = field(default="", repr=False)
