@@ -342,7 +342,8 @@ class MockServer:
     ``finish_reason: "length"`` on every attempt. ``max_concurrency`` (K) lets at most K
     requests spend their ``latency`` at once and queues the rest, like one GPU serving a
     batch of K: throughput is capped at K / latency. ``omit_usage`` sends replies without
-    a ``usage`` object.
+    a ``usage`` object. ``echo_auth_status`` answers that status to every chat request,
+    quoting its ``Authorization`` header in the error message.
     """
 
     def __init__(
@@ -378,6 +379,7 @@ class MockServer:
         batch_expire_first: int = 0,
         batch_fail_rate: float = 0.0,
         omit_usage: bool = False,
+        echo_auth_status: int = 0,
     ) -> None:
         _check_loopback(host)
         self.host = host
@@ -420,6 +422,9 @@ class MockServer:
         self.batch_fail_rate = float(batch_fail_rate)
         # Servers that send no `usage` object (some proxies, older local servers).
         self.omit_usage = bool(omit_usage)
+        # A server that answers this status to every chat request, quoting the request's
+        # Authorization header in the error message (as some proxies' error pages do).
+        self.echo_auth_status = int(echo_auth_status)
         self._files: dict[str, bytes] = {}
         self._batches: dict[str, dict[str, Any]] = {}
         self._per_prompt = bool(self.fail_hash_rate or self.invalid_json_first_rate
@@ -783,6 +788,11 @@ class MockServer:
                 self._latency_max = elapsed
 
     async def _chat(self, request: web.Request, n: int) -> web.Response:
+        if self.echo_auth_status:
+            self._fault("echo_auth")
+            sent = request.headers.get("Authorization", "(none)")
+            return self._error(self.echo_auth_status,
+                               f"Request rejected; it carried 'Authorization: {sent}'.")
         if self.require_api_key is not None:
             if request.headers.get("Authorization", "") != f"Bearer {self.require_api_key}":
                 self._fault("auth")
@@ -926,6 +936,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="batch API: fraction of requests that fail with 500 inside a batch")
     p.add_argument("--omit-usage", type=_flag, default=False, metavar="BOOL",
                    help="send no `usage` object in replies")
+    p.add_argument("--echo-auth-status", type=int, default=0,
+                   help="answer this status to every chat request, quoting its Authorization")
     p.add_argument(
         "--status-for-model",
         type=_parse_model_status,

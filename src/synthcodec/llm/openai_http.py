@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import sys
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 
 from synthcodec.llm.base import Completion, PermanentError, Request, TransientError
 from synthcodec.llm.ratelimit import limit_kind, parse_ratelimit_headers, retry_after
-from synthcodec.llm.spec import SECRET_QUERY_KEYS, HTTPEndpoint, parse_http
+from synthcodec.llm.spec import HTTPEndpoint, parse_http
 
 RETRYABLE_STATUS = {408, 409, 429}
+# An Authorization header a server echoes back (in an error body): never shown.
+_AUTH_HEADER = re.compile(r"\b(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]+", re.IGNORECASE)
 
 
 class OpenAIHTTPBackend:
@@ -50,19 +52,19 @@ class OpenAIHTTPBackend:
         self.__secrets: list[str] = []
         self._headers = {"Content-Type": "application/json"}
         key = endpoint.api_key()
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
-            self.__secrets.append(key)
-        elif endpoint.basic_auth:  # credentials written in the URL: HTTP Basic auth
+        if endpoint.basic_auth:  # credentials written in the URL win: HTTP Basic auth
             user, password = endpoint.basic_auth
             token = base64.b64encode(f"{user}:{password}".encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
-        if endpoint.basic_auth:
-            self.__secrets += [s for s in endpoint.basic_auth if s]
-        self.__secrets += [v for k, v in parse_qsl(urlsplit(self.base_url).query)
-                           if k.lower() in SECRET_QUERY_KEYS and v]
+            self.__secrets += [token, *(s for s in endpoint.basic_auth if s)]
+        elif key:
+            self._headers["Authorization"] = f"Bearer {key}"
+            self.__secrets.append(key)
+        self.__secrets += endpoint.query_secrets()
+        # Longest first, so that a secret containing another is replaced whole.
+        self.__secrets.sort(key=len, reverse=True)
         if "Authorization" in self._headers and endpoint.plain_http_to_remote():
-            print(f"warning: {self.identity}: the API key goes over plain HTTP to a host that "
+            print(f"warning: {self.identity}: the credentials go over plain HTTP to a host that "
                   "is not this machine; use https:// if the network is not yours",
                   file=sys.stderr)
         self._session: aiohttp.ClientSession | None = None
@@ -82,7 +84,7 @@ class OpenAIHTTPBackend:
     def _redact(self, text: str) -> str:
         for secret in self.__secrets:
             text = text.replace(secret, "***")
-        return text
+        return _AUTH_HEADER.sub(r"\1 ***", text)
 
     def _session_for_loop(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
