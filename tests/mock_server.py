@@ -259,6 +259,22 @@ def _json_in_prompt(prompt: str) -> str | None:
     return None
 
 
+_SCHEMA_AT_END = re.compile(r"JSON Schema[^\n]*\n(\{.*\})\s*$", re.DOTALL)
+
+
+def _schema_in_prompt_reply(body: Mapping[str, Any]) -> str | None:
+    """An instance of the JSON Schema written at the end of the last message, if any."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, Mapping)]
+    match = _SCHEMA_AT_END.search(_content_text(messages[-1].get("content"))) if messages else None
+    if match is None:
+        return None
+    try:
+        schema = json.loads(match.group(1))
+    except ValueError:
+        return None
+    return json.dumps(schema_instance(schema), separators=(",", ":"))
+
+
 # --------------------------------------------------------------------------------------
 # Rate limiting
 # --------------------------------------------------------------------------------------
@@ -343,7 +359,10 @@ class MockServer:
     requests spend their ``latency`` at once and queues the rest, like one GPU serving a
     batch of K: throughput is capped at K / latency. ``omit_usage`` sends replies without
     a ``usage`` object. ``echo_auth_status`` answers that status to every chat request,
-    quoting its ``Authorization`` header in the error message.
+    quoting its ``Authorization`` header in the error message. ``reject_response_format``
+    answers 400 to any request with a ``response_format`` and follows a JSON Schema written
+    at the end of the prompt instead. ``error_in_200`` answers every chat request with
+    HTTP 200 and an ``{"error": {...}}`` body.
     """
 
     def __init__(
@@ -380,6 +399,8 @@ class MockServer:
         batch_fail_rate: float = 0.0,
         omit_usage: bool = False,
         echo_auth_status: int = 0,
+        reject_response_format: bool = False,
+        error_in_200: bool = False,
     ) -> None:
         _check_loopback(host)
         self.host = host
@@ -425,6 +446,11 @@ class MockServer:
         # A server that answers this status to every chat request, quoting the request's
         # Authorization header in the error message (as some proxies' error pages do).
         self.echo_auth_status = int(echo_auth_status)
+        # A server that takes no response_format (400 naming it); it follows a JSON Schema
+        # written at the end of the prompt instead, as an instruction-following model would.
+        self.reject_response_format = bool(reject_response_format)
+        # A proxy that answers HTTP 200 with an OpenAI-style error object instead of a reply.
+        self.error_in_200 = bool(error_in_200)
         self._files: dict[str, bytes] = {}
         self._batches: dict[str, dict[str, Any]] = {}
         self._per_prompt = bool(self.fail_hash_rate or self.invalid_json_first_rate
@@ -595,6 +621,8 @@ class MockServer:
             text = str(text)
         else:
             asked = _json_in_prompt(_first_user_text(body)) if self.reply_json_in_prompt else None
+            if asked is None and self.reject_response_format:
+                asked = _schema_in_prompt_reply(body)
             text = asked if asked is not None else default_reply(body)
 
         finish_reason = "stop"
@@ -807,6 +835,14 @@ class MockServer:
         if body.get("stream"):
             return self._error(400, "Streaming is not supported by the mock server.")
 
+        if self.error_in_200:
+            self._fault("error_in_200")
+            return _json_response({"error": {"message": "the backend is down for maintenance",
+                                             "type": "server_error"}})
+        if self.reject_response_format and "response_format" in body:
+            self._fault("response_format")
+            return self._error(400, "Unrecognized request argument supplied: response_format")
+
         model = str(body.get("model") or self.model)
         forced = self.status_for_model.get(model)
         if forced is not None:
@@ -936,6 +972,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="batch API: fraction of requests that fail with 500 inside a batch")
     p.add_argument("--omit-usage", type=_flag, default=False, metavar="BOOL",
                    help="send no `usage` object in replies")
+    p.add_argument("--reject-response-format", type=_flag, default=False, metavar="BOOL",
+                   help="answer 400 to any response_format; follow a schema in the prompt")
+    p.add_argument("--error-in-200", type=_flag, default=False, metavar="BOOL",
+                   help="answer HTTP 200 with an error object to every chat request")
     p.add_argument("--echo-auth-status", type=int, default=0,
                    help="answer this status to every chat request, quoting its Authorization")
     p.add_argument(
