@@ -23,6 +23,7 @@ from synthcodec.cache import RequestCache, default_cache_path
 from synthcodec.cost import EXIT_BUDGET, Spend
 from synthcodec.engine import Item, LocalExecutor, Record, RunResult, StageLike, StopWhen
 from synthcodec.errors import UserError
+from synthcodec.failures import advice_lines, repeat_advice
 from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.llm import check_spec, load_backend, redact_spec
 from synthcodec.llm.batch import BatchLedger, BatchSender, BatchSettings
@@ -249,7 +250,8 @@ class Summary:
     seconds: float
     interrupted: bool
     outputs: dict[str, int] = field(default_factory=dict)
-    repeating: int = 0  # failed records whose failure a re-run would repeat
+    # failed records whose failure a re-run would repeat, by what to do instead (failures.py)
+    repeating: dict[str, int] = field(default_factory=dict)
     spend: Spend | None = None
     failed_text: str = "records failed"  # e.g. "pairs could not be judged"
 
@@ -294,10 +296,7 @@ class Summary:
         elif self.failed:
             lines.append(f"{self.failed} {self.failed_text} (reasons in {self.run_dir / 'failed.jsonl'});"
                          " running the same command again retries them")
-            if self.repeating:
-                lines.append(f"{self.repeating} of them failed in a way a re-run repeats (the same "
-                             "reply comes back from the cache or greedy decoding): change the "
-                             "options (e.g. --max-tokens) rather than re-running")
+            lines += advice_lines(self.repeating)
             if self.exit_code == EXIT_ALL_FAILED:
                 lines.append("every record failed: exit code 1")
         return lines
@@ -464,7 +463,8 @@ def finish_stage(run: RunDir, journal: Journal, done: StageRun, models: Models,
                                                       lambda: _flatten(journal.rows(OK)))
         outputs["rejected.jsonl"] = run.publish_jsonl("rejected.jsonl", journal.rows(REJECTED))
         outputs["failed.jsonl"] = run.publish_jsonl("failed.jsonl", journal.rows(FAILED))
-    repeating = sum(1 for row in journal.rows(FAILED) if (row.get(META) or {}).get("repeats"))
+    repeating = repeat_advice(str(meta.get("reason", "")) for meta in (
+        row.get(META) or {} for row in journal.rows(FAILED)) if meta.get("repeats"))
     summary = Summary(
         run_dir=run.path, records_in=n_rows, kept=totals[OK], rejected=totals[REJECTED],
         failed=totals[FAILED], resumed=counts.resumed, stats=models.stats,
