@@ -5,7 +5,7 @@
 # Extra arguments go to `synthcodec generate`, e.g. scripts/quickstart.sh --overwrite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh local
 exec .venv/bin/synthcodec generate examples/seeds.jsonl --strong local --target local \
   -n 4 --size 4 --per-metadata 1 --max-iterations 2 --max-tokens 160 \
   --judge-max-tokens 32 --judge-reasks 1 -o runs/quickstart "$@"

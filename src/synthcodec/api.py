@@ -176,9 +176,12 @@ def complete(data: Data, *, model: str = "local", prompt_field: str = "prompt",
              system: str | None = None, temperature: float = 0.0, max_tokens: int = 512,
              allow_truncated: bool = True, output_field: str = "response",
              json_mode: bool = False, json_schema: Mapping[str, Any] | None = None,
-             run_dir: str | Path | None = None, backend: Any = None,
-             **run_options: Any) -> RunResult:
+             keep_reasoning: bool = False, run_dir: str | Path | None = None,
+             backend: Any = None, **run_options: Any) -> RunResult:
     """Answer each row's prompt with `model` (what `synthcodec complete` does).
+
+    A reasoning model's trace is kept out of the answer (in `_synthcodec.reasoning`), or with
+    `keep_reasoning=True` in a `reasoning` column.
 
     `json_mode=True` asks for a JSON object, `json_schema=` for one that validates against
     the schema; the row then gets the parsed object, and replies that never validate are in
@@ -190,12 +193,13 @@ def complete(data: Data, *, model: str = "local", prompt_field: str = "prompt",
     settings = dict(model=model, prompt_field=prompt_field, system=system,
                     temperature=temperature, max_tokens=max_tokens,
                     allow_truncated=allow_truncated, output_field=output_field,
-                    json_mode=json_mode, json_schema=json_schema)
+                    json_mode=json_mode, json_schema=json_schema,
+                    **({"keep_reasoning": True} if keep_reasoning else {}))
     summary = complete_file(path, _run_dir(run_dir, "complete", path, settings), model=model,
                             mapping={"prompt": prompt_field} if prompt_field != "prompt" else {},
                             system=system, temperature=temperature, max_tokens=max_tokens,
                             allow_truncated=allow_truncated, output_field=output_field,
-                            json_mode=json_mode,
+                            json_mode=json_mode, keep_reasoning=keep_reasoning,
                             json_schema=dict(json_schema) if json_schema is not None else None,
                             options=_options(run_options),
                             backends={"model": backend} if backend is not None else None)

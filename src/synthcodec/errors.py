@@ -9,6 +9,12 @@ class UserError(Exception):
     exit_code = 2
 
 
+class EveryRecordFailed(UserError):
+    """Records came in and every one failed: exit code 1 (the run directory holds why)."""
+
+    exit_code = 1
+
+
 class Drain(Exception):
     """Raised by a step instead of doing its record: the record stays to do (the next run
     does it) and the executor takes no new records; those in flight finish (a budget cap

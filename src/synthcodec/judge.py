@@ -205,12 +205,14 @@ class Verdict:
 
     score_1: float
     score_2: float
-    text: str  # the judge's full reply (the score line and its explanation)
+    text: str  # the judge's answer (the score line and its explanation)
     attempts: int = 1  # 1 + re-asks needed to get a parsable reply
+    reasoning: str = ""  # a reasoning judge's trace, apart from its answer (llm/reasoning.py)
 
     def as_dict(self) -> dict[str, Any]:
         return {"score_1": self.score_1, "score_2": self.score_2, "text": self.text,
-                "attempts": self.attempts}
+                "attempts": self.attempts,
+                **({"reasoning": self.reasoning} if self.reasoning else {})}
 
 
 async def judge_pair(client: LLMClient, question: str, answer_1: str, answer_2: str,
@@ -231,7 +233,8 @@ async def judge_pair(client: LLMClient, question: str, answer_1: str, answer_2: 
                              failure="judge gave no readable pair of scores",
                              correction=lambda problem: _correction(problem, json_mode))
     s1, s2 = asked.value
-    return Verdict(s1, s2, asked.completion.text, attempts=asked.attempts)
+    return Verdict(s1, s2, asked.completion.text, attempts=asked.attempts,
+                   reasoning=asked.completion.reasoning)
 
 
 def _correction(problem: str, json_mode: bool) -> str:
@@ -318,6 +321,9 @@ class BothOrders:
             "inconsistent": self.inconsistent,
             "judge_first": self.first.text, "judge_second": self.second.text,
             "attempts": self.first.attempts + self.second.attempts,
+            **({"judge_reasoning": {"first": self.first.reasoning,
+                                    "second": self.second.reasoning}}
+               if self.first.reasoning or self.second.reasoning else {}),
         }
 
 

@@ -373,7 +373,9 @@ class RowStage:
 
     async def run(self, item: Record) -> Record:
         added = await self.inner.run(item["fields"])
-        return {**item["row"], **added, META: {"id": item["id"], "index": item["index"]}}
+        lineage = added.pop(META, None) or {}  # e.g. a reasoning trace (stages.base)
+        return {**item["row"], **added,
+                META: {"id": item["id"], "index": item["index"], **lineage}}
 
 
 def run_file_stage(

@@ -215,7 +215,8 @@ def test_unreadable_judge_fails_the_record_and_the_run_still_ends(tmp_path: Path
     assert result.summary is not None and result.summary["stop"] == "exhausted"
     assert read_jsonl(tmp_path / "run" / "rejected.jsonl") == []
     failed = read_jsonl(tmp_path / "run" / "failed.jsonl")
-    assert len(failed) == 9 and all(r["_synthcodec"]["status"] == "failed" for r in failed)
+    # n=3 x oversample 2 at 3 per entry: 2 of the 3 entries drawn; failures draw no more.
+    assert len(failed) == 6 and all(r["_synthcodec"]["status"] == "failed" for r in failed)
     assert all("judge gave no readable pair of scores" in reason_of(r) for r in failed)
     assert all(r["metadata_id"] and r["seed_ids"] for r in failed)
 
@@ -324,3 +325,45 @@ def test_files_after_n_pairs_hold_nothing_that_ran_only_by_timing(tmp_path: Path
         assert read_jsonl(tmp_path / "run" / "failed.jsonl") == []
         got = collect(ws, kept, dropped, 0.7, n=None, position=position)  # exhausted: all
         assert (got.kept, got.rejected, got.failed) == (3, 2, 1)
+
+
+def _decoded_entries(strong: FakeBackend) -> list[str]:
+    """The metadata entries the strong model was asked to decode, in order."""
+    return [_field(r.messages[-1]["content"], "Use case") + " | "
+            + _field(r.messages[-1]["content"], "Skills they must require")
+            for r in strong.calls
+            if r.messages[-1]["content"].startswith("You are an instruction writer")]
+
+
+def test_small_n_decodes_only_the_pool_entries_it_needs(tmp_path: Path) -> None:
+    strong, target = FakeBackend(strong_model), FakeBackend(target_model)
+    _generate(tmp_path, strong, target, n=1, pool_size=9, per_metadata=1)
+    metadata = read_jsonl(tmp_path / "run" / "metadata.jsonl")
+    assert len(metadata) == 9
+    # n x oversample (2) base instructions at one per entry: two entries, not nine.
+    assert len(_decoded_entries(strong)) == 2
+    rubric_calls = [r for r in strong.calls
+                    if r.messages[-1]["content"].startswith("You are an expert who judges")]
+    assert len(rubric_calls) == 2
+    assert len(read_jsonl(tmp_path / "run" / "output.jsonl")) == 1
+
+
+def test_a_dry_loop_draws_more_of_the_pool_once_each(tmp_path: Path) -> None:
+    strong = FakeBackend(strong_model)
+    target = FakeBackend(lambda r: GOOD)  # as good as the strong model: nothing is kept
+    _generate(tmp_path, strong, target, n=1, pool_size=9, per_metadata=1, max_iterations=1)
+    decoded = _decoded_entries(strong)
+    assert len(decoded) == len(set(decoded)) == 9  # 2, then 2 more, 4 more, the last 1
+    assert read_jsonl(tmp_path / "run" / "output.jsonl") == []
+    assert len(read_jsonl(tmp_path / "run" / "rejected.jsonl")) == 9
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stop"] == "exhausted"
+
+
+def test_no_seed_encoded_is_every_record_failed_not_bad_input(tmp_path: Path) -> None:
+    from synthcodec.errors import EveryRecordFailed
+
+    with pytest.raises(EveryRecordFailed, match="no seed was encoded") as info:
+        _generate(tmp_path, FakeBackend(["not json at all"]), FakeBackend(target_model), n=1)
+    assert info.value.exit_code == 1  # the README's "every record failed", not 2 (bad input)
+    assert (tmp_path / "run" / "rejects" / "encode.jsonl").exists()

@@ -115,11 +115,13 @@ def in_flight(models: Models, n: int | None, kept: int) -> int:
 
 
 async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
-                     n: int | None = None) -> LoopResult:
-    """Every base instruction through evolve(), until n pairs are kept or none are left."""
+                     n: int | None = None, grown: bool = False) -> LoopResult:
+    """Every base instruction through evolve(), until n pairs are kept or none are left.
+    `grown`: generate drew more of the pool after a pass ran dry (Workspace.begin)."""
     actions = load_actions(ws)
     items = base_items(ws)
-    journal = ws.begin("loop", loop_config(ctx), input_sha=ws.sha(INSTRUCTIONS, RUBRICS))
+    journal = ws.begin("loop", loop_config(ctx), input_sha=ws.sha(INSTRUCTIONS, RUBRICS),
+                       grown=grown)
     assert journal is not None
     threshold = ctx.cfg.rouge_threshold
     usage_total: dict[str, int] = {}

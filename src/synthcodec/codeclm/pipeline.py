@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from synthcodec.codeclm.config import CodecConfig, per_metadata_for
-from synthcodec.codeclm.loop import INTERRUPTED, LoopResult, loop_stage
+from synthcodec.codeclm.loop import EXHAUSTED, INTERRUPTED, LoopResult, loop_stage
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.report import (
     SAME_MODEL_WARNING,
@@ -168,25 +169,36 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
         async def body(models: Models) -> LoopResult | None:
             nonlocal cfg
             ctx = make_ctx(models, cfg, prompts)
-            for stage in ("encode", "metadata", "decode", "rubrics"):
-                if stage == "encode":
-                    result = await encode_stage(ws, models, ctx, seeds, mapping or {}, options)
-                elif stage == "metadata":
-                    result = metadata_stage(ws, cfg)
-                    k = cfg.per_metadata or per_metadata_for(n, len(load_metadata(ws)), oversample)
-                    cfg = replace(cfg, per_metadata=k)
-                    ctx = make_ctx(models, cfg, prompts)
-                elif stage == "decode":
-                    result = await decode_stage(ws, models, ctx, options)
-                else:
-                    result = await rubrics_stage(ws, models, ctx, options)
+            for result in (await encode_stage(ws, models, ctx, seeds, mapping or {}, options),
+                           metadata_stage(ws, cfg)):
                 done.append(result)
                 print_lines([result.line(), *result.notes])
                 if result.interrupted:
                     return None
-            loop = await loop_stage(ws, models, ctx, options, n)
-            done.append(loop)
-            return loop
+            pool = len(load_metadata(ws))
+            k = cfg.per_metadata or per_metadata_for(n, pool, oversample)
+            cfg = replace(cfg, per_metadata=k)
+            ctx = make_ctx(models, cfg, prompts)
+            # Only the pool entries n pairs need (n x oversample base instructions, k per
+            # entry) are decoded and given rubrics; more are drawn only if the loop runs dry.
+            draw, grown = min(pool, math.ceil(n * oversample / k)), False
+            while True:
+                for stage in (decode_stage, rubrics_stage):
+                    result = await stage(ws, models, ctx, options, draw=draw)
+                    done.append(result)
+                    print_lines([result.line(), *result.notes])
+                    if result.interrupted:
+                        return None
+                loop = await loop_stage(ws, models, ctx, options, n, grown=grown)
+                done.append(loop)
+                # Failed records (a model that cannot answer) are retried by a re-run, not
+                # by drawing more entries for the same model to fail on.
+                if loop.stop != EXHAUSTED or draw >= pool or loop.failed:
+                    return loop
+                more = min(pool, 2 * draw) - draw
+                print_lines([f"{loop.kept} of {n} pairs kept from {draw} pool entries: "
+                             f"drawing {more} more of the {pool}"])
+                draw, grown = draw + more, True
 
         loop = run_with_models(specs, options, body, backends, ws=ws)
         summary = None

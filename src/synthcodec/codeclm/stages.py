@@ -20,7 +20,7 @@ from synthcodec.codeclm.rouge import NearDuplicateFilter
 from synthcodec.codeclm.steps import Ctx, base_candidate, make_ctx
 from synthcodec.codeclm.workspace import Workspace
 from synthcodec.engine import Item, Record, RunResult, StepResult, StopWhen
-from synthcodec.errors import UserError
+from synthcodec.errors import EveryRecordFailed, UserError
 from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input
 from synthcodec.judge import JudgeSettings
 from synthcodec.runner import Models, RunOptions, record_id, run_stage
@@ -167,8 +167,9 @@ def metadata_stage(ws: Workspace, cfg: CodecConfig) -> StageResult:
         return result
     encoded = [row for _, row in ws.rows(ENCODED, made_by="encode SEEDS --strong MODEL -o")]
     if not encoded:
-        raise UserError(f"no seed was encoded (reasons in {ws.file('rejects/encode.jsonl')}): "
-                        "nothing to build a metadata pool from")
+        raise EveryRecordFailed(f"no seed was encoded (reasons in "
+                                f"{ws.file('rejects/encode.jsonl')}): nothing to build a "
+                                "metadata pool from")
     pool = build_pool(encoded, cfg.pool_size, cfg.seed)
     observed = sum(1 for e in pool if e["source"] == "observed")
     ws.begin("metadata", config, input_sha=ws.sha(ENCODED), journal=False)
@@ -187,9 +188,11 @@ def load_metadata(ws: Workspace) -> list[Record]:
 
 # --------------------------------------------------------------------------- decode
 
-async def decode_stage(ws: Workspace, models: Models, ctx: Ctx,
-                       options: RunOptions) -> StageResult:
-    pool = load_metadata(ws)
+async def decode_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
+                       draw: int | None = None) -> StageResult:
+    """Base instructions from the first `draw` pool entries (None: all of them). A larger
+    `draw` later decodes only the entries added: the journal keeps the earlier ones."""
+    pool = load_metadata(ws)[:draw]
     config = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("decode"),
               **ctx.cfg.subset("temperature", "max_tokens", "per_metadata", "parse_tries",
                                "rouge_threshold")}
@@ -239,9 +242,10 @@ def envelope(row: Record, status: str, reason: str) -> Record:
 
 # --------------------------------------------------------------------------- rubrics
 
-async def rubrics_stage(ws: Workspace, models: Models, ctx: Ctx,
-                        options: RunOptions) -> StageResult:
-    pool = load_metadata(ws)
+async def rubrics_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
+                        draw: int | None = None) -> StageResult:
+    """Rubrics and actions for the first `draw` pool entries (None: all), as decode."""
+    pool = load_metadata(ws)[:draw]
     config = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("rubrics"),
               **ctx.cfg.subset("temperature", "max_tokens", "n_rubrics", "parse_tries")}
     journal = ws.begin("rubrics", config, input_sha=ws.sha(METADATA))

@@ -180,7 +180,10 @@ async def respond(ctx: Ctx, cand: Record) -> Record:
                            max_tokens=cfg.max_tokens, sample=1), allow_truncated=True))
     return {**cand, "strong_answer": strong.text, "target_answer": target.text,
             "strong_truncated": strong.finish_reason == "length",
-            "target_truncated": target.finish_reason == "length"}
+            "target_truncated": target.finish_reason == "length",
+            # Reasoning models' traces: lineage, never the kept response (llm/reasoning.py).
+            **({"answer_reasoning": {"strong": strong.reasoning, "target": target.reasoning}}
+               if strong.reasoning or target.reasoning else {})}
 
 
 # --------------------------------------------------------------------------- contrast
@@ -207,6 +210,9 @@ async def contrast(ctx: Ctx, answered: Record) -> Record:
             "target_first": {"strong": both.s_a_second, "target": both.s_b_second},
         },
         "judge_text": {"strong_first": both.first.text, "target_first": both.second.text},
+        **({"judge_reasoning": {"strong_first": both.first.reasoning,
+                                "target_first": both.second.reasoning}}
+           if both.first.reasoning or both.second.reasoning else {}),
         "strong_score": both.mean_a,
         "target_score": both.mean_b,
         "gap": gap,

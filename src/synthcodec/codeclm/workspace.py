@@ -101,10 +101,14 @@ class Workspace:
     # ------------------------------------------------------------------ stages
 
     def begin(self, stage: str, config: dict[str, Any], input_sha: str | None = None,
-              journal: bool = True) -> Journal | None:
-        """Check `stage`'s settings against its last run and return its journal."""
+              journal: bool = True, grown: bool = False) -> Journal | None:
+        """Check `stage`'s settings against its last run and return its journal. `grown`:
+        this invocation appended to the stage's input itself (generate drew more of the
+        pool), so the records already journaled stay valid."""
         table = self.run.journal(stage) if journal else None
         change = self.ledger.change(stage, config, input_sha)
+        if grown and change is not None and change[0] == "input":
+            change = None
         if change is not None and change[0] == "settings":
             changed = ", ".join(change[1])
             if not self.overwrite:

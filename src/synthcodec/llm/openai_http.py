@@ -18,6 +18,7 @@ import aiohttp
 
 from synthcodec.llm.base import Completion, PermanentError, Request, TransientError
 from synthcodec.llm.ratelimit import limit_kind, parse_ratelimit_headers, retry_after
+from synthcodec.llm.reasoning import fold
 from synthcodec.llm.spec import HTTPEndpoint, parse_http
 
 RETRYABLE_STATUS = {408, 409, 429}
@@ -184,7 +185,12 @@ class OpenAIHTTPBackend:
         try:
             data = json.loads(raw)
             choice = data["choices"][0]
-            text = choice["message"]["content"] or ""
+            message = choice["message"]
+            # A reasoning parser's trace (vLLM/SGLang: reasoning_content; Ollama, OpenRouter:
+            # reasoning) is folded into the text, so the cache keeps the whole reply and
+            # llm/reasoning.py alone takes it apart again.
+            text = fold(message.get("reasoning_content") or message.get("reasoning"),
+                        message.get("content") or "")
             usage = data.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise self._unreadable(raw, exc) from exc

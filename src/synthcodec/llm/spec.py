@@ -217,12 +217,14 @@ def runs_in_process(spec: str) -> bool:
 def check_spec(spec: str) -> None:
     """Raise UserError for a spec that cannot work, without loading anything."""
     spec = spec.strip()
-    if spec in ("local", ""):
-        return
     if is_gguf_spec(spec):
-        path = Path(spec.removeprefix("gguf:"))
-        if not path.is_file():
-            raise UserError(f"model spec {spec!r}: no such GGUF file {path}")
+        from synthcodec.llm.llamacpp import check_installed
+
+        if spec not in ("local", ""):
+            path = Path(spec.removeprefix("gguf:"))
+            if not path.is_file():
+                raise UserError(f"model spec {spec!r}: no such GGUF file {path}")
+        check_installed(embedded=spec in ("local", ""))
         return
     if spec.startswith("openai:") or is_http_spec(spec):
         endpoints = parse_endpoints(spec)

@@ -26,7 +26,7 @@ from synthcodec.runner import (
     check_models,
     run_file_stage,
 )
-from synthcodec.stages.base import ModelStage
+from synthcodec.stages.base import ModelStage, reasoning_fields
 from synthcodec.store import atomic_writer, check_writable_dir
 
 
@@ -65,7 +65,8 @@ class AnswerStage(ModelStage):
         completion = await self._client.complete(request, allow_truncated=True)
         return {"answer": completion.text.strip(), "model": redact_spec(self.model),
                 "bench": (self.bench_format or {}).get("name"),
-                "truncated": completion.finish_reason == "length"}
+                "truncated": completion.finish_reason == "length",
+                **reasoning_fields(completion.reasoning)}
 
 
 def answer_file(bench_path: str | Path, output: str | Path, *, model: str, options: RunOptions,

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from synthcodec.engine import Record, StepResult
+from synthcodec.io import META
 
 
 class ModelStage:
@@ -39,3 +40,14 @@ class ModelStage:
 
     async def run(self, record: Record) -> StepResult:
         raise NotImplementedError
+
+
+def reasoning_fields(reasoning: str, keep: bool = False, *, key: str = "reasoning") -> Record:
+    """Where a stage's row puts a model's reasoning trace (llm/reasoning.py): nothing when
+    there is none; with `keep` a column of its own (for building reasoning data); otherwise
+    the row's lineage under META, which no export or training format reads."""
+    if not reasoning:
+        return {}
+    if keep:
+        return {key: reasoning}
+    return {META: {key: reasoning}}

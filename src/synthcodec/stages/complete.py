@@ -11,7 +11,7 @@ from synthcodec.engine import Record
 from synthcodec.io import FieldSpec
 from synthcodec.llm import Request
 from synthcodec.runner import Models, RunOptions, Summary, run_file_stage
-from synthcodec.stages.base import ModelStage
+from synthcodec.stages.base import ModelStage, reasoning_fields
 
 
 @dataclass
@@ -26,6 +26,7 @@ class CompleteStage(ModelStage):
     output_field: str = "response"
     json_schema: dict[str, Any] | None = None
     json_reasks: int = 2
+    keep_reasoning: bool = False  # the model's reasoning trace as its own column
     name: str = "complete"
 
     def __post_init__(self) -> None:
@@ -37,7 +38,8 @@ class CompleteStage(ModelStage):
                 "allow_truncated": self.allow_truncated,
                 # only when used, so run dirs made before these options still resume
                 **({"json_schema": self.json_schema, "json_reasks": self.json_reasks}
-                   if self.json_schema is not None else {})}
+                   if self.json_schema is not None else {}),
+                **({"keep_reasoning": True} if self.keep_reasoning else {})}
 
     async def setup(self, models: Models) -> None:
         self._client = models["model"]
@@ -55,10 +57,12 @@ class CompleteStage(ModelStage):
             asked = await self._client.ask(request, self._reply.parse, reasks=self.json_reasks,
                                            correction=self._reply.correction,
                                            failure="no valid JSON")
-            return {self.output_field: asked.value, "truncated": False}
+            return {self.output_field: asked.value, "truncated": False,
+                    **reasoning_fields(asked.completion.reasoning, self.keep_reasoning)}
         completion = await self._client.complete(request, allow_truncated=self.allow_truncated)
         return {self.output_field: completion.text,
-                "truncated": completion.finish_reason == "length"}
+                "truncated": completion.finish_reason == "length",
+                **reasoning_fields(completion.reasoning, self.keep_reasoning)}
 
 
 def complete_file(input_path: str | Path, run_dir: str | Path, *, model: str,
@@ -66,13 +70,16 @@ def complete_file(input_path: str | Path, run_dir: str | Path, *, model: str,
                   system: str | None = None, temperature: float = 0.0, max_tokens: int = 512,
                   allow_truncated: bool = True, output_field: str = "response",
                   json_schema: dict[str, Any] | None = None, json_mode: bool = False,
-                  json_reasks: int = 2, backends: Mapping[str, Any] | None = None) -> Summary:
+                  json_reasks: int = 2, keep_reasoning: bool = False,
+                  backends: Mapping[str, Any] | None = None) -> Summary:
     """Answer the `prompt` field of every row of `input_path` into `run_dir` (resuming it).
 
     Free text by default: an answer cut off at `max_tokens` is kept and marked `truncated`
     (`allow_truncated=False` fails it). With `json_mode` or a `json_schema`, the reply must be
     a JSON object (valid against the schema), re-asked `json_reasks` times, and the row gets
-    the parsed object; a cut-off reply then always fails.
+    the parsed object; a cut-off reply then always fails. A reasoning model's trace goes to
+    the row's lineage (`_synthcodec.reasoning`), or with `keep_reasoning` to a `reasoning`
+    column.
     """
     if json_mode and json_schema is None:
         from synthcodec.json_output import ANY_OBJECT
@@ -81,9 +88,10 @@ def complete_file(input_path: str | Path, run_dir: str | Path, *, model: str,
     stage = CompleteStage(model=model, system=system, temperature=temperature,
                           max_tokens=max_tokens, allow_truncated=allow_truncated,
                           output_field=output_field, json_schema=json_schema,
-                          json_reasks=json_reasks)
+                          json_reasks=json_reasks, keep_reasoning=keep_reasoning)
     return run_file_stage(
         input_path=input_path, run_dir=run_dir, stage=stage,
         fields=[FieldSpec("prompt")], mapping=dict(mapping or {}), options=options,
-        adds=(output_field, "truncated"), adds_hint="name the answer column with --output-field",
+        adds=(output_field, "truncated", *(("reasoning",) if keep_reasoning else ())),
+        adds_hint="name the answer column with --output-field",
         backends=backends)

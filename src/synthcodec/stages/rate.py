@@ -31,7 +31,7 @@ from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError, parse_rating
 from synthcodec.prompts import ChatTemplate, load_template
 from synthcodec.runner import Models, RunOptions, Summary, run_file_stage
-from synthcodec.stages.base import ModelStage
+from synthcodec.stages.base import ModelStage, reasoning_fields
 
 SCALE_LOW, SCALE_HIGH = 0.0, 5.0
 TEMPLATE_NAME = "rate.txt"
@@ -104,8 +104,9 @@ def _partial_json_string(fragment: str) -> str:
 class RatingResult:
     score: float
     explanation: str
-    raw: str  # the judge's reply exactly as written
+    raw: str  # the judge's answer exactly as written (a reasoning trace apart, below)
     tries: int
+    reasoning: str = ""
 
 
 def has_input(value: object) -> bool:
@@ -179,7 +180,8 @@ class Rater:
             request, parse, reasks=self.reasks, failure="no readable rating",
             correction=lambda problem: correction(problem, self.json_mode))
         score, explanation = asked.value
-        return RatingResult(score, explanation, asked.completion.text, asked.attempts)
+        return RatingResult(score, explanation, asked.completion.text, asked.attempts,
+                            asked.completion.reasoning)
 
 
 @dataclass
@@ -214,7 +216,8 @@ class RateStage(ModelStage):
     async def run(self, record: Record) -> Record:
         result = await self._rater.rate(record["instruction"], record.get("input") or "",
                                         record["response"])
-        return {SCORE: result.score, EXPLANATION: result.explanation, JUDGE_TEXT: result.raw}
+        return {SCORE: result.score, EXPLANATION: result.explanation, JUDGE_TEXT: result.raw,
+                **reasoning_fields(result.reasoning, key="judge_reasoning")}
 
 
 def field_mapping(items: tuple[str, ...] | list[str],
