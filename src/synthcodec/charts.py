@@ -2,13 +2,11 @@
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so charts work without a
 display and never change the global backend of a notebook that imported us. matplotlib is
-imported only when a chart is drawn. Text is drawn as written: charts show user text
-(categories, benchmark and model names), where a `$...$` must not be parsed as mathtext.
+imported only when a chart is drawn.
 """
 
 from __future__ import annotations
 
-import functools
 import io
 from pathlib import Path
 from typing import Any
@@ -38,33 +36,12 @@ def new_figure(*, panels: int = 1, size: tuple[float, float] | None = None,
                sharey: bool = False) -> tuple[Any, list[Any]]:
     """(figure, axes): `panels` side by side, each SIZE wide unless `size` is given."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    fig = _literal_figure()(figsize=size or (SIZE[0] * panels, SIZE[1]), dpi=DPI)
+    fig = Figure(figsize=size or (SIZE[0] * panels, SIZE[1]), dpi=DPI)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, panels, sharey=sharey, squeeze=False)[0]
     return fig, list(axes)
-
-
-@functools.cache
-def _literal_figure() -> type:
-    """A Figure whose every text is drawn literally (no mathtext), however it was added:
-    each text's `parse_math` is switched off whenever the figure is laid out or drawn, and
-    texts matplotlib makes then (tick labels) are made with it off."""
-    import matplotlib as mpl
-    from matplotlib.figure import Figure
-    from matplotlib.text import Text
-
-    def literal(method: Any) -> Any:
-        @functools.wraps(method)
-        def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
-            with mpl.rc_context({"text.parse_math": False}):
-                for text in self.findobj(Text):
-                    text.set_parse_math(False)
-                return method(self, *args, **kwargs)
-        return wrapped
-
-    return type("LiteralTextFigure", (Figure,), {"draw": literal(Figure.draw),
-                                                 "tight_layout": literal(Figure.tight_layout)})
 
 
 def png_bytes(fig: Any) -> bytes:

@@ -10,8 +10,6 @@ user can rebuild a report, or merge runs, without calling a judge again:
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,22 +186,8 @@ def _md_table(rows: list[ReportRow], first: str) -> list[str]:
     return out
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
-
-
 def _md_escape(text: str) -> str:
-    """User text (a category, a benchmark or model name) shown as written in Markdown: HTML
-    escaped, so no markup from the data reaches a page; Markdown's own syntax (links,
-    emphasis, code, table pipes) backslash-escaped; one line."""
-    text = html.escape(" ".join(text.split()), quote=False)
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
-def _md_code(text: str) -> str:
-    """`text` as a Markdown code span (shown verbatim), whatever backticks it holds."""
-    ticks = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{ticks}{pad}{' '.join(text.split())}{pad}{ticks}"
+    return text.replace("|", "\\|")
 
 
 def render_markdown(report: Report, *, label_a: str, label_b: str, judge: str,
@@ -212,8 +196,7 @@ def render_markdown(report: Report, *, label_a: str, label_b: str, judge: str,
     lines = [
         f"# {_md_escape(label_a)} vs {_md_escape(label_b)}",
         "",
-        f"A = **{_md_escape(label_a)}**, B = **{_md_escape(label_b)}**; judge: "
-        f"{_md_code(judge)}. "
+        f"A = **{_md_escape(label_a)}**, B = **{_md_escape(label_b)}**; judge: `{judge}`. "
         "Wins, ties and losses are A's.",
         "",
     ]

@@ -176,8 +176,6 @@ class RowIndex:
         return Page(rows, total, page, pages, time.perf_counter() - started)
 
     def get(self, rid: int) -> ViewRow | None:
-        if not 0 <= rid < 2 ** 63:  # beyond SQLite's integers: no such row (not an OverflowError)
-            return None
         with self._lock:
             hit = self.db.execute(f"SELECT {', '.join(_COLUMNS)}, review, data FROM rows "
                                   "WHERE rid = ?", (rid,)).fetchone()
