@@ -30,6 +30,9 @@ KINDS: tuple[tuple[re.Pattern[str], str], ...] = (
      "the model spent its tokens thinking and gave no complete answer: raise --max-tokens"),
     (re.compile(r"truncated|finish_reason=length|max.tokens", re.I),
      "cut off at the token limit: raise --max-tokens"),
+    (re.compile(r"empty answer", re.I),
+     "the model answered nothing: another model or prompt (the same request at temperature "
+     "0 answers nothing again)"),
     (re.compile(r"no readable output|no valid structured output|not valid|does not match",
                 re.I),
      "the replies could not be read: a stronger model, or --json where the command has it"),

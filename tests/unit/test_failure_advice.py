@@ -26,6 +26,9 @@ from tests.helpers import synthcodec, write_jsonl
     ("output truncated at max_tokens=64 (finish_reason=length)", "raise --max-tokens"),
     ("the reply is all reasoning: the thinking was cut at --max-tokens 64",
      "spent its tokens thinking"),
+    ("the model returned an empty answer", "answered nothing"),
+    ("the reply ended inside the model's reasoning (900 characters of it, no answer): the "
+     "token limit cut it; raise --max-tokens (now 64)", "spent its tokens thinking"),
     ("no readable output after 3 tries: no number on the first line; last reply: 'hm'",
      "could not be read"),
     ("something else entirely", OTHER),
