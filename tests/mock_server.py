@@ -259,6 +259,22 @@ def _json_in_prompt(prompt: str) -> str | None:
     return None
 
 
+_SCHEMA_AT_END = re.compile(r"JSON Schema[^\n]*\n(\{.*\})\s*$", re.DOTALL)
+
+
+def _schema_in_prompt_reply(body: Mapping[str, Any]) -> str | None:
+    """An instance of the JSON Schema written at the end of the last message, if any."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, Mapping)]
+    match = _SCHEMA_AT_END.search(_content_text(messages[-1].get("content"))) if messages else None
+    if match is None:
+        return None
+    try:
+        schema = json.loads(match.group(1))
+    except ValueError:
+        return None
+    return json.dumps(schema_instance(schema), separators=(",", ":"))
+
+
 # --------------------------------------------------------------------------------------
 # Rate limiting
 # --------------------------------------------------------------------------------------
@@ -341,7 +357,12 @@ class MockServer:
     their first admitted attempt only; ``truncate_rate`` of prompts are cut in half with
     ``finish_reason: "length"`` on every attempt. ``max_concurrency`` (K) lets at most K
     requests spend their ``latency`` at once and queues the rest, like one GPU serving a
-    batch of K: throughput is capped at K / latency.
+    batch of K: throughput is capped at K / latency. ``omit_usage`` sends replies without
+    a ``usage`` object. ``echo_auth_status`` answers that status to every chat request,
+    quoting its ``Authorization`` header in the error message. ``reject_response_format``
+    answers 400 to any request with a ``response_format`` and follows a JSON Schema written
+    at the end of the prompt instead. ``error_in_200`` answers every chat request with
+    HTTP 200 and an ``{"error": {...}}`` body.
     """
 
     def __init__(
@@ -376,6 +397,10 @@ class MockServer:
         batch_polls: int = 1,
         batch_expire_first: int = 0,
         batch_fail_rate: float = 0.0,
+        omit_usage: bool = False,
+        echo_auth_status: int = 0,
+        reject_response_format: bool = False,
+        error_in_200: bool = False,
     ) -> None:
         _check_loopback(host)
         self.host = host
@@ -416,6 +441,16 @@ class MockServer:
         self.batch_polls = int(batch_polls)
         self.batch_expire_first = int(batch_expire_first)
         self.batch_fail_rate = float(batch_fail_rate)
+        # Servers that send no `usage` object (some proxies, older local servers).
+        self.omit_usage = bool(omit_usage)
+        # A server that answers this status to every chat request, quoting the request's
+        # Authorization header in the error message (as some proxies' error pages do).
+        self.echo_auth_status = int(echo_auth_status)
+        # A server that takes no response_format (400 naming it); it follows a JSON Schema
+        # written at the end of the prompt instead, as an instruction-following model would.
+        self.reject_response_format = bool(reject_response_format)
+        # A proxy that answers HTTP 200 with an OpenAI-style error object instead of a reply.
+        self.error_in_200 = bool(error_in_200)
         self._files: dict[str, bytes] = {}
         self._batches: dict[str, dict[str, Any]] = {}
         self._per_prompt = bool(self.fail_hash_rate or self.invalid_json_first_rate
@@ -586,6 +621,8 @@ class MockServer:
             text = str(text)
         else:
             asked = _json_in_prompt(_first_user_text(body)) if self.reply_json_in_prompt else None
+            if asked is None and self.reject_response_format:
+                asked = _schema_in_prompt_reply(body)
             text = asked if asked is not None else default_reply(body)
 
         finish_reason = "stop"
@@ -631,6 +668,8 @@ class MockServer:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+        if self.omit_usage:
+            del payload["usage"]
         return payload
 
     # ---- batch API -------------------------------------------------------------------
@@ -777,6 +816,11 @@ class MockServer:
                 self._latency_max = elapsed
 
     async def _chat(self, request: web.Request, n: int) -> web.Response:
+        if self.echo_auth_status:
+            self._fault("echo_auth")
+            sent = request.headers.get("Authorization", "(none)")
+            return self._error(self.echo_auth_status,
+                               f"Request rejected; it carried 'Authorization: {sent}'.")
         if self.require_api_key is not None:
             if request.headers.get("Authorization", "") != f"Bearer {self.require_api_key}":
                 self._fault("auth")
@@ -790,6 +834,14 @@ class MockServer:
             return self._error(400, "'messages' is a required property.")
         if body.get("stream"):
             return self._error(400, "Streaming is not supported by the mock server.")
+
+        if self.error_in_200:
+            self._fault("error_in_200")
+            return _json_response({"error": {"message": "the backend is down for maintenance",
+                                             "type": "server_error"}})
+        if self.reject_response_format and "response_format" in body:
+            self._fault("response_format")
+            return self._error(400, "Unrecognized request argument supplied: response_format")
 
         model = str(body.get("model") or self.model)
         forced = self.status_for_model.get(model)
@@ -918,6 +970,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="batch API: the first N batches expire with half their requests done")
     p.add_argument("--batch-fail-rate", type=float, default=0.0,
                    help="batch API: fraction of requests that fail with 500 inside a batch")
+    p.add_argument("--omit-usage", type=_flag, default=False, metavar="BOOL",
+                   help="send no `usage` object in replies")
+    p.add_argument("--reject-response-format", type=_flag, default=False, metavar="BOOL",
+                   help="answer 400 to any response_format; follow a schema in the prompt")
+    p.add_argument("--error-in-200", type=_flag, default=False, metavar="BOOL",
+                   help="answer HTTP 200 with an error object to every chat request")
+    p.add_argument("--echo-auth-status", type=int, default=0,
+                   help="answer this status to every chat request, quoting its Authorization")
     p.add_argument(
         "--status-for-model",
         type=_parse_model_status,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -91,8 +93,30 @@ def cli() -> None:
     """
 
 
-def main(argv: list[str] | None = None) -> Any:
+def _sigterm_as_ctrl_c(signum: int, frame: Any) -> None:
+    """SIGTERM does what a first Ctrl-C does in whatever phase the command is in: drain the
+    records in flight while a stage runs (the engine's handler), stop cleanly otherwise."""
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+        raise KeyboardInterrupt  # Ctrl-C is ignored here (a background job): stop anyway
+    signal.raise_signal(signal.SIGINT)
+
+
+def main(argv: list[str] | None = None, *, sigint: Any = None) -> Any:
+    """The command; `sigint`: the SIGINT handler to put back once started (synthcodec.__main__
+    starts with a quiet one)."""
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c) if on_main_thread else None
     try:
+        return _main(argv, sigint if on_main_thread else None)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
+
+
+def _main(argv: list[str] | None, sigint: Any) -> Any:
+    try:
+        if sigint is not None:  # from here a Ctrl-C is a KeyboardInterrupt, caught below
+            signal.signal(signal.SIGINT, sigint)
         return cli.main(args=argv, prog_name="synthcodec", standalone_mode=False)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)

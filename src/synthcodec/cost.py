@@ -5,7 +5,9 @@ invocations recorded in the run's usage plus this one. Before each request is se
 worst case (Request.estimated_prompt_tokens + max_tokens, at the model's price) is reserved; a request
 whose reservation would cross the cap is not sent (`BudgetReached`), the run drains like a
 first Ctrl-C and the command exits with code 4. After the reply the reservation is replaced
-by the real usage.
+by the real usage; a reply that reports none (no `usage`, or zero tokens) keeps its
+reservation, the worst case, as spent, and the summary and manifest say so
+(USAGE_NOT_REPORTED), so a server without usage never makes a budget no cap.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from synthcodec.llm.base import Completion, Request
 from synthcodec.prices import Price
 
 EXIT_BUDGET = 4
+USAGE_NOT_REPORTED = "usage not reported; counted the worst case"
 
 # --------------------------------------------------------------------------- spending
 
@@ -38,6 +41,7 @@ class ModelUsage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     usd: float = 0.0
+    unreported: int = 0  # replies without usage, counted at their worst case
 
     @property
     def tokens(self) -> int:
@@ -61,7 +65,7 @@ class Spend:
         before = before or {}
         self.before_usd = float(before.get("usd") or 0.0)
         self.before_tokens = int(before.get("prompt_tokens") or 0) + int(
-            before.get("completion_tokens") or 0)
+            before.get("completion_tokens") or 0) + int(before.get("worst_case_tokens") or 0)
         self.models: dict[str, ModelUsage] = {}
         self.usd = 0.0  # this invocation, settled
         self.tokens = 0
@@ -90,6 +94,11 @@ class Spend:
     def priced(self) -> bool:
         """Every model of the run has a price: dollars may be shown."""
         return bool(self.models) and not self.unpriced
+
+    @property
+    def unreported(self) -> int:
+        """Replies of this invocation that reported no usage (counted at their worst case)."""
+        return sum(u.unreported for u in self.models.values())
 
     @property
     def total_usd(self) -> float:
@@ -139,12 +148,24 @@ class Spend:
         return _Ticket(usage, usd, tokens)
 
     def settle(self, ticket: _Ticket, completion: Completion | None, stats: Any = None) -> None:
-        """Replace the reservation by what the reply used (a failed attempt: nothing)."""
+        """Replace the reservation by what the reply used (a failed attempt: nothing). A reply
+        with no token counts (the server sent no `usage`) is counted at the reservation, its
+        worst case: the budget must hold whatever the server reports."""
         self.reserved_usd = max(0.0, self.reserved_usd - ticket.usd)
         self.reserved_tokens = max(0.0, self.reserved_tokens - ticket.tokens)
         if completion is None:
             return
         usage = ticket.usage
+        if not completion.prompt_tokens and not completion.completion_tokens:
+            usage.unreported += 1
+            tokens = round(ticket.tokens)
+            self.tokens += tokens
+            usage.usd += ticket.usd
+            self.usd += ticket.usd
+            if stats is not None:
+                stats.usd += ticket.usd
+                stats.worst_case_tokens += tokens
+            return
         cached = int(completion.extra.get("cached_tokens") or 0)
         usage.prompt_tokens += completion.prompt_tokens
         usage.completion_tokens += completion.completion_tokens
@@ -168,6 +189,12 @@ class Spend:
     def short(self) -> str | None:
         """For the progress line: `$0.0123`, or None when a price is missing."""
         return f"${self.total_usd:.4f}" if self.priced else None
+
+    @property
+    def counts_money_or_tokens(self) -> bool:
+        """A cap, or a price that is not $0: what a reply without usage is counted for."""
+        return (self.budget_usd is not None or self.max_tokens is not None
+                or (self.priced and not self.free))
 
     @property
     def free(self) -> bool:
@@ -207,6 +234,9 @@ class Spend:
         if self.max_tokens is not None:
             lines.append(f"token cap {self.max_tokens}: {self.total_tokens} used over every "
                          "invocation of this run")
+        if self.unreported and self.counts_money_or_tokens:
+            lines.append(f"{USAGE_NOT_REPORTED} ({self.unreported} replies without `usage`: "
+                         "the prompt estimate plus --max-tokens each)")
         if self.stopped:
             what = "--budget" if self.stopped.startswith("budget") else "--max-tokens-total"
             lines.append(f"stopped before the {what} cap: sent nothing more once the next "
@@ -219,7 +249,7 @@ class Spend:
         """For manifest.json: dollars only when every model has a price."""
         out: dict[str, Any] = {"models": {
             u.name: {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                     "cached_tokens": u.cached_tokens,
+                     "cached_tokens": u.cached_tokens, "usage_not_reported": u.unreported,
                      "usd": round(u.usd, 6) if u.price is not None else None,
                      "price_per_1m": None if u.price is None else {
                          "input": u.price.input, "output": u.price.output,
@@ -231,6 +261,8 @@ class Spend:
             out["budget_usd"] = self.budget_usd
         if self.max_tokens is not None:
             out["max_tokens_total"] = self.max_tokens
+        if self.unreported and self.counts_money_or_tokens:
+            out["usage_not_reported"] = f"{USAGE_NOT_REPORTED} for {self.unreported} replies"
         if self.stopped:
             out["stopped"] = self.stopped
         return out

@@ -224,21 +224,25 @@ def to_do(items: Iterable[Item], journal: Journal, counts: Counts) -> Iterator[I
 @contextmanager
 def on_interrupt(loop: asyncio.AbstractEventLoop, handler: Callable[[], None], *,
                  enabled: bool = True) -> Iterator[None]:
-    """SIGINT and SIGTERM call `handler` while inside (only on the main thread, not Windows)."""
-    installed = False
+    """SIGINT and SIGTERM call `handler` while inside (only on the main thread, not Windows);
+    on leaving, the handlers from before are back (asyncio alone would leave SIGTERM at its
+    default, which kills the process outright: the CLI's SIGTERM acts as a Ctrl-C)."""
+    installed: dict[int, Any] = {}
     if enabled and sys.platform != "win32":
         try:
-            loop.add_signal_handler(signal.SIGINT, handler)
-            loop.add_signal_handler(signal.SIGTERM, handler)
-            installed = True
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                before = signal.getsignal(sig)
+                loop.add_signal_handler(sig, handler)
+                installed[sig] = before
         except (RuntimeError, ValueError):  # not the main thread
             pass
     try:
         yield
     finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGINT)
-            loop.remove_signal_handler(signal.SIGTERM)
+        for sig, before in installed.items():
+            loop.remove_signal_handler(sig)
+            if before is not None:  # None: a handler not set from Python, nothing to restore
+                signal.signal(sig, before)
 
 
 async def _tick(progress: Progress) -> None:

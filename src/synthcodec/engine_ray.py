@@ -171,7 +171,8 @@ def usage_of(models: Any) -> dict[str, Any]:
     s, spend = models.stats, models.spend
     return {"stats": s.as_dict(), "endpoints": s.endpoint_counts(),
             "models": {n: {"prompt_tokens": u.prompt_tokens, "cached_tokens": u.cached_tokens,
-                           "completion_tokens": u.completion_tokens, "usd": u.usd}
+                           "completion_tokens": u.completion_tokens, "usd": u.usd,
+                           "unreported": u.unreported}
                        for n, u in spend.models.items()},
             "spend": {"usd": spend.usd, "tokens": spend.tokens}}
 

@@ -23,6 +23,7 @@ from synthcodec.cache import RequestCache, default_cache_path
 from synthcodec.cost import EXIT_BUDGET, Spend
 from synthcodec.engine import Item, LocalExecutor, Record, RunResult, StageLike, StopWhen
 from synthcodec.errors import UserError
+from synthcodec.failures import advice_lines, repeat_advice
 from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.llm import check_spec, load_backend, redact_spec
 from synthcodec.llm.batch import BatchLedger, BatchSender, BatchSettings
@@ -249,9 +250,11 @@ class Summary:
     seconds: float
     interrupted: bool
     outputs: dict[str, int] = field(default_factory=dict)
-    repeating: int = 0  # failed records whose failure a re-run would repeat
+    # failed records whose failure a re-run would repeat, by what to do instead (failures.py)
+    repeating: dict[str, int] = field(default_factory=dict)
     spend: Spend | None = None
     failed_text: str = "records failed"  # e.g. "pairs could not be judged"
+    missing: int = 0  # records not done yet (stopped early): not in the published files
 
     @property
     def budget_stop(self) -> str | None:
@@ -287,6 +290,10 @@ class Summary:
             lines += self.spend.lines(kept=self.kept, projected=projected)
         for name, n in self.outputs.items():
             lines.append(f"wrote {self.run_dir / name} ({n} rows)")
+        if self.missing:
+            lines.append(f"incomplete: those files hold what is done; {self.missing} of "
+                         f"{self.records_in} records are still to do (manifest.json: "
+                         "\"missing\"), and the run that finishes them replaces the files")
         if self.budget_stop:
             pass  # the spend lines said so, with how to go on
         elif self.interrupted:
@@ -294,10 +301,7 @@ class Summary:
         elif self.failed:
             lines.append(f"{self.failed} {self.failed_text} (reasons in {self.run_dir / 'failed.jsonl'});"
                          " running the same command again retries them")
-            if self.repeating:
-                lines.append(f"{self.repeating} of them failed in a way a re-run repeats (the same "
-                             "reply comes back from the cache or greedy decoding): change the "
-                             "options (e.g. --max-tokens) rather than re-running")
+            lines += advice_lines(self.repeating)
             if self.exit_code == EXIT_ALL_FAILED:
                 lines.append("every record failed: exit code 1")
         return lines
@@ -447,31 +451,32 @@ def finish_stage(run: RunDir, journal: Journal, done: StageRun, models: Models,
                  options: RunOptions, *, stage: str, n_rows: int, started: float,
                  config: Mapping[str, Any], failed_text: str = "records failed",
                  **manifest: Any) -> Summary:
-    """The end of every file stage's invocation: unless it was interrupted, check that every
-    input record is kept, rejected or failed and publish the three files; then write the
+    """The end of every file stage's invocation: check that every input record is kept,
+    rejected or failed (unless it stopped early: interrupted, or at its budget) and publish
+    the three files, with what is done so far when it stopped early (the manifest then says
+    how many records are missing; the run that finishes replaces them); then write the
     manifest (with `manifest`'s extra fields). The summary to print."""
     result, counts = done.result, done.result.counts
     totals = journal.counts()
     outputs: dict[str, int] = {}
-    if not result.interrupted:
-        accounted = totals[OK] + totals[REJECTED] + totals[FAILED]
-        if accounted != n_rows:  # the invariant: every input record is kept, rejected or failed
-            run.write_manifest(status="incomplete", stage=stage,
-                               counts={"input": n_rows, **totals})
-            raise RuntimeError(f"{n_rows - accounted} of {n_rows} records are unaccounted "
-                               "for; nothing was published (this is a bug: please report it)")
-        outputs["output.jsonl"] = run.publish_jsonl("output.jsonl", _flatten(journal.rows(OK)))
-        if options.parquet:
-            outputs["output.parquet"] = write_parquet(run.path / "output.parquet",
-                                                      lambda: _flatten(journal.rows(OK)))
-        outputs["rejected.jsonl"] = run.publish_jsonl("rejected.jsonl", journal.rows(REJECTED))
-        outputs["failed.jsonl"] = run.publish_jsonl("failed.jsonl", journal.rows(FAILED))
-    repeating = sum(1 for row in journal.rows(FAILED) if (row.get(META) or {}).get("repeats"))
+    missing = n_rows - (totals[OK] + totals[REJECTED] + totals[FAILED])
+    if not result.interrupted and missing:  # the invariant: every record is accounted for
+        run.write_manifest(status="incomplete", stage=stage, counts={"input": n_rows, **totals})
+        raise RuntimeError(f"{missing} of {n_rows} records are unaccounted "
+                           "for; nothing was published (this is a bug: please report it)")
+    outputs["output.jsonl"] = run.publish_jsonl("output.jsonl", _flatten(journal.rows(OK)))
+    if options.parquet:
+        outputs["output.parquet"] = write_parquet(run.path / "output.parquet",
+                                                  lambda: _flatten(journal.rows(OK)))
+    outputs["rejected.jsonl"] = run.publish_jsonl("rejected.jsonl", journal.rows(REJECTED))
+    outputs["failed.jsonl"] = run.publish_jsonl("failed.jsonl", journal.rows(FAILED))
+    repeating = repeat_advice(str(meta.get("reason", "")) for meta in (
+        row.get(META) or {} for row in journal.rows(FAILED)) if meta.get("repeats"))
     summary = Summary(
         run_dir=run.path, records_in=n_rows, kept=totals[OK], rejected=totals[REJECTED],
         failed=totals[FAILED], resumed=counts.resumed, stats=models.stats,
         seconds=time.monotonic() - started, interrupted=result.interrupted, outputs=outputs,
-        repeating=repeating, spend=models.spend, failed_text=failed_text,
+        repeating=repeating, spend=models.spend, failed_text=failed_text, missing=missing,
     )
     usage = usage_dict(models)
     run.write_manifest(
@@ -480,6 +485,7 @@ def finish_stage(run: RunDir, journal: Journal, done: StageRun, models: Models,
         stage=stage,
         config_sha256=hash_value(config),
         counts={"input": n_rows, **totals},
+        **({"incomplete": True, "missing": missing} if missing else {}),
         this_invocation={**usage, "seconds": round(summary.seconds, 3),
                          "resumed": counts.resumed},
         usage_total=run.accumulate_usage(usage),

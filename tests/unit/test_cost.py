@@ -284,3 +284,53 @@ def test_bad_price_option_exits_2_before_anything(tmp_path: Path) -> None:
                         "-o", str(tmp_path / "r"))
     assert result.returncode == 2 and "--price 'cheap'" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------ servers without usage
+
+
+def test_a_reply_without_usage_counts_its_reservation_as_spent() -> None:
+    spend = Spend(budget_usd=1.0, max_tokens=10_000)
+    meter = spend.meter("m", Price(1000.0, 2000.0))
+    ticket = meter.reserve(_request(400, 100))  # ~104 prompt tokens, 100 out: ~$0.304
+    meter.settle(ticket, Completion("ok"))  # no usage: 0 prompt / 0 completion tokens
+    assert spend.usd == pytest.approx(0.104 + 0.2) and spend.tokens == 204
+    assert spend.unreported == 1
+    assert any("usage not reported; counted the worst case" in line for line in spend.lines())
+    fields = spend.usage_fields()
+    assert fields["usage_not_reported"].startswith("usage not reported; counted the worst case")
+    assert fields["models"]["m"]["usage_not_reported"] == 1
+    # A later invocation counts those tokens against --max-tokens-total too.
+    later = Spend(max_tokens=300, before={"prompt_tokens": 0, "completion_tokens": 0,
+                                          "worst_case_tokens": 204})
+    with pytest.raises(BudgetReached, match="token cap"):
+        later.meter("m", None).reserve(_request(400, 100))
+
+
+def test_budget_holds_against_a_server_that_reports_no_usage(tmp_path: Path) -> None:
+    """Each re-run with the same --budget used to send more paid requests (and record $0)."""
+    from tests.mock_server import serve_in_subprocess
+
+    src = write_jsonl(tmp_path / "in.jsonl", _rows(30))
+    price = ["--price", "m=1000,1000"]  # ~$0.13 worst case a request
+    run = tmp_path / "run"
+    with serve_in_subprocess(omit_usage=True) as (_, url):
+        first = _run(src, run, url, *price, "--budget", "1", "-q")
+        m1 = json.loads((run / "manifest.json").read_text())
+        again = _run(src, run, url, *price, "--budget", "1", "-q")
+        m2 = json.loads((run / "manifest.json").read_text())
+        capped = _run(src, tmp_path / "tok", url, "--max-tokens-total", "800", "-q")
+        m3 = json.loads((tmp_path / "tok" / "manifest.json").read_text())
+    assert first.returncode == 4, first.stderr
+    assert "usage not reported; counted the worst case" in first.stderr
+    assert m1["cost"]["usage_not_reported"].startswith("usage not reported; counted")
+    sent = m1["usage_total"]["requests"]
+    assert 0 < sent < 30 and 0 < m1["usage_total"]["usd"] <= 1.0
+    # The same budget again: spent already, nothing more is sent.
+    assert again.returncode == 4, again.stderr
+    assert m2["usage_total"]["requests"] == sent
+    assert m2["usage_total"]["usd"] == pytest.approx(m1["usage_total"]["usd"])
+    assert capped.returncode == 4, capped.stderr
+    assert 0 < m3["usage_total"]["worst_case_tokens"] <= 800
+    assert m3["usage_total"]["requests"] < 30
+    assert "usage not reported; counted the worst case" in capped.stderr

@@ -150,11 +150,13 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
             reached = run.reached
             for k, v in usage.items():
                 usage_total[k] = usage_total.get(k, 0) + v
+        # Published also when it stopped early (interrupted, or at the budget): the pairs kept
+        # so far, which the run that finishes replaces.
+        got = collect(ws, _flat(journal.rows(OK)), _dropped_rows(journal), threshold, n,
+                      position={str(i.record["id"]): i.idx for i in items})
         if run is not None and run.interrupted:
             stop = INTERRUPTED
             break
-        got = collect(ws, _flat(journal.rows(OK)), _dropped_rows(journal), threshold, n,
-                      position={str(i.record["id"]): i.idx for i in items})
         if n is not None and got.kept >= n:
             stop = REACHED
             break
@@ -169,10 +171,8 @@ async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOption
     totals = journal.counts()
     result.ok, result.rejected, result.failed = totals[OK], totals[REJECTED], totals[FAILED]
     result.interrupted = stop == INTERRUPTED
-    if stop != INTERRUPTED:
-        result.kept, result.near_duplicates = got.kept, got.near_duplicates
-        result.outputs = {OUTPUT: got.kept, REJECTED_FILE: got.rejected,
-                          FAILED_FILE: got.failed}
+    result.kept, result.near_duplicates = got.kept, got.near_duplicates
+    result.outputs = {OUTPUT: got.kept, REJECTED_FILE: got.rejected, FAILED_FILE: got.failed}
     ws.finish("loop", stats=usage_total, stop=stop, requested=n,
               near_duplicates=result.near_duplicates, mode="loop")
     return result

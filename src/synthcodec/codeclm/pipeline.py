@@ -87,7 +87,9 @@ def run_with_models(specs: Mapping[str, str], options: RunOptions,
     finally:
         if ws is not None and spend:
             ws.state[COST_KEY] = {"priced": spend[0].priced, "price_unknown": spend[0].unpriced,
-                                  "stopped": spend[0].stopped, "lines": spend[0].lines()}
+                                  "stopped": spend[0].stopped, "lines": spend[0].lines(),
+                                  "usage_not_reported":
+                                      spend[0].usage_fields().get("usage_not_reported")}
             ws.save()
 
 
@@ -102,11 +104,13 @@ def exit_code(ws: Workspace, interrupted: bool) -> int:
     return 130 if interrupted else 0
 
 
-def write_manifest(ws: Workspace, result: StageResult | None, code: int) -> None:
+def write_manifest(ws: Workspace, result: StageResult | None, code: int,
+                   missing: int | None = None) -> None:
     """RUN/manifest.json at the end of every invocation, as every run has one
     (docs/run-layout.md): `complete` once this invocation published the run's three files
     (counts: their rows), `budget` or `interrupted` when it stopped early, else `incomplete`
-    (stages left to run); then counts are the journal of the stage it ran last."""
+    (stages left to run); then counts are the journal of the stage it ran last. `missing`:
+    the pairs still wanted when the loop stopped early (its files hold those kept so far)."""
     files = result.outputs if result is not None else {}
     published = OUTPUT in files and not code
     status = ("budget" if code == EXIT_BUDGET else "interrupted" if code else
@@ -118,8 +122,12 @@ def write_manifest(ws: Workspace, result: StageResult | None, code: int) -> None
         counts = {"ok": result.ok, "rejected": result.rejected, "failed": result.failed}
     else:
         counts = {}
+    unreported = (ws.state.get(COST_KEY) or {}).get("usage_not_reported")
     ws.run.write_manifest(status=status, stage=result.stage if result is not None else None,
-                          counts=counts, usage_total=ws.total_stats(), exit_code=code)
+                          counts=counts, usage_total=ws.total_stats(), exit_code=code,
+                          **({"usage_not_reported": unreported} if unreported else {}),
+                          **({"incomplete": True, "missing": missing, "outputs": files}
+                             if missing else {}))
 
 
 def warn_same_model(specs: Mapping[str, str]) -> None:
@@ -194,6 +202,7 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
 
         loop = run_with_models(specs, options, body, backends, ws=ws)
         summary = None
+        missing = max(0, n - loop.kept) if loop is not None else None  # if it stopped early
         if loop is not None and loop.stop != INTERRUPTED:
             summary = build_summary(ws, strong=strong, target=target, theta=cfg.theta,
                                     requested=n, stop=loop.stop)
@@ -201,12 +210,17 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
             if export_format:
                 lines.append(export_pairs(ws, export_format))
             print_lines(lines)
-        elif exit_code(ws, True) == EXIT_BUDGET:
-            print_lines(cost_lines(ws))
         else:
-            print_lines(cost_lines(ws) + ["interrupted: run the same command again to resume"])
+            partial = [] if loop is None else [
+                f"incomplete: {ws.file(OUTPUT)} holds the {loop.kept} pairs kept so far; "
+                f"{missing} more are wanted, and the run that finishes replaces the files"]
+            if exit_code(ws, True) == EXIT_BUDGET:
+                print_lines(partial + cost_lines(ws))
+            else:
+                print_lines(partial + cost_lines(ws)
+                            + ["interrupted: run the same command again to resume"])
         code = exit_code(ws, loop is None or loop.stop == INTERRUPTED)
-        write_manifest(ws, done[-1] if done else None, code)
+        write_manifest(ws, done[-1] if done else None, code, missing=missing if code else None)
         return GenerateResult(done, loop, summary, code)
 
 

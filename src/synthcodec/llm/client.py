@@ -64,6 +64,10 @@ class FatalModelError(UserError):
 
 UNREACHABLE_TRIES = 3  # connection failures before the first answer that stop the run
 UNREACHABLE_SECONDS = 60.0  # without a connection after the server had answered
+# Requests given up (every attempt failed: 5xx, timeouts, bad bodies) before the model
+# answered any request of the run: it is down behind a live front (a proxy with a dead
+# backend) and the run stops, as when it cannot be reached.
+DEAD_AFTER_REQUESTS = 3
 
 
 @dataclass
@@ -95,6 +99,9 @@ class Stats:
     rate_limited: int = 0
     request_failures: int = 0
     usd: float = 0.0  # dollars of models with a known price (cost.Spend adds them)
+    # Tokens counted at the worst case for replies that reported no usage (cost.Spend):
+    # not in prompt/completion_tokens, which are what servers reported, but in the token cap.
+    worst_case_tokens: int = 0
     batches: int = 0  # provider batches created (--batch; llm/batch.py)
     # What the progress line shows of --batch ("batch 1/2 in_progress 40/100"); not a count.
     batch_status: str = field(default="", repr=False)
@@ -220,6 +227,7 @@ class LLMClient:
                                            self.retry))
         self.pacer = self.endpoints[0].pacer  # the first (the only one, for one server)
         self._answered = 0  # successes on any endpoint: the run's progress
+        self._given_up = 0  # requests given up while nothing had answered (DEAD_AFTER_REQUESTS)
         self._room = asyncio.Condition()  # signalled when an endpoint finishes an attempt
 
     @property
@@ -340,11 +348,15 @@ class LLMClient:
                     delay = 0.0  # the retry goes to another endpoint that is answering
             if exhausted:
                 self.stats.request_failures += 1
+                if not error.rate_limited and self._answered == 0:
+                    self._given_up += 1
+                self._check_answering(error)
                 if error.rate_limited:
                     raise RecordFailed(
                         f"gave up after {rate_limited} rate-limited attempts in a row "
                         f"with no request of this run getting through: {error}")
                 raise RecordFailed(f"gave up after {attempt + rate_limited} attempts: {error}")
+            self._check_answering(error)  # another request found the model dead: stop now
             self.stats.retries += 1
             if self.on_retry:
                 self.on_retry(f"retrying in {delay:.1f}s: {error}" if delay else
@@ -508,6 +520,15 @@ class LLMClient:
             where = "the model server" if len(self.endpoints) == 1 else "any model server"
             raise FatalModelError(f"cannot reach {where}: {error} (is it running, "
                                   "and is the host/port in the model spec right?)")
+
+    def _check_answering(self, error: TransientError) -> None:
+        """Stop the run when DEAD_AFTER_REQUESTS requests were given up and the model has
+        answered none of this run's requests."""
+        if self._answered == 0 and self._given_up >= DEAD_AFTER_REQUESTS:
+            raise FatalModelError(
+                f"the model answered none of this run's requests: {self._given_up} were given "
+                f"up after {self.retry.max_attempts} attempts each, the last with {error} "
+                "(is the service behind this URL up?)")
 
     def _repeats(self, request: Request) -> bool:
         """Would sending `request` again give the same reply (cached, or greedy decoding)?"""

@@ -10,18 +10,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import sys
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 
 from synthcodec.llm.base import Completion, PermanentError, Request, TransientError
 from synthcodec.llm.ratelimit import limit_kind, parse_ratelimit_headers, retry_after
 from synthcodec.llm.reasoning import fold
-from synthcodec.llm.spec import SECRET_QUERY_KEYS, HTTPEndpoint, parse_http
+from synthcodec.llm.spec import HTTPEndpoint, parse_http
 
 RETRYABLE_STATUS = {408, 409, 429}
+SCHEMA_IN_PROMPT = "prompt"
+_NEXT_STYLE = {"json_schema": "json_object", "json_object": SCHEMA_IN_PROMPT}
+_NAMES_RESPONSE_FORMAT = re.compile(rb"response_format|json_schema|json_object", re.IGNORECASE)
+# An Authorization header a server echoes back (in an error body): never shown.
+_AUTH_HEADER = re.compile(r"\b(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]+", re.IGNORECASE)
 
 
 class OpenAIHTTPBackend:
@@ -51,25 +56,27 @@ class OpenAIHTTPBackend:
         self.__secrets: list[str] = []
         self._headers = {"Content-Type": "application/json"}
         key = endpoint.api_key()
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
-            self.__secrets.append(key)
-        elif endpoint.basic_auth:  # credentials written in the URL: HTTP Basic auth
+        if endpoint.basic_auth:  # credentials written in the URL win: HTTP Basic auth
             user, password = endpoint.basic_auth
             token = base64.b64encode(f"{user}:{password}".encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
-        if endpoint.basic_auth:
-            self.__secrets += [s for s in endpoint.basic_auth if s]
-        self.__secrets += [v for k, v in parse_qsl(urlsplit(self.base_url).query)
-                           if k.lower() in SECRET_QUERY_KEYS and v]
+            self.__secrets += [token, *(s for s in endpoint.basic_auth if s)]
+        elif key:
+            self._headers["Authorization"] = f"Bearer {key}"
+            self.__secrets.append(key)
+        self.__secrets += endpoint.query_secrets()
+        # Longest first, so that a secret containing another is replaced whole.
+        self.__secrets.sort(key=len, reverse=True)
         if "Authorization" in self._headers and endpoint.plain_http_to_remote():
-            print(f"warning: {self.identity}: the API key goes over plain HTTP to a host that "
+            print(f"warning: {self.identity}: the credentials go over plain HTTP to a host that "
                   "is not this machine; use https:// if the network is not yours",
                   file=sys.stderr)
         self._session: aiohttp.ClientSession | None = None
         # OpenAI, vLLM and Ollama take response_format type "json_schema"; llama.cpp's
-        # Python server only takes type "json_object" with a "schema" beside it. We start
-        # with the former and switch once if the server rejects it.
+        # Python server only takes type "json_object" with a "schema" beside it; some servers
+        # take no response_format at all. We start with the first and move one step along
+        # _NEXT_STYLE each time the server rejects the one sent (SCHEMA_IN_PROMPT: the schema
+        # goes in the prompt; the callers validate every reply anyway).
         self._schema_style = "json_schema"
 
     def __repr__(self) -> str:
@@ -83,7 +90,7 @@ class OpenAIHTTPBackend:
     def _redact(self, text: str) -> str:
         for secret in self.__secrets:
             text = text.replace(secret, "***")
-        return text
+        return _AUTH_HEADER.sub(r"\1 ***", text)
 
     def _session_for_loop(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -109,7 +116,9 @@ class OpenAIHTTPBackend:
         if request.temperature > 0 or request.sample:
             body["seed"] = request.seed()
         if request.json_schema is not None:
-            if self._schema_style == "json_schema":
+            if self._schema_style == SCHEMA_IN_PROMPT:
+                body["messages"] = schema_in_prompt(body["messages"], request.json_schema)
+            elif self._schema_style == "json_schema":
                 body["response_format"] = {
                     "type": "json_schema",
                     "json_schema": {"name": "output", "schema": request.json_schema},
@@ -139,11 +148,19 @@ class OpenAIHTTPBackend:
         return await self._request("POST", self._url, data=json.dumps(self.body(request)).encode())
 
     async def complete(self, request: Request) -> Completion:
-        status, raw, headers = await self._post(request)
-        if (status in (400, 422, 500) and request.json_schema is not None
-                and self._schema_style == "json_schema" and b"json_schema" in raw):
-            self._schema_style = "json_object"  # the llama.cpp server dialect; see __init__
+        while True:
+            style = self._schema_style  # what _post sends
             status, raw, headers = await self._post(request)
+            if (request.json_schema is None or style == SCHEMA_IN_PROMPT
+                    or status not in (400, 422, 500) or not _NAMES_RESPONSE_FORMAT.search(raw)):
+                break
+            if self._schema_style == style:  # the first of the requests it rejected: one step
+                self._schema_style = _NEXT_STYLE[style]
+                if self._schema_style == SCHEMA_IN_PROMPT:
+                    detail = self._redact(raw[:160].decode("utf-8", "replace"))
+                    print(f"warning: {self.identity} rejects response_format (HTTP {status}: "
+                          f"{detail}); sending the JSON schema in the prompt instead and "
+                          "checking every reply here", file=sys.stderr)
         self.check_status(status, raw, headers)
         return self.read_reply(raw, headers)
 
@@ -176,7 +193,7 @@ class OpenAIHTTPBackend:
                         message.get("content") or "")
             usage = data.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise TransientError(f"{self.identity}: malformed response body ({exc!r})") from exc
+            raise self._unreadable(raw, exc) from exc
         completion = Completion(
             text=text,
             finish_reason=choice.get("finish_reason") or "stop",
@@ -190,6 +207,24 @@ class OpenAIHTTPBackend:
         if limits is not None:  # lets the pacer slow down before the server answers 429
             completion.extra["ratelimit"] = limits
         return completion
+
+    def _unreadable(self, raw: bytes, exc: Exception) -> Exception:
+        """The error for a 200 reply that is no chat.completion: the server's own message
+        when it sent `{"error": {...}}` (PermanentError when it names a 4xx that is not worth
+        retrying), else a malformed body (TransientError)."""
+        try:
+            error = json.loads(raw).get("error")
+        except (ValueError, AttributeError):
+            error = None
+        if not error:
+            return TransientError(f"{self.identity}: malformed response body ({exc!r})")
+        message = error.get("message") if isinstance(error, dict) else None
+        detail = self._redact(str(message or error)[:300])
+        code = error.get("code", error.get("status")) if isinstance(error, dict) else None
+        text = f"{self.identity}: the server answered an error (HTTP 200): {detail}"
+        if isinstance(code, int) and 400 <= code < 500 and code not in RETRYABLE_STATUS:
+            return PermanentError(text, status=code)
+        return TransientError(text, status=code if isinstance(code, int) else None)
 
     async def api(self, method: str, path: str, *, json_body: Any = None,
                   upload: bytes | None = None, where: str = "") -> bytes:
@@ -212,3 +247,15 @@ class OpenAIHTTPBackend:
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
+
+
+def schema_in_prompt(messages: list[dict[str, str]],
+                     schema: dict[str, Any]) -> list[dict[str, str]]:
+    """`messages` with the JSON schema asked for in the last user message (for a server
+    that takes no response_format)."""
+    out = [dict(m) for m in messages]
+    last = max((i for i, m in enumerate(out) if m.get("role") == "user"), default=len(out) - 1)
+    out[last]["content"] = (f"{out[last].get('content', '')}\n\nReply with only a JSON value "
+                            "that matches this JSON Schema, and no other text:\n"
+                            + json.dumps(schema))
+    return out

@@ -1,13 +1,18 @@
 """Model spec strings: parse, check (before any file is touched) and redact for display.
 
-`NAME@URL` may carry credentials (`http://user:secret@host/v1`, `?api_key=...`): they are
+`NAME@URL` may carry credentials (`http://user:secret@host/v1`, `?sig=...`): they are
 used for the request and never shown or stored; `redact_spec` is what configs, manifests,
-reports, cache keys and messages see. Which API key goes where:
+reports, cache keys and messages see. Every query-string value is a secret (`?sig=`,
+`?code=`, `?api_token=`, ... each service names its own), except those of SHOWN_QUERY_KEYS
+(`api-version`). Which credentials go where:
 
 - `openai:NAME` (api.openai.com) takes `$OPENAI_API_KEY`;
 - `NAME@URL` takes the variable named by a `#key=VAR` suffix, else `$SYNTHCODEC_API_KEY`;
   `$OPENAI_API_KEY` only when URL is OpenAI's own host, so that key never goes to a
-  server the user merely named.
+  server the user merely named;
+- `user:password@` written in a URL wins over any key from the environment for that URL
+  (it is the more specific), as HTTP Basic auth; with `#key=VAR` too it is refused (two
+  credentials for one URL).
 
 Several servers of one model: `NAME@URL1,URL2,...` (a comma followed by `http://` or
 `https://` starts the next URL, so credentials and query strings inside a URL stay intact).
@@ -45,7 +50,8 @@ MODEL_SPEC_HELP = (
 
 OPENAI_URL = "https://api.openai.com/v1"
 OPENAI_HOST = "api.openai.com"
-SECRET_QUERY_KEYS = {"api_key", "api-key", "apikey", "key", "token", "access_token", "secret"}
+# Query-string keys whose values are shown; every other value is a secret (see the top).
+SHOWN_QUERY_KEYS = frozenset({"api-version", "api_version"})
 _KEY_SUFFIX = re.compile(r"#key=(?P<var>[A-Za-z_][A-Za-z0-9_]*)$")
 _NEXT_URL = re.compile(r",\s*(?=https?://)", re.IGNORECASE)
 
@@ -58,7 +64,7 @@ class HTTPEndpoint:
     url: str  # without credentials: what requests go to
     shown_url: str  # what configs and messages show (secrets replaced by ***)
     key_env: tuple[str, ...]  # where the bearer key comes from, first set wins
-    basic_auth: tuple[str, str] | None  # user:password from the URL, if any
+    basic_auth: tuple[str, str] | None  # user:password from the URL, if any: wins over key_env
 
     @property
     def identity(self) -> str:
@@ -66,6 +72,11 @@ class HTTPEndpoint:
 
     def api_key(self) -> str | None:
         return next((os.environ[v] for v in self.key_env if os.environ.get(v)), None)
+
+    def query_secrets(self) -> list[str]:
+        """The values of the URL's query that are redacted wherever text is shown."""
+        return [v for k, v in parse_qsl(urlsplit(self.url).query, keep_blank_values=True)
+                if k.lower() not in SHOWN_QUERY_KEYS and len(v) >= 4]
 
     def plain_http_to_remote(self) -> bool:
         parts = urlsplit(self.url)
@@ -141,6 +152,9 @@ def parse_http(spec: str) -> HTTPEndpoint:
     basic = None
     if parts.username is not None or parts.password is not None:
         basic = (parts.username or "", parts.password or "")
+        if match:
+            raise UserError(f"model spec {redact_spec(spec)!r} gives two credentials for one "
+                            f"URL (user:password@ and #key={match.group('var')}): keep one")
     netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
     if ":" in parts.hostname:  # IPv6
         netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
@@ -176,8 +190,8 @@ def _redact_url(url: str) -> str:
 
 
 def _shown_query(query: str) -> str:
-    """A URL's query with the values of secret-looking keys (api_key=, token=) as ***."""
-    return urlencode([(k, "***" if k.lower() in SECRET_QUERY_KEYS else v)
+    """A URL's query with every value as *** but those of SHOWN_QUERY_KEYS."""
+    return urlencode([(k, v if k.lower() in SHOWN_QUERY_KEYS else "***")
                       for k, v in parse_qsl(query, keep_blank_values=True)], safe="*")
 
 

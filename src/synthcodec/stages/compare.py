@@ -294,12 +294,13 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
 
         done = run_async(main())
         # The run layout of every command: kept (the verdicts), rejected (none: every judged
-        # pair is kept), failed; then the report, when the outputs were published.
+        # pair is kept), failed; then the report, once every pair is done (a run stopped
+        # early publishes the verdicts so far, and no report on them).
         summary = finish_stage(run, journal, done, models, options, stage=STAGE,
                                n_rows=len(items), started=started, config=config,
                                failed_text="pairs could not be judged")
         report = None
-        if summary.outputs:
+        if not summary.interrupted:
             verdicts = [row for rows in journal.rows(OK) for row in rows]
             report = _write_report(run.path, verdicts, bench_order, list(journal.rows(FAILED)),
                                    labels=labels, judge=shown_judge, pairs=len(items))
