@@ -593,7 +593,7 @@ def build_dataset(d: DatasetSpec, out: Path, *, rated: Path | None,
                   size: int | None = None) -> dict[str, Any]:
     """Select rows of the rated pool (or of `d.path`) and write them as Alpaca JSON."""
     from synthcodec.export import export
-    from synthcodec.stages.select import choose, open_source, read_scores
+    from synthcodec.stages.select import Rule, choose, open_source, read_scores, read_values
 
     random_n = size if size is not None else (d.random if isinstance(d.random, int) else None)
     if d.path is not None:
@@ -610,7 +610,9 @@ def build_dataset(d: DatasetSpec, out: Path, *, rated: Path | None,
     scores = read_scores(src.rows, "score")
     if not scores:
         raise UserError(f"{rated} has no rated rows")
-    keep = choose(scores, min_score=d.min_score, top=d.top, random_n=random_n, seed=d.seed)
+    rule = (Rule(by="random", top=random_n, seed=d.seed) if random_n is not None
+            else Rule(min=d.min_score, top=d.top))
+    keep = set(choose(scores if rule.by == "score" else read_values(src, rule), rule))
     if not keep:
         raise UserError(f"dataset {d.name}: the rule '{d.rule}' keeps no rows of {len(scores)}")
     n = export("alpaca", out, ((line, row) for i, (line, row) in enumerate(iter_rows(src.rows))
