@@ -108,6 +108,9 @@ class Rule:
     def describe(self) -> str:
         """e.g. "top 100 by ifd (ifd < 1), no near-duplicates"."""
         order = "lowest" if self.lowest else ""
+        if self.by == "random" and self.size_rule is not None:  # the papers' baseline
+            size = str(self.top) if self.top is not None else f"{100 * (self.frac or 0):g}%"
+            return f"random {size} (seed {self.seed or 0})"
         if self.top is not None:
             text = f"{order or 'top'} {self.top} by {self.by}"
         elif self.frac is not None:
