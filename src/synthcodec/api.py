@@ -233,7 +233,8 @@ def select(rated: RunResult | str | Path, *, by: str | None = None, top: int | N
     """Keep the rows of a `rate` or `score` result (or run directory, or file) that a signal
     ranks best (`by`: score, ifd, target_ifd, length, random or a column; default score ≥ 4.5).
     `min_score=T` is `by="score", min=T`; `random=N` is `by="random", top=N`."""
-    from synthcodec.stages.select import embedder, rule_from_options, select_rows
+    from synthcodec.stages.select import embedder, select_rows
+    from synthcodec.stages.select_rules import rule_from_options
 
     source = rated.run_dir if isinstance(rated, RunResult) else Path(rated)
     rule = rule_from_options(by, top, frac, min, max, lowest, min_score, random, seed,

@@ -35,7 +35,7 @@ from typing import Any
 
 from synthcodec.errors import UserError
 from synthcodec.io import iter_rows
-from synthcodec.stages.select import DIVERSE, IFD_SIGNALS, SCORE, Rule
+from synthcodec.stages.select_rules import DIVERSE, IFD_SIGNALS, SCORE, Rule
 from synthcodec.store import atomic_writer, read_json
 
 BASELINES = {"random": "random", "longest": "length"}  # dataset name -> signal
@@ -177,7 +177,8 @@ def source_of(d: DatasetSpec, *, rate_run: Path | None, score_run: Path | None) 
 def build_dataset(d: DatasetSpec, out: Path, *, source: Path | None,
                   size: int | None = None) -> dict[str, Any]:
     """Select rows of the pool's run `source` (or take `d.path`) and write them as Alpaca JSON."""
-    from synthcodec.stages.select import read_scores, select_rows
+    from synthcodec.stages.select import select_rows
+    from synthcodec.stages.select_rules import read_scores
 
     if d.path is not None:
         rows = list(iter_rows(d.path))

@@ -13,7 +13,8 @@ from synthcodec.llm import FakeBackend, Request
 from synthcodec.runner import RunOptions
 from synthcodec.stages.rate import rate_file
 from synthcodec.errors import UserError
-from synthcodec.stages.select import Rule, choose, open_source, read_values, sibling
+from synthcodec.stages.select import sibling
+from synthcodec.stages.select_rules import Rule, choose, open_source, read_values
 from tests.helpers import cli
 
 

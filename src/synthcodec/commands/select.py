@@ -10,13 +10,8 @@ import click
 from synthcodec.export import FORMATS
 from synthcodec.histogram import text_histogram
 from synthcodec.stages.rate import SCORE
-from synthcodec.stages.select import (
-    DEFAULT_MIN_SCORE,
-    DIVERSE,
-    embedder,
-    rule_from_options,
-    select_rows,
-)
+from synthcodec.stages.select import embedder, select_rows
+from synthcodec.stages.select_rules import DEFAULT_MIN_SCORE, DIVERSE, rule_from_options
 
 
 @click.command("select")

@@ -38,6 +38,7 @@ from synthcodec.stages.rate import DEFAULT_FIELDS
 
 SIGNALS = ("ifd", "target_ifd", "length", "random")
 DEFAULT_SIGNALS = ("ifd", "length", "random")
+IFD_SIGNALS = ("ifd", "target_ifd")  # flagged, and left out by select, at 1 and above
 # Which model computes which IFD signal: the role it has in the run, and its column prefix.
 IFD_ROLES = {"ifd": "scorer", "target_ifd": "target"}
 # How the prompts are built: part of the config, so a change here starts runs afresh.

@@ -16,8 +16,7 @@ from typing import Any
 
 from synthcodec.errors import InputError
 from synthcodec.io import Row, iter_rows
-
-IFD_SIGNALS = ("ifd", "target_ifd")  # flagged (and ranked last) at 1 and above
+from synthcodec.stages.score import IFD_SIGNALS
 
 POSITIVE = {"true", "1", "keep", "kept", "yes", "good"}
 NEGATIVE = {"false", "0", "drop", "dropped", "rejected", "reject", "no", "bad"}
