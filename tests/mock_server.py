@@ -232,6 +232,21 @@ def default_reply(body: Mapping[str, Any]) -> str:
     return "echo: " + last_user[:200]
 
 
+def prompt_logprobs(messages: list[Any]) -> list[Any]:
+    """vLLM's `prompt_logprobs` for a prompt of each message's role then its words (one
+    token a word, the role standing in for a chat template): -1.0 for a word seen earlier
+    in the prompt, else -2.0 (FakeBackend.word_logprobs' rule)."""
+    out: list[Any] = []
+    seen: set[str] = set()
+    for m in messages:
+        for word in [str(m.get("role")), *_content_text(m.get("content")).split()]:
+            out.append(None if not out else {str(len(out)): {
+                "logprob": -1.0 if word.lower() in seen else -2.0, "rank": 1,
+                "decoded_token": " " + word}})
+            seen.add(word.lower())
+    return out
+
+
 def hash_fraction(*parts: object) -> float:
     """A number in [0, 1) from a hash of ``parts``: which prompts a per-prompt fault hits."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
@@ -670,6 +685,8 @@ class MockServer:
         }
         if self.omit_usage:
             del payload["usage"]
+        if body.get("prompt_logprobs") is not None:  # vLLM's extension (IFD)
+            payload["prompt_logprobs"] = prompt_logprobs(body["messages"])
         return payload
 
     # ---- batch API -------------------------------------------------------------------

@@ -228,21 +228,29 @@ def rate(data: Data, *, judge: str = "local", dimension: str = "accuracy",
     return _result(summary)
 
 
-def select(rated: RunResult | str | Path, *, min_score: float | None = None,
-           top: int | None = None, random: int | None = None, seed: int | None = None,
+def select(rated: RunResult | str | Path, *, by: str | None = None, top: int | None = None,
+           frac: float | None = None, min: float | None = None,  # noqa: A002
+           max: float | None = None, lowest: bool = False,  # noqa: A002
+           min_score: float | None = None, random: int | None = None, seed: int | None = None,
+           diverse: str | None = None, embed_model: str = "local", embed_backend: Any = None,
            output: str | Path | None = None, format: str = "jsonl") -> Selected:  # noqa: A002
-    """Keep the best-rated rows of a `rate` result or run directory (default: score ≥ 4.5)."""
-    from synthcodec.stages.select import DEFAULT_MIN_SCORE, select_rows
+    """Keep the rows of a `rate` or `score` result (or run directory, or file) that a signal
+    ranks best (`by`: score, ifd, target_ifd, length, random or a column; default score ≥ 4.5).
+    `min_score=T` is `by="score", min=T`; `random=N` is `by="random", top=N`."""
+    from synthcodec.stages.select import embedder, select_rows
+    from synthcodec.stages.select_rules import rule_from_options
 
     source = rated.run_dir if isinstance(rated, RunResult) else Path(rated)
-    rule = ("min" if min_score is not None else "top" if top is not None
-            else "random" if random is not None else "min")
-    value = min_score if min_score is not None else top if top is not None else random
+    rule = rule_from_options(by, top, frac, min, max, lowest, min_score, random, seed,
+                             diverse, 0.7, None).checked()
     if output is None:
         base = source if source.is_dir() else source.parent
-        output = base / f"selected-{rule}-{value if value is not None else DEFAULT_MIN_SCORE:g}.jsonl"
-    sel = select_rows(source, output, min_score=min_score, top=top, random_n=random, seed=seed,
-                      fmt=format)
+        name = "-".join(str(x) for x in (rule.by, rule.top, rule.frac, rule.min, rule.max,
+                                         rule.seed, rule.diverse) if x is not None)
+        output = base / f"selected-{name}.jsonl"
+    embed = (embedder(embed_model, backend=embed_backend) if rule.diverse == "kcenter"
+             else None)
+    sel = select_rows(source, output, rule, fmt=format, embed=embed)
     rows = _rows(Path(output)) if format == "jsonl" else []
     return Selected(Path(output), rows, sel.summary)
 

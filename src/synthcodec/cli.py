@@ -21,8 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "Answer the PROMPT field of every row of INPUT with MODEL."),
     "rate": ("synthcodec.commands.rate", "Rate every (instruction, input, response) row of "
              "DATA from 0 to 5 with JUDGE (AlpaGasus)."),
-    "select": ("synthcodec.commands.select", "Keep the best-rated rows of a `synthcodec rate` "
-               "RUN (or any file with a score column)."),
+    "score": ("synthcodec.commands.score", "Add selection signals (IFD, response length, a "
+              "seeded random key) to every row of DATA."),
+    "select": ("synthcodec.commands.select", "Keep the rows of a `synthcodec rate` or `score` "
+               "RUN (or any file) that a signal ranks best."),
     "answer": ("synthcodec.commands.answer",
                "Answer every question of the benchmark file BENCH with MODEL."),
     "compare": ("synthcodec.commands.compare", "Judge model A's answers against model B's, "

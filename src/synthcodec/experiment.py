@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -48,6 +47,15 @@ from typing import Any
 
 from synthcodec import __version__
 from synthcodec.errors import UserError
+from synthcodec.experiment_datasets import (
+    DatasetSpec,
+    ScoreSpec,
+    build_dataset,
+    needs_score_step,
+    parse_bakeoff,
+    parse_dataset,
+    source_of,
+)
 from synthcodec.io import iter_rows
 from synthcodec.lmeval import BenchmarkSettings
 from synthcodec.store import STAGES_FILE, StageLedger, atomic_writer, hash_file, hash_value
@@ -84,29 +92,6 @@ class RateSpec:
     max_tokens: int = 256
     json: bool | None = None
     reasks: int = 2
-
-
-@dataclass
-class DatasetSpec:
-    name: str
-    top: int | None = None
-    min_score: float | None = None
-    random: int | str | None = None  # N rows, or the name of a dataset whose size to match
-    path: str | None = None  # a ready-made training file instead of the rated pool
-    seed: int = 0
-
-    @property
-    def rule(self) -> str:
-        src = f"{self.path}: " if self.path else ""
-        if self.top is not None:
-            return f"{src}top {self.top} by score"
-        if self.min_score is not None:
-            return f"{src}score ≥ {self.min_score:g}"
-        if self.random is not None:
-            size = (f"as many as '{self.random}'" if isinstance(self.random, str)
-                    else str(self.random))
-            return f"{src}random {size} (seed {self.seed})"
-        return f"{src}all rows"
 
 
 @dataclass
@@ -149,6 +134,7 @@ class Experiment:
     bench: BenchSpec
     compare: CompareSpec
     rate: RateSpec | None = None
+    score: ScoreSpec | None = None  # set when a dataset selects by a score step's signal
     benchmarks: BenchmarkSettings | None = None  # `benchmarks = [...]` + its settings table
     name: str = "experiment"
     cache: str | None = None
@@ -160,8 +146,9 @@ class Experiment:
                    recipe_text: str | None = None) -> "Experiment":
         """Parse and check an [experiment] table; UserError naming the bad key."""
         table = dict(table)
-        subtables = {k: table.pop(k) for k in ("rate", "datasets", "train", "bench", "compare",
-                                               "benchmark_settings", "benchmark-settings")
+        subtables = {k: table.pop(k) for k in ("rate", "score", "datasets", "bakeoff", "train",
+                                               "bench", "compare", "benchmark_settings",
+                                               "benchmark-settings")
                      if k in table}
         if "benchmark-settings" in subtables:
             subtables["benchmark_settings"] = subtables.pop("benchmark-settings")
@@ -172,7 +159,8 @@ class Experiment:
             raise UserError(f"{where}: 'dir' (the experiment directory) is required")
         judge = top.get("judge", "local")
         seed = top.get("seed")
-        for key in ("rate", "datasets", "train", "bench", "compare", "benchmark_settings"):
+        for key in ("rate", "score", "datasets", "bakeoff", "train", "bench", "compare",
+                    "benchmark_settings"):
             if key in subtables and not isinstance(subtables[key], dict):
                 raise UserError(f"{where}: '{key}' must be a table ([experiment.{key}])")
 
@@ -190,23 +178,33 @@ class Experiment:
             w = f"{where[:-1]}.datasets.{name}]"
             if not isinstance(d, dict):
                 raise UserError(f"{w}: must be a table")
-            if not name.replace("-", "").replace("_", "").isalnum():
-                raise UserError(f"{w}: dataset names may hold letters, digits, - and _ only")
-            spec = DatasetSpec(name=name, **{"seed": seed or 0, **_take(
-                d, w, {"top": int, "min_score": float, "random": (int, str), "path": str,
-                       "seed": int})})
-            rules = [x for x in (spec.top, spec.min_score, spec.random) if x is not None]
-            if len(rules) > 1:
-                raise UserError(f"{w}: give only one of top, min_score, random")
-            if spec.path is None and not rules:
-                raise UserError(f"{w}: give top, min_score or random (rows of the rated pool), "
-                                "or path (a ready-made training file)")
-            if spec.path is None and rate is None:
-                raise UserError(f"{w}: selecting by score needs an [experiment.rate] table")
-            if spec.path is not None and (spec.top is not None or spec.min_score is not None):
-                raise UserError(f"{w}: top/min_score select rated rows; with path only random "
-                                "applies")
-            datasets.append(spec)
+            datasets.append(parse_dataset(name, d, w, seed or 0, _take))
+        if "bakeoff" in subtables:
+            bakeoff = parse_bakeoff(subtables["bakeoff"], f"{where[:-1]}.bakeoff]", seed or 0,
+                                    _take)
+            clash = {d.name for d in datasets} & {d.name for d in bakeoff}
+            if clash:
+                raise UserError(f"{where}: the bake-off makes dataset '{sorted(clash)[0]}'; "
+                                "name yours differently")
+            datasets = bakeoff + datasets
+        score = None
+        s_where = f"{where[:-1]}.score]"
+        pool_sets = [d for d in datasets if d.path is None]
+        if ("score" in subtables or needs_score_step(datasets)
+                or (rate is None and pool_sets)):
+            score = ScoreSpec(**{"seed": seed or 0, **_take(
+                subtables.get("score") or {}, s_where,
+                {"data": str, "limit": int, "model": str, "seed": int})})
+            if rate is not None and score.data is not None:
+                raise UserError(f"{s_where}: the pool is [experiment.rate]'s data; drop 'data' "
+                                "and 'limit' here")
+            if rate is None and score.data is None:
+                raise UserError(f"{s_where}: 'data' (the pool to select from) is required "
+                                "without an [experiment.rate] table")
+        for d in datasets:
+            if d.path is None and d.signal == "score" and rate is None:
+                raise UserError(f"{where[:-1]}.datasets.{d.name}]: selecting by score needs "
+                                "an [experiment.rate] table")
         if len(datasets) < 2:
             raise UserError(f"{where}: define at least two [experiment.datasets.NAME] tables to "
                             "compare")
@@ -236,7 +234,9 @@ class Experiment:
         c = _take(subtables.get("compare") or {}, f"{where[:-1]}.compare]",
                   {"judge": str, "pairs": list, "judge_max_tokens": int, "reasks": int})
         pairs_raw = c.pop("pairs", None)
-        if pairs_raw is None:
+        if pairs_raw is None and "bakeoff" in subtables and "random" in names:
+            pairs = [(a, "random") for a in names if a != "random"]  # each against random
+        elif pairs_raw is None:
             pairs = [(a, bb) for i, a in enumerate(names) for bb in names[i + 1:]]
         else:
             pairs = []
@@ -270,13 +270,15 @@ class Experiment:
             raise UserError(f"{bs_where}: give the tasks too: benchmarks = [\"mmlu\", ...] in "
                             "[experiment]")
         return cls(dir=Path(top["dir"]), base=top.get("base", "local"), datasets=datasets,
-                   train=train, bench=bench, compare=compare, rate=rate, benchmarks=benchmarks,
+                   train=train, bench=bench, compare=compare, rate=rate, score=score,
+                   benchmarks=benchmarks,
                    name=top.get("name", "experiment"), cache=top.get("cache"),
                    concurrency=top.get("concurrency"), recipe_text=recipe_text)
 
     def plan(self) -> list[str]:
         """The steps in order, for --dry-run and the report."""
         steps = ["rate"] if self.rate else []
+        steps += ["score"] if self.score else []
         steps += [f"data-{d.name}" for d in self.datasets]
         for d in self.datasets:
             steps += [f"train-{d.name}", f"answer-{d.name}"]
@@ -402,21 +404,52 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
             **asdict(r), "prompt": "packaged rate.txt", "version": __version__,
         }, [rate_out], do_rate)
 
-    # 2. Build the datasets.
+    # 2. Score the pool (IFD, target IFD, length, random) when a dataset selects by them.
+    score_run = root / "score" if exp.score is not None else None
+    if exp.score is not None:
+        sc = exp.score
+        pool, limit = (exp.rate.data, exp.rate.limit) if exp.rate else (sc.data, sc.limit)
+        assert pool is not None
+        ifds = needs_score_step(exp.datasets)
+        target = _base_model_spec(exp.base) if "target_ifd" in ifds else None
+        score_backends = {role: backends[key] for role, key in (("scorer", "score"),
+                                                                ("target", "score:target"))
+                          if key in backends}
+
+        def do_score() -> dict[str, Any]:
+            from synthcodec.stages.score import score_file
+
+            summary = score_file(pool, root / "score", options=options(limit),
+                                 signals=(*ifds, "length", "random"), model=sc.model,
+                                 target=target, seed=sc.seed, backends=score_backends or None)
+            _check(summary, "score")
+            return {"scored": summary.kept, "rejected": summary.rejected,
+                    "failed": summary.failed, "requests": summary.stats.requests}
+
+        score_info = steps.run("score", {
+            "data": str(Path(pool).resolve()), "data_sha256": sha(pool), "limit": limit,
+            **asdict(sc), "signals": ifds, "target": target, "version": __version__,
+        }, [score_run / "output.jsonl"], do_score)
+    else:
+        score_info = {}
+
+    # 3. Build the datasets.
     data_paths: dict[str, Path] = {}
     data_info: dict[str, dict[str, Any]] = {}
     for d in exp.datasets:
         out = root / "data" / f"{d.name}.json"
         data_paths[d.name] = out
         size_of = data_info[d.random]["rows"] if isinstance(d.random, str) else None
-        source = Path(d.path) if d.path else rate_out
+        run_dir = None if d.path else source_of(
+            d, rate_run=root / "rate" if exp.rate else None, score_run=score_run)
+        source = Path(d.path) if d.path else run_dir / "output.jsonl"  # type: ignore[operator]
         data_info[d.name] = steps.run(f"data-{d.name}", {
             **asdict(d), "source": str(source.resolve()), "source_sha256": sha(source),
             "size_of": size_of,
-        }, [out], lambda d=d, out=out, size_of=size_of: build_dataset(
-            d, out, rated=None if d.path else rate_out, size=size_of))
+        }, [out], lambda d=d, out=out, size_of=size_of, run_dir=run_dir: build_dataset(
+            d, out, source=run_dir, size=size_of))
 
-    # 3. Train one adapter per dataset; 4. answer the benchmark with it.
+    # 4. Train one adapter per dataset; 5. answer the benchmark with it.
     train_fn = trainer
     adapters: dict[str, Path] = {}
     answers: dict[str, Path] = {}
@@ -485,7 +518,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
             **asdict(b), "adapter_sha256": _adapter_hash(adapter),
         }, [out], do_answer)
 
-    # 5. Compare every pair, both orders.
+    # 6. Compare every pair, both orders.
     compare_dirs: dict[tuple[str, str], Path] = {}
     c = exp.compare
     for a, bb in c.pairs:
@@ -504,7 +537,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
             "a": hash_file(answers[a]), "b": hash_file(answers[bb]),
         }, [run_dir / "report.json"], do_compare)
 
-    # 6. Standard benchmarks (lm-evaluation-harness) of the base and every adapter.
+    # 7. Standard benchmarks (lm-evaluation-harness) of the base and every adapter.
     bench_dirs: dict[str, Path] = {}
     if exp.benchmarks is not None:
         spec = exp.benchmarks
@@ -531,10 +564,11 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
                 "harness": harness_version(), "version": __version__,
             }, [run_dir / "summary.json"], do_bench)
 
-    # 7. The report (always rebuilt: cheap, and it lists what this run skipped).
+    # 8. The report (always rebuilt: cheap, and it lists what this run skipped).
     from synthcodec.experiment_report import write_report
 
-    path = write_report(exp, steps.log, rate_info=rate_info, data_info=data_info,
+    path = write_report(exp, steps.log, rate_info=rate_info, score_info=score_info,
+                        data_info=data_info, data_paths=data_paths,
                         train_info=train_info, answer_info=answer_info, adapters=adapters,
                         compare_dirs=compare_dirs, wall=time.monotonic() - started,
                         bench_dirs=bench_dirs, hash_of=sha)
@@ -584,42 +618,6 @@ def _adapter_hash(adapter: Path) -> str | None:
         if w.exists():
             return hash_file(w)
     return hash_file(adapter) if adapter.exists() else None
-
-
-# --- Datasets ---------------------------------------------------------------------------
-
-
-def build_dataset(d: DatasetSpec, out: Path, *, rated: Path | None,
-                  size: int | None = None) -> dict[str, Any]:
-    """Select rows of the rated pool (or of `d.path`) and write them as Alpaca JSON."""
-    from synthcodec.export import export
-    from synthcodec.stages.select import choose, open_source, read_scores
-
-    random_n = size if size is not None else (d.random if isinstance(d.random, int) else None)
-    if d.path is not None:
-        rows = list(iter_rows(d.path))
-        keep = (set(random.Random(d.seed).sample(range(len(rows)), min(random_n, len(rows))))
-                if random_n is not None else set(range(len(rows))))
-        picked = [rows[i] for i in sorted(keep)]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_writer(out) as fh:  # as given: any format `train` reads
-            json.dump([row for _, row in picked], fh, ensure_ascii=False, indent=1)
-        return {"rows": len(picked), "pool": len(rows), "rule": d.rule}
-    assert rated is not None
-    src = open_source(rated.parent, ())
-    scores = read_scores(src.rows, "score")
-    if not scores:
-        raise UserError(f"{rated} has no rated rows")
-    keep = choose(scores, min_score=d.min_score, top=d.top, random_n=random_n, seed=d.seed)
-    if not keep:
-        raise UserError(f"dataset {d.name}: the rule '{d.rule}' keeps no rows of {len(scores)}")
-    n = export("alpaca", out, ((line, row) for i, (line, row) in enumerate(iter_rows(src.rows))
-                               if i in keep), src.mapping, src.rows)
-    kept_scores = [scores[i] for i in keep]
-    return {"rows": n, "pool": len(scores), "rule": d.rule,
-            "score_mean": sum(kept_scores) / len(kept_scores),
-            "score_min": min(kept_scores), "score_max": max(kept_scores),
-            "pool_score_mean": sum(scores) / len(scores)}
 
 
 # --- Comparing --------------------------------------------------------------------------

@@ -73,6 +73,8 @@ def _loss_chart(path: Path, losses: Mapping[str, list[float]]) -> bool:
 
 def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
                  data_info: Mapping[str, Mapping[str, Any]],
+                 data_paths: Mapping[str, Path] | None = None,
+                 score_info: Mapping[str, Any] | None = None,
                  train_info: Mapping[str, Mapping[str, Any]],
                  answer_info: Mapping[str, Mapping[str, Any]],
                  adapters: Mapping[str, Path], compare_dirs: Mapping[tuple[str, str], Path],
@@ -129,6 +131,11 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
         lines += [f"![{_md(a)} vs {_md(b)}: win / tie / lose]({rel.as_posix()}/chart.png)", ""]
     if has_loss_chart:
         lines += ["![training loss](training_loss.png)", ""]
+    from synthcodec.experiment_datasets import bakeoff_section
+
+    bakeoff_lines, bakeoff_json = bakeoff_section(exp.datasets, data_paths or {},
+                                                  compare_dirs, bench_dirs or {})
+    lines += bakeoff_lines
     bench_lines, bench_json = benchmark_section(root, bench_dirs or {})
     lines += bench_lines
 
@@ -155,6 +162,14 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
                   f"judge max tokens {r.max_tokens}, re-asks {r.reasks}).", ""]
     else:
         lines += ["### Data", ""]
+    if exp.score is not None:
+        sc, info = exp.score, score_info or {}
+        pool = ("the same pool" if exp.rate else
+                f"pool `{_md(sc.data)}`, first {sc.limit if sc.limit else 'all'} rows")
+        lines += [f"Scored ({pool}): IFD by `{_md(sc.model)}`, target IFD (when asked) by the "
+                  f"base model, length, random key (seed {sc.seed}); {info.get('scored', '?')} "
+                  f"scored, {info.get('rejected', 0)} rejected, {info.get('failed', 0)} failed "
+                  "(`score/`).", ""]
     drows = []
     for d in exp.datasets:
         info = data_info.get(d.name, {})
@@ -202,7 +217,8 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
               f"temperature 0, max tokens {exp.compare.judge_max_tokens}, re-asks "
               f"{exp.compare.reasks}; every pair judged with A first and with B first.", ""]
 
-    seeds = {"dataset selection": {d.name: d.seed for d in exp.datasets if d.random is not None},
+    seeds = {"dataset selection": {d.name: d.seed for d in exp.datasets
+                                   if d.signal == "random"},
              "training (data order, LoRA init)": exp.train.seed}
     picks = ", ".join(f"{k} {v}" for k, v in seeds["dataset selection"].items()) or "none random"
     lines += ["### Seeds", "", f"- random dataset draws: {picks}",
@@ -240,7 +256,8 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
     write_json(root / "report.json", {
         "name": exp.name, "smoke_scale": smoke, "base": exp.base, "base_path": base_path,
         "rater": exp.rate.judge if exp.rate else None, "judge": exp.compare.judge,
-        "rate": rate_info, "datasets": data_info, "train": train_info, "answers": answer_info,
+        "rate": rate_info, "score": dict(score_info or {}), "datasets": data_info,
+        "bakeoff": bakeoff_json, "train": train_info, "answers": answer_info,
         "comparisons": results_json, "benchmarks": bench_json, "seeds": seeds,
         "versions": versions,
         "steps": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 3)}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from synthcodec import charts
 
-__all__ = ["bin_of", "score_bins", "text_histogram", "plot_histogram"]
+__all__ = ["bin_of", "score_bins", "value_bins", "text_histogram", "plot_histogram"]
 
 BIN_WIDTH = 0.5
 
@@ -30,6 +30,22 @@ def score_bins(scores: Iterable[float], low: float = 0.0, high: float = 5.0,
     return [(low + i * width, counts[i]) for i in range(n_bins)]
 
 
+def value_bins(values: Iterable[float], n_bins: int = 10) -> list[tuple[float, int]]:
+    """(left edge, count) of `n_bins` equal-width bins from the smallest value to the largest,
+    for signals without a fixed scale (IFD, length); edges rounded to 4 significant digits."""
+    values = list(values)
+    if not values:
+        return []
+    low, high = min(values), max(values)
+    width = (high - low) / n_bins
+    if width <= 0:
+        return [(float(f"{low:.4g}"), len(values))]
+    counts = [0] * n_bins
+    for value in values:
+        counts[min(n_bins - 1, int((value - low) / width))] += 1
+    return [(float(f"{low + i * width:.4g}"), counts[i]) for i in range(n_bins)]
+
+
 def text_histogram(bins: list[tuple[float, int]], width: int = 40) -> list[str]:
     """One line per bin: label, bar scaled to the largest bin, count and share."""
     total = sum(n for _, n in bins)
@@ -40,7 +56,7 @@ def text_histogram(bins: list[tuple[float, int]], width: int = 40) -> list[str]:
         if n and not bar:
             bar = "."  # a non-empty bin never looks empty
         share = f"{100 * n / total:5.1f}%" if total else "    -"
-        lines.append(f"{value:4g} | {bar:<{width}} {n:>7} {share}")
+        lines.append(f"{value:>6g} | {bar:<{width}} {n:>7} {share}")
     return lines
 
 

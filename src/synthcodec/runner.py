@@ -215,12 +215,14 @@ class Models:
         collects the whole stage."""
         if self.batch_size is not None:
             return self.batch_size
-        return max(c.max_in_flight for c in self.clients.values())
+        # A stage with no model (score's length and random) still runs records side by side.
+        return max((c.max_in_flight for c in self.clients.values()), default=64)
 
     def endpoint_limit(self) -> int:
         """Requests in flight one endpoint takes (--concurrency, else the backends' own limit;
         the largest over the models): what `--executor ray` splits over its shards."""
-        return max(e.limit.maximum for c in self.clients.values() for e in c.endpoints)
+        return max((e.limit.maximum for c in self.clients.values() for e in c.endpoints),
+                   default=64)
 
     async def aclose(self) -> None:
         seen: set[int] = set()

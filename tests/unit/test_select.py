@@ -12,7 +12,9 @@ import pytest
 from synthcodec.llm import FakeBackend, Request
 from synthcodec.runner import RunOptions
 from synthcodec.stages.rate import rate_file
-from synthcodec.stages.select import choose, sibling
+from synthcodec.errors import UserError
+from synthcodec.stages.select import sibling
+from synthcodec.stages.select_rules import Rule, choose, open_source, read_values
 from tests.helpers import cli
 
 
@@ -25,35 +27,41 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def test_min_score_is_greater_or_equal() -> None:
     scores = [4.5, 4.4999, 5.0, 4.0, 4.5]
-    assert choose(scores, min_score=4.5) == {0, 2, 4}
-    assert choose(scores, min_score=5.0) == {2}
-    assert choose(scores, min_score=5.5) == set()
+    assert set(choose(scores, Rule(min=4.5))) == {0, 2, 4}
+    assert set(choose(scores, Rule())) == {0, 2, 4}  # the default: AlpaGasus' score ≥ 4.5
+    assert choose(scores, Rule(min=5.0)) == [2]
+    assert choose(scores, Rule(min=5.5)) == []
 
 
 def test_top_k_breaks_ties_by_input_order() -> None:
     scores = [3.0, 5.0, 4.0, 5.0, 4.0, 4.0, 1.0]
-    assert choose(scores, top=1) == {1}
-    assert choose(scores, top=3) == {1, 3, 2}  # the first of the three 4.0s
-    assert choose(scores, top=4) == {1, 3, 2, 4}
-    assert choose(scores, top=100) == set(range(7))
+    assert choose(scores, Rule(top=1)) == [1]
+    assert choose(scores, Rule(top=3)) == [1, 3, 2]  # the first of the three 4.0s
+    assert choose(scores, Rule(top=4)) == [1, 3, 2, 4]
+    assert set(choose(scores, Rule(top=100))) == set(range(7))
     # The same input gives the same choice every time (no hash or set-order dependence).
-    assert all(choose(scores, top=3) == {1, 2, 3} for _ in range(20))
+    assert all(choose(scores, Rule(top=3)) == [1, 3, 2] for _ in range(20))
 
 
-def test_random_is_reproducible_and_seed_dependent() -> None:
-    scores = [float(i % 6) for i in range(1000)]
-    a = choose(scores, random_n=100, seed=1)
-    assert len(a) == 100
-    assert choose(scores, random_n=100, seed=1) == a
-    assert choose(scores, random_n=100, seed=2) != a
-    assert choose(scores, random_n=5000, seed=1) == set(range(1000))
+def test_random_is_reproducible_and_seed_dependent(tmp_path: Path) -> None:
+    rows = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(1000)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    src = open_source(data, ())
+    pick = [choose(read_values(src, Rule(by="random", seed=s)), Rule(by="random", top=100))
+            for s in (1, 1, 2)]
+    assert len(pick[0]) == 100 and pick[0] == pick[1] and pick[0] != pick[2]
+    assert set(choose(read_values(src, Rule(by="random", seed=1)),
+                      Rule(by="random", top=5000))) == set(range(1000))
 
 
-def test_exactly_one_rule() -> None:
-    with pytest.raises(ValueError):
-        choose([1.0], min_score=1, top=1)
-    with pytest.raises(ValueError):
-        choose([1.0])
+def test_a_rule_says_how_much() -> None:
+    with pytest.raises(UserError, match="give only one of --top and --frac"):
+        Rule(top=1, frac=0.5).checked()
+    with pytest.raises(UserError, match="--by ifd: say how much to keep"):
+        Rule(by="ifd").checked()
+    with pytest.raises(UserError, match="--diverse kcenter needs the size"):
+        Rule(by="ifd", min=0.2, diverse="kcenter").checked()
 
 
 def test_sibling_names() -> None:
@@ -109,7 +117,8 @@ def test_default_rule_is_min_score_4_5(rated_run: Path, tmp_path: Path) -> None:
     assert cli("select", str(rated_run), "-o", str(tmp_path / "k.jsonl")) == 0
     rows = read_jsonl(tmp_path / "k.jsonl")
     assert [r["score"] for r in rows] == [5, 4.5, 5, 4.5]
-    assert json.loads((tmp_path / "k.summary.json").read_text())["rule"]["min_score"] == 4.5
+    rule = json.loads((tmp_path / "k.summary.json").read_text())["rule"]
+    assert (rule["by"], rule["min"], rule["text"]) == ("score", 4.5, "score ≥ 4.5")
 
 
 def test_top_and_openai_format(rated_run: Path, tmp_path: Path) -> None:
@@ -131,7 +140,7 @@ def test_random_and_sharegpt_from_a_plain_file(rated_run: Path, tmp_path: Path) 
         picks.append(json.loads(out.read_text()))
     assert len(picks[0]) == 4 and picks[0] == picks[1] and picks[0] != picks[2]
     assert picks[0][0]["conversations"][0]["from"] == "human"
-    assert (tmp_path / "r1.scores.png").exists()  # a file input: the plot goes beside OUT
+    assert (tmp_path / "r1.random.png").exists()  # a file input: the plot goes beside OUT
 
 
 def test_file_with_other_column_names(tmp_path: Path) -> None:
@@ -147,9 +156,11 @@ def test_file_with_other_column_names(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--min-score", "4", "--top", "3"], "give only one of --min-score, --top, --random"),
-    (["--top", "3", "--random", "3"], "give only one of"),
-    (["--seed", "3"], "--seed only applies to --random"),
+    (["--random", "3", "--top", "3"], "give only one of --random and --top"),
+    (["--top", "3", "--frac", "0.5"], "give only one of --top and --frac"),
+    (["--min-score", "4", "--min", "3"], "give only one of --min-score and --min"),
+    (["--by", "length"], "--by length: say how much to keep"),
+    (["--seed", "3"], "--seed only applies to --by random"),
     (["--top", "0"], "--top"),
     (["--format", "xml"], "--format"),
     (["--field", "nonsense=x"], "unknown field"),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from synthcodec.rundir_reader import Run, append_review, is_live, load_review
 from synthcodec.stages.select import select_rows
+from synthcodec.stages.select_rules import Rule
 from synthcodec.store import RunDir
 from tests.helpers import read_jsonl, write_jsonl
 from tests.viewer.sample_runs import XSS
@@ -119,7 +120,7 @@ def test_select_honours_review(rate_run: Path, tmp_path: Path) -> None:
     assert best["score"] >= 4.5 > low["score"]
     append_review(rate_run, best["_synthcodec"]["id"], "rejected", "wrong")
     append_review(rate_run, low["_synthcodec"]["id"], "kept", "fine by me")
-    select_rows(rate_run, tmp_path / "kept.jsonl", min_score=4.5)
+    select_rows(rate_run, tmp_path / "kept.jsonl", Rule(min=4.5))
     kept = [json.loads(x) for x in (tmp_path / "kept.jsonl").read_text().splitlines()]
     ids = {r["_synthcodec"]["id"] for r in kept}
     assert best["_synthcodec"]["id"] not in ids and low["_synthcodec"]["id"] in ids

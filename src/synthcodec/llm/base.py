@@ -120,3 +120,44 @@ class Backend(Protocol):
     async def complete(self, request: Request) -> Completion: ...
 
     async def aclose(self) -> None: ...
+
+
+# --- Measuring given text (IFD, embeddings): requests that generate nothing ---------------
+# A backend that can answer them says so with a capability attribute (`scores_continuations`,
+# `embeds`); LLMClient sends them through the same cache, limits and retry loop as chat
+# requests (LLMClient.continuation_logprobs / .embedding).
+
+
+@dataclass(frozen=True)
+class ContinuationRequest:
+    """The log-probability of each token of `continuation` written as the assistant's reply
+    after `messages`, with the model's chat template applied as for generation (the reply
+    starts where the generation prompt ends)."""
+
+    messages: tuple[dict[str, str], ...]
+    continuation: str
+    temperature = 0.0  # nothing is sampled: the same request always gives the same answer
+    max_tokens = 1  # what the pacer and a budget reserve for it (a server may decode one)
+
+    def canonical(self) -> dict[str, Any]:
+        return {"continuation_logprobs": self.continuation,
+                "messages": [dict(m) for m in self.messages]}
+
+    def estimated_prompt_tokens(self) -> float:
+        text = sum(len(m["content"]) for m in self.messages) + len(self.continuation)
+        return text / 4 + 4 * (len(self.messages) + 1)
+
+
+@dataclass(frozen=True)
+class EmbeddingRequest:
+    """One embedding vector of `text`."""
+
+    text: str
+    temperature = 0.0
+    max_tokens = 0
+
+    def canonical(self) -> dict[str, Any]:
+        return {"embedding": self.text}
+
+    def estimated_prompt_tokens(self) -> float:
+        return len(self.text) / 4 + 1

@@ -9,6 +9,7 @@ llm/pacing.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,8 @@ from synthcodec.fence import strip_code_fence
 from synthcodec.llm.base import (
     Backend,
     Completion,
+    ContinuationRequest,
+    EmbeddingRequest,
     PermanentError,
     Request,
     TransientError,
@@ -385,6 +388,8 @@ class LLMClient:
 
     def _one(self, endpoint: Endpoint, request: Request, key: str) -> Awaitable[Completion]:
         """The send itself: the endpoint's backend, or (--batch) the request's batch slot."""
+        if isinstance(request, (ContinuationRequest, EmbeddingRequest)):
+            return measure(endpoint.backend, request)
         if self.batch is not None:
             return self.batch.complete(request, key)
         return endpoint.backend.complete(request)
@@ -499,6 +504,30 @@ class LLMClient:
         )
         return asked.value
 
+    async def continuation_logprobs(self, request: ContinuationRequest) -> list[float]:
+        """Each token's log-probability of `request.continuation` after its messages."""
+        return await self._measured(request, "token_logprobs")
+
+    async def embedding(self, request: EmbeddingRequest) -> list[float]:
+        """The embedding vector of `request.text`."""
+        return await self._measured(request, "embedding")
+
+    async def _measured(self, request: ContinuationRequest | EmbeddingRequest,
+                        what: str) -> list[float]:
+        """A measurement through the cache and the one retry loop. The cache holds
+        completions, so the numbers are kept as the JSON text of one."""
+        key = request_key(self.backend.identity, request) if self.cache is not None else ""
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None and cached.finish_reason == what:
+            self.stats.cache_hits += 1
+            return [float(x) for x in json.loads(cached.text)]
+        completion = await self._send(request, key)  # type: ignore[arg-type]
+        values = [float(x) for x in completion.extra[what]]
+        if self.cache is not None:
+            self.cache.put(key, Completion(text=json.dumps(values), finish_reason=what,
+                                           prompt_tokens=completion.prompt_tokens))
+        return values
+
     def _check_reachable(self, endpoint: Endpoint, error: TransientError, attempt: int) -> None:
         """Stop the run when no connection can be made to any endpoint: at once if none ever
         answered (three tries), or after a minute without any answer once one had."""
@@ -572,6 +601,20 @@ def _short_validation_error(exc: ValidationError) -> str:
     where = ".".join(str(p) for p in first.get("loc", ())) or "output"
     more = len(exc.errors()) - 1
     return f"{where}: {first.get('msg')}" + (f" (+{more} more)" if more > 0 else "")
+
+
+def measure(backend: Backend, request: ContinuationRequest | EmbeddingRequest
+            ) -> Awaitable[Completion]:
+    """One attempt at a measuring request: a Completion whose `extra` holds the numbers
+    (`token_logprobs` or `embedding`); PermanentError when the backend cannot measure."""
+    if isinstance(request, ContinuationRequest):
+        method, capability, what = ("continuation_logprobs", "scores_continuations",
+                                    "log-probabilities of a given reply")
+    else:
+        method, capability, what = "embed", "embeds", "embeddings"
+    if not getattr(backend, capability, False):
+        raise PermanentError(f"{backend.identity} cannot give {what}")
+    return getattr(backend, method)(request)  # type: ignore[no-any-return]
 
 
 def default_in_flight(backend: Backend, requested: int | None) -> int:

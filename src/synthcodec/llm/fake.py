@@ -9,10 +9,18 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Union
 
 from synthcodec.errors import UserError
-from synthcodec.llm.base import Completion, LLMError, Request
+from synthcodec.llm.base import (
+    Completion,
+    ContinuationRequest,
+    EmbeddingRequest,
+    LLMError,
+    Request,
+)
 
 Reply = Union[str, Completion, LLMError]
 ReplyFn = Callable[[Request], Union[Reply, Awaitable[Reply]]]
+LogprobsFn = Callable[[ContinuationRequest], Union[list[float], LLMError]]
+EmbedFn = Callable[[EmbeddingRequest], Union[list[float], LLMError]]
 
 
 class FakeBackend:
@@ -21,9 +29,15 @@ class FakeBackend:
     `replies` may be a list (consumed in order, the last one repeats), or a function of
     the Request returning text, a Completion, or an LLMError to raise. Every request is
     appended to `calls`, so a test can check exactly what the model was asked.
+
+    `logprobs(request)` gives the token log-probabilities of a ContinuationRequest (default
+    `word_logprobs`), `embed(request)` an EmbeddingRequest's vector (default `word_vector`);
+    either may return an LLMError to raise.
     """
 
     supports_json_schema = True
+    scores_continuations = True
+    embeds = True
     grammar_json = False  # stands in for an HTTP server
     max_concurrency: int | None = None
 
@@ -34,8 +48,12 @@ class FakeBackend:
         name: str = "fake",
         latency: float = 0.0,
         record_calls: bool = True,
+        logprobs: LogprobsFn | None = None,
+        embed: EmbedFn | None = None,
     ) -> None:
         self.identity = f"fake:{name}"
+        self._logprobs = logprobs or word_logprobs
+        self._embed = embed or word_vector
         self.latency = latency
         self.calls: list[Request] = []
         self.record_calls = record_calls
@@ -84,6 +102,42 @@ class FakeBackend:
 
     async def aclose(self) -> None:
         return None
+
+    async def continuation_logprobs(self, request: ContinuationRequest) -> Completion:
+        return await self._measure(request, self._logprobs(request), "token_logprobs")
+
+    async def embed(self, request: EmbeddingRequest) -> Completion:
+        return await self._measure(request, self._embed(request), "embedding")
+
+    async def _measure(self, request: ContinuationRequest | EmbeddingRequest,
+                       values: list[float] | LLMError, what: str) -> Completion:
+        if self.record_calls:
+            self.calls.append(request)  # type: ignore[arg-type]
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if isinstance(values, LLMError):
+            raise values
+        return Completion(text="", prompt_tokens=len(values), extra={what: list(values)})
+
+
+def word_logprobs(request: ContinuationRequest) -> list[float]:
+    """One token per word of the continuation: -1.0 for a word that occurs in the prompt's
+    messages, else -2.0 (so an instruction that the reply echoes makes the reply likelier,
+    and IFD = mean with the instruction / mean without it can be worked out by hand)."""
+    seen = {w.lower() for m in request.messages for w in m["content"].split()}
+    return [-1.0 if w.lower() in seen else -2.0 for w in request.continuation.split()]
+
+
+def word_vector(request: EmbeddingRequest, dims: int = 16) -> list[float]:
+    """A unit bag-of-words vector (each word hashed to one of `dims` axes)."""
+    import hashlib
+    import math
+
+    vector = [0.0] * dims
+    for word in request.text.lower().split():
+        vector[int(hashlib.sha1(word.encode()).hexdigest(), 16) % dims] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
 
 
 def _echo(request: Request) -> str:

@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
-from synthcodec.llm.base import Completion, LLMError, PermanentError, Request
+from synthcodec.llm.base import (
+    Completion,
+    ContinuationRequest,
+    LLMError,
+    PermanentError,
+    Request,
+)
 from synthcodec.llm.hfmodels import (
     ADAPTER_CONFIG,
     is_adapter,
@@ -38,6 +44,7 @@ from synthcodec.llm.hfmodels import (
 class HFBackend:
     supports_json_schema = False
     grammar_json = False
+    scores_continuations = True  # log-probabilities of a given reply (IFD), batched
 
     def __init__(self, path: str | os.PathLike[str], *, device: str | None = None,
                  max_batch: int = 8) -> None:
@@ -58,6 +65,8 @@ class HFBackend:
         self._device = device
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
         self._pending: list[tuple[Request, asyncio.Future[Completion]]] = []
+        self._measuring: list[tuple[ContinuationRequest, asyncio.Future[Completion]]] = []
+        self._measure_busy = False
         self._busy = False
         self._closed = False
         self._model: Any = None
@@ -171,8 +180,9 @@ class HFBackend:
         job.add_done_callback(lambda done: self._finish(batch, done))
 
     def _finish(self, batch: list[tuple[Request, asyncio.Future[Completion]]],
-                done: asyncio.Future[list[Completion | LLMError]]) -> None:
-        self._busy = False
+                done: asyncio.Future[list[Completion | LLMError]], then: Any = None) -> None:
+        if then is None:
+            self._busy = False
         try:
             results: list[Any] = done.result()
         except BaseException as exc:  # noqa: BLE001 - a failed load fails the whole batch
@@ -186,7 +196,7 @@ class HFBackend:
                 future.set_exception(result)
             else:
                 future.set_result(result)
-        self._dispatch()
+        (then or self._dispatch)()
 
     async def aclose(self) -> None:
         self._closed = True
@@ -194,7 +204,89 @@ class HFBackend:
             if not future.done():
                 future.set_exception(PermanentError(f"{self.identity}: the backend was closed"))
         self._pending = []
+        for _, future in self._measuring:
+            if not future.done():
+                future.set_exception(PermanentError(f"{self.identity}: the backend was closed"))
+        self._measuring = []
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- log-probabilities of given replies (IFD): batched like generation, same thread ---
+
+    async def continuation_logprobs(self, request: ContinuationRequest) -> Completion:
+        if self._closed:
+            raise PermanentError(f"{self.identity}: the backend is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Completion] = loop.create_future()
+        self._measuring.append((request, future))
+        loop.call_soon(self._dispatch_measuring)
+        return await future
+
+    def _dispatch_measuring(self) -> None:
+        if self._measure_busy or self._closed:
+            return
+        self._measuring = [(r, f) for r, f in self._measuring if not f.done()]
+        if not self._measuring:
+            return
+        batch = self._measuring[: self.max_batch]
+        self._measuring = self._measuring[self.max_batch:]
+        self._measure_busy = True
+        job = asyncio.get_running_loop().run_in_executor(
+            self._executor, continuation_batch, self, [r for r, _ in batch])
+
+        def finish(done: asyncio.Future[list[Completion | LLMError]]) -> None:
+            self._measure_busy = False
+            self._finish(batch, done, then=self._dispatch_measuring)  # type: ignore[arg-type]
+
+        job.add_done_callback(finish)
+
+
+def continuation_batch(backend: HFBackend, requests: list[ContinuationRequest]
+                       ) -> list[Completion | LLMError]:
+    """One right-padded forward pass over prompt + reply of each request; each reply token's
+    log-probability under the chat template, as generation builds the prompt."""
+    if backend._model is None:
+        backend._load()
+    import torch
+
+    tok = backend._tokenizer
+    results: list[Completion | LLMError | None] = [None] * len(requests)
+    rows: dict[int, tuple[list[int], list[int]]] = {}
+    for i, request in enumerate(requests):
+        try:
+            prompt = token_ids(tok, render(tok, request.messages, add_generation_prompt=True))
+        except Exception as exc:  # noqa: BLE001 - a template that rejects these messages
+            results[i] = PermanentError(f"{backend.identity}: cannot apply the chat template: "
+                                        f"{exc}")
+            continue
+        reply = token_ids(tok, request.continuation)
+        if backend._context and len(prompt) + len(reply) > backend._context:
+            results[i] = PermanentError(f"{backend.identity}: prompt and reply are "
+                                        f"{len(prompt) + len(reply)} tokens; the model's "
+                                        f"context is {backend._context}")
+            continue
+        rows[i] = (prompt, reply)
+    if rows:
+        order = list(rows)
+        width = max(len(p) + len(r) for p, r in rows.values())
+        input_ids = torch.full((len(order), width), tok.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(order), width), dtype=torch.long)
+        for r, i in enumerate(order):
+            ids = rows[i][0] + rows[i][1]
+            input_ids[r, :len(ids)] = torch.tensor(ids)
+            attention[r, :len(ids)] = 1
+        with torch.no_grad():
+            logits = backend._model(input_ids=input_ids.to(backend._device),
+                                    attention_mask=attention.to(backend._device)).logits
+        for r, i in enumerate(order):
+            prompt, reply = rows[i]
+            # Only the positions that predict a reply token, so the softmax stays small.
+            at = slice(len(prompt) - 1, len(prompt) + len(reply) - 1)
+            logprobs = torch.log_softmax(logits[r, at].float(), dim=-1)
+            wanted = torch.tensor(reply, device=logprobs.device).unsqueeze(-1)
+            values = logprobs.gather(-1, wanted).squeeze(-1)
+            results[i] = Completion(text="", prompt_tokens=len(prompt) + len(reply),
+                                    extra={"token_logprobs": values.tolist()})
+    return results  # type: ignore[return-value]
 
 
 class _RowSampler:

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import MissingExtraError, UserError
-from synthcodec.llm.base import Completion, PermanentError, Request
+from synthcodec.llm.base import (
+    Completion,
+    ContinuationRequest,
+    EmbeddingRequest,
+    PermanentError,
+    Request,
+)
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -48,6 +54,8 @@ class LlamaCppBackend:
     # One model instance decodes one request at a time; a second queued request keeps
     # the worker busy between calls without piling up work that Ctrl-C would wait for.
     max_concurrency = 2
+    scores_continuations = True  # log-probabilities of a given reply (IFD)
+    embeds = True
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, n_ctx: int | None = None,
                  n_threads: int | None = None) -> None:
@@ -62,19 +70,18 @@ class LlamaCppBackend:
             or os.cpu_count() or 1
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
         self._llama: Any = None
+        self._embedder: Any = None  # a second instance in embedding mode, made when first used
+        self._chat_template: Any = None
 
-    def _load(self) -> Any:
+    def _load(self, **params: Any) -> Any:
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise MissingExtraError("llama-cpp-python", "local",
                                     "the embedded model (local, gguf:PATH)") from exc
-        return Llama(
-            model_path=str(self.path),
-            n_ctx=self.n_ctx,
-            n_threads=self.n_threads,
-            verbose=False,
-        )
+        settings: dict[str, Any] = {"model_path": str(self.path), "n_ctx": self.n_ctx,
+                                    "n_threads": self.n_threads, "verbose": False}
+        return Llama(**{**settings, **params})
 
     def _run(self, request: Request) -> Completion:
         if self._llama is None:
@@ -110,3 +117,93 @@ class LlamaCppBackend:
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- measuring given text: IFD (continuation log-probabilities) and embeddings ---
+
+    async def continuation_logprobs(self, request: ContinuationRequest) -> Completion:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._continuation, request)
+
+    async def embed(self, request: EmbeddingRequest) -> Completion:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._embedding, request)
+
+    def _prompt_ids(self, messages: tuple[dict[str, str], ...]) -> list[int]:
+        """The chat prompt's tokens exactly as `create_chat_completion` builds them: the
+        GGUF's own chat template with the generation prompt, tokenized with specials."""
+        if self._chat_template is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            llama = self._llama
+            template = llama.metadata.get("tokenizer.chat_template")
+            if not template:  # generation would fall back to a guessed format: don't guess
+                raise PermanentError(f"{self.identity}: the GGUF has no chat template, so the "
+                                     "reply's position in a chat cannot be known")
+
+            def text(token: int) -> str:
+                return llama._model.token_get_text(token) if token != -1 else ""
+
+            self._chat_template = Jinja2ChatFormatter(
+                template=template, eos_token=text(llama.token_eos()),
+                bos_token=text(llama.token_bos()))
+        prompt = self._chat_template(messages=[dict(m) for m in messages]).prompt
+        return list(self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+
+    def _continuation(self, request: ContinuationRequest) -> Completion:
+        """Evaluate prompt + reply once, asking llama.cpp for logits only where they predict
+        a reply token: memory stays at one batch of logits, not n_ctx x vocabulary."""
+        import numpy as np
+
+        if self._llama is None:
+            self._llama = self._load()
+        llama = self._llama
+        prompt = self._prompt_ids(request.messages)
+        reply = list(llama.tokenize(request.continuation.encode("utf-8"), add_bos=False,
+                                    special=False))
+        tokens = prompt + reply
+        if len(tokens) > self.n_ctx:
+            raise PermanentError(f"{self.identity}: prompt and reply are {len(tokens)} tokens; "
+                                 f"the context is {self.n_ctx}")
+        first, last = len(prompt) - 1, len(tokens) - 1  # logits at p predict token p + 1
+        n_vocab, n_batch = llama.n_vocab(), llama.n_batch
+        batch = llama._batch.batch
+        logprobs: list[float] = []
+        llama.reset()  # the next generation re-evaluates its own prompt from the start
+        llama._ctx.kv_cache_clear()
+        try:
+            for start in range(0, len(tokens), n_batch):
+                chunk = tokens[start:start + n_batch]
+                wanted = [p for p in range(start, start + len(chunk)) if first <= p < last]
+                batch.n_tokens = len(chunk)
+                for j, token in enumerate(chunk):
+                    batch.token[j], batch.pos[j] = token, start + j
+                    batch.seq_id[j][0], batch.n_seq_id[j] = 0, 1
+                    batch.logits[j] = first <= start + j < last
+                if not wanted:  # llama.cpp wants at least one output per batch
+                    batch.logits[len(chunk) - 1] = True
+                llama._ctx.decode(llama._batch)
+                if not wanted:
+                    continue
+                logits = np.ctypeslib.as_array(llama._ctx.get_logits(),
+                                               shape=(len(wanted), n_vocab)).astype(np.float64)
+                top = logits.max(axis=1, keepdims=True)
+                norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+                logprobs += [float(logits[r, tokens[p + 1]] - norm[r])
+                             for r, p in enumerate(wanted)]
+        finally:
+            llama._ctx.kv_cache_clear()
+        return Completion(text="", prompt_tokens=len(tokens),
+                          extra={"token_logprobs": logprobs})
+
+    def _embedding(self, request: EmbeddingRequest) -> Completion:
+        """The mean of the last layer over the text's tokens, unit length."""
+        import numpy as np
+
+        if self._embedder is None:
+            self._embedder = self._load(embedding=True, n_ctx=min(self.n_ctx, 2048))
+        vectors, n = self._embedder.embed(request.text, return_count=True)
+        array = np.asarray(vectors, dtype=np.float64)
+        vector = array.mean(axis=0) if array.ndim == 2 else array  # pooled already, or not
+        norm = float(np.linalg.norm(vector)) or 1.0
+        return Completion(text="", prompt_tokens=int(n),
+                          extra={"embedding": [float(x) / norm for x in vector]})

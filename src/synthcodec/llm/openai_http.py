@@ -16,7 +16,14 @@ from typing import Any
 
 import aiohttp
 
-from synthcodec.llm.base import Completion, PermanentError, Request, TransientError
+from synthcodec.llm.base import (
+    Completion,
+    ContinuationRequest,
+    EmbeddingRequest,
+    PermanentError,
+    Request,
+    TransientError,
+)
 from synthcodec.llm.ratelimit import limit_kind, parse_ratelimit_headers, retry_after
 from synthcodec.llm.reasoning import fold
 from synthcodec.llm.spec import HTTPEndpoint, parse_http
@@ -35,6 +42,10 @@ class OpenAIHTTPBackend:
     # Servers differ in how (or whether) they honour response_format.
     grammar_json = False
     max_concurrency: int | None = None
+    # Whether the server can do these is only known once it answers (vLLM's prompt_logprobs; an
+    # /v1/embeddings endpoint): one that cannot fails the request with a clear reason.
+    scores_continuations = True
+    embeds = True
 
     def __init__(self, model: str, base_url: str, *, timeout: float = 300.0) -> None:
         """`model` served at `base_url`; the key comes from $SYNTHCODEC_API_KEY (see spec.py)."""
@@ -248,6 +259,49 @@ class OpenAIHTTPBackend:
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
+    # --- measuring given text: IFD (prompt log-probabilities) and embeddings ---
+
+    def continuation_body(self, request: ContinuationRequest) -> dict[str, Any]:
+        """vLLM's dialect: the reply as a final assistant message that the template leaves
+        open (`continue_final_message`), and the log-probability of every prompt token."""
+        return {"model": self.model,
+                "messages": [*request.messages,
+                             {"role": "assistant", "content": request.continuation}],
+                "add_generation_prompt": False, "continue_final_message": True,
+                "prompt_logprobs": 0, "max_tokens": 1, "temperature": 0.0}
+
+    async def continuation_logprobs(self, request: ContinuationRequest) -> Completion:
+        status, raw, headers = await self._request(
+            "POST", self._url, data=json.dumps(self.continuation_body(request)).encode())
+        self.check_status(status, raw, headers)
+        try:
+            data = json.loads(raw)
+            prompt = data.get("prompt_logprobs")
+        except (ValueError, AttributeError) as exc:
+            raise TransientError(f"{self.identity}: malformed response body ({exc!r})") from exc
+        if not isinstance(prompt, list):
+            raise PermanentError(
+                f"{self.identity}: the server returned no prompt_logprobs: log-probabilities "
+                "of a given reply need vLLM (or use the embedded model, gguf: or hf:)")
+        values = reply_logprobs(prompt, request.continuation)
+        if values is None:
+            raise PermanentError(f"{self.identity}: the reply's tokens could not be found at "
+                                 "the end of the prompt the server scored")
+        return Completion(text="", prompt_tokens=len(prompt),
+                          extra={"token_logprobs": values})
+
+    async def embed(self, request: EmbeddingRequest) -> Completion:
+        status, raw, headers = await self._request(
+            "POST", self.url("embeddings"),
+            data=json.dumps({"model": self.model, "input": request.text}).encode())
+        self.check_status(status, raw, headers)
+        try:
+            data = json.loads(raw)
+            vector = [float(x) for x in data["data"][0]["embedding"]]
+            used = int((data.get("usage") or {}).get("prompt_tokens") or 0)
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise TransientError(f"{self.identity}: malformed embeddings body ({exc!r})") from exc
+        return Completion(text="", prompt_tokens=used, extra={"embedding": vector})
 
 def schema_in_prompt(messages: list[dict[str, str]],
                      schema: dict[str, Any]) -> list[dict[str, str]]:
@@ -259,3 +313,20 @@ def schema_in_prompt(messages: list[dict[str, str]],
                             "that matches this JSON Schema, and no other text:\n"
                             + json.dumps(schema))
     return out
+
+
+def reply_logprobs(prompt_logprobs: list[Any], reply: str) -> list[float] | None:
+    """The log-probabilities of the last prompt tokens that spell `reply` (vLLM's
+    `prompt_logprobs`: per token None or {token_id: {"logprob", "decoded_token"}}), found by
+    their decoded text from the end; None when they do not spell it."""
+    want = reply.strip()
+    text, values = "", []
+    for entry in reversed(prompt_logprobs):
+        if not isinstance(entry, dict) or not entry:
+            return None
+        info = next(iter(entry.values()))
+        text = str(info.get("decoded_token") or "") + text
+        values.append(float(info["logprob"]))
+        if len(text.strip()) >= len(want):
+            return values[::-1] if text.strip() == want else None
+    return None

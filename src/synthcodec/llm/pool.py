@@ -22,6 +22,9 @@ class PoolBackend:
         self.identity = identity
         self.supports_json_schema = all(m.supports_json_schema for m in self.members)
         self.grammar_json = all(m.grammar_json for m in self.members)
+        self.scores_continuations = all(getattr(m, "scores_continuations", False)
+                                        for m in self.members)
+        self.embeds = all(getattr(m, "embeds", False) for m in self.members)
         # Each member gets its own in-flight limit (LLMClient's Endpoint); none for the pool.
         self.max_concurrency: int | None = None
 

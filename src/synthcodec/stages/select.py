@@ -1,90 +1,44 @@
-"""`synthcodec select`: keep the best-rated rows (AlpaGasus §2.2) and export them.
+"""`synthcodec select`: keep the rows one signal ranks best, and export them.
 
-Exactly one rule: `--min-score T` (score ≥ T, the paper's T = 4.5), `--top N` (highest
-scores; ties go to the earlier row, so the choice is deterministic), or `--random N --seed S`
-(the paper's same-size random baseline). Scores are read in a first pass (one float per
-row); the rows themselves are streamed in later passes, so memory stays flat.
+The rule and the signal's values are stages/select_rules.py. This module takes the ranking,
+applies the diversity pass (`diverse`, synthcodec.diversity: `minhash` skips rows that nearly
+repeat a better-ranked kept row; `kcenter` spreads the K rows over the embeddings of the
+KCENTER_POOL × K best), honours RUN/review.jsonl and writes the kept rows, the others, a
+summary and a histogram. The signal is read in a first pass (one float per row); rows are
+streamed in later passes, so memory stays flat (the diversity passes hold the candidates'
+texts or vectors).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import random
+import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from synthcodec.errors import InputError, UserError
+from synthcodec.errors import UserError
 from synthcodec.export import export, require_extra, write_jsonl
-from synthcodec.histogram import plot_histogram, score_bins
+from synthcodec.histogram import plot_histogram, score_bins, value_bins
+from synthcodec.instruction import join_instruction
 from synthcodec.io import Row, iter_rows
+from synthcodec.llm.client import RecordFailed
 from synthcodec.rundir_reader import review_adjust
-from synthcodec.stages.rate import DEFAULT_FIELDS, SCORE, field_mapping
+from synthcodec.stages.select_eval import auc, goodness, precision_at, read_labels
+from synthcodec.stages.select_rules import (
+    IFD_SIGNALS,
+    SCORE,
+    Rule,
+    Source,
+    open_source,
+    ranked,
+    read_values,
+    row_texts,
+)
 from synthcodec.store import write_json
 
-DEFAULT_MIN_SCORE = 4.5
+KCENTER_POOL = 4  # k-center picks K of the 4K best rows
 _KNOWN_SUFFIXES = {".jsonl", ".json", ".ndjson"}
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where the rated rows are, and how their columns map to instruction/input/response."""
-
-    rows: Path
-    mapping: dict[str, str]
-    run_dir: Path | None = None
-    failed: int = 0  # rows the rating run could not rate (not part of the selection)
-
-
-def open_source(path: Path, fields: tuple[str, ...]) -> Source:
-    """A finished `rate` run directory, or any rated file (JSONL, JSON, CSV, Parquet, HF)."""
-    if path.is_dir() and (path / "config.json").exists():
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        if config.get("stage") != "rate":
-            raise UserError(f"{path} is a '{config.get('stage')}' run, not a 'rate' run")
-        manifest_path = path / "manifest.json"
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
-        if manifest.get("status") != "complete" or not (path / "output.jsonl").exists():
-            raise UserError(f"{path} is not finished: run the same 'synthcodec rate' command again "
-                            "to finish it, then select")
-        # The run remembers how the user mapped columns; --field still overrides it.
-        mapping = field_mapping(fields, defaults=config.get("fields") or DEFAULT_FIELDS)
-        failed = int(manifest.get("counts", {}).get("failed", 0))
-        return Source(path / "output.jsonl", mapping, path, failed)
-    return Source(path, field_mapping(fields))
-
-
-def read_scores(path: Path, score_field: str) -> list[float]:
-    scores: list[float] = []
-    for line, row in iter_rows(path):
-        value = row.get(score_field)
-        if value is None:
-            raise InputError(path, "missing (rate the data first with 'synthcodec rate', or name "
-                             "the score column with --score-field)", line=line, field=score_field)
-        try:
-            score = float(value)  # CSV gives strings
-        except (TypeError, ValueError):
-            raise InputError(path, f"not a number: {value!r}", line=line, field=score_field) from None
-        if isinstance(value, bool) or not math.isfinite(score):
-            raise InputError(path, f"not a finite number: {value!r}", line=line, field=score_field)
-        scores.append(score)
-    return scores
-
-
-def choose(scores: list[float], *, min_score: float | None = None, top: int | None = None,
-           random_n: int | None = None, seed: int = 0) -> set[int]:
-    """Indices of the rows to keep under exactly one rule."""
-    if sum(x is not None for x in (min_score, top, random_n)) != 1:
-        raise ValueError("give exactly one of min_score, top, random_n")
-    if min_score is not None:
-        return {i for i, s in enumerate(scores) if s >= min_score}  # ≥, as in the paper
-    if top is not None:
-        # Sort by score descending, then input position: equal scores keep the earlier row.
-        return set(sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:top])
-    assert random_n is not None
-    return set(random.Random(seed).sample(range(len(scores)), min(random_n, len(scores))))
 
 
 def sibling(out: Path, suffix: str) -> Path:
@@ -99,6 +53,73 @@ def _rows_where(path: Path, keep: set[int], wanted: bool) -> Iterator[tuple[int,
             yield line, row
 
 
+def _prompts(src: Source, rows: list[int], whole: bool) -> dict[int, str]:
+    """The text of each of `rows` (one pass): the prompt, or the whole row (`whole`)."""
+    wanted = set(rows)
+    out: dict[int, str] = {}
+    for i, (_, row) in enumerate(iter_rows(src.rows)):
+        if i in wanted:
+            instruction, input_text, response = row_texts(row, src.mapping)
+            prompt = join_instruction(instruction, input_text)
+            out[i] = f"{prompt}\n\n{response}" if whole else prompt
+    return out
+
+
+def diverse_choice(src: Source, order: list[int], rule: Rule, n: int, *,
+                   embed: Any = None) -> tuple[list[int], dict[str, Any]]:
+    """The diversity pass over the ranked rows: (rows kept, best first; what it did)."""
+    from synthcodec import diversity
+
+    size = rule.size(n)
+    if rule.diverse == "minhash":
+        texts = _prompts(src, order, whole=True)
+        kept, dropped = diversity.drop_near_duplicates(
+            ((i, texts[i]) for i in order), keep=size, threshold=rule.dup_threshold)
+        return kept, {"near_duplicates_skipped": len(dropped),
+                      "dup_threshold": rule.dup_threshold}
+    assert size is not None and embed is not None
+    pool = order[:KCENTER_POOL * size]
+    texts = _prompts(src, pool, whole=False)
+    vectors = embed([texts[i] for i in pool])
+    picks = diversity.k_center(vectors, size)
+    return [pool[p] for p in picks], {"kcenter_pool": len(pool)}
+
+
+def embedder(spec: str, *, backend: Any = None, cache_path: str | None = None
+             ) -> Any:
+    """`embed(texts) -> vectors` with the model `spec` (or `backend`), through LLMClient and
+    the request cache, for --diverse kcenter."""
+    from synthcodec.llm.base import EmbeddingRequest
+    from synthcodec.runner import Models, RunOptions, check_models, run_async
+
+    backends = {"embedder": backend} if backend is not None else None
+    check_models({"embedder": spec}, backends)
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        async def main() -> list[list[float]]:
+            models = Models.open({"embedder": spec}, RunOptions(progress=False,
+                                                                cache_path=cache_path),
+                                 backends)
+            client = models["embedder"]
+            if not getattr(client.backend, "embeds", False):
+                await models.aclose()
+                raise UserError(f"--embed-model {spec}: {client.identity} gives no embeddings")
+            slots = asyncio.Semaphore(client.max_in_flight)
+
+            async def one(text: str) -> list[float]:
+                async with slots:
+                    return await client.embedding(EmbeddingRequest(text))
+            try:
+                return list(await asyncio.gather(*(one(t) for t in texts)))
+            finally:
+                await models.aclose()
+        try:
+            return run_async(main())  # type: ignore[no-any-return]
+        except RecordFailed as exc:
+            raise UserError(f"--embed-model {spec}: {exc}") from None
+    return embed
+
+
 @dataclass
 class Selection:
     """What `select_rows` kept and wrote (the summary is also in OUT's .summary.json)."""
@@ -110,67 +131,110 @@ class Selection:
     bins: list[tuple[float, int]]
     outputs: dict[str, Path]
     source: Source
+    order: list[int]  # the kept rows' positions in the source, best first
 
 
-def select_rows(source_path: str | Path, out: str | Path, *, min_score: float | None = None,
-                top: int | None = None, random_n: int | None = None, seed: int | None = None,
+def select_rows(source_path: str | Path, out: str | Path, rule: Rule | None = None, *,
                 fmt: str = "jsonl", fields: tuple[str, ...] | list[str] = (),
-                score_field: str = SCORE) -> Selection:
-    """Keep the best-rated rows of a rate run (or any file with a score column), export them
-    to `out` in `fmt`, the others to OUT + .rejected.jsonl, a summary and a histogram."""
-    rules = [name for name, v in (("--min-score", min_score), ("--top", top),
-                                  ("--random", random_n)) if v is not None]
-    if len(rules) > 1:
-        raise UserError(f"give only one of --min-score, --top, --random (got {', '.join(rules)})")
-    if seed is not None and random_n is None:
-        raise UserError("--seed only applies to --random")
-    if not rules:
-        min_score = DEFAULT_MIN_SCORE
-    seed = 0 if seed is None else seed
+                embed: Any = None, evaluate: str | Path | None = None,
+                label_field: str = "label") -> Selection:
+    """Keep the rows of a rate or score run (or any file with the signal's column) that
+    `rule` chooses; export them to `out` in `fmt`, the others to OUT + .rejected.jsonl, with
+    a summary and a histogram of the signal. `embed(texts) -> vectors` serves --diverse
+    kcenter; `evaluate`: a file of labelled rows to score every signal against
+    (stages/select_eval.py)."""
+    rule = (rule or Rule()).checked()
     require_extra(fmt)  # a missing optional package stops us before anything is written
-
     src = open_source(Path(source_path), tuple(fields))
     out_path = Path(out)
     if out_path.resolve() == src.rows.resolve():
         raise UserError(f"-o {out} would overwrite the input")
-    scores = read_scores(src.rows, score_field)
-    if not scores:
-        raise UserError(f"{src.rows} has no rated rows")
-    keep = choose(scores, min_score=min_score, top=top, random_n=random_n, seed=seed)
-    keep = review_adjust(src.run_dir, src.rows, keep)  # RUN/review.jsonl (synthcodec view)
+    values = read_values(src, rule)
+    if not values:
+        raise UserError(f"{src.rows} has no rows")
+    if rule.diverse == "kcenter" and embed is None:
+        raise UserError("--diverse kcenter needs an embedding model")
+    order = ranked(values, rule)
+    size = rule.size(len(values))
+    diverse_info: dict[str, Any] = {}
+    if rule.diverse is not None:
+        order, diverse_info = diverse_choice(src, order, rule, len(values), embed=embed)
+    elif size is not None:
+        order = order[:size]
+    keep = review_adjust(src.run_dir, src.rows, set(order))  # RUN/review.jsonl (synthcodec view)
+    order = [i for i in order if i in keep] + sorted(keep - set(order))
 
     n_kept = export(fmt, out_path, _rows_where(src.rows, keep, True), src.mapping, src.rows)
     rejected_path = sibling(out_path, ".rejected.jsonl")
     n_rejected = write_jsonl(rejected_path, (row for _, row in _rows_where(src.rows, keep, False)))
 
-    if min_score is not None:
-        rule, threshold = f"score ≥ {min_score:g}", min_score
-    elif top is not None:
-        rule, threshold = f"top {top} by score", None
-    else:
-        rule, threshold = f"random {random_n} (seed {seed})", None
-    bins = score_bins(scores)
-    png = (src.run_dir / "scores.png") if src.run_dir else sibling(out_path, ".scores.png")
-    plot_histogram(png, bins, threshold=threshold,
-                   title=f"{len(scores)} rated rows; kept {n_kept} ({rule})")
-    summary_path = sibling(out_path, ".summary.json")
+    text = rule.describe()
+    is_score = rule.by == SCORE
+    bins = score_bins(values) if is_score else value_bins(values)
+    name = "scores" if is_score else "".join(c if c.isalnum() or c in "-_" else "_"
+                                             for c in rule.by)
+    png = (src.run_dir / f"{name}.png") if src.run_dir else sibling(out_path, f".{name}.png")
+    threshold = rule.min if is_score and rule.size_rule is None else None
+    plot_histogram(png, bins, threshold=threshold, xlabel=rule.by,
+                   title=f"{len(values)} rows; kept {n_kept} ({text})")
+    kept_values = [values[i] for i in order]
     summary: dict[str, Any] = {
         "source": str(src.run_dir or src.rows),
-        "rule": {"min_score": min_score, "top": top, "random": random_n,
-                 "seed": seed if random_n is not None else None},
-        "rated": len(scores),
+        "rule": {**asdict(rule), "text": text},
+        "rated": len(values),
         "kept": n_kept,
         "rejected": n_rejected,
-        "kept_fraction": n_kept / len(scores),
+        "kept_fraction": n_kept / len(values),
         "failed_in_run": src.failed,
-        "score_mean": sum(scores) / len(scores),
-        "score_min": min(scores),
-        "score_max": max(scores),
+        "signal": {"name": rule.by, "mean": sum(values) / len(values), "min": min(values),
+                   "max": max(values),
+                   "kept_mean": sum(kept_values) / len(kept_values) if kept_values else None},
+        **({"score_mean": sum(values) / len(values), "score_min": min(values),
+            "score_max": max(values)} if is_score else {}),
+        **({"flagged_ifd_ge_1": sum(1 for v in values if v >= 1.0)}
+           if rule.by in IFD_SIGNALS else {}),
+        **diverse_info,
         "histogram": {f"{value:g}": n for value, n in bins},
         "format": fmt,
         "outputs": {"kept": str(out_path), "rejected": str(rejected_path), "plot": str(png)},
     }
+    if evaluate is not None:
+        summary["evaluation"] = evaluate_signals(src, rule, evaluate, label_field=label_field,
+                                                 k=n_kept)
+    summary_path = sibling(out_path, ".summary.json")
     write_json(summary_path, summary)
-    return Selection(n_kept, n_rejected, rule, summary, bins,
+    return Selection(n_kept, n_rejected, text, summary, bins,
                      {"kept": out_path, "rejected": rejected_path, "summary": summary_path,
-                      "plot": png}, src)
+                      "plot": png}, src, order)
+
+
+def evaluate_signals(src: Source, rule: Rule, labels_path: str | Path, *,
+                     label_field: str = "label", k: int) -> dict[str, Any]:
+    """AUC and precision at k of every signal of `src` against the labels in `labels_path`
+    (stages/select_eval.py)."""
+    path = Path(labels_path)
+    labels = read_labels(path, lambda row: row_texts(row, src.mapping), label_field)
+    first = next(iter(iter_rows(src.rows)), (0, {}))[1]
+    signals = [s for s in (SCORE, *IFD_SIGNALS) if s in first]
+    if rule.by not in signals and rule.by not in ("length", "random"):
+        signals.append(rule.by)
+    signals += ["length", "random"]
+    matched: list[int] = []
+    truth: list[bool] = []
+    for i, (_, row) in enumerate(iter_rows(src.rows)):
+        key = row_texts(row, src.mapping)
+        if key in labels:
+            matched.append(i)
+            truth.append(labels[key])
+    if not matched:
+        raise UserError(f"{path}: none of its rows matches a row of {src.rows} (rows are matched "
+                        "by instruction, input and response)")
+    k = min(k, len(matched))
+    results: dict[str, Any] = {}
+    for signal in signals:
+        values = read_values(src, Rule(by=signal))
+        lowest = rule.lowest and signal == rule.by
+        keys = [goodness(values[i], signal, lowest) for i in matched]
+        results[signal] = {"auc": auc(keys, truth), "precision_at_k": precision_at(keys, truth, k)}
+    return {"labels": str(path), "label_field": label_field, "matched": len(matched),
+            "positives": sum(truth), "k": k, "signals": results}
