@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
-from synthcodec.llm.base import Completion, PermanentError, Request
+from synthcodec.llm.base import Completion, PermanentError, Request, chat_token_logprobs
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -40,6 +40,7 @@ class LlamaCppBackend:
     # One model instance decodes one request at a time; a second queued request keeps
     # the worker busy between calls without piling up work that Ctrl-C would wait for.
     max_concurrency = 2
+    token_logprobs = True  # see _model_for
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, n_ctx: int | None = None,
                  n_threads: int | None = None) -> None:
@@ -54,8 +55,20 @@ class LlamaCppBackend:
             or os.cpu_count() or 1
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
         self._llama: Any = None
+        self._logits_all = False
 
-    def _load(self) -> Any:
+    def _model_for(self, request: Request) -> Any:
+        """The loaded model. llama.cpp returns token log-probabilities only from a model
+        that keeps the logits of every position (`logits_all`): the first request asking for
+        them loads it that way, and it stays so for every later request."""
+        wants = request.top_logprobs is not None
+        if self._llama is None or (wants and not self._logits_all):
+            self._llama = None  # frees the first one before the second is loaded
+            self._llama = self._load(logits_all=wants)
+            self._logits_all = wants
+        return self._llama
+
+    def _load(self, logits_all: bool = False) -> Any:
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -66,12 +79,12 @@ class LlamaCppBackend:
             model_path=str(self.path),
             n_ctx=self.n_ctx,
             n_threads=self.n_threads,
+            logits_all=logits_all,
             verbose=False,
         )
 
     def _run(self, request: Request) -> Completion:
-        if self._llama is None:
-            self._llama = self._load()
+        llama = self._model_for(request)
         kwargs: dict[str, Any] = {
             "messages": [dict(m) for m in request.messages],
             "temperature": request.temperature,
@@ -84,8 +97,10 @@ class LlamaCppBackend:
             kwargs["stop"] = list(request.stop)
         if request.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        if request.top_logprobs is not None:
+            kwargs.update(logprobs=True, top_logprobs=request.top_logprobs)
         try:
-            out = self._llama.create_chat_completion(**kwargs)
+            out = llama.create_chat_completion(**kwargs)
         except ValueError as exc:  # e.g. the prompt does not fit the context window
             raise PermanentError(f"{self.identity}: {exc}") from exc
         choice = out["choices"][0]
@@ -95,6 +110,8 @@ class LlamaCppBackend:
             finish_reason=choice.get("finish_reason") or "stop",
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
+            token_logprobs=(chat_token_logprobs(choice.get("logprobs"))
+                            if request.top_logprobs is not None else None),
         )
 
     async def complete(self, request: Request) -> Completion:

@@ -16,7 +16,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 
-from synthcodec.llm.base import Completion, PermanentError, Request, TransientError
+from synthcodec.llm.base import (
+    Completion,
+    PermanentError,
+    Request,
+    TransientError,
+    chat_token_logprobs,
+)
 from synthcodec.llm.ratelimit import limit_kind, parse_ratelimit_headers, retry_after
 from synthcodec.llm.spec import SECRET_QUERY_KEYS, HTTPEndpoint, parse_http
 
@@ -29,6 +35,7 @@ class OpenAIHTTPBackend:
     # Servers differ in how (or whether) they honour response_format.
     grammar_json = False
     max_concurrency: int | None = None
+    token_logprobs = True  # `logprobs`/`top_logprobs` (a server that ignores them: none back)
 
     def __init__(self, model: str, base_url: str, *, timeout: float = 300.0) -> None:
         """`model` served at `base_url`; the key comes from $SYNTHCODEC_API_KEY (see spec.py)."""
@@ -115,6 +122,7 @@ class OpenAIHTTPBackend:
                 }
             else:
                 body["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        body.update(_logprob_fields(request))
         return body
 
     async def _request(self, method: str, url: str, where: str = "",
@@ -176,6 +184,7 @@ class OpenAIHTTPBackend:
             finish_reason=choice.get("finish_reason") or "stop",
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
+            token_logprobs=chat_token_logprobs(choice.get("logprobs")),
         )
         details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
         if isinstance(details, dict) and details.get("cached_tokens"):
@@ -206,3 +215,10 @@ class OpenAIHTTPBackend:
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
+
+
+def _logprob_fields(request: Request) -> dict[str, Any]:
+    """OpenAI's `logprobs` + `top_logprobs` (at most 20 there) when the request asks."""
+    if request.top_logprobs is None:
+        return {}
+    return {"logprobs": True, "top_logprobs": request.top_logprobs}

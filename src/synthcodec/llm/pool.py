@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from synthcodec.llm.base import Backend, Completion, Request
+from synthcodec.llm.base import Backend, Completion, Request, gives_token_logprobs
 
 
 class PoolBackend:
@@ -22,6 +22,7 @@ class PoolBackend:
         self.identity = identity
         self.supports_json_schema = all(m.supports_json_schema for m in self.members)
         self.grammar_json = all(m.grammar_json for m in self.members)
+        self.token_logprobs = all(gives_token_logprobs(m) for m in self.members)
         # Each member gets its own in-flight limit (LLMClient's Endpoint); none for the pool.
         self.max_concurrency: int | None = None
 
