@@ -33,7 +33,7 @@ from synthcodec.llm.client import LLMClient
 from synthcodec.store import atomic_writer, write_json
 
 __all__ = ["CARD_JSON", "CARD_MD", "DEFAULT_PROBES", "PRE_CHECK_PROBES", "JudgeCard", "Sample",
-           "packaged_samples", "pre_check", "read_card", "run_check", "samples_from_rows",
+           "manifest_entry", "packaged_samples", "pre_check", "read_card", "run_check", "samples_from_rows",
            "write_card"]
 
 DEFAULT_PROBES = 20  # per kind, for `synthcodec judge-check`
@@ -98,6 +98,13 @@ async def pre_check(samples: Sequence[Sample], per_kind: int, directory: str | P
     write_card(card, directory)
     say(card.line() + "  (--no-judge-check skips this check)")
     return card
+
+
+def manifest_entry(card: JudgeCard | None) -> dict[str, Any] | None:
+    """What a run's manifest (and summary) say of its judge check."""
+    if card is None:
+        return None
+    return {"judge_check": {"verdict": card.verdict, "line": card.line(), "card": CARD_JSON}}
 
 
 def write_card(card: JudgeCard, directory: str | Path) -> list[Path]:

@@ -98,6 +98,8 @@ class Spread:
         return self.modal[1] / len(self.scores)
 
     def as_dict(self) -> dict[str, Any]:
+        if not self.scores:
+            return {"n": 0}
         value, count = self.modal
         return {"n": len(self.scores), "distinct": len(set(self.scores)),
                 "modal_score": value, "modal_count": count, "modal_share": self.modal_share,

@@ -135,15 +135,17 @@ def _other_response(eligible: Sequence[Sample], at: int) -> str:
     raise AssertionError("build_probes checked that two responses differ")
 
 
-def samples_from_rows(path: str | Path, mapping: Mapping[str, str]) -> list[Sample]:
-    """Samples from an instruction file with responses (every row checked first: a bad row
-    is an InputError naming its file, line and field)."""
+def samples_from_rows(path: str | Path, mapping: Mapping[str, str],
+                      max_rows: int | None = None) -> list[Sample]:
+    """Samples from an instruction file with responses, its first `max_rows` rows if given
+    (a bad row is an InputError naming its file, line and field)."""
     from synthcodec.export import EXAMPLE_FIELDS
-    from synthcodec.io import extract, iter_rows, scan_input
+    from synthcodec.io import extract, iter_rows
 
-    scan_input(path, EXAMPLE_FIELDS, mapping)
-    out = []
+    out: list[Sample] = []
     for line, row in iter_rows(path):
+        if max_rows is not None and len(out) >= max_rows:
+            break
         fields = extract(path, line, row, EXAMPLE_FIELDS, mapping)
         rid = row.get("id")
         out.append(Sample(f"line {line}", fields["instruction"], fields.get("input") or "",

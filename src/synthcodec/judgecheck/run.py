@@ -124,6 +124,7 @@ async def check_pairwise(client: LLMClient, settings: JudgeSettings, probes: Seq
         s = stats[probe.kind]
         if isinstance(both, RecordFailed):
             s.failed += 1
+            _example(examples, probe, {"failed": clip(str(both), 200)})
             continue
         assert isinstance(both, BothOrders)
         results = (both.result_first, both.result_second)  # for `first`, in each order
@@ -170,6 +171,8 @@ async def check_rater(rater: Any, probes: Sequence[Probe], *, judge: str, data: 
             real[(probe.instruction, probe.input, probe.first)] = first.score
         if isinstance(first, RecordFailed) or isinstance(second, RecordFailed):
             s.failed += 1
+            reason = first if isinstance(first, RecordFailed) else second
+            _example(examples, probe, {"failed": clip(str(reason), 200)})
             continue
         result = order_result(first.score, second.score)
         _count(s, result)

@@ -27,6 +27,9 @@ from synthcodec.histogram import score_bins, text_histogram
 from synthcodec.io import iter_rows, parse_field_map
 from synthcodec.expected_score import SCORE_ALTERNATIVES, expected_scores, score_spans
 from synthcodec.judge import wants_json, wants_logprobs
+from synthcodec.judgecheck import PRE_CHECK_PROBES, manifest_entry, pre_check
+from synthcodec.judgecheck.probes import samples_from_rows
+from synthcodec.llm import redact_spec
 from synthcodec.llm import Completion, Request
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError, parse_rating
@@ -38,6 +41,7 @@ SCALE_LOW, SCALE_HIGH = 0.0, 5.0
 TEMPLATE_NAME = "rate.txt"
 PLACEHOLDERS = ("dimension", "fence_notice", "triplet", "instruction", "input", "response",
                 "answer_format")
+CHECK_ROWS = 500  # the judge check before a run probes rows among the first this many
 DEFAULT_FIELDS = {"response": "output"}  # Alpaca names the response 'output'
 FIELD_ALIASES = {"output": "response"}  # `--field output=answer` means the response too
 # Columns added to every rated row.
@@ -293,17 +297,30 @@ def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, option
               dimension: str = "accuracy", mapping: Mapping[str, str] | None = None,
               template: ChatTemplate | None = None, as_json: bool | None = None,
               reasks: int = 2, max_tokens: int = 256, scores: str = "text",
+              judge_check: int = PRE_CHECK_PROBES,
               backends: Mapping[str, Any] | None = None) -> Summary:
     """Rate every row of `input_path` into `run_dir` (resuming it); what the command runs.
 
-    `backends={"judge": backend}` replaces the model named by `judge`, e.g. a FakeBackend.
+    First a judge check with `judge_check` probes per kind (0: none) from the input's rows,
+    written to RUN/judge_card.{json,md}. `backends={"judge": backend}` replaces the model
+    named by `judge`, e.g. a FakeBackend.
     """
     mapping = dict(DEFAULT_FIELDS if mapping is None else mapping)
     stage = RateStage(judge=judge, template=template,
                       dimension=dimension, as_json=as_json, reasks=reasks,
                       max_tokens=max_tokens, scores=scores)
+
+    async def check_judge(models: Models, run_path: Path) -> dict[str, Any] | None:
+        if judge_check <= 0:
+            return None
+        rows = samples_from_rows(input_path, mapping, max_rows=options.limit or CHECK_ROWS)
+        card = await pre_check(rows, judge_check, run_path, judge=redact_spec(judge),
+                               data=f"the first {len(rows)} rows of {input_path}",
+                               rater=stage.rater(models))
+        return manifest_entry(card)
+
     return run_file_stage(
         input_path=input_path, run_dir=run_dir, stage=stage, fields=list(EXAMPLE_FIELDS),
-        mapping=mapping, options=options, backends=backends,
+        mapping=mapping, options=options, backends=backends, before=check_judge,
         adds=stage.adds,
         adds_hint="rename or drop it first (e.g. the rows of an earlier rating)")
