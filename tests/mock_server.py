@@ -247,6 +247,27 @@ def prompt_logprobs(messages: list[Any]) -> list[Any]:
     return out
 
 
+_LOGPROB_TOKEN = re.compile(r"\d|\s+|\w+|[^\w\s]")
+
+
+def chat_logprobs(text: str, top: int) -> dict[str, Any]:
+    """OpenAI's `logprobs` object for `text`, asked with logprobs=true: one token per digit,
+    word, space run or punctuation mark. A digit d was sampled with probability 0.6, beside
+    d-1 and d+1 at 0.2 each (those that are digits); every other token is certain. At most
+    `top` alternatives per token, most likely first."""
+    content = []
+    for token in _LOGPROB_TOKEN.findall(text):
+        if token.isdigit():
+            d = int(token)
+            alternatives = [(token, 0.6)] + [(str(v), 0.2) for v in (d - 1, d + 1) if 0 <= v <= 9]
+        else:
+            alternatives = [(token, 1.0)]
+        content.append({"token": token, "logprob": math.log(alternatives[0][1]), "bytes": None,
+                        "top_logprobs": [{"token": t, "logprob": math.log(p), "bytes": None}
+                                         for t, p in alternatives[:top]]})
+    return {"content": content, "refusal": None}
+
+
 def hash_fraction(*parts: object) -> float:
     """A number in [0, 1) from a hash of ``parts``: which prompts a per-prompt fault hits."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
@@ -673,7 +694,8 @@ class MockServer:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": text},
-                    "logprobs": None,
+                    "logprobs": (chat_logprobs(text, int(body.get("top_logprobs") or 1))
+                                 if body.get("logprobs") else None),
                     "finish_reason": finish_reason,
                 }
             ],

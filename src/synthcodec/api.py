@@ -209,21 +209,26 @@ def complete(data: Data, *, model: str = "local", prompt_field: str = "prompt",
 def rate(data: Data, *, judge: str = "local", dimension: str = "accuracy",
          fields: Mapping[str, str] | None = None, json_mode: bool | None = None,
          reasks: int = 2, max_tokens: int = 256, run_dir: str | Path | None = None,
-         backend: Any = None, **run_options: Any) -> RunResult:
+         scores: str = "text", judge_check: int | None = None, backend: Any = None,
+         **run_options: Any) -> RunResult:
     """Rate every (instruction, input, response) row 0–5 with `judge` (AlpaGasus).
 
     `fields` maps our names to your columns, e.g. {"response": "answer"} (default: Alpaca's
-    `output` is the response). Rows the judge could not rate are in `.failed`.
+    `output` is the response). Rows the judge could not rate are in `.failed`. `scores`:
+    "text" or "logprobs"; `judge_check`: probes per kind of the judge check first (None:
+    the command's default, 0: none), its card in RUN/judge_card.json.
     """
     from synthcodec.stages.rate import field_mapping, rate_file
 
     path = _input_path(data)
     mapping = field_mapping([f"{k}={v}" for k, v in (fields or {}).items()])
     settings = dict(judge=judge, dimension=dimension, fields=mapping, json=json_mode,
-                    reasks=reasks, max_tokens=max_tokens)
+                    reasks=reasks, max_tokens=max_tokens,
+                    **({"scores": scores} if scores != "text" else {}))
     summary = rate_file(path, _run_dir(run_dir, "rate", path, settings), judge=judge,
                         dimension=dimension, mapping=mapping, as_json=json_mode, reasks=reasks,
-                        max_tokens=max_tokens, options=_options(run_options),
+                        max_tokens=max_tokens, options=_options(run_options), scores=scores,
+                        **_check(judge_check),
                         backends={"judge": backend} if backend is not None else None)
     return _result(summary)
 
@@ -274,17 +279,20 @@ def compare(a: str | Path, b: str | Path, *, judge: str = "local",
             run_dir: str | Path | None = None, key: str | None = None,
             label_a: str | None = None, label_b: str | None = None,
             judge_json: bool | None = None, judge_max_tokens: int = 512, reasks: int = 2,
-            backend: Any = None, **run_options: Any) -> Comparison:
-    """Judge A's answers against B's in both orders (win/tie/lose, CRR; wins are A's)."""
+            scores: str = "text", judge_check: int | None = None, backend: Any = None,
+            **run_options: Any) -> Comparison:
+    """Judge A's answers against B's in both orders (win/tie/lose, CRR; wins are A's);
+    `scores` and `judge_check` as for `rate` (the card also in the report)."""
     from synthcodec.stages.compare import compare_files
 
     settings = dict(b=str(b), judge=judge, key=key, judge_json=judge_json,
-                    judge_max_tokens=judge_max_tokens, reasks=reasks)
+                    judge_max_tokens=judge_max_tokens, reasks=reasks,
+                    **({"scores": scores} if scores != "text" else {}))
     run = Path(run_dir) if run_dir is not None else _run_dir(None, "compare", Path(a), settings)
     code = compare_files((str(a), str(b)), run_dir=run, options=_options(run_options),
                          judge=judge, key=key, label_a=label_a, label_b=label_b,
                          judge_json=judge_json, judge_max_tokens=judge_max_tokens,
-                         reasks=reasks,
+                         reasks=reasks, scores=scores, **_check(judge_check),
                          backends={"judge": backend} if backend is not None else None)
     return Comparison(run, read_json(run / "report.json", {}), _rows(run / "output.jsonl"), code)
 
@@ -292,7 +300,8 @@ def compare(a: str | Path, b: str | Path, *, judge: str = "local",
 def generate(seeds: Data, *, strong: str = "local", target: str = "local", n: int = 2000,
              run_dir: str | Path | None = None, oversample: float = 2.0,
              fields: Mapping[str, str] | None = None, backends: Mapping[str, Any] | None = None,
-             codec: Mapping[str, Any] | None = None, **run_options: Any) -> Generated:
+             codec: Mapping[str, Any] | None = None, judge_check: int | None = None,
+             **run_options: Any) -> Generated:
     """CodecLM: seeds → metadata → instructions → Self-Rubrics → Contrastive Filtering.
 
     `codec` holds the CodecLM settings by name (pool_size, per_metadata, n_rubrics,
@@ -309,9 +318,30 @@ def generate(seeds: Data, *, strong: str = "local", target: str = "local", n: in
     run = _run_dir(run_dir, "generate", path, settings)
     result = run_generate(seeds=str(path), run_dir=run, strong=strong, target=target, n=n,
                           cfg=cfg, options=_options(run_options), mapping=dict(fields or {}),
-                          oversample=oversample, backends=backends)
+                          oversample=oversample, backends=backends, **_check(judge_check))
     return Generated(run, _rows(run / "output.jsonl"), _rows(run / "rejected.jsonl"),
                      result.summary, _rows(run / "failed.jsonl"))
+
+
+def judge_check(data: str | Path | list[str | Path], *, judge: str | None = None,
+                output: str | Path, kind: str | None = None, probes: int | None = None,
+                labels: str | Path | None = None, backend: Any = None,
+                **run_options: Any) -> Any:
+    """The judge card of `judge` (a judgecheck.card.JudgeCard) on DATA: an instruction file
+    with responses, two answer files [A, B], or a rate/compare run directory; written to
+    OUTPUT/judge_card.{json,md}. `kind`: "rater" or "pairwise" (default: by the data)."""
+    from synthcodec.judgecheck import DEFAULT_PROBES
+    from synthcodec.judgecheck.files import check_files
+
+    paths = [str(p) for p in data] if isinstance(data, list) else [str(data)]
+    return check_files(paths, output, judge=judge, options=_options(run_options), role=kind,
+                       per_kind=probes or DEFAULT_PROBES,
+                       labels=str(labels) if labels is not None else None,
+                       backends={"judge": backend} if backend is not None else None)
+
+
+def _check(judge_check: int | None) -> dict[str, int]:
+    return {} if judge_check is None else {"judge_check": judge_check}
 
 
 def train(data: Data, *, base: str = "local", output: str | Path, **settings: Any) -> Any:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from synthcodec.errors import CannotWrite, UserError, write_failure
-from synthcodec.llm.base import Completion, Request
+from synthcodec.llm.base import Completion, Request, TokenLogprob
 
 COMMIT_EVERY = 64
 COMMIT_SECONDS = 0.5
@@ -58,27 +58,30 @@ class RequestCache:
             )
             self._db.execute("SELECT key, text, finish_reason, prompt_tokens, completion_tokens,"
                              " created FROM completions LIMIT 0")
+            _add_logprobs_column(self._db)
         except (OSError, sqlite3.Error) as exc:
             raise UserError(f"cannot use the request cache {self.path}: "
                             f"{getattr(exc, 'strerror', None) or exc} (pick another file with "
                             "--cache PATH, or --no-cache)") from None
-        self._pending: dict[str, tuple[str, str, str | None, int, int, float]] = {}
+        self._pending: dict[str, tuple[str, str, str | None, int, int, float, str | None]] = {}
         self._last_commit = time.monotonic()
 
     def get(self, key: str) -> Completion | None:
         pending = self._pending.get(key)
-        row = pending[1:5] if pending is not None else self._db.execute(
-            "SELECT text, finish_reason, prompt_tokens, completion_tokens FROM completions"
-            " WHERE key = ?", (key,)
+        row = (pending[1:5] + pending[6:7]) if pending is not None else self._db.execute(
+            "SELECT text, finish_reason, prompt_tokens, completion_tokens, token_logprobs"
+            " FROM completions WHERE key = ?", (key,)
         ).fetchone()
         if row is None:
             return None
         return Completion(text=row[0], finish_reason=row[1], prompt_tokens=row[2],
-                          completion_tokens=row[3], cached=True)
+                          completion_tokens=row[3], cached=True,
+                          token_logprobs=_logprobs_from_json(row[4]))
 
     def put(self, key: str, completion: Completion) -> None:
         self._pending[key] = (key, completion.text, completion.finish_reason,
-                              completion.prompt_tokens, completion.completion_tokens, time.time())
+                              completion.prompt_tokens, completion.completion_tokens, time.time(),
+                              _logprobs_to_json(completion.token_logprobs))
         now = time.monotonic()
         if len(self._pending) >= COMMIT_EVERY or now - self._last_commit > COMMIT_SECONDS:
             self.flush()
@@ -87,8 +90,10 @@ class RequestCache:
         if self._pending:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
-                                     list(self._pending.values()))
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO completions (key, text, finish_reason, prompt_tokens,"
+                    " completion_tokens, created, token_logprobs) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    list(self._pending.values()))
                 self._db.execute("COMMIT")
             except BaseException as exc:
                 if self._db.in_transaction:
@@ -104,3 +109,28 @@ class RequestCache:
     def close(self) -> None:
         self.flush()
         self._db.close()
+
+
+def _add_logprobs_column(db: sqlite3.Connection) -> None:
+    """The generated tokens' log-probabilities (JSON, NULL when none were asked): added to a
+    cache file made before the column existed, whose entries stay valid."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(completions)")}
+    if "token_logprobs" not in columns:
+        try:
+            db.execute("ALTER TABLE completions ADD COLUMN token_logprobs TEXT")
+        except sqlite3.OperationalError as exc:  # another process sharing the file added it
+            if "duplicate column" not in str(exc):
+                raise
+
+
+def _logprobs_to_json(logprobs: tuple[TokenLogprob, ...] | None) -> str | None:
+    if logprobs is None:
+        return None
+    return json.dumps([t.as_list() for t in logprobs], ensure_ascii=False,
+                      separators=(",", ":"))
+
+
+def _logprobs_from_json(text: str | None) -> tuple[TokenLogprob, ...] | None:
+    if text is None:
+        return None
+    return tuple(TokenLogprob.from_list(item) for item in json.loads(text))

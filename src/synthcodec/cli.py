@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "Answer every question of the benchmark file BENCH with MODEL."),
     "compare": ("synthcodec.commands.compare", "Judge model A's answers against model B's, "
                 "question by question, in both orders."),
+    "judge-check": ("synthcodec.commands.judge_check", "Probe JUDGE with pairs whose right "
+                    "answer is known and write its judge card."),
     # CodecLM generation (synthcodec.codeclm)
     "encode": ("synthcodec.commands.encode",
                "Name the use case and up to 3 skills of every seed instruction in SEEDS."),

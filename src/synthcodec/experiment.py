@@ -58,6 +58,7 @@ from synthcodec.experiment_datasets import (
 )
 from synthcodec.io import iter_rows
 from synthcodec.lmeval import BenchmarkSettings
+from synthcodec.judgecheck import PRE_CHECK_PROBES
 from synthcodec.store import STAGES_FILE, StageLedger, atomic_writer, hash_file, hash_value
 
 # --- The recipe -------------------------------------------------------------------------
@@ -140,6 +141,7 @@ class Experiment:
     cache: str | None = None
     concurrency: int | None = None
     recipe_text: str | None = None  # the recipe as written, copied into the report
+    judge_check_probes: int = PRE_CHECK_PROBES  # the judge check before rate and compare
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], where: str = "[experiment]",
@@ -154,7 +156,7 @@ class Experiment:
             subtables["benchmark_settings"] = subtables.pop("benchmark-settings")
         top = _take(table, where, {"dir": str, "base": str, "judge": str, "name": str,
                                    "cache": str, "concurrency": int, "seed": int,
-                                   "benchmarks": list})
+                                   "benchmarks": list, "judge_check_probes": int})
         if "dir" not in top:
             raise UserError(f"{where}: 'dir' (the experiment directory) is required")
         judge = top.get("judge", "local")
@@ -273,7 +275,8 @@ class Experiment:
                    train=train, bench=bench, compare=compare, rate=rate, score=score,
                    benchmarks=benchmarks,
                    name=top.get("name", "experiment"), cache=top.get("cache"),
-                   concurrency=top.get("concurrency"), recipe_text=recipe_text)
+                   concurrency=top.get("concurrency"), recipe_text=recipe_text,
+                   judge_check_probes=max(0, top.get("judge_check_probes", PRE_CHECK_PROBES)))
 
     def plan(self) -> list[str]:
         """The steps in order, for --dry-run and the report."""
@@ -393,6 +396,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
             summary = rate_file(r.data, root / "rate", judge=r.judge, options=options(r.limit),
                                 dimension=r.dimension,
                                 as_json=r.json, reasks=r.reasks, max_tokens=r.max_tokens,
+                                judge_check=exp.judge_check_probes,
                                 backends={"judge": backends["rate"]} if "rate" in backends
                                 else None)
             _check(summary, "rate")
@@ -530,6 +534,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
                                    bench=answer_info[a].get("bench") or "bench",
                                    judge=c.judge, judge_max_tokens=c.judge_max_tokens,
                                    reasks=c.reasks, options=options(),
+                                   judge_check=exp.judge_check_probes,
                                    backend=backends.get("compare"))
 
         steps.run(f"compare-{a}-vs-{bb}", {
@@ -625,6 +630,7 @@ def _adapter_hash(adapter: Path) -> str | None:
 
 def compare_answers(path_a: Path, path_b: Path, run_dir: Path, *, labels: tuple[str, str],
                     bench: str, judge: str, judge_max_tokens: int, reasks: int, options: Any,
+                    judge_check: int = PRE_CHECK_PROBES,
                     backend: Any = None) -> dict[str, Any]:
     """`synthcodec compare A B` through its own function; the report's numbers."""
     from synthcodec.runner import EXIT_INTERRUPTED
@@ -633,6 +639,7 @@ def compare_answers(path_a: Path, path_b: Path, run_dir: Path, *, labels: tuple[
     code = compare_files((str(path_a), str(path_b)), run_dir=run_dir, options=options,
                          name=bench, judge=judge, label_a=labels[0], label_b=labels[1],
                          judge_max_tokens=judge_max_tokens, reasks=reasks,
+                         judge_check=judge_check,
                          backends={"judge": backend} if backend is not None else None)
     if code == EXIT_INTERRUPTED:
         raise Interrupted(f"compare {labels[0]} vs {labels[1]} was interrupted: run the "

@@ -13,6 +13,7 @@ from typing import Any
 
 from synthcodec import __version__
 from synthcodec.io import iter_rows
+from synthcodec.judgecheck import CARD_MD, read_card
 from synthcodec.report import render_markdown, summarize
 from synthcodec.store import atomic_writer, hash_file, read_json, write_json
 
@@ -126,6 +127,12 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
     lines += ["", "AlpaGasus score = (W − L) / N + 1 (1 = even); CRR = (W + T) / N under the "
               "CodecLM rule (A wins only when both orders agree).", ""]
     lines += _warnings(results_json, data_info)
+    checks = judge_checks(root, compare_dirs)
+    if checks:
+        lines += ["## Judge checks", "",
+                  "Each judge was probed first with pairs whose right answer is known "
+                  "(`synthcodec judge-check`; its card beside each run):", ""]
+        lines += [f"- {c['step']}: {c['line']} ([card]({c['card']}))" for c in checks] + [""]
     for (a, b), run_dir in compare_dirs.items():
         rel = run_dir.relative_to(root)
         lines += [f"![{_md(a)} vs {_md(b)}: win / tie / lose]({rel.as_posix()}/chart.png)", ""]
@@ -259,11 +266,26 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
         "rate": rate_info, "score": dict(score_info or {}), "datasets": data_info,
         "bakeoff": bakeoff_json, "train": train_info, "answers": answer_info,
         "comparisons": results_json, "benchmarks": bench_json, "seeds": seeds,
+        "judge_checks": checks,
         "versions": versions,
         "steps": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 3)}
                   for s in steps], "wall_seconds": round(wall, 3),
     })
     return path
+
+
+def judge_checks(root: Path, compare_dirs: Mapping[tuple[str, str], Path]
+                 ) -> list[dict[str, Any]]:
+    """The judge card of the rate step and of each comparison, where one was written."""
+    dirs = [("rate", root / "rate")] + [(f"compare {a} vs {b}", d)
+                                        for (a, b), d in compare_dirs.items()]
+    out = []
+    for step, run_dir in dirs:
+        card = read_card(run_dir)
+        if card:
+            out.append({"step": step, "verdict": card.get("verdict"), "line": card.get("line"),
+                        "card": (run_dir / CARD_MD).relative_to(root).as_posix()})
+    return out
 
 
 def benchmark_section(root: Path, bench_dirs: Mapping[str, Path]

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
+from synthcodec.expected_score import SCORE_ALTERNATIVES, expected_scores, score_spans
 from synthcodec.fence import FENCE_NOTICE, boundary_for, fence
-from synthcodec.llm.base import Backend, Completion, Request
+from synthcodec.llm.base import Backend, Completion, Request, gives_token_logprobs
 from synthcodec.llm.client import LLMClient
 from synthcodec.outcomes import (
     Result,
@@ -50,8 +51,10 @@ __all__ = [
     "judge_both_orders",
     "judge_pair",
     "load_judge_template",
+    "pair_request",
     "pair_schema",
     "wants_json",
+    "wants_logprobs",
 ]
 
 DEFAULT_JUDGE_PROMPT = "judge_pairwise.txt"
@@ -61,6 +64,9 @@ SCORE_LOW, SCORE_HIGH = 1.0, 10.0
 # close the string where a tiny model would otherwise ramble until max_tokens. The scores
 # come first, so a reply cut off anywhere in the explanation still carries both.
 EXPLANATION_MAX_CHARS = 200
+# With --scores logprobs only the two scores are generated: `{"score_1": 10, "score_2": 3,` is
+# 17 tokens for SmolLM2's tokenizer (one per digit), "8 6" and a newline 4.
+LOGPROB_MAX_TOKENS = {True: 20, False: 8}
 JSON_ANSWER = ('Reply with only a JSON object: {"score_1": the score of Assistant 1, '
                '"score_2": the score of Assistant 2, "explanation": a short explanation}. '
                "Scores are whole numbers from 1 to 10.")
@@ -105,6 +111,19 @@ def wants_json(choice: bool | None, backend: Backend,
                             f"JSON schema; use {flags[1]}")
         return choice
     return bool(backend.grammar_json and backend.supports_json_schema)
+
+
+def wants_logprobs(scores: str, backend: Backend, flag: str = "--scores") -> bool:
+    """Scores read from token log-probabilities (`scores == "logprobs"`), checked against what
+    the backend can return; every judge asks this (pairwise here, the rater in stages/rate.py)."""
+    if scores == "logprobs":
+        if not gives_token_logprobs(backend):
+            raise UserError(f"{flag} logprobs: the judge {backend.identity} returns no token "
+                            f"log-probabilities; use {flag} text")
+        return True
+    if scores != "text":
+        raise UserError(f"{flag} must be text or logprobs, not {scores!r}")
+    return False
 
 
 @dataclass(frozen=True)
@@ -173,6 +192,9 @@ class JudgeSettings:
     # True: JSON answers (schema); False: the paper's score line; None: JSON for llama.cpp
     # backends only (see wants_json), decided per judge when it is first asked.
     json: bool | None = None
+    # "text": the scores as written; "logprobs": their probability-weighted means, from a
+    # short generation of the scores alone (synthcodec.expected_score).
+    scores: str = "text"
 
     def resolved(self) -> JudgeTemplate:
         return self.template or _default_template()
@@ -180,13 +202,17 @@ class JudgeSettings:
     def for_backend(self, backend: Backend) -> JudgeSettings:
         """These settings with the answer format decided for `backend` (UserError if it
         cannot do JSON and JSON was asked for): call it before work starts."""
+        wants_logprobs(self.scores, backend)
         return replace(self, json=wants_json(self.json, backend))
 
     def config(self) -> dict[str, Any]:
         """What changes the verdicts, for run configs."""
-        return {"judge_prompt_sha256": self.resolved().sha256, "judge_max_tokens": self.max_tokens,
-                "judge_reasks": self.reasks,
-                "judge_answer": {None: "auto", True: "json", False: "text"}[self.json]}
+        config = {"judge_prompt_sha256": self.resolved().sha256,
+                  "judge_max_tokens": self.max_tokens, "judge_reasks": self.reasks,
+                  "judge_answer": {None: "auto", True: "json", False: "text"}[self.json]}
+        if self.scores != "text":  # absent by default: runs made before the option resume
+            config["judge_scores"] = self.scores
+        return config
 
 
 _DEFAULT: JudgeTemplate | None = None
@@ -208,10 +234,12 @@ class Verdict:
     text: str  # the judge's answer (the score line and its explanation)
     attempts: int = 1  # 1 + re-asks needed to get a parsable reply
     reasoning: str = ""  # a reasoning judge's trace, apart from its answer (llm/reasoning.py)
+    # "logprobs": the scores are probability-weighted means; "text": as written
+    scores_from: str = "text"
 
     def as_dict(self) -> dict[str, Any]:
         return {"score_1": self.score_1, "score_2": self.score_2, "text": self.text,
-                "attempts": self.attempts,
+                "attempts": self.attempts, "scores_from": self.scores_from,
                 **({"reasoning": self.reasoning} if self.reasoning else {})}
 
 
@@ -220,21 +248,35 @@ async def judge_pair(client: LLMClient, question: str, answer_1: str, answer_2: 
     """Judge one order (answer_1 shown first); RecordFailed after the re-asks are used up."""
     settings = settings or JudgeSettings()
     json_mode = wants_json(settings.json, client.backend)
-    request = replace(settings.resolved().render(question, answer_1, answer_2,
-                                                 json_mode=json_mode),
-                      max_tokens=settings.max_tokens)
+    request = pair_request(settings, question, answer_1, answer_2, json_mode=json_mode)
 
-    def parse(completion: Completion) -> tuple[float, float]:
+    def parse(completion: Completion) -> tuple[float, float, str]:
         # Truncation is fine: only the scores matter (the first line, or the first two JSON
         # fields), and a long explanation cut short must not cost the verdict.
-        return parse_pair_scores(completion.text, SCORE_LOW, SCORE_HIGH)
+        s1, s2 = parse_pair_scores(completion.text, SCORE_LOW, SCORE_HIGH)
+        if request.top_logprobs is not None:
+            spans = score_spans(completion.text, ("score_1", "score_2"))
+            weighted = expected_scores(completion, spans, SCORE_LOW, SCORE_HIGH) if spans else None
+            if weighted is not None:
+                return weighted[0], weighted[1], "logprobs"
+        return s1, s2, "text"
 
     asked = await client.ask(request, parse, reasks=settings.reasks,
                              failure="judge gave no readable pair of scores",
                              correction=lambda problem: _correction(problem, json_mode))
-    s1, s2 = asked.value
+    s1, s2, read = asked.value
     return Verdict(s1, s2, asked.completion.text, attempts=asked.attempts,
-                   reasoning=asked.completion.reasoning)
+                   reasoning=asked.completion.reasoning, scores_from=read)
+
+
+def pair_request(settings: JudgeSettings, question: str, answer_1: str, answer_2: str, *,
+                 json_mode: bool) -> Request:
+    """The request `judge_pair` sends first for one order (answer_1 shown first)."""
+    request = settings.resolved().render(question, answer_1, answer_2, json_mode=json_mode)
+    if settings.scores == "logprobs":
+        return replace(request, top_logprobs=SCORE_ALTERNATIVES,
+                       max_tokens=min(settings.max_tokens, LOGPROB_MAX_TOKENS[json_mode]))
+    return replace(request, max_tokens=settings.max_tokens)
 
 
 def _correction(problem: str, json_mode: bool) -> str:
@@ -324,6 +366,8 @@ class BothOrders:
             **({"judge_reasoning": {"first": self.first.reasoning,
                                     "second": self.second.reasoning}}
                if self.first.reasoning or self.second.reasoning else {}),
+            **({"scores_from": [self.first.scores_from, self.second.scores_from]}
+               if "logprobs" in (self.first.scores_from, self.second.scores_from) else {}),
         }
 
 

@@ -99,3 +99,35 @@ def options_from(kwargs: dict[str, Any]) -> RunOptions:
         batch_poll=kwargs.pop("batch_poll"),
         batch_size=kwargs.pop("batch_size"),
     )
+
+
+def judge_check_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --judge-check-probes N and --no-judge-check (the small judge check a judging
+    command runs before its main work; synthcodec.judgecheck)."""
+    from synthcodec.judgecheck import PRE_CHECK_PROBES
+
+    fn = click.option("--no-judge-check", "no_judge_check", is_flag=True,
+                      help="Skip the judge check before the run.")(fn)
+    return click.option("--judge-check-probes", type=click.IntRange(0, 100),
+                        default=PRE_CHECK_PROBES, show_default=True, metavar="N",
+                        help="Before the run, probe the judge with N pairs of each kind whose "
+                             "right answer is known (cached; its card goes to RUN/"
+                             "judge_card.md and the report). 0 skips it.")(fn)
+
+
+def judge_check_from(kwargs: dict[str, Any]) -> int:
+    """Pop the judge check options: probes per kind, 0 for none."""
+    probes = int(kwargs.pop("judge_check_probes"))
+    return 0 if kwargs.pop("no_judge_check") else probes
+
+
+def scores_option(flag: str = "--scores") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    from synthcodec.expected_score import SCORES_CHOICES
+
+    return click.option(flag, "scores", type=click.Choice(SCORES_CHOICES), default="text",
+                        show_default=True,
+                        help="Read the judge's scores as written (text), or as the "
+                             "probability-weighted mean of the score tokens (logprobs, G-Eval: "
+                             "a short generation of the scores alone; needs a backend that "
+                             "returns log-probabilities: the embedded model, llama.cpp server, "
+                             "vLLM, SGLang, OpenAI). docs/judging.md compares the two.")

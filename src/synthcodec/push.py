@@ -21,6 +21,7 @@ from typing import Any
 from synthcodec.errors import UserError
 from synthcodec.export import Example, alpaca_record, openai_record, sharegpt_record
 from synthcodec.io import write_parquet
+from synthcodec.judgecheck import CARD_MD
 from synthcodec.llm.spec import redact_spec
 from synthcodec.rundir_reader import FAILED, KEPT, REJECTED, Run, ViewRow
 
@@ -320,6 +321,10 @@ def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int,
     if t:
         lines += [f"AlpaGasus W/T/L: {t.get('alpagasus')}; CodecLM: {t.get('codeclm')}; "
                   f"position inconsistency: {t.get('position_inconsistency')}.", ""]
+    card_md = run.path / CARD_MD
+    if card_md.exists():  # the judge check the run made first: how far its judge can be trusted
+        body = card_md.read_text(encoding="utf-8").split("\n", 1)
+        lines += ["## Judge card", "", body[1].strip() if len(body) > 1 else "", ""]
     if charts:
         lines += ["## Charts", ""]
         lines += [f"![{title}]({path})" for path, title in charts]

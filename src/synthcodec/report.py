@@ -207,8 +207,10 @@ def _md_code(text: str) -> str:
 
 
 def render_markdown(report: Report, *, label_a: str, label_b: str, judge: str,
-                    chart: str | None = "chart.png", failed: int = 0) -> str:
-    """A summary a person can paste into a report."""
+                    chart: str | None = "chart.png", failed: int = 0,
+                    judge_card: str | None = None) -> str:
+    """A summary a person can paste into a report; `judge_card`: the judge check's card
+    (Markdown), its verdict line at the top and the card itself at the end."""
     lines = [
         f"# {_md_escape(label_a)} vs {_md_escape(label_b)}",
         "",
@@ -217,6 +219,11 @@ def render_markdown(report: Report, *, label_a: str, label_b: str, judge: str,
         "Wins, ties and losses are A's.",
         "",
     ]
+    if judge_card:
+        verdict_line = next((line for line in judge_card.splitlines()
+                             if line.startswith("judge ")), None)
+        if verdict_line:
+            lines += [f"> **Judge check**: {verdict_line} (card below)", ""]
     lines += _md_table(report.table_rows, "benchmark")
     if failed:
         lines += ["", f"{failed} question(s) could not be judged and are not counted "
@@ -226,6 +233,8 @@ def render_markdown(report: Report, *, label_a: str, label_b: str, judge: str,
     if chart:
         lines += ["", f"![win / tie / lose per benchmark and category]({chart})"]
     lines += ["", "## How to read this", "", RULES_TEXT, ""]
+    if judge_card:
+        lines += [judge_card.rstrip(), ""]
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sized
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,6 +257,7 @@ class Summary:
     spend: Spend | None = None
     failed_text: str = "records failed"  # e.g. "pairs could not be judged"
     missing: int = 0  # records not done yet (stopped early): not in the published files
+    judge_line: str | None = None  # the judge check's verdict, first in the summary
 
     @property
     def budget_stop(self) -> str | None:
@@ -276,7 +277,8 @@ class Summary:
 
     def lines(self) -> list[str]:
         s = self.stats
-        lines = [
+        lines = [self.judge_line] if self.judge_line else []
+        lines += [
             f"records in {self.records_in} | out {self.kept} | rejected {self.rejected} | "
             f"failed {self.failed}" + (f" | resumed {self.resumed}" if self.resumed else ""),
             f"requests sent {s.requests}" + batches_text(s)
@@ -391,6 +393,7 @@ def run_file_stage(
     adds: tuple[str, ...],
     adds_hint: str = "",
     backends: Mapping[str, Any] | None = None,
+    before: Callable[[Models, Path], Awaitable[Mapping[str, Any] | None]] | None = None,
 ) -> Summary:
     """Validate input, open/resume RUN, run `stage` over every row, publish, write manifest.
 
@@ -433,8 +436,12 @@ def run_file_stage(
         opened = Models.open(models, options, backends, spent_before=run.usage_total(),
                              run_dir=run.path)
 
+        extra: dict[str, Any] = {}
+
         async def main() -> StageRun:
             try:
+                if before is not None:
+                    extra.update(await before(opened, run.path) or {})
                 return await run_stage(RowStage(stage, stage.name), items(), journal, opened,
                                        options, total=n_rows)
             finally:
@@ -443,7 +450,7 @@ def run_file_stage(
         done = run_async(main())
         summary = finish_stage(run, journal, done, opened, options, stage=stage.name,
                                n_rows=n_rows, started=started, config=full_config,
-                               input_sha256=scanned.sha256)
+                               input_sha256=scanned.sha256, **extra)
     finally:
         run.close()  # releases the run directory even when the stage raised
     return summary
@@ -479,6 +486,7 @@ def finish_stage(run: RunDir, journal: Journal, done: StageRun, models: Models,
         failed=totals[FAILED], resumed=counts.resumed, stats=models.stats,
         seconds=time.monotonic() - started, interrupted=result.interrupted, outputs=outputs,
         repeating=repeating, spend=models.spend, failed_text=failed_text, missing=missing,
+        judge_line=(manifest.get("judge_check") or {}).get("line"),
     )
     usage = usage_dict(models)
     run.write_manifest(

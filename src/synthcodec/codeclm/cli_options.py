@@ -24,6 +24,9 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], Any, str]] = {
     "judge_json": (("--judge-json/--judge-text",), None,
                    "Ask the judge for JSON {score_1, score_2, explanation} or for the paper's "
                    "score line. Default: JSON for the embedded/GGUF judge, text for HTTP ones."),
+    "judge_scores": (("--judge-scores",), click.Choice(["text", "logprobs"]),
+                     "The judge's scores as written, or the probability-weighted mean of the "
+                     "score tokens (needs token log-probabilities; docs/judging.md)."),
     "pool_size": (("--size",), click.IntRange(1), "Metadata pool size."),
     "per_metadata": (("--per-metadata",), click.IntRange(1),
                      "Base instructions decoded per metadata entry."),

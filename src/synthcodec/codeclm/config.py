@@ -24,6 +24,8 @@ class CodecConfig:
     # Judge answers as JSON (a schema) or the paper's score line; None: JSON for llama.cpp
     # judges (the grammar makes even a tiny model write two scores), text for HTTP ones.
     judge_json: bool | None = None
+    # The judge's scores as written ("text") or probability-weighted ("logprobs", G-Eval).
+    judge_scores: str = "text"
     pool_size: int = 200  # metadata pool (paper)
     # Base instructions decoded per metadata entry; None: `generate` derives it from n.
     per_metadata: int | None = None

@@ -35,6 +35,8 @@ from synthcodec.codeclm.workspace import COST_KEY, MODELS_KEY, Workspace, note
 from synthcodec.cost import EXIT_BUDGET
 from synthcodec.errors import UserError
 from synthcodec.io import scan_input
+from synthcodec.judgecheck import PRE_CHECK_PROBES, packaged_samples, pre_check
+from synthcodec.judgecheck.probes import samples_from_rows
 from synthcodec.llm import redact_spec
 from synthcodec.runner import Models, RunOptions, check_models, run_async
 from synthcodec.store import check_writable_dir
@@ -152,8 +154,12 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
              cfg: CodecConfig, options: RunOptions, mapping: Mapping[str, str] | None = None,
              oversample: float = 2.0,
              prompts_dir: str | None = None, export_format: str | None = None,
+             judge_check: int = PRE_CHECK_PROBES,
              backends: Mapping[str, Any] | None = None) -> GenerateResult:
-    """encode -> metadata -> decode -> rubrics -> loop, until n pairs are kept or none are left."""
+    """encode -> metadata -> decode -> rubrics -> loop, until n pairs are kept or none are left.
+
+    First a judge check of the strong model as judge, `judge_check` probes per kind (0:
+    none), on the seeds' responses if they have some, else on packaged ones."""
     prompts = Prompts.load(prompts_dir)
     specs = {"strong": strong, "target": target}
     # Everything is checked before the run directory is created or touched.
@@ -169,6 +175,15 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
         async def body(models: Models) -> LoopResult | None:
             nonlocal cfg
             ctx = make_ctx(models, cfg, prompts)
+            if judge_check > 0:
+                samples, data = probe_samples(seeds, mapping or {})
+                before = models.stats.as_dict()
+                await pre_check(samples, judge_check, ws.path, judge=redact_spec(strong),
+                                data=data, client=ctx.strong, settings=ctx.judge)
+                # Its usage is the run's like any stage's: in the totals, the cost, the budget.
+                after = models.stats.as_dict()
+                ws.finish("judge_check", stats={k: v - before.get(k, 0) for k, v in after.items()
+                                                if isinstance(v, (int, float)) and v != before.get(k, 0)})
             for result in (await encode_stage(ws, models, ctx, seeds, mapping or {}, options),
                            metadata_stage(ws, cfg)):
                 done.append(result)
@@ -222,6 +237,20 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
         code = exit_code(ws, loop is None or loop.stop == INTERRUPTED)
         write_manifest(ws, done[-1] if done else None, code, missing=missing if code else None)
         return GenerateResult(done, loop, summary, code)
+
+
+def probe_samples(seeds: str, mapping: Mapping[str, str]) -> tuple[list[Any], str]:
+    """What `generate`'s judge check probes: the seeds' own responses (a `response` or
+    `output` column, or the one --field response= names), else a few packaged answers."""
+    from synthcodec.io import iter_rows
+
+    first = next(iter_rows(seeds), (0, {}))[1]
+    column = mapping.get("response") or next((c for c in ("response", "output") if c in first),
+                                             None)
+    if column and isinstance(first.get(column), str):
+        rows = samples_from_rows(seeds, {**mapping, "response": column}, max_rows=500)
+        return rows, f"the responses of {seeds}"
+    return packaged_samples(), "synthcodec's packaged probe answers (the seeds have none)"
 
 
 EXPORT_NAMES = {"jsonl": "pairs_export.jsonl", "alpaca": "pairs_alpaca.json",

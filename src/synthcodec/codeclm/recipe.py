@@ -24,6 +24,7 @@ from synthcodec.runner import RunOptions
 _GENERATE: dict[str, Any] = {
     "seeds": str, "strong": str, "target": str, "output": str, "n": click.IntRange(1),
     "oversample": click.FloatRange(1.0), "format": str, "prompts": str, "field": dict,
+    "judge_check_probes": click.IntRange(0, 100), "no_judge_check": bool,
 }
 
 
@@ -64,6 +65,7 @@ class GenerateJob:
     oversample: float = 2.0
     prompts_dir: str | None = None
     export_format: str | None = None
+    judge_check: int | None = None  # probes per kind; None: the default; 0: none
 
     def describe(self) -> str:
         changed = {f.name: getattr(self.cfg, f.name) for f in fields(self.cfg)
@@ -78,7 +80,8 @@ class GenerateJob:
         return generate(seeds=self.seeds, run_dir=self.run_dir, strong=self.strong,
                         target=self.target, n=self.n, cfg=self.cfg, options=self.options,
                         mapping=self.mapping, oversample=self.oversample,
-                        prompts_dir=self.prompts_dir, export_format=self.export_format)
+                        prompts_dir=self.prompts_dir, export_format=self.export_format,
+                        **({} if self.judge_check is None else {"judge_check": self.judge_check}))
 
 
 def _convert(kind: Any, value: Any, where: str, key: str) -> Any:
@@ -142,4 +145,5 @@ def generate_job(table: Mapping[str, Any], where: str) -> GenerateJob:
         run_dir=given["output"], n=given.get("n", 2000), cfg=CodecConfig(**codec),
         options=RunOptions(**run), mapping=given.get("field", {}),
         oversample=given.get("oversample", 2.0), prompts_dir=given.get("prompts"),
-        export_format=given.get("format"))
+        export_format=given.get("format"),
+        judge_check=0 if given.get("no_judge_check") else given.get("judge_check_probes"))

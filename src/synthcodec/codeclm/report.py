@@ -15,6 +15,7 @@ from typing import Any
 from synthcodec.codeclm.steps import KEEP_TARGET, UNRESOLVED
 from synthcodec.codeclm.workspace import COST_KEY, Workspace
 from synthcodec.histogram import text_histogram
+from synthcodec.judgecheck import CARD_JSON, read_card
 from synthcodec.store import write_json
 
 SUMMARY, GAP_PNG = "summary.json", "gap_histogram.png"
@@ -61,7 +62,10 @@ def build_summary(ws: Workspace, *, strong: str, target: str, theta: float,
     gaps = gaps_of(kept + rejected)
     warnings = [SAME_MODEL_WARNING.format(model=strong)] if strong == target else []
     decode_info = ws.stage_info("decode")
+    card = read_card(ws.path)
     return {
+        **({"judge_check": {"verdict": card.get("verdict"), "line": card.get("line"),
+                            "card": CARD_JSON}} if card else {}),
         "strong": strong,
         "target": target,
         "theta": theta,
@@ -116,6 +120,7 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     llm = s["llm"]
     near = s["near_duplicates_removed"]
     lines = [
+        (s.get("judge_check") or {}).get("line") or "",
         f"kept {s['kept']} | unresolved {s['unresolved']} | rejected {s['rejected']}"
         + (f" ({', '.join(f'{k} {v}' for k, v in s['rejected_by_decision'].items() if k != UNRESOLVED)})"
            if s["rejected"] else ""),

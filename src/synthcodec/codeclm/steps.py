@@ -60,7 +60,7 @@ def make_ctx(models: Models, cfg: CodecConfig, prompts: Prompts,
     # The answer format is decided here for the strong model (the judge), so the loop's
     # config records "json" or "text", never "auto".
     judge = judge or JudgeSettings(max_tokens=cfg.judge_max_tokens, reasks=cfg.judge_reasks,
-                                   json=cfg.judge_json)
+                                   json=cfg.judge_json, scores=cfg.judge_scores)
     return Ctx(strong=strong, target=models.clients.get("target"), cfg=cfg, prompts=prompts,
                judge=judge.for_backend(strong.backend))
 

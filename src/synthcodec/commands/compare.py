@@ -8,7 +8,13 @@ from typing import Any
 import click
 
 from synthcodec.llm import MODEL_SPEC_HELP
-from synthcodec.options import options_from, run_options
+from synthcodec.options import (
+    judge_check_from,
+    judge_check_options,
+    options_from,
+    run_options,
+    scores_option,
+)
 from synthcodec.stages.compare import ANSWER_FIELDS, ID_FIELDS, compare_files
 
 
@@ -45,27 +51,32 @@ from synthcodec.stages.compare import ANSWER_FIELDS, ID_FIELDS, compare_files
 @click.option("--judge-max-tokens", type=click.IntRange(8), default=512, show_default=True)
 @click.option("--reasks", type=click.IntRange(0, 10), default=2, show_default=True,
               help="Re-asks when the judge's reply has no readable score line.")
+@scores_option()
 @click.option("--output", "-o", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory (created; re-running the same command resumes it).")
+@judge_check_options
 @run_options
 def command(files: tuple[str, ...], pairs: tuple[tuple[str, str, str], ...], name: str | None,
             judge: str, key: str | None, answer_field: str | None, question_field: str | None,
             category_field: str, label_a: str | None, label_b: str | None,
             judge_prompt: str | None, judge_json: bool | None, judge_max_tokens: int,
-            reasks: int, run_dir: str, **kwargs: Any) -> None:
+            reasks: int, scores: str, run_dir: str, **kwargs: Any) -> None:
     """Judge model A's answers against model B's, question by question, in both orders.
 
     Give the two answer files as A B, or one --pair NAME A B per benchmark. Answers are
     paired by question id, or by --key fields when the files have no id. Writes to RUN:
     output.jsonl (per question: both orders' scores, the outcome under the AlpaGasus and
     CodecLM rules), report.json, report.md (paste-ready), chart.png, failed.jsonl.
-    Wins, ties and losses are A's.
+    Wins, ties and losses are A's. First a small judge check probes JUDGE on a few of the
+    pairs; its card goes into the report.
     """
+    judge_check = judge_check_from(kwargs)
     options = options_from(kwargs)
     code = compare_files(files, pairs, name=name, run_dir=run_dir, judge=judge, key=key,
                          answer_field=answer_field, question_field=question_field,
                          category_field=category_field, label_a=label_a, label_b=label_b,
                          judge_prompt=judge_prompt, judge_json=judge_json,
-                         judge_max_tokens=judge_max_tokens, reasks=reasks, options=options)
+                         judge_max_tokens=judge_max_tokens, reasks=reasks, scores=scores,
+                         judge_check=judge_check, options=options)
     if code:
         raise SystemExit(code)

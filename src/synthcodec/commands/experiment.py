@@ -22,10 +22,13 @@ from synthcodec.errors import UserError  # noqa: E402
 from synthcodec.experiment import Experiment, Interrupted, describe, run_experiment  # noqa: E402
 
 
-def prepare_table(table: Mapping[str, Any], where: str, recipe_text: str | None = None
-                  ) -> tuple[str, Callable[[], None]]:
-    """Check the [experiment] table now; return (description, the job) for `synthcodec run`."""
+def prepare_table(table: Mapping[str, Any], where: str, recipe_text: str | None = None,
+                  judge_check: bool = True) -> tuple[str, Callable[[], None]]:
+    """Check the [experiment] table now; return (description, the job) for `synthcodec run`.
+    `judge_check=False` (--no-judge-check): no judge check before rate and compare."""
     exp = Experiment.from_table(table, where, recipe_text=recipe_text)
+    if not judge_check:
+        exp.judge_check_probes = 0
 
     def job() -> None:
         try:
@@ -45,7 +48,10 @@ def prepare_table(table: Mapping[str, Any], where: str, recipe_text: str | None 
 @click.command("experiment")
 @click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Check the recipe and print the steps only.")
-def command(recipe: str, dry_run: bool) -> None:
+@click.option("--no-judge-check", is_flag=True,
+              help="No judge check before the rate and compare steps (by default each probes "
+                   "its judge first: judge_check_probes = N in the table, 0 for none).")
+def command(recipe: str, dry_run: bool, no_judge_check: bool) -> None:
     """Run the [experiment] table of RECIPE (TOML): build datasets, train a LoRA adapter on
     each, answer a benchmark with each adapter, judge them pairwise, write report.md.
 
@@ -58,7 +64,8 @@ def command(recipe: str, dry_run: bool) -> None:
         raise UserError(f"{recipe}: not valid TOML: {exc}") from None
     if not isinstance(data.get("experiment"), dict):
         raise UserError(f"{recipe}: no [experiment] table")
-    description, job = prepare_table(data["experiment"], f"{recipe} [experiment]", text)
+    description, job = prepare_table(data["experiment"], f"{recipe} [experiment]", text,
+                                     judge_check=not no_judge_check)
     click.echo(f"synthcodec experiment {description}", err=True)
     if not dry_run:
         job()

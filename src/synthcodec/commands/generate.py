@@ -12,7 +12,7 @@ from synthcodec.codeclm.pipeline import EXPORT_NAMES, generate
 from synthcodec.codeclm.recipe import generate_job
 from synthcodec.io import parse_field_map
 from synthcodec.llm import MODEL_SPEC_HELP
-from synthcodec.options import options_from, run_options
+from synthcodec.options import judge_check_from, judge_check_options, options_from, run_options
 
 
 @click.command("generate", epilog=MODEL_SPEC_HELP)
@@ -31,10 +31,12 @@ from synthcodec.options import options_from, run_options
                    "keeps only some); ignored when --per-metadata is given.")
 @codec_options("pool_size", "per_metadata", "n_rubrics", "max_iterations", "theta",
                "rouge_threshold", "temperature", "answer_temperature", "max_tokens",
-               "judge_max_tokens", "judge_reasks", "judge_json", "seed", "parse_tries")
+               "judge_max_tokens", "judge_reasks", "judge_json", "judge_scores", "seed",
+               "parse_tries")
 @click.option("--format", "export_format", type=click.Choice(sorted(EXPORT_NAMES)),
               default=None, help="Also export the kept pairs in this fine-tuning format.")
 @prompts_option
+@judge_check_options
 @run_options
 def command(seeds: str, strong: str, target: str, n: int, run_dir: str, fields: tuple[str, ...],
             oversample: float, export_format: str | None, prompts_dir: str | None,
@@ -45,13 +47,16 @@ def command(seeds: str, strong: str, target: str, n: int, run_dir: str, fields: 
     respond, contrast; up to --max-iterations rounds per instruction) until n pairs are kept
     or the base instructions run out. Kept pairs with full lineage go to RUN/output.jsonl,
     the rest to RUN/rejected.jsonl and RUN/failed.jsonl with reasons; RUN/summary.json and
-    RUN/gap_histogram.png report the run.
+    RUN/gap_histogram.png report the run. First a small judge check probes STRONG as the
+    judge (on the seeds' responses, else on a few packaged ones): RUN/judge_card.md.
     """
+    judge_check = judge_check_from(kwargs)
     options, cfg = options_from(kwargs), config_from(kwargs)
     result = generate(seeds=seeds, run_dir=run_dir, strong=strong, target=target, n=n, cfg=cfg,
                       options=options, mapping=parse_field_map(fields),
                       oversample=oversample,
-                      prompts_dir=prompts_dir, export_format=export_format)
+                      prompts_dir=prompts_dir, export_format=export_format,
+                      judge_check=judge_check)
     if result.exit_code:
         raise SystemExit(result.exit_code)
 

@@ -10,7 +10,13 @@ import click
 
 from synthcodec.errors import UserError
 from synthcodec.llm import MODEL_SPEC_HELP
-from synthcodec.options import options_from, run_options
+from synthcodec.options import (
+    judge_check_from,
+    judge_check_options,
+    options_from,
+    run_options,
+    scores_option,
+)
 from synthcodec.runner import print_summary
 from synthcodec.stages.rate import field_mapping, print_scores, rate_file, rating_template
 
@@ -31,19 +37,23 @@ from synthcodec.stages.rate import field_mapping, print_scores, rate_file, ratin
               help="Re-ask an unreadable reply this many times, then quarantine the row.")
 @click.option("--max-tokens", type=click.IntRange(16), default=256, show_default=True,
               help="Longest judge reply (the score comes first, so a cut explanation is fine).")
+@scores_option()
 @click.option("--output", "-o", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory (created; re-running the same command resumes it).")
+@judge_check_options
 @run_options
 def command(input_path: str, judge: str, dimension: str, fields: tuple[str, ...],
             template_path: str | None, as_json: bool | None, reasks: int, max_tokens: int,
-            run_dir: str, **kwargs: Any) -> None:
+            scores: str, run_dir: str, **kwargs: Any) -> None:
     """Rate every (instruction, input, response) row of DATA from 0 to 5 with JUDGE (AlpaGasus).
 
     DATA may be JSONL, a JSON array (e.g. Alpaca), CSV, Parquet or a saved Hugging Face
     dataset; rows need instruction and output (input is optional). RUN/output.jsonl holds
     each row plus score, explanation and judge_text; rows the judge could not rate are in
-    RUN/failed.jsonl with the reason. Then: synthcodec select RUN --min-score 4.5 -o kept.jsonl
+    RUN/failed.jsonl with the reason. First a small judge check probes JUDGE on a few rows
+    (RUN/judge_card.md). Then: synthcodec select RUN --min-score 4.5 -o kept.jsonl
     """
+    judge_check = judge_check_from(kwargs)
     options = options_from(kwargs)
     mapping = field_mapping(fields)
     dimension = " ".join(dimension.split())
@@ -51,7 +61,8 @@ def command(input_path: str, judge: str, dimension: str, fields: tuple[str, ...]
         raise UserError("--dimension must not be empty")
     summary = rate_file(input_path, run_dir, judge=judge, dimension=dimension, mapping=mapping,
                         template=rating_template(template_path), as_json=as_json,
-                        reasks=reasks, max_tokens=max_tokens, options=options)
+                        reasks=reasks, max_tokens=max_tokens, scores=scores,
+                        judge_check=judge_check, options=options)
     code = print_summary(summary)
     if summary.interrupted:
         raise SystemExit(code)

@@ -20,6 +20,9 @@ class Request:
     json_schema: dict[str, Any] | None = None
     # Distinguishes n samples of the same prompt at temperature > 0; also seeds them.
     sample: int = 0
+    # Ask for the k most likely tokens (with log-probabilities) at each generated position:
+    # scores read as a probability-weighted mean (synthcodec.expected_score). None: not asked.
+    top_logprobs: int | None = None
 
     @staticmethod
     def chat(
@@ -42,7 +45,12 @@ class Request:
             "stop": list(self.stop) if self.stop else None,
             "json_schema": self.json_schema,
             "sample": self.sample,
+            **self._logprob_fields(),
         }
+
+    def _logprob_fields(self) -> dict[str, Any]:
+        # Only when asked, so every request that asks for none keeps the cache key it had.
+        return {} if self.top_logprobs is None else {"top_logprobs": self.top_logprobs}
 
     def estimated_prompt_tokens(self) -> float:
         """A generous guess before sending (the pacer's token rate, the budget's worst case):
@@ -53,6 +61,25 @@ class Request:
         """A reproducible per-request seed derived from the request itself."""
         blob = json.dumps(self.canonical(), sort_keys=True).encode()
         return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token: its text, its log-probability, and the most likely tokens at
+    its position (`top`: (text, log-probability) pairs, most likely first)."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+    def as_list(self) -> list[Any]:
+        """Plain JSON (the request cache stores it)."""
+        return [self.token, self.logprob, [[t, lp] for t, lp in self.top]]
+
+    @classmethod
+    def from_list(cls, item: list[Any]) -> "TokenLogprob":
+        token, logprob, top = item
+        return cls(str(token), float(logprob), tuple((str(t), float(lp)) for t, lp in top))
 
 
 @dataclass
@@ -67,6 +94,8 @@ class Completion:
     cached: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     reasoning: str = ""
+    # Per generated token, when the request asked for top_logprobs and the backend gave them.
+    token_logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 class LLMError(Exception):
@@ -110,6 +139,8 @@ class Backend(Protocol):
     a tiny model answers in format, and judges default to JSON answers for it;
     `max_concurrency`: the requests it can use at once (None: no limit of its own, the
     client's default applies).
+    Optional, read with getattr (default False): `token_logprobs`, it can return the top
+    log-probabilities of generated tokens (Request.top_logprobs); see `gives_token_logprobs`.
     """
 
     identity: str
@@ -161,3 +192,25 @@ class EmbeddingRequest:
 
     def estimated_prompt_tokens(self) -> float:
         return len(self.text) / 4 + 1
+def gives_token_logprobs(backend: Any) -> bool:
+    """Whether `backend` can return the log-probabilities of generated tokens (a capability
+    attribute, False where a backend does not declare it)."""
+    return bool(getattr(backend, "token_logprobs", False))
+
+
+def chat_token_logprobs(logprobs: Any) -> tuple[TokenLogprob, ...] | None:
+    """A chat completion choice's `logprobs` ({"content": [{token, logprob, top_logprobs:
+    [{token, logprob}]}]}, the shape OpenAI, vLLM, SGLang and llama.cpp all use) as
+    TokenLogprobs; None when the reply carries none or they cannot be read."""
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list):
+        return None
+    out = []
+    try:
+        for item in content:
+            top = sorted(((str(t["token"]), float(t["logprob"]))
+                          for t in item.get("top_logprobs") or ()), key=lambda t: -t[1])
+            out.append(TokenLogprob(str(item["token"]), float(item["logprob"]), tuple(top)))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return tuple(out)

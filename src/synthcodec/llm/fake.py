@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Iterable
+import math
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Union
 
 from synthcodec.errors import UserError
@@ -15,6 +17,7 @@ from synthcodec.llm.base import (
     EmbeddingRequest,
     LLMError,
     Request,
+    TokenLogprob,
 )
 
 Reply = Union[str, Completion, LLMError]
@@ -40,6 +43,7 @@ class FakeBackend:
     embeds = True
     grammar_json = False  # stands in for an HTTP server
     max_concurrency: int | None = None
+    token_logprobs = True  # a text reply gets certain tokens (see fake_token_logprobs)
 
     def __init__(
         self,
@@ -98,6 +102,8 @@ class FakeBackend:
             finish_reason="stop",
             prompt_tokens=sum(len(m["content"].split()) for m in request.messages),
             completion_tokens=len(text.split()),
+            token_logprobs=(fake_token_logprobs(text)
+                            if request.top_logprobs is not None else None),
         )
 
     async def aclose(self) -> None:
@@ -138,6 +144,37 @@ def word_vector(request: EmbeddingRequest, dims: int = 16) -> list[float]:
         vector[int(hashlib.sha1(word.encode()).hexdigest(), 16) % dims] += 1.0
     norm = math.sqrt(sum(x * x for x in vector)) or 1.0
     return [x / norm for x in vector]
+
+
+_FAKE_TOKEN = re.compile(r"\d|\s+|\w+|[^\w\s]")
+
+
+def fake_token_logprobs(text: str,
+                        digits: Sequence[Mapping[str, float]] = ()) -> tuple[TokenLogprob, ...]:
+    """Token log-probabilities for `text` as a scripted judge would give them: one token per
+    digit, word, space run or punctuation mark, each certain (log-probability 0), except the
+    k-th digit token, whose alternatives are `digits[k]` (token -> probability; the sampled
+    digit is the written one). E.g. fake_token_logprobs("4", [{"4": 0.5, "3": 0.5}])."""
+    out = []
+    k = 0
+    for token in _FAKE_TOKEN.findall(text):
+        top: tuple[tuple[str, float], ...] = ((token, 0.0),)
+        logprob = 0.0
+        if token.isdigit() and k < len(digits):
+            probs = digits[k]
+            top = tuple(sorted(((t, math.log(p)) for t, p in probs.items() if p > 0),
+                               key=lambda t: -t[1]))
+            logprob = math.log(probs[token]) if probs.get(token) else -100.0
+        if token.isdigit():
+            k += 1
+        out.append(TokenLogprob(token, logprob, top))
+    return tuple(out)
+
+
+def logprob_reply(text: str, digits: Sequence[Mapping[str, float]]) -> Completion:
+    """A scripted reply carrying `fake_token_logprobs(text, digits)`."""
+    return Completion(text=text, completion_tokens=len(text.split()),
+                      token_logprobs=fake_token_logprobs(text, digits))
 
 
 def _echo(request: Request) -> str:

@@ -21,6 +21,7 @@ from synthcodec.llm.base import (
     EmbeddingRequest,
     PermanentError,
     Request,
+    TokenLogprob,
 )
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -56,6 +57,7 @@ class LlamaCppBackend:
     max_concurrency = 2
     scores_continuations = True  # log-probabilities of a given reply (IFD)
     embeds = True
+    token_logprobs = True  # read at each sampling step (TopLogprobs), no logits_all needed
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, n_ctx: int | None = None,
                  n_threads: int | None = None) -> None:
@@ -98,17 +100,23 @@ class LlamaCppBackend:
             kwargs["stop"] = list(request.stop)
         if request.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        recorder = None
+        if request.top_logprobs is not None:
+            recorder = TopLogprobs(self._llama, request.top_logprobs)
+            kwargs["logits_processor"] = [recorder]
         try:
             out = self._llama.create_chat_completion(**kwargs)
         except ValueError as exc:  # e.g. the prompt does not fit the context window
             raise PermanentError(f"{self.identity}: {exc}") from exc
         choice = out["choices"][0]
         usage = out.get("usage") or {}
+        text = choice["message"].get("content") or ""
         return Completion(
-            text=choice["message"].get("content") or "",
+            text=text,
             finish_reason=choice.get("finish_reason") or "stop",
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
+            token_logprobs=recorder.tokens(text) if recorder is not None else None,
         )
 
     async def complete(self, request: Request) -> Completion:
@@ -207,3 +215,54 @@ class LlamaCppBackend:
         norm = float(np.linalg.norm(vector)) or 1.0
         return Completion(text="", prompt_tokens=int(n),
                           extra={"embedding": [float(x) / norm for x in vector]})
+
+class TopLogprobs:
+    """A llama.cpp logits processor that only looks: at each sampling step it keeps the `k`
+    most likely tokens with their log-probabilities (from the raw logits, before the grammar
+    and sampling), and the log-probability of the token that step sampled. llama-cpp-python's
+    own `logprobs=True` needs a model loaded with `logits_all` (the logits of every prompt
+    position: ~0.2 MB a token for SmolLM2) and sorts the whole vocabulary per token; this
+    reads one row per step."""
+
+    def __init__(self, llama: Any, k: int) -> None:
+        self.llama = llama
+        self.k = max(1, k)
+        self.prompt_length: int | None = None
+        self.steps: list[list[tuple[str, float]]] = []
+        self.sampled: list[float] = []  # the log-probability of each step's sampled token
+        self._last: Any = None  # the previous step's log-probabilities (its token is known next)
+
+    def __call__(self, input_ids: Any, logits: Any) -> Any:
+        import numpy as np
+
+        if self.prompt_length is None:
+            self.prompt_length = len(input_ids)
+        elif self._last is not None:  # input_ids now ends with the previous step's token
+            self.sampled.append(float(self._last[int(input_ids[-1])]))
+        logprobs = logits.astype(np.float64)
+        logprobs -= np.logaddexp.reduce(logprobs)
+        top = np.argpartition(logprobs, -self.k)[-self.k:]
+        top = top[np.argsort(-logprobs[top])]
+        self.steps.append([(self._text(int(i)), float(logprobs[i])) for i in top])
+        self._last = logprobs
+        return logits
+
+    def _text(self, token: int) -> str:
+        return bytes(self.llama.detokenize([token])).decode("utf-8", "replace")
+
+    def tokens(self, text: str) -> tuple[TokenLogprob, ...]:
+        """Each generated token with its alternatives. The sampled tokens are the model's
+        evaluated ones after the prompt; the last (never evaluated) is what `text` has left."""
+        start = self.prompt_length or 0
+        ids = [int(i) for i in self.llama.input_ids[start: self.llama.n_tokens]]
+        ids = ids[: len(self.steps)]
+        texts = [self._text(i) for i in ids]
+        if len(texts) < len(self.steps):
+            before = "".join(texts)
+            texts.append(text[len(before):] if text.startswith(before) else "")
+        out = []
+        for n, (token, top) in enumerate(zip(texts, self.steps)):
+            logprob = self.sampled[n] if n < len(self.sampled) else dict(top).get(
+                token, top[-1][1])
+            out.append(TokenLogprob(token, logprob, tuple(top)))
+        return tuple(out)

@@ -23,6 +23,7 @@ from synthcodec.llm.base import (
     PermanentError,
     Request,
     TransientError,
+    chat_token_logprobs,
 )
 from synthcodec.llm.ratelimit import limit_kind, parse_ratelimit_headers, retry_after
 from synthcodec.llm.reasoning import fold
@@ -46,6 +47,7 @@ class OpenAIHTTPBackend:
     # /v1/embeddings endpoint): one that cannot fails the request with a clear reason.
     scores_continuations = True
     embeds = True
+    token_logprobs = True  # `logprobs`/`top_logprobs` (a server that ignores them: none back)
 
     def __init__(self, model: str, base_url: str, *, timeout: float = 300.0) -> None:
         """`model` served at `base_url`; the key comes from $SYNTHCODEC_API_KEY (see spec.py)."""
@@ -136,6 +138,7 @@ class OpenAIHTTPBackend:
                 }
             else:
                 body["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        body.update(_logprob_fields(request))
         return body
 
     async def _request(self, method: str, url: str, where: str = "",
@@ -210,6 +213,7 @@ class OpenAIHTTPBackend:
             finish_reason=choice.get("finish_reason") or "stop",
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
+            token_logprobs=chat_token_logprobs(choice.get("logprobs")),
         )
         details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
         if isinstance(details, dict) and details.get("cached_tokens"):
@@ -303,6 +307,7 @@ class OpenAIHTTPBackend:
             raise TransientError(f"{self.identity}: malformed embeddings body ({exc!r})") from exc
         return Completion(text="", prompt_tokens=used, extra={"embedding": vector})
 
+
 def schema_in_prompt(messages: list[dict[str, str]],
                      schema: dict[str, Any]) -> list[dict[str, str]]:
     """`messages` with the JSON schema asked for in the last user message (for a server
@@ -330,3 +335,9 @@ def reply_logprobs(prompt_logprobs: list[Any], reply: str) -> list[float] | None
         if len(text.strip()) >= len(want):
             return values[::-1] if text.strip() == want else None
     return None
+
+def _logprob_fields(request: Request) -> dict[str, Any]:
+    """OpenAI's `logprobs` + `top_logprobs` (at most 20 there) when the request asks."""
+    if request.top_logprobs is None:
+        return {}
+    return {"logprobs": True, "top_logprobs": request.top_logprobs}

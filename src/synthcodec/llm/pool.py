@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from synthcodec.llm.base import Backend, Completion, Request
+from synthcodec.llm.base import Backend, Completion, Request, gives_token_logprobs
 
 
 class PoolBackend:
@@ -25,6 +25,7 @@ class PoolBackend:
         self.scores_continuations = all(getattr(m, "scores_continuations", False)
                                         for m in self.members)
         self.embeds = all(getattr(m, "embeds", False) for m in self.members)
+        self.token_logprobs = all(gives_token_logprobs(m) for m in self.members)
         # Each member gets its own in-flight limit (LLMClient's Endpoint); none for the pool.
         self.max_concurrency: int | None = None
 

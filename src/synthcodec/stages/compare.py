@@ -23,6 +23,8 @@ from synthcodec.errors import InputError, UserError
 from synthcodec.instruction import join_instruction
 from synthcodec.io import META, iter_rows
 from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_template
+from synthcodec.judgecheck import CARD_MD, PRE_CHECK_PROBES, manifest_entry, pre_check, read_card
+from synthcodec.judgecheck.probes import Sample
 from synthcodec.llm import redact_spec
 from synthcodec.report import render_markdown, render_table, summarize, write_chart
 from synthcodec.runner import (
@@ -266,8 +268,12 @@ class JudgeStage(ModelStage):
 
 def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Path, judge: str,
                 settings: JudgeSettings, config: Mapping[str, Any], options: RunOptions,
-                labels: tuple[str, str], backends: Mapping[str, Any] | None = None) -> int:
-    """Judge every pair (resuming RUN), publish verdicts and the report; the exit code."""
+                labels: tuple[str, str], judge_check: int = PRE_CHECK_PROBES,
+                backends: Mapping[str, Any] | None = None) -> int:
+    """Judge every pair (resuming RUN), publish verdicts and the report; the exit code.
+
+    First a judge check with `judge_check` probes per kind (0: none) made from the pairs
+    (RUN/judge_card.{json,md}; its card goes into the report)."""
     check_models({"judge": judge}, backends, options)  # all checked before the run dir is touched
     options.check_cache()
     shown_judge = redact_spec(judge)
@@ -284,8 +290,17 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
                              spent_before=run.usage_total(), run_dir=run.path)
         stage = JudgeStage(judge=judge, settings=settings)
 
+        cards: list[Any] = []
+
         async def main() -> StageRun:
             try:
+                if judge_check > 0:
+                    samples = [Sample(p.key, p.question, "", p.answer_a, other=p.answer_b)
+                               for p in pairs]
+                    cards.append(await pre_check(
+                        samples, judge_check, run.path, judge=shown_judge,
+                        data=f"the {len(pairs)} pairs compared", client=models["judge"],
+                        settings=settings))
                 # Each pair sends two requests at once: half as many pairs as requests in flight.
                 return await run_stage(stage, items, journal, models, options, label="judge",
                                        concurrency=max(1, models.concurrency() // 2))
@@ -293,20 +308,25 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
                 await models.aclose()
 
         done = run_async(main())
+        card = cards[0] if cards else None
         # The run layout of every command: kept (the verdicts), rejected (none: every judged
         # pair is kept), failed; then the report, once every pair is done (a run stopped
         # early publishes the verdicts so far, and no report on them).
         summary = finish_stage(run, journal, done, models, options, stage=STAGE,
                                n_rows=len(items), started=started, config=config,
-                               failed_text="pairs could not be judged")
+                               failed_text="pairs could not be judged",
+                               **(manifest_entry(card) or {}))
         report = None
         if not summary.interrupted:
             verdicts = [row for rows in journal.rows(OK) for row in rows]
             report = _write_report(run.path, verdicts, bench_order, list(journal.rows(FAILED)),
-                                   labels=labels, judge=shown_judge, pairs=len(items))
+                                   labels=labels, judge=shown_judge, pairs=len(items),
+                                   card=card)
     finally:
         run.close()  # releases the run directory whatever the stage raised
 
+    if summary.judge_line:
+        click.echo(summary.judge_line)
     if report is not None:
         label_a, label_b = labels
         click.echo(f"A = {label_a}   B = {label_b}   judge = {shown_judge}   (wins are A's)")
@@ -314,7 +334,7 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
         if report.categories:
             click.echo("")
             click.echo(render_table(report.categories, "category"))
-    for line in summary.lines():
+    for line in summary.lines()[1 if summary.judge_line else 0:]:
         print(line, file=sys.stderr)
     print(f"judge answers in {'JSON' if stage.settings and stage.settings.json else 'text'}",
           file=sys.stderr)
@@ -326,19 +346,31 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
 
 def _write_report(path: Path, verdicts: list[Record], bench_order: list[str],
                   failed: list[Record], *, labels: tuple[str, str], judge: str,
-                  pairs: int) -> Any:
-    """RUN/report.json, chart.png and report.md from the published verdicts; the report."""
+                  pairs: int, card: Any = None) -> Any:
+    """RUN/report.json, chart.png and report.md from the published verdicts; the report.
+    `card`: the judge check's JudgeCard (else the one RUN holds from an earlier invocation)."""
     report = summarize(verdicts, bench_order, failed)
     label_a, label_b = labels
+    card_dict = card.as_dict() if card is not None else read_card(path)
     write_json(path / "report.json", {"a": label_a, "b": label_b, "judge": judge,
                                        "pairs": pairs, "failed": len(failed),
-                                       **report.as_dict()})
+                                       **report.as_dict(),
+                                       **({"judge_check": card_dict} if card_dict else {})})
     write_chart(report, path / "chart.png", label_a=label_a, label_b=label_b)
     markdown = render_markdown(report, label_a=label_a, label_b=label_b, judge=judge,
-                               chart="chart.png", failed=len(failed))
+                               chart="chart.png", failed=len(failed),
+                               judge_card=card.markdown("##") if card is not None
+                               else _card_markdown(path))
     with atomic_writer(path / "report.md") as fh:
         fh.write(markdown)
     return report
+
+
+def _card_markdown(path: Path) -> str | None:
+    try:
+        return (path / CARD_MD).read_text(encoding="utf-8")
+    except OSError:
+        return None
 
 
 def compare_files(files: tuple[str, ...] | list[str] = (),
@@ -348,7 +380,8 @@ def compare_files(files: tuple[str, ...] | list[str] = (),
                   question_field: str | None = None, category_field: str = "category",
                   label_a: str | None = None, label_b: str | None = None,
                   judge_prompt: str | None = None, judge_json: bool | None = None,
-                  judge_max_tokens: int = 512, reasks: int = 2,
+                  judge_max_tokens: int = 512, reasks: int = 2, scores: str = "text",
+                  judge_check: int = PRE_CHECK_PROBES,
                   backends: Mapping[str, Any] | None = None) -> int:
     """Pair the answer files (A B, or NAME A B per benchmark) and judge them; the exit code."""
     benches = _benchmarks(tuple(files), tuple(pairs), name)
@@ -363,7 +396,8 @@ def compare_files(files: tuple[str, ...] | list[str] = (),
         bench_pairs = pair_answers(bench, path_a, path_b, spec)
         all_pairs.extend(bench_pairs[: options.limit] if options.limit else bench_pairs)
     settings = JudgeSettings(template=load_judge_template(judge_prompt),
-                             max_tokens=judge_max_tokens, reasks=reasks, json=judge_json)
+                             max_tokens=judge_max_tokens, reasks=reasks, json=judge_json,
+                             scores=scores)
     first_a, first_b = benches[0][1], benches[0][2]
     labels = (_label(first_a, label_a), _label(first_b, label_b))
     config = {
@@ -378,4 +412,4 @@ def compare_files(files: tuple[str, ...] | list[str] = (),
     }
     return run_compare(all_pairs, [b for b, _, _ in benches], run_dir=run_dir, judge=judge,
                        settings=settings, config=config, options=options, labels=labels,
-                       backends=backends)
+                       judge_check=judge_check, backends=backends)

@@ -13,7 +13,7 @@ import json
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,11 @@ from synthcodec.export import EXAMPLE_FIELDS
 from synthcodec.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence
 from synthcodec.histogram import score_bins, text_histogram
 from synthcodec.io import iter_rows, parse_field_map
-from synthcodec.judge import wants_json
+from synthcodec.expected_score import SCORE_ALTERNATIVES, expected_scores, score_spans
+from synthcodec.judge import wants_json, wants_logprobs
+from synthcodec.judgecheck import PRE_CHECK_PROBES, manifest_entry, pre_check
+from synthcodec.judgecheck.probes import samples_from_rows
+from synthcodec.llm import redact_spec
 from synthcodec.llm import Completion, Request
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError, parse_rating
@@ -37,10 +41,16 @@ SCALE_LOW, SCALE_HIGH = 0.0, 5.0
 TEMPLATE_NAME = "rate.txt"
 PLACEHOLDERS = ("dimension", "fence_notice", "triplet", "instruction", "input", "response",
                 "answer_format")
+CHECK_ROWS = 500  # the judge check before a run probes rows among the first this many
 DEFAULT_FIELDS = {"response": "output"}  # Alpaca names the response 'output'
 FIELD_ALIASES = {"output": "response"}  # `--field output=answer` means the response too
 # Columns added to every rated row.
 SCORE, EXPLANATION, JUDGE_TEXT = "score", "explanation", "judge_text"
+# ... and with --scores logprobs: the score as written, and which of the two `score` is.
+SCORE_SAMPLED, SCORE_FROM = "score_sampled", "score_from"
+# With --scores logprobs only the score is generated: `{"score": 4.5, "` is 9 tokens for
+# SmolLM2's tokenizer (one per digit), "4.5" and a newline 4.
+LOGPROB_MAX_TOKENS = {True: 12, False: 6}
 
 TEXT_ANSWER = ("Give the score alone on the first line (a number from 0 to 5; halves such as "
                "3.5 are fine), then an unbiased explanation on the following lines.")
@@ -107,6 +117,8 @@ class RatingResult:
     raw: str  # the judge's answer exactly as written (a reasoning trace apart, below)
     tries: int
     reasoning: str = ""
+    sampled: float | None = None  # the score as written (`score` may be weighted)
+    scores_from: str = "text"  # "logprobs": `score` is the probability-weighted mean
 
 
 def has_input(value: object) -> bool:
@@ -154,34 +166,53 @@ class Rater:
     """Rates one triplet with one judge; shared by `rate` and any recipe that needs ratings."""
 
     def __init__(self, client: LLMClient, template: ChatTemplate, *, dimension: str,
-                 json_mode: bool, reasks: int, max_tokens: int) -> None:
+                 json_mode: bool, reasks: int, max_tokens: int, logprobs: bool = False) -> None:
         self.client = client
         self.template = template
         self.dimension = dimension
         self.json_mode = json_mode
         self.reasks = reasks
         self.max_tokens = max_tokens
+        self.logprobs = logprobs  # read the score from token log-probabilities
 
-    async def rate(self, instruction: str, input_text: str, response: str) -> RatingResult:
+    def request(self, instruction: str, input_text: str, response: str) -> Request:
+        """The first request `rate` sends for this triplet."""
         messages = render_prompt(self.template, instruction=instruction, input_text=input_text,
                                  response=response, dimension=self.dimension,
                                  json_mode=self.json_mode)
         # Temperature 0 as in the paper: ratings should not depend on sampling luck.
         request = Request(messages=messages, temperature=0.0, max_tokens=self.max_tokens,
                           json_schema=rating_schema() if self.json_mode else None)
-        def parse(completion: Completion) -> tuple[float, str]:
+        if self.logprobs:
+            return replace(request, top_logprobs=SCORE_ALTERNATIVES,
+                           max_tokens=min(self.max_tokens, LOGPROB_MAX_TOKENS[self.json_mode]))
+        return request
+
+    async def rate(self, instruction: str, input_text: str, response: str) -> RatingResult:
+        request = self.request(instruction, input_text, response)
+
+        def parse(completion: Completion) -> tuple[float, str, float, str]:
             # The score comes first, so a reply cut off at max_tokens still has a complete
             # score (only the explanation is short): truncation alone is no reason to re-ask.
             if self.json_mode:
-                return parse_json_rating(completion.text, completion.finish_reason == "length")
-            return parse_rating(completion.text, SCALE_LOW, SCALE_HIGH)
+                score, explanation = parse_json_rating(completion.text,
+                                                       completion.finish_reason == "length")
+            else:
+                score, explanation = parse_rating(completion.text, SCALE_LOW, SCALE_HIGH)
+            if self.logprobs:
+                spans = score_spans(completion.text, ("score",))
+                weighted = (expected_scores(completion, spans, SCALE_LOW, SCALE_HIGH)
+                            if spans else None)
+                if weighted is not None:
+                    return weighted[0], explanation, score, "logprobs"
+            return score, explanation, score, "text"
 
         asked = await self.client.ask(
             request, parse, reasks=self.reasks, failure="no readable rating",
             correction=lambda problem: correction(problem, self.json_mode))
-        score, explanation = asked.value
+        score, explanation, sampled, read = asked.value
         return RatingResult(score, explanation, asked.completion.text, asked.attempts,
-                            asked.completion.reasoning)
+                            asked.completion.reasoning, sampled=sampled, scores_from=read)
 
 
 @dataclass
@@ -194,24 +225,39 @@ class RateStage(ModelStage):
     as_json: bool | None = None  # None: JSON for a grammar-constrained judge, else text
     reasks: int = 2
     max_tokens: int = 256
+    scores: str = "text"  # or "logprobs" (synthcodec.expected_score)
     name: str = "rate"
 
     def __post_init__(self) -> None:
         self.roles = {"judge": self.judge}
         self.template = self.template or rating_template(None)
 
+    @property
+    def adds(self) -> tuple[str, ...]:
+        """The columns each rated row gets."""
+        extra = (SCORE_SAMPLED, SCORE_FROM) if self.scores == "logprobs" else ()
+        return (SCORE, EXPLANATION, JUDGE_TEXT, *extra)
+
     def config(self) -> dict[str, Any]:
         assert self.template is not None
-        return {"dimension": self.dimension, "template": self.template.text,
-                "answer": {None: "auto", True: "json", False: "text"}[self.as_json],
-                "reasks": self.reasks, "max_tokens": self.max_tokens, "temperature": 0.0}
+        config = {"dimension": self.dimension, "template": self.template.text,
+                  "answer": {None: "auto", True: "json", False: "text"}[self.as_json],
+                  "reasks": self.reasks, "max_tokens": self.max_tokens, "temperature": 0.0}
+        if self.scores != "text":  # absent by default: runs made before the option resume
+            config["scores"] = self.scores
+        return config
 
-    async def setup(self, models: Models) -> None:
+    def rater(self, models: Models) -> Rater:
+        """The Rater this stage rates with (the judge check uses the same one)."""
         assert self.template is not None
         client = models["judge"]
         json_mode = wants_json(self.as_json, client.backend, ("--json", "--text"))
-        self._rater = Rater(client, self.template, dimension=self.dimension, json_mode=json_mode,
-                            reasks=self.reasks, max_tokens=self.max_tokens)
+        return Rater(client, self.template, dimension=self.dimension, json_mode=json_mode,
+                     reasks=self.reasks, max_tokens=self.max_tokens,
+                     logprobs=wants_logprobs(self.scores, client.backend))
+
+    async def setup(self, models: Models) -> None:
+        self._rater = self.rater(models)
 
     async def run(self, record: Record) -> Record:
         for name in ("instruction", "response"):  # a judge would score nothing as something
@@ -219,8 +265,11 @@ class RateStage(ModelStage):
                 raise Reject(f"empty {name}: nothing to rate")
         result = await self._rater.rate(record["instruction"], record.get("input") or "",
                                         record["response"])
-        return {SCORE: result.score, EXPLANATION: result.explanation, JUDGE_TEXT: result.raw,
-                **reasoning_fields(result.reasoning, key="judge_reasoning")}
+        row = {SCORE: result.score, EXPLANATION: result.explanation, JUDGE_TEXT: result.raw,
+               **reasoning_fields(result.reasoning, key="judge_reasoning")}
+        if self.scores == "logprobs":
+            row.update({SCORE_SAMPLED: result.sampled, SCORE_FROM: result.scores_from})
+        return row
 
 
 def field_mapping(items: tuple[str, ...] | list[str],
@@ -252,18 +301,31 @@ def print_scores(output: Path) -> None:
 def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, options: RunOptions,
               dimension: str = "accuracy", mapping: Mapping[str, str] | None = None,
               template: ChatTemplate | None = None, as_json: bool | None = None,
-              reasks: int = 2, max_tokens: int = 256,
+              reasks: int = 2, max_tokens: int = 256, scores: str = "text",
+              judge_check: int = PRE_CHECK_PROBES,
               backends: Mapping[str, Any] | None = None) -> Summary:
     """Rate every row of `input_path` into `run_dir` (resuming it); what the command runs.
 
-    `backends={"judge": backend}` replaces the model named by `judge`, e.g. a FakeBackend.
+    First a judge check with `judge_check` probes per kind (0: none) from the input's rows,
+    written to RUN/judge_card.{json,md}. `backends={"judge": backend}` replaces the model
+    named by `judge`, e.g. a FakeBackend.
     """
     mapping = dict(DEFAULT_FIELDS if mapping is None else mapping)
     stage = RateStage(judge=judge, template=template,
                       dimension=dimension, as_json=as_json, reasks=reasks,
-                      max_tokens=max_tokens)
+                      max_tokens=max_tokens, scores=scores)
+
+    async def check_judge(models: Models, run_path: Path) -> dict[str, Any] | None:
+        if judge_check <= 0:
+            return None
+        rows = samples_from_rows(input_path, mapping, max_rows=options.limit or CHECK_ROWS)
+        card = await pre_check(rows, judge_check, run_path, judge=redact_spec(judge),
+                               data=f"the first {len(rows)} rows of {input_path}",
+                               rater=stage.rater(models))
+        return manifest_entry(card)
+
     return run_file_stage(
         input_path=input_path, run_dir=run_dir, stage=stage, fields=list(EXAMPLE_FIELDS),
-        mapping=mapping, options=options, backends=backends,
-        adds=(SCORE, EXPLANATION, JUDGE_TEXT),
+        mapping=mapping, options=options, backends=backends, before=check_judge,
+        adds=stage.adds,
         adds_hint="rename or drop it first (e.g. the rows of an earlier rating)")

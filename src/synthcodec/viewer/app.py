@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from synthcodec.codeclm.pool import check_pool as check_metadata_pool
 from synthcodec.errors import UserError
+from synthcodec.judgecheck import read_card
 from synthcodec.rundir_reader import KEPT, REJECTED, STATUSES, Run, append_review, jsonl_objects
 from synthcodec.store import atomic_writer
 from synthcodec.viewer import charts
@@ -101,7 +102,8 @@ class Viewer:
 
         return self._page("index.html", f=f, page=page, facets=self.index.facets, link=link,
                           charts=[(c, charts.TITLES[c]) for c in charts.charts_for(self.run.kind)],
-                          version=self.index.version, statuses=STATUSES, cost=self.run.cost())
+                          version=self.index.version, statuses=STATUSES, cost=self.run.cost(),
+                          judge_card=read_card(self.run.path))
 
     async def row(self, request: Request) -> Response:
         row = self.index.get(int(request.path_params["rid"]))
