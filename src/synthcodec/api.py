@@ -256,8 +256,8 @@ def select(rated: RunResult | str | Path, *, by: str | None = None, top: int | N
     embed = (embedder(embed_model, backend=embed_backend) if rule.diverse == "kcenter"
              else None)
     sel = select_rows(source, output, rule, fmt=format, embed=embed)
-    rows = _rows(Path(output)) if format == "jsonl" else []
-    return Selected(Path(output), rows, sel.summary)
+    # The rows as written, in any format (alpaca/sharegpt: a JSON array; hf: a saved dataset).
+    return Selected(Path(output), _rows(Path(output)), sel.summary)
 
 
 def answer(bench: str | Path, *, model: str = "local", output: str | Path | None = None,

@@ -41,6 +41,7 @@ def test_rate_then_select_from_a_list_of_dicts(tmp_path: Path) -> None:
     assert kept.summary["kept"] == 2 and kept.path.exists()
     top = sc.select(rated, top=3, format="alpaca", output=tmp_path / "top.json")
     assert len(json.loads(top.path.read_text())) == 3
+    assert top.rows == json.loads(top.path.read_text())  # the rows it wrote, not []
 
 
 def test_a_dataset_and_a_path_work_too(tmp_path: Path) -> None:
