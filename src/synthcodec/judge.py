@@ -72,8 +72,17 @@ JSON_ANSWER = ('Reply with only a JSON object: {"score_1": the score of Assistan
                "Scores are whole numbers from 1 to 10.")
 
 
-def pair_schema() -> dict[str, Any]:
-    """The JSON-mode answer: two integer scores 1-10, then a short explanation (in that order).
+EVIDENCE_JUDGE_PROMPT = "judge_pairwise_evidence.txt"
+EVIDENCE_JSON_ANSWER = ('Reply with only a JSON object: {"explanation": your evaluation of both '
+                        'answers, "score_1": the score of Assistant 1, "score_2": the score of '
+                        "Assistant 2}, the explanation first. Scores are whole numbers from 1 "
+                        "to 10.")
+EVIDENCE_EXPLANATION_MAX_CHARS = 600
+
+
+def pair_schema(evidence_first: bool = False) -> dict[str, Any]:
+    """The JSON-mode answer: two integer scores 1-10, then a short explanation (in that order;
+    `evidence_first`: the explanation first, Wang et al.'s calibration).
 
     `enum` is what llama.cpp's grammar honours (it ignores minimum/maximum); the bounds are
     there for servers that validate them. Built fresh each call, always equal: it is part of
@@ -84,14 +93,17 @@ def pair_schema() -> dict[str, Any]:
                 "enum": list(range(int(SCORE_LOW), int(SCORE_HIGH) + 1)),
                 "description": f"score of Assistant {which}, 1 to 10"}
 
+    if evidence_first:  # llama.cpp's grammar writes the properties in this order
+        properties = {"explanation": {"type": "string",
+                                      "maxLength": EVIDENCE_EXPLANATION_MAX_CHARS},
+                      "score_1": score(1), "score_2": score(2)}
+    else:
+        properties = {"score_1": score(1), "score_2": score(2),
+                      "explanation": {"type": "string", "maxLength": EXPLANATION_MAX_CHARS}}
     return {
         "type": "object",
-        "properties": {
-            "score_1": score(1),
-            "score_2": score(2),
-            "explanation": {"type": "string", "maxLength": EXPLANATION_MAX_CHARS},
-        },
-        "required": ["score_1", "score_2", "explanation"],
+        "properties": properties,
+        "required": list(properties),
         "additionalProperties": False,
     }
 
@@ -142,7 +154,7 @@ class JudgeTemplate:
         return hashlib.sha256(self.chat.text.encode()).hexdigest()
 
     def render(self, question: str, answer_1: str, answer_2: str, *,
-               json_mode: bool = False) -> Request:
+               json_mode: bool = False, evidence_first: bool = False) -> Request:
         """The judge request for one order (answer_1 is shown first), at temperature 0.
 
         In JSON mode the request carries `pair_schema()` and the last message ends with
@@ -161,14 +173,19 @@ class JudgeTemplate:
         if not json_mode:
             return Request(messages=messages, temperature=0.0)
         last = messages[-1]
+        note = EVIDENCE_JSON_ANSWER if evidence_first else JSON_ANSWER
         messages = messages[:-1] + ({**last, "content": f"{last['content'].rstrip()}\n\n"
-                                                        f"{JSON_ANSWER}"},)
-        return Request(messages=messages, temperature=0.0, json_schema=pair_schema())
+                                                        f"{note}"},)
+        return Request(messages=messages, temperature=0.0,
+                       json_schema=pair_schema(evidence_first))
 
 
-def load_judge_template(path: str | Path | None = None) -> JudgeTemplate:
-    """The packaged judge prompt, or the user's copy of it (see prompts/judge_pairwise.txt)."""
-    return _checked(load_template(DEFAULT_JUDGE_PROMPT, path))
+def load_judge_template(path: str | Path | None = None, *,
+                        evidence_first: bool = False) -> JudgeTemplate:
+    """The packaged judge prompt (the papers' score-first one, or with `evidence_first` the
+    explanation-first one), or the user's copy of it (see prompts/judge_pairwise*.txt)."""
+    name = EVIDENCE_JUDGE_PROMPT if evidence_first else DEFAULT_JUDGE_PROMPT
+    return _checked(load_template(name, path))
 
 
 def parse_template(text: str, source: str = "<string>") -> JudgeTemplate:
@@ -195,9 +212,14 @@ class JudgeSettings:
     # "text": the scores as written; "logprobs": their probability-weighted means, from a
     # short generation of the scores alone (synthcodec.expected_score).
     scores: str = "text"
+    # The explanation first and the scores last (Wang et al. 2023, "Large Language Models
+    # are not Fair Evaluators": evidence before the verdict calibrates it); else score-first.
+    evidence_first: bool = False
 
     def resolved(self) -> JudgeTemplate:
-        return self.template or _default_template()
+        if self.template is not None:
+            return self.template
+        return _evidence_template() if self.evidence_first else _default_template()
 
     def for_backend(self, backend: Backend) -> JudgeSettings:
         """These settings with the answer format decided for `backend` (UserError if it
@@ -212,6 +234,8 @@ class JudgeSettings:
                   "judge_answer": {None: "auto", True: "json", False: "text"}[self.json]}
         if self.scores != "text":  # absent by default: runs made before the option resume
             config["judge_scores"] = self.scores
+        if self.evidence_first:
+            config["judge_order"] = "evidence-first"
         return config
 
 
@@ -223,6 +247,16 @@ def _default_template() -> JudgeTemplate:
     if _DEFAULT is None:
         _DEFAULT = load_judge_template()
     return _DEFAULT
+
+
+_EVIDENCE: JudgeTemplate | None = None
+
+
+def _evidence_template() -> JudgeTemplate:
+    global _EVIDENCE
+    if _EVIDENCE is None:
+        _EVIDENCE = load_judge_template(evidence_first=True)
+    return _EVIDENCE
 
 
 @dataclass(frozen=True)
@@ -250,12 +284,20 @@ async def judge_pair(client: LLMClient, question: str, answer_1: str, answer_2: 
     json_mode = wants_json(settings.json, client.backend)
     request = pair_request(settings, question, answer_1, answer_2, json_mode=json_mode)
 
+    evidence_first = settings.evidence_first
+
     def parse(completion: Completion) -> tuple[float, float, str]:
-        # Truncation is fine: only the scores matter (the first line, or the first two JSON
-        # fields), and a long explanation cut short must not cost the verdict.
-        s1, s2 = parse_pair_scores(completion.text, SCORE_LOW, SCORE_HIGH)
+        # Score-first, truncation is fine: only the scores matter (the first line, or the
+        # first two JSON fields), and a long explanation cut short must not cost the verdict.
+        # Evidence-first, the scores come last: a cut reply has none (the parser says so).
+        text = completion.text
+        offset = 0
+        if evidence_first and not json_mode:
+            offset = last_line_start(text)
+        s1, s2 = parse_pair_scores(text[offset:], SCORE_LOW, SCORE_HIGH)
         if request.top_logprobs is not None:
-            spans = score_spans(completion.text, ("score_1", "score_2"))
+            spans = score_spans(text[offset:], ("score_1", "score_2"))
+            spans = [(a + offset, b + offset) for a, b in spans] if spans else None
             weighted = expected_scores(completion, spans, SCORE_LOW, SCORE_HIGH) if spans else None
             if weighted is not None:
                 return weighted[0], weighted[1], "logprobs"
@@ -263,7 +305,8 @@ async def judge_pair(client: LLMClient, question: str, answer_1: str, answer_2: 
 
     asked = await client.ask(request, parse, reasks=settings.reasks,
                              failure="judge gave no readable pair of scores",
-                             correction=lambda problem: _correction(problem, json_mode))
+                             correction=lambda problem: _correction(problem, json_mode,
+                                                                    evidence_first))
     s1, s2, read = asked.value
     return Verdict(s1, s2, asked.completion.text, attempts=asked.attempts,
                    reasoning=asked.completion.reasoning, scores_from=read)
@@ -272,14 +315,31 @@ async def judge_pair(client: LLMClient, question: str, answer_1: str, answer_2: 
 def pair_request(settings: JudgeSettings, question: str, answer_1: str, answer_2: str, *,
                  json_mode: bool) -> Request:
     """The request `judge_pair` sends first for one order (answer_1 shown first)."""
-    request = settings.resolved().render(question, answer_1, answer_2, json_mode=json_mode)
+    request = settings.resolved().render(question, answer_1, answer_2, json_mode=json_mode,
+                                         evidence_first=settings.evidence_first)
+    if settings.scores == "logprobs" and settings.evidence_first:  # the scores come last
+        return replace(request, top_logprobs=SCORE_ALTERNATIVES, max_tokens=settings.max_tokens)
     if settings.scores == "logprobs":
         return replace(request, top_logprobs=SCORE_ALTERNATIVES,
                        max_tokens=min(settings.max_tokens, LOGPROB_MAX_TOKENS[json_mode]))
     return replace(request, max_tokens=settings.max_tokens)
 
 
-def _correction(problem: str, json_mode: bool) -> str:
+def last_line_start(text: str) -> int:
+    """Where the last non-empty line of `text` starts (evidence-first replies end with the
+    score line)."""
+    stripped = text.rstrip()
+    return stripped.rfind("\n") + 1
+
+
+def _correction(problem: str, json_mode: bool, evidence_first: bool = False) -> str:
+    if evidence_first:
+        how = ('reply with only a JSON object {"explanation": your evaluation, "score_1": 1 to '
+               '10, "score_2": 1 to 10}' if json_mode else
+               "explain your evaluation first, then end with a last line holding only two "
+               "scores from 1 to 10, for Assistant 1 and Assistant 2 in that order, separated "
+               "by a space")
+        return f"Your reply could not be read ({problem}). Reply again: {how}."
     if json_mode:
         how = ('reply with only a JSON object {"score_1": 1 to 10, "score_2": 1 to 10, '
                '"explanation": a short explanation}, scoring Assistant 1 and Assistant 2')

@@ -11,7 +11,9 @@ user can rebuild a report, or merge runs, without calling a judge again:
 from __future__ import annotations
 
 import html
+import math
 import re
+import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +27,10 @@ from synthcodec.outcomes import (
     order_result,
     position_inconsistent,
 )
+from synthcodec.stats import logistic_fit, sigmoid
 
-__all__ = ["Report", "ReportRow", "outcomes_of", "render_markdown", "render_table",
-           "summarize", "write_chart"]
+__all__ = ["Report", "ReportRow", "length_controlled", "outcomes_of", "render_markdown",
+           "render_table", "summarize", "write_chart"]
 
 RULES_TEXT = (
     "Every question is judged twice, with the two answers swapped. Per order, A wins when "
@@ -36,8 +39,32 @@ RULES_TEXT = (
     "mirror wins. Score = (W − L) / N + 1 (0–2; 1 = even). **CodecLM rule**: A wins or loses "
     "only if both orders agree; anything else is a tie. Capacity Recovery Ratio "
     "CRR = (W + T) / N. Position inconsistency = share of questions whose two orders "
-    "disagree."
+    "disagree. **Win rate** = (W + T/2) / N under the AlpaGasus rule; **LC** (length-"
+    "controlled, AlpacaEval-LC's idea): a logistic fit of A's outcome on tanh(length "
+    "difference / its standard deviation), read at equal length; lengths in characters."
 )
+OUTCOME_VALUE = {"win": 1.0, "tie": 0.5, "lose": 0.0}
+
+
+def length_controlled(pairs: Iterable[tuple[float, float, float]]) -> dict[str, Any] | None:
+    """Win rate at equal length from (length of A, length of B, A's outcome 1 / 0.5 / 0)
+    per pair: P(A wins) = sigmoid(a + b * tanh((len A - len B) / sd)) fitted by maximum
+    likelihood, and sigmoid(a), its value where the lengths are equal. None without pairs;
+    `lc_win_rate` None when no finite fit exists (every pair the same outcome, or the
+    outcomes separated by length)."""
+    pairs = list(pairs)
+    if not pairs:
+        return None
+    diffs = [a - b for a, b, _ in pairs]
+    sd = statistics.pstdev(diffs)
+    x = [math.tanh(d / sd) if sd > 0 else 0.0 for d in diffs]
+    y = [o for _, _, o in pairs]
+    fit = logistic_fit(x, y) if 0 < sum(y) < len(y) else None
+    return {"n": len(pairs), "win_rate": sum(y) / len(y),
+            "lc_win_rate": sigmoid(fit[0]) if fit else None,
+            "length_slope": fit[1] if fit else None,
+            "mean_length_a": statistics.fmean(a for a, _, _ in pairs),
+            "mean_length_b": statistics.fmean(b for _, b, _ in pairs)}
 
 
 def outcomes_of(row: Mapping[str, Any]) -> tuple[Result, Result, Result, Result, bool]:
@@ -62,6 +89,8 @@ class ReportRow:
     failed: int = 0  # pairs the judge could not score: not in N, listed so none go unnoticed
     sum_a: float = 0.0
     sum_b: float = 0.0
+    # (len A, len B, A's outcome) of each pair whose answers the verdict row carries
+    lengths: list[tuple[float, float, float]] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -82,6 +111,13 @@ class ReportRow:
         self.inconsistent += inconsistent
         self.sum_a += (row["score_a_first"] + row["score_a_second"]) / 2
         self.sum_b += (row["score_b_first"] + row["score_b_second"]) / 2
+        if isinstance(row.get("answer_a"), str) and isinstance(row.get("answer_b"), str):
+            self.lengths.append((len(row["answer_a"]), len(row["answer_b"]),
+                                 OUTCOME_VALUE[alpagasus]))
+
+    @property
+    def length(self) -> dict[str, Any] | None:
+        return length_controlled(self.lengths) if len(self.lengths) == self.n else None
 
     def as_dict(self) -> dict[str, Any]:
         n = self.n
@@ -95,6 +131,7 @@ class ReportRow:
             "position_inconsistency": self.inconsistency_rate if n else None,
             "mean_score_a": self.sum_a / n if n else None,
             "mean_score_b": self.sum_b / n if n else None,
+            "length": self.length,
         }
 
 
@@ -148,7 +185,7 @@ def summarize(rows: Iterable[Mapping[str, Any]], bench_order: Iterable[str] = ()
 # ---------------------------------------------------------------------------- rendering
 
 HEADER = ("benchmark", "N", "failed", "AlpaGasus W/T/L", "AlpaGasus score", "CodecLM W/T/L", "CRR",
-          "inconsistent", "mean A", "mean B")
+          "inconsistent", "mean A", "mean B", "win rate (LC)", "length A/B")
 
 
 def _cells(row: ReportRow) -> tuple[str, ...]:
@@ -159,7 +196,15 @@ def _cells(row: ReportRow) -> tuple[str, ...]:
             f"{a.alpagasus_score:.3f}",
             f"{c.win}/{c.tie}/{c.lose}", f"{100 * c.crr:.2f}%",
             f"{100 * row.inconsistency_rate:.1f}%", f"{row.sum_a / row.n:.2f}",
-            f"{row.sum_b / row.n:.2f}")
+            f"{row.sum_b / row.n:.2f}", *_length_cells(row.length))
+
+
+def _length_cells(length: dict[str, Any] | None) -> tuple[str, str]:
+    if length is None:
+        return "–", "–"
+    lc = length["lc_win_rate"]
+    return (f"{100 * length['win_rate']:.1f}% ({'–' if lc is None else f'{100 * lc:.1f}%'})",
+            f"{length['mean_length_a']:.0f}/{length['mean_length_b']:.0f}")
 
 
 def render_table(rows: list[ReportRow], first: str = "benchmark") -> str:

@@ -139,6 +139,15 @@ def test_keeps_exactly_what_the_target_is_bad_at(tmp_path: Path) -> None:
     assert summary["warnings"] == []
     assert (tmp_path / "run" / "gap_histogram.png").stat().st_size > 0
     assert result.loop is not None and result.loop.stop == "exhausted"
+    # The judge check first (the seeds have no responses: the packaged probes). This judge
+    # gives whoever is shown first one point more: it flips nothing where it sees a real
+    # difference, yet ties nothing either (identical answers 3 vs 2).
+    card = json.loads((tmp_path / "run" / "judge_card.json").read_text())
+    assert summary["judge_check"]["line"] == card["line"]
+    assert card["probes"]["identical"]["rate"] == 0.0 and card["verdict"] != "usable"
+    stages = json.loads((tmp_path / "run" / "stages.json").read_text())
+    # 2 rows x (3 pairs in both orders + 1 identical pair, whose two orders are one request)
+    assert stages["judge_check"]["stats"]["requests"] == 14
 
 
 def test_stops_once_n_pairs_are_kept(tmp_path: Path) -> None:

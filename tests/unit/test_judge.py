@@ -268,3 +268,42 @@ def test_both_orders_in_json_mode() -> None:
                                  JudgeSettings(json=True)))
     assert (both.s_a_first, both.s_b_first, both.s_a_second, both.s_b_second) == (9, 3, 9, 3)
     assert both.gap == 6 and both.codeclm == "win"
+
+
+def test_evidence_first_prompt_reads_the_scores_from_the_end() -> None:
+    settings = JudgeSettings(evidence_first=True, json=False, reasks=0)
+    user = settings.resolved().render(QUESTION, A, B).messages[-1]["content"]
+    assert "first provide a comprehensive explanation" in user and "on the last line" in user
+    backend = FakeBackend(["Assistant 1 names Paris, which is right.\n\n8 2\n"])
+    verdict = run(judge_pair(LLMClient(backend), QUESTION, A, B, settings))
+    assert (verdict.score_1, verdict.score_2) == (8, 2)
+    cut = FakeBackend([Completion(text="Assistant 1 is", finish_reason="length")])
+    with pytest.raises(RecordFailed):  # the scores come last: a cut reply has none
+        run(judge_pair(LLMClient(cut), QUESTION, A, B, settings))
+    assert settings.config()["judge_order"] == "evidence-first"
+    assert "judge_order" not in JudgeSettings().config()
+
+
+def test_evidence_first_json_puts_the_explanation_first() -> None:
+    from synthcodec.judge import pair_schema
+
+    assert list(pair_schema(True)["properties"]) == ["explanation", "score_1", "score_2"]
+    assert list(pair_schema()["properties"]) == ["score_1", "score_2", "explanation"]
+    settings = JudgeSettings(evidence_first=True, json=True, reasks=0)
+    request = settings.resolved().render(QUESTION, A, B, json_mode=True, evidence_first=True)
+    assert request.json_schema == pair_schema(True)
+    backend = FakeBackend(['{"explanation": "1 is right", "score_1": 9, "score_2": 3}'])
+    verdict = run(judge_pair(LLMClient(backend), QUESTION, A, B, settings))
+    assert (verdict.score_1, verdict.score_2) == (9, 3)
+
+
+def test_evidence_first_with_logprobs_weighs_the_last_line() -> None:
+    from synthcodec.llm.fake import logprob_reply
+
+    reply = logprob_reply("Answer 1 is right.\n8 2", [{"1": 1.0}, {"8": 0.5, "6": 0.5},
+                                                      {"2": 1.0}])
+    settings = JudgeSettings(evidence_first=True, json=False, reasks=0, scores="logprobs")
+    backend = FakeBackend([reply])
+    verdict = run(judge_pair(LLMClient(backend), QUESTION, A, B, settings))
+    assert (verdict.score_1, verdict.score_2, verdict.scores_from) == (7, 2, "logprobs")
+    assert backend.calls[0].max_tokens == settings.max_tokens  # the scores come last

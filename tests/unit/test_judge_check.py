@@ -234,3 +234,63 @@ def test_labels_give_agreement_kappa_auc(tmp_path: Path) -> None:
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "1", "preference": "maybe"}])
     with pytest.raises(UserError, match="bad.jsonl:1: field 'preference'"):
         check(fakes.good_judge(real), samples=samples, labels=bad)
+
+
+# ---------------------------------------------------------------------- before the commands
+
+def _rows_file(tmp_path: Path) -> Path:
+    return write_jsonl(tmp_path / "rows.jsonl", [{"instruction": s.instruction, "output": s.response}
+                                                 for s in SAMPLES])
+
+
+def test_rate_checks_its_judge_first_and_noise_keeps_exit_code_0(tmp_path: Path) -> None:
+    from synthcodec.runner import RunOptions
+    from synthcodec.stages.rate import rate_file
+
+    options = RunOptions(progress=False, cache_path=str(tmp_path / "cache.sqlite"))
+    backend = fakes.constant_rater()
+    summary = rate_file(_rows_file(tmp_path), tmp_path / "run", judge="fake:constant",
+                        options=options, backends={"judge": backend}, judge_check=2)
+    card = read_card(tmp_path / "run")
+    assert card is not None and card["verdict"] == "noise" and card["role"] == "rater"
+    assert summary.exit_code == 0 and summary.kept == len(SAMPLES)
+    assert summary.lines()[0] == card["line"]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["judge_check"]["verdict"] == "noise"
+    # 2 probed rows: their real answer + 3 variants; the real ones the run then takes cached
+    assert summary.stats.requests == 2 * 3 + len(SAMPLES) and summary.stats.cache_hits >= 2
+    again = rate_file(_rows_file(tmp_path), tmp_path / "run", judge="fake:constant",
+                      options=options, backends={"judge": backend}, judge_check=2)
+    assert again.stats.requests == 0  # the check is cached like every request
+
+
+def test_no_judge_check_writes_no_card(tmp_path: Path) -> None:
+    from synthcodec.runner import RunOptions
+    from synthcodec.stages.rate import rate_file
+
+    summary = rate_file(_rows_file(tmp_path), tmp_path / "run", judge="fake:constant",
+                        options=RunOptions(progress=False, no_cache=True),
+                        backends={"judge": fakes.constant_rater()}, judge_check=0)
+    assert read_card(tmp_path / "run") is None and summary.judge_line is None
+    assert summary.stats.requests == len(SAMPLES)
+
+
+def test_compare_puts_the_card_into_its_report(tmp_path: Path) -> None:
+    from synthcodec.runner import RunOptions
+    from synthcodec.stages.compare import compare_files
+
+    a = write_jsonl(tmp_path / "a.jsonl", [{"id": i, "question": s.question, "answer": s.response}
+                                           for i, s in enumerate(SAMPLES)])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"id": i, "question": s.question,
+                                            "answer": SAMPLES[(i + 1) % 9].response}
+                                           for i, s in enumerate(SAMPLES)])
+    code = compare_files((str(a), str(b)), run_dir=tmp_path / "cmp", judge="fake:first",
+                         options=RunOptions(progress=False, no_cache=True), judge_check=2,
+                         backends={"judge": fakes.always_first()})
+    assert code == 0
+    report = json.loads((tmp_path / "cmp" / "report.json").read_text())
+    assert report["judge_check"]["verdict"] == "noise"
+    assert report["judge_check"]["probes"]["swap"]["rate"] == 0.0
+    md = (tmp_path / "cmp" / "report.md").read_text()
+    assert md.index("> **Judge check**: judge fake:first: noise") < md.index("| benchmark |")
+    assert "## Judge card: `fake:first` as pairwise judge" in md

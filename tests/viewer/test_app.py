@@ -169,3 +169,13 @@ def test_binds_loopback_by_default_and_warns_otherwise(gen_run: Path) -> None:
         proc.terminate()
         err = proc.communicate(timeout=10)[1]
     assert "warning: serving on 0.0.0.0" in err
+
+
+def test_the_runs_judge_card_is_on_the_first_page(gen_run: Path, cmp_run: Path) -> None:
+    import json
+
+    card = json.loads((gen_run / "judge_card.json").read_text())
+    page = client(gen_run)[1].get("/").text
+    assert 'id="judge-card"' in page and f"judge check: {card['verdict']}" in page
+    assert "judge-card" not in client(cmp_run)[1].get("/").text.split("<style>")[-1].split(
+        "</style>")[-1]  # its answers are too short to probe: no card, no line

@@ -3,6 +3,7 @@ stand-in for the Hub's HTTP API (tests/viewer/fake_hub.py, $HF_ENDPOINT), no net
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,14 @@ def test_to_dir_loads_with_datasets_and_the_card_parses(gen_run: Path, tmp_path:
                    "| failed (not uploaded) | 0 |"):
         assert needle in text, needle
     assert (out / "charts" / "gaps.png").stat().st_size > 1000
+
+
+def test_the_card_carries_the_runs_judge_card(gen_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir", str(out)).returncode == 0
+    text = (out / "README.md").read_text()
+    line = json.loads((gen_run / "judge_card.json").read_text())["line"]
+    assert "## Judge card" in text and line in text and "| swap |" in text
 
 
 def test_compare_and_rate_runs(cmp_run: Path, rate_run: Path, tmp_path: Path) -> None:

@@ -27,6 +27,9 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], Any, str]] = {
     "judge_scores": (("--judge-scores",), click.Choice(["text", "logprobs"]),
                      "The judge's scores as written, or the probability-weighted mean of the "
                      "score tokens (needs token log-probabilities; docs/judging.md)."),
+    "judge_evidence_first": (("--judge-evidence-first/--judge-score-first",), None,
+                             "The judge explains first and gives the scores last, or the "
+                             "papers' scores-first prompt."),
     "pool_size": (("--size",), click.IntRange(1), "Metadata pool size."),
     "per_metadata": (("--per-metadata",), click.IntRange(1),
                      "Base instructions decoded per metadata entry."),

@@ -26,6 +26,7 @@ class CodecConfig:
     judge_json: bool | None = None
     # The judge's scores as written ("text") or probability-weighted ("logprobs", G-Eval).
     judge_scores: str = "text"
+    judge_evidence_first: bool = False  # the judge explains first, scores last
     pool_size: int = 200  # metadata pool (paper)
     # Base instructions decoded per metadata entry; None: `generate` derives it from n.
     per_metadata: int | None = None

@@ -60,7 +60,8 @@ def make_ctx(models: Models, cfg: CodecConfig, prompts: Prompts,
     # The answer format is decided here for the strong model (the judge), so the loop's
     # config records "json" or "text", never "auto".
     judge = judge or JudgeSettings(max_tokens=cfg.judge_max_tokens, reasks=cfg.judge_reasks,
-                                   json=cfg.judge_json, scores=cfg.judge_scores)
+                                   json=cfg.judge_json, scores=cfg.judge_scores,
+                                   evidence_first=cfg.judge_evidence_first)
     return Ctx(strong=strong, target=models.clients.get("target"), cfg=cfg, prompts=prompts,
                judge=judge.for_backend(strong.backend))
 

@@ -52,6 +52,10 @@ from synthcodec.stages.compare import ANSWER_FIELDS, ID_FIELDS, compare_files
 @click.option("--reasks", type=click.IntRange(0, 10), default=2, show_default=True,
               help="Re-asks when the judge's reply has no readable score line.")
 @scores_option()
+@click.option("--evidence-first", is_flag=True,
+              help="The judge explains first and gives the scores last (Wang et al.'s "
+                   "calibration; prompts/judge_pairwise_evidence.txt) instead of the papers' "
+                   "scores-first prompt.")
 @click.option("--output", "-o", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory (created; re-running the same command resumes it).")
 @judge_check_options
@@ -60,7 +64,8 @@ def command(files: tuple[str, ...], pairs: tuple[tuple[str, str, str], ...], nam
             judge: str, key: str | None, answer_field: str | None, question_field: str | None,
             category_field: str, label_a: str | None, label_b: str | None,
             judge_prompt: str | None, judge_json: bool | None, judge_max_tokens: int,
-            reasks: int, scores: str, run_dir: str, **kwargs: Any) -> None:
+            reasks: int, scores: str, evidence_first: bool, run_dir: str,
+            **kwargs: Any) -> None:
     """Judge model A's answers against model B's, question by question, in both orders.
 
     Give the two answer files as A B, or one --pair NAME A B per benchmark. Answers are
@@ -77,6 +82,7 @@ def command(files: tuple[str, ...], pairs: tuple[tuple[str, str, str], ...], nam
                          category_field=category_field, label_a=label_a, label_b=label_b,
                          judge_prompt=judge_prompt, judge_json=judge_json,
                          judge_max_tokens=judge_max_tokens, reasks=reasks, scores=scores,
+                         evidence_first=evidence_first,
                          judge_check=judge_check, options=options)
     if code:
         raise SystemExit(code)

@@ -31,7 +31,7 @@ from synthcodec.options import judge_check_from, judge_check_options, options_fr
                    "keeps only some); ignored when --per-metadata is given.")
 @codec_options("pool_size", "per_metadata", "n_rubrics", "max_iterations", "theta",
                "rouge_threshold", "temperature", "answer_temperature", "max_tokens",
-               "judge_max_tokens", "judge_reasks", "judge_json", "judge_scores", "seed",
+               "judge_max_tokens", "judge_reasks", "judge_json", "judge_scores", "judge_evidence_first", "seed",
                "parse_tries")
 @click.option("--format", "export_format", type=click.Choice(sorted(EXPORT_NAMES)),
               default=None, help="Also export the kept pairs in this fine-tuning format.")

@@ -39,6 +39,8 @@ from synthcodec.stages.rate import field_mapping
               help="Your rating prompt (as rate --template).")
 @click.option("--judge-prompt", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Your pairwise judge prompt (as compare --judge-prompt).")
+@click.option("--evidence-first", is_flag=True,
+              help="Check the evidence-first pairwise prompt (as compare --evidence-first).")
 @click.option("--json/--text", "as_json", default=None,
               help="JSON answers or the papers' score line (default as in rate and compare).")
 @click.option("--max-tokens", type=click.IntRange(8), default=None,
@@ -53,7 +55,8 @@ from synthcodec.stages.rate import field_mapping
 def command(data: tuple[str, ...], judge: str | None, role: str | None, per_kind: int,
             labels: str | None, fields: tuple[str, ...], key: str | None,
             answer_field: str | None, question_field: str | None, dimension: str | None,
-            template: str | None, judge_prompt: str | None, as_json: bool | None,
+            template: str | None, judge_prompt: str | None, evidence_first: bool,
+            as_json: bool | None,
             max_tokens: int | None, reasks: int, scores: str, out_dir: str,
             **kwargs: Any) -> None:
     """Probe JUDGE with pairs whose right answer is known and write its judge card.
@@ -70,7 +73,7 @@ def command(data: tuple[str, ...], judge: str | None, role: str | None, per_kind
     settings = CheckSettings(mapping=field_mapping(fields), key=key, answer_field=answer_field, question_field=question_field,
                              dimension=dimension, template=template, judge_prompt=judge_prompt,
                              as_json=as_json, max_tokens=max_tokens, reasks=reasks,
-                             scores=scores)
+                             scores=scores, evidence_first=evidence_first)
     card = check_files(list(data), out_dir, judge=judge, options=options, role=role,
                        per_kind=per_kind, labels=labels, settings=settings)
     click.echo(card.markdown())

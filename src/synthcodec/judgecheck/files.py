@@ -51,6 +51,7 @@ class CheckSettings:
     max_tokens: int | None = None  # None: the command's default (rate 256, compare 512)
     reasks: int = 2
     scores: str = "text"
+    evidence_first: bool = False
 
 
 def load_source(data: list[str], settings: CheckSettings) -> Source:
@@ -119,10 +120,11 @@ def check_files(data: list[str], out_dir: str | Path, *, judge: str | None, opti
                                        labels=labels, progress=options.progress)
             from synthcodec.judge import load_judge_template
 
-            pair = JudgeSettings(template=load_judge_template(settings.judge_prompt),
+            pair = JudgeSettings(template=load_judge_template(
+                settings.judge_prompt, evidence_first=settings.evidence_first),
                                  max_tokens=settings.max_tokens or 512,
                                  reasks=settings.reasks, json=settings.as_json,
-                                 scores=settings.scores)
+                                 scores=settings.scores, evidence_first=settings.evidence_first)
             return await run_check(source.samples, per_kind, judge=shown,
                                    data=source.description, client=client, settings=pair,
                                    labels=labels, progress=options.progress)

@@ -381,7 +381,7 @@ def compare_files(files: tuple[str, ...] | list[str] = (),
                   label_a: str | None = None, label_b: str | None = None,
                   judge_prompt: str | None = None, judge_json: bool | None = None,
                   judge_max_tokens: int = 512, reasks: int = 2, scores: str = "text",
-                  judge_check: int = PRE_CHECK_PROBES,
+                  evidence_first: bool = False, judge_check: int = PRE_CHECK_PROBES,
                   backends: Mapping[str, Any] | None = None) -> int:
     """Pair the answer files (A B, or NAME A B per benchmark) and judge them; the exit code."""
     benches = _benchmarks(tuple(files), tuple(pairs), name)
@@ -395,9 +395,10 @@ def compare_files(files: tuple[str, ...] | list[str] = (),
     for bench, path_a, path_b in benches:
         bench_pairs = pair_answers(bench, path_a, path_b, spec)
         all_pairs.extend(bench_pairs[: options.limit] if options.limit else bench_pairs)
-    settings = JudgeSettings(template=load_judge_template(judge_prompt),
+    settings = JudgeSettings(template=load_judge_template(judge_prompt,
+                                                          evidence_first=evidence_first),
                              max_tokens=judge_max_tokens, reasks=reasks, json=judge_json,
-                             scores=scores)
+                             scores=scores, evidence_first=evidence_first)
     first_a, first_b = benches[0][1], benches[0][2]
     labels = (_label(first_a, label_a), _label(first_b, label_b))
     config = {
