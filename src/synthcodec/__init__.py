@@ -1,6 +1,6 @@
 """synthcodec: tailored instruction-tuning data, LLM-rated filtering, and pairwise evaluation.
 
-The Python API (`synthcodec.rate`, `select`, `complete`, `answer`, `compare`, `generate`,
+The Python API (`synthcodec.rate`, `score`, `select`, `complete`, `answer`, `compare`, `generate`,
 `train`, their `a`-prefixed async variants, and `FakeBackend`) lives in synthcodec.api and
 is loaded on first use, so `import synthcodec` and the CLI's `--help` stay fast.
 """
@@ -9,8 +9,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = {"complete", "rate", "select", "answer", "compare", "generate", "train",
-        "acomplete", "arate", "aselect", "aanswer", "acompare", "agenerate", "atrain",
+_API = {"complete", "rate", "score", "select", "answer", "compare", "generate", "train",
+        "acomplete", "arate", "ascore", "aselect", "aanswer", "acompare", "agenerate", "atrain",
         "RunResult", "Selected", "Generated", "Comparison"}
 
 
