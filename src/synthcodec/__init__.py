@@ -1,7 +1,7 @@
 """synthcodec: tailored instruction-tuning data, LLM-rated filtering, and pairwise evaluation.
 
-The Python API (`synthcodec.rate`, `select`, `complete`, `answer`, `compare`, `generate`,
-`judge_check`,
+The Python API (`synthcodec.rate`, `score`, `select`, `complete`, `answer`, `compare`,
+`generate`, `judge_check`,
 `train`, their `a`-prefixed async variants, and `FakeBackend`) lives in synthcodec.api and
 is loaded on first use, so `import synthcodec` and the CLI's `--help` stay fast.
 """
@@ -10,8 +10,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = {"complete", "rate", "select", "answer", "compare", "generate", "train", "judge_check",
-        "acomplete", "arate", "aselect", "aanswer", "acompare", "agenerate", "atrain",
+_API = {"complete", "rate", "score", "select", "answer", "compare", "generate", "train",
+        "judge_check", "acomplete", "arate", "ascore", "aselect", "aanswer", "acompare",
+        "agenerate", "atrain",
         "RunResult", "Selected", "Generated", "Comparison"}
 
 

@@ -233,6 +233,26 @@ def rate(data: Data, *, judge: str = "local", dimension: str = "accuracy",
     return _result(summary)
 
 
+def score(data: Data, *, signals: str | tuple[str, ...] = ("ifd", "length", "random"),
+          model: str = "local", target: str | None = None, seed: int = 0,
+          fields: Mapping[str, str] | None = None, run_dir: str | Path | None = None,
+          backends: Mapping[str, Any] | None = None, **run_options: Any) -> RunResult:
+    """Add selection signals to every (instruction, input, response) row: `ifd` (by `model`),
+    `target_ifd` (by `target`, the model to tune), `length`, a seeded `random` key.
+    `backends={"scorer": ..., "target": ...}` replaces the models (e.g. FakeBackend)."""
+    from synthcodec.stages.rate import field_mapping
+    from synthcodec.stages.score import parse_signals, score_file
+
+    path = _input_path(data)
+    mapping = field_mapping([f"{k}={v}" for k, v in (fields or {}).items()])
+    chosen = parse_signals(signals)
+    settings = dict(signals=list(chosen), model=model, target=target, seed=seed, fields=mapping)
+    summary = score_file(path, _run_dir(run_dir, "score", path, settings), signals=chosen,
+                         model=model, target=target, seed=seed, mapping=mapping,
+                         options=_options(run_options), backends=backends)
+    return _result(summary)
+
+
 def select(rated: RunResult | str | Path, *, by: str | None = None, top: int | None = None,
            frac: float | None = None, min: float | None = None,  # noqa: A002
            max: float | None = None, lowest: bool = False,  # noqa: A002
@@ -355,6 +375,7 @@ def train(data: Data, *, base: str = "local", output: str | Path, **settings: An
 
 acomplete = _async(complete)
 arate = _async(rate)
+ascore = _async(score)
 aselect = _async(select)
 aanswer = _async(answer)
 acompare = _async(compare)
@@ -363,6 +384,6 @@ atrain = _async(train)
 
 __all__ = [
     "Comparison", "Generated", "RunResult", "Selected",
-    "aanswer", "acompare", "acomplete", "agenerate", "answer", "arate", "aselect", "atrain",
-    "compare", "complete", "generate", "rate", "select", "train",
+    "aanswer", "acompare", "acomplete", "agenerate", "answer", "arate", "ascore", "aselect",
+    "atrain", "compare", "complete", "generate", "rate", "score", "select", "train",
 ]

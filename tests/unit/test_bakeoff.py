@@ -181,3 +181,12 @@ def test_datasets_take_any_selector(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="'data' \\(the pool"):
         Experiment.from_table({"dir": "x", "bench": {"path": "b"}, "datasets": {
             "a": {"select": "length", "top": 2}, "b": {"select": "random", "top": 2}}})
+
+
+def test_example_bakeoff_recipe_parses() -> None:
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "examples" / "bakeoff.toml").read_text()
+    exp = Experiment.from_table(tomllib.loads(text)["experiment"])
+    assert [d.name for d in exp.datasets] == ["ifd", "ifd-minhash", "random", "longest"]
+    assert exp.rate is None and exp.score is not None and exp.score.limit == 60
+    assert all(d.top == 12 for d in exp.datasets)

@@ -217,3 +217,12 @@ def test_label_errors_name_the_line(scored: Path, tmp_path: Path,
     assert cli("select", str(scored), "--by", "ifd", "--top", "2", "--evaluate", str(labels),
                "-o", str(tmp_path / "k.jsonl")) == 2
     assert "labels.jsonl:1: field 'label': not a label: 'maybe'" in capsys.readouterr().err
+
+
+def test_score_and_select_through_the_api(tmp_path: Path) -> None:
+    scored = sc.score(rows(), run_dir=tmp_path / "s", no_cache=True, progress=False,
+                      backends={"scorer": FakeBackend(logprobs=logprobs)})
+    assert [r["ifd"] for r in scored.rows] == IFDS
+    kept = sc.select(scored, by="ifd", top=2, output=tmp_path / "k.jsonl")
+    assert [r["instruction"] for r in kept.rows] == ["Task 1", "Task 3"]
+    assert kept.summary["rule"]["text"] == "top 2 by ifd (ifd < 1)"

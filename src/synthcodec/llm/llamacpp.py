@@ -74,6 +74,9 @@ class LlamaCppBackend:
         self._llama: Any = None
         self._embedder: Any = None  # a second instance in embedding mode, made when first used
         self._chat_template: Any = None
+        # The tokens whose keys and values the last scoring left in the model's cache: the
+        # next one re-uses their common prefix (the system prompt, an empty user turn).
+        self._kv_tokens: list[int] = []
 
     def _load(self, **params: Any) -> Any:
         try:
@@ -88,6 +91,7 @@ class LlamaCppBackend:
     def _run(self, request: Request) -> Completion:
         if self._llama is None:
             self._llama = self._load()
+        self._kv_tokens = []  # generation rewrites the cache
         kwargs: dict[str, Any] = {
             "messages": [dict(m) for m in request.messages],
             "temperature": request.temperature,
@@ -159,7 +163,8 @@ class LlamaCppBackend:
 
     def _continuation(self, request: ContinuationRequest) -> Completion:
         """Evaluate prompt + reply once, asking llama.cpp for logits only where they predict
-        a reply token: memory stays at one batch of logits, not n_ctx x vocabulary."""
+        a reply token: memory stays at one batch of logits, not n_ctx x vocabulary. The
+        prompt's prefix shared with the last scoring is not evaluated again."""
         import numpy as np
 
         if self._llama is None:
@@ -177,9 +182,17 @@ class LlamaCppBackend:
         batch = llama._batch.batch
         logprobs: list[float] = []
         llama.reset()  # the next generation re-evaluates its own prompt from the start
-        llama._ctx.kv_cache_clear()
+        reuse = 0  # at most up to `first`: its logits must come out of this evaluation
+        while (reuse < min(first, len(self._kv_tokens))
+               and self._kv_tokens[reuse] == tokens[reuse]):
+            reuse += 1
+        if reuse:
+            llama._ctx.kv_cache_seq_rm(0, reuse, -1)
+        else:
+            llama._ctx.kv_cache_clear()
+        self._kv_tokens = []
         try:
-            for start in range(0, len(tokens), n_batch):
+            for start in range(reuse, len(tokens), n_batch):
                 chunk = tokens[start:start + n_batch]
                 wanted = [p for p in range(start, start + len(chunk)) if first <= p < last]
                 batch.n_tokens = len(chunk)
@@ -198,8 +211,10 @@ class LlamaCppBackend:
                 norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
                 logprobs += [float(logits[r, tokens[p + 1]] - norm[r])
                              for r, p in enumerate(wanted)]
-        finally:
+        except BaseException:
             llama._ctx.kv_cache_clear()
+            raise
+        self._kv_tokens = tokens
         return Completion(text="", prompt_tokens=len(tokens),
                           extra={"token_logprobs": logprobs})
 
