@@ -63,7 +63,7 @@ def test_compare_real_predictions_with_embedded_judge(tmp_path: Path) -> None:
     assert all(v["judge_first"].lstrip().startswith("{") for v in verdicts)
     report = json.loads((run / "report.json").read_text())
     assert report["pairs"] == PAIRS and report["failed"] == len(failed)
-    assert (run / "report.md").read_text().startswith("# text-davinci-003_sinstruct vs")
+    assert (run / "report.md").read_text().startswith("# text-davinci-003\\_sinstruct vs")  # Markdown-escaped
     for v in verdicts:
         assert v["alpagasus"] in ("win", "tie", "lose") and v["codeclm"] in ("win", "tie", "lose")
         assert 1 <= v["score_a_first"] <= 10 and 1 <= v["score_b_second"] <= 10
