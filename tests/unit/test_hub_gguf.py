@@ -37,7 +37,8 @@ def test_spec_spelling() -> None:
             parse_hub_spec(bad)
 
 
-def test_downloads_once_checks_sha256_then_uses_the_cache(hub_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_downloads_once_checks_sha256_then_uses_the_cache(  # type: ignore[no-untyped-def]
+        hub_env, monkeypatch) -> None:
     fake, model = hub_env
     fake.serve_file("me/tiny-GGUF", "tiny-q4.gguf", model)
     path = hub_file(SPEC)
@@ -55,7 +56,8 @@ def test_downloads_once_checks_sha256_then_uses_the_cache(hub_env, monkeypatch) 
     assert hub_file(SPEC) == path and len(fake.requests) == before
 
 
-def test_a_wrong_sha256_deletes_the_file_and_says_so(hub_env) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_sha256_deletes_the_file_and_says_so(  # type: ignore[no-untyped-def]
+        hub_env) -> None:
     fake, model = hub_env
     fake.serve_file("me/tiny-GGUF", "tiny-q4.gguf", model, sha256="0" * 64)
     with pytest.raises(UserError, match="sha256 is [0-9a-f]{64}, not the Hub's 0{64}"):
@@ -64,7 +66,8 @@ def test_a_wrong_sha256_deletes_the_file_and_says_so(hub_env) -> None:  # type: 
                    for p in Path(str(constants.HF_HUB_CACHE)).rglob("*"))
 
 
-def test_offline_without_the_file_says_what_to_download(hub_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_offline_without_the_file_says_what_to_download(  # type: ignore[no-untyped-def]
+        hub_env, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="hf download me/tiny-GGUF tiny-q4.gguf"):
         hub_file(SPEC)
