@@ -27,10 +27,11 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def synthcodec(*args: str, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a subprocess, as a user would."""
+def synthcodec(*args: str, timeout: float = 120, env: dict[str, str] | None = None,
+               **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a subprocess, as a user would (`env`: variables set over ours)."""
     return subprocess.run([sys.executable, "-m", "synthcodec", *args], capture_output=True,
-                          text=True, timeout=timeout, env=cli_env(), **kw)
+                          text=True, timeout=timeout, env={**cli_env(), **(env or {})}, **kw)
 
 
 def popen_synthcodec(*args: str, **kw: Any) -> subprocess.Popen[str]:

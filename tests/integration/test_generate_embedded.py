@@ -59,6 +59,10 @@ def test_generate_on_the_embedded_model(require_embedded: None, tmp_path: Path,
 
     summary = json.loads((run / "summary.json").read_text())
     assert summary["kept"] == len(pairs) and summary["stop"] in ("reached", "exhausted")
+    # The judge check ran first (the seeds have no responses: the packaged probe answers).
+    card = json.loads((run / "judge_card.json").read_text())
+    assert card["role"] == "pairwise" and summary["judge_check"]["line"] == card["line"]
+    assert err.index(card["line"]) < err.index("kept by iteration")
     assert summary["warnings"]
     assert (run / "gap_histogram.png").read_bytes()[:4] == b"\x89PNG"
     assert len(json.loads((run / "pairs_alpaca.json").read_text())) == len(pairs)

@@ -31,6 +31,10 @@ def test_rate_select_export_on_real_alpaca(shared_data: Path, require_embedded: 
 
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete"
+    # The judge check ran first, on 2 of the rows: its card is in the run and the manifest.
+    card = json.loads((run / "judge_card.json").read_text())
+    assert card["role"] == "rater" and card["probes_per_kind"] == 2
+    assert manifest["judge_check"]["verdict"] == card["verdict"]
     rated = [json.loads(x) for x in (run / "output.jsonl").read_text().splitlines()]
     failed = [json.loads(x) for x in (run / "failed.jsonl").read_text().splitlines()]
     assert len(rated) + len(failed) == N_ROWS

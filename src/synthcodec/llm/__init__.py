@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from synthcodec.errors import UserError
 from synthcodec.llm.base import (
     Backend,
@@ -42,9 +44,12 @@ def load_backend(spec: str, *, timeout: float = 300.0, n_ctx: int | None = None)
     spec = spec.strip()
     check_spec(spec)
     if is_gguf_spec(spec):
+        from synthcodec.llm.hub import hub_file, is_hub_gguf_spec
         from synthcodec.llm.llamacpp import LlamaCppBackend
 
-        path = None if spec in ("local", "") else spec.removeprefix("gguf:")
+        path: str | Path | None = None if spec in ("local", "") else spec.removeprefix("gguf:")
+        if is_hub_gguf_spec(spec):
+            path = hub_file(spec)
         return LlamaCppBackend(path, n_ctx=n_ctx)
     if spec.startswith("openai:") or is_http_spec(spec):
         from synthcodec.llm.openai_http import OpenAIHTTPBackend

@@ -32,10 +32,13 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from synthcodec.errors import UserError
+from synthcodec.llm.hub import hub_file, is_hub_gguf_spec
 
 MODEL_SPEC_HELP = (
     "MODEL is one of: 'local' (embedded SmolLM2-135M-Instruct via llama.cpp, the default); "
-    "'gguf:PATH' (any local GGUF file); 'NAME@http://HOST:PORT/v1' (any OpenAI-compatible "
+    "'gguf:PATH' (any local GGUF file); 'gguf:hf:OWNER/REPO/FILE.gguf' (a GGUF on the Hugging "
+    "Face Hub, downloaded once into its cache and sha256-checked, then run like gguf:PATH; "
+    "needs synthcodec[hf]); 'NAME@http://HOST:PORT/v1' (any OpenAI-compatible "
     "server: vLLM, Ollama, llama.cpp server; key from $SYNTHCODEC_API_KEY, or from $VAR with "
     "'NAME@URL#key=VAR'; $OPENAI_API_KEY goes only to OpenAI's own host); "
     "'NAME@URL1,URL2,...' (several servers of one model: each request goes to the least "
@@ -217,6 +220,12 @@ def runs_in_process(spec: str) -> bool:
 def check_spec(spec: str) -> None:
     """Raise UserError for a spec that cannot work, without loading anything."""
     spec = spec.strip()
+    if is_hub_gguf_spec(spec):
+        from synthcodec.llm.llamacpp import check_installed
+
+        check_installed()
+        hub_file(spec)  # downloaded (once) and checked before anything else is touched
+        return
     if is_gguf_spec(spec):
         from synthcodec.llm.llamacpp import check_installed
 
