@@ -22,6 +22,9 @@ def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("SYNTHCODEC_CACHE", str(tmp_path / "sc" / "requests.sqlite"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # huggingface_hub read HF_HUB_OFFLINE (set by tests/conftest.py) when an earlier test
+    # imported it: its own constant must say online too, or every call is refused.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     model = tmp_path / "tiny-q4.gguf"
     model.write_bytes(b"GGUF" + bytes(range(256)) * 4000)
     with FakeHub() as fake:
