@@ -9,6 +9,7 @@ two orders must cancel.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 import json
 import re
 from dataclasses import replace
@@ -377,3 +378,22 @@ def test_no_seed_encoded_is_every_record_failed_not_bad_input(tmp_path: Path) ->
         _generate(tmp_path, FakeBackend(["not json at all"]), FakeBackend(target_model), n=1)
     assert info.value.exit_code == 1  # the README's "every record failed", not 2 (bad input)
     assert (tmp_path / "run" / "rejects" / "encode.jsonl").exists()
+
+
+def test_drawing_more_keeps_earlier_instructions_in_place(tmp_path: Path) -> None:
+    """Two instructions per entry: the entries drawn later are appended to instructions.jsonl
+    (round-robin within each draw), so the loop's journaled records keep their ids and no
+    instruction is judged twice or published twice."""
+    strong = FakeBackend(strong_model)
+    target = FakeBackend(lambda r: GOOD)  # nothing is kept: every draw runs dry
+    _generate(tmp_path, strong, target, n=2, pool_size=9, per_metadata=2, max_iterations=1)
+    assert len(_decoded_entries(strong)) == 9  # draws of 2, 2 more, 4 more, 1 more
+    rejected = read_jsonl(tmp_path / "run" / "rejected.jsonl")
+    ids = [r["id"] for r in rejected]
+    assert len(ids) == len(set(ids)) == 18  # each of the 9 x 2 instructions once
+    judged = Counter(_fenced(r.messages[-1]["content"], "QUESTION") for r in strong.calls
+                     if "[Assistant 1's Answer]" in r.messages[-1]["content"])
+    # Every instruction judged, none again in a later pass (at most its two orders; equal
+    # answers make both orders one request, which the cache may answer).
+    ours = {r["instruction"] for r in rejected}  # not the judge check's probe questions
+    assert set(judged) >= ours and max(judged[q] for q in ours) <= 2

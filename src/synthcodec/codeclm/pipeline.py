@@ -196,24 +196,23 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
             ctx = make_ctx(models, cfg, prompts)
             # Only the pool entries n pairs need (n x oversample base instructions, k per
             # entry) are decoded and given rubrics; more are drawn only if the loop runs dry.
-            draw, grown = min(pool, math.ceil(n * oversample / k)), False
+            draws = [min(pool, math.ceil(n * oversample / k))]
             while True:
                 for stage in (decode_stage, rubrics_stage):
-                    result = await stage(ws, models, ctx, options, draw=draw)
+                    result = await stage(ws, models, ctx, options, draws=draws)
                     done.append(result)
                     print_lines([result.line(), *result.notes])
                     if result.interrupted:
                         return None
-                loop = await loop_stage(ws, models, ctx, options, n, grown=grown)
+                loop = await loop_stage(ws, models, ctx, options, n, grown=len(draws) > 1)
                 done.append(loop)
                 # Failed records (a model that cannot answer) are retried by a re-run, not
                 # by drawing more entries for the same model to fail on.
-                if loop.stop != EXHAUSTED or draw >= pool or loop.failed:
+                if loop.stop != EXHAUSTED or draws[-1] >= pool or loop.failed:
                     return loop
-                more = min(pool, 2 * draw) - draw
-                print_lines([f"{loop.kept} of {n} pairs kept from {draw} pool entries: "
-                             f"drawing {more} more of the {pool}"])
-                draw, grown = draw + more, True
+                draws.append(min(pool, 2 * draws[-1]))
+                print_lines([f"{loop.kept} of {n} pairs kept from {draws[-2]} pool entries: "
+                             f"drawing {draws[-1] - draws[-2]} more of the {pool}"])
 
         loop = run_with_models(specs, options, body, backends, ws=ws)
         summary = None

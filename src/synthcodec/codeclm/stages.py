@@ -8,7 +8,8 @@ step's clients built in `setup`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,10 +190,13 @@ def load_metadata(ws: Workspace) -> list[Record]:
 # --------------------------------------------------------------------------- decode
 
 async def decode_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
-                       draw: int | None = None) -> StageResult:
-    """Base instructions from the first `draw` pool entries (None: all of them). A larger
-    `draw` later decodes only the entries added: the journal keeps the earlier ones."""
-    pool = load_metadata(ws)[:draw]
+                       draws: Sequence[int] = ()) -> StageResult:
+    """Base instructions from the pool entries drawn so far: `draws` are the growing pool
+    sizes `generate` drew (empty: the whole pool). A larger draw decodes only the entries
+    added (the journal keeps the earlier ones) and appends their instructions."""
+    pool = load_metadata(ws)
+    block = {m["id"]: bisect_right(draws, i) for i, m in enumerate(pool)}
+    pool = pool[:draws[-1]] if draws else pool
     config = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("decode"),
               **ctx.cfg.subset("temperature", "max_tokens", "per_metadata", "parse_tries",
                                "rouge_threshold")}
@@ -203,7 +207,8 @@ async def decode_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOpti
                                  CodecStage.of("decode", ctx, models), models, options)
     result = _result("decode", journal, run)
     if not run.interrupted:
-        kept, dropped = dedupe_instructions(_flat(journal.rows(OK)), ctx.cfg.rouge_threshold)
+        kept, dropped = dedupe_instructions(_flat(journal.rows(OK)), ctx.cfg.rouge_threshold,
+                                            block)
         result.outputs[INSTRUCTIONS] = ws.publish(INSTRUCTIONS, kept)
         ws.publish_rejects("decode", journal)
         if dropped:
@@ -217,11 +222,17 @@ async def decode_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOpti
     return result
 
 
-def dedupe_instructions(rows: list[Record], threshold: float) -> tuple[list[Record], list[Record]]:
+def dedupe_instructions(rows: list[Record], threshold: float,
+                        block: Mapping[str, int] | None = None
+                        ) -> tuple[list[Record], list[Record]]:
     """Round-robin order (the k-th instruction of every entry before any (k+1)-th), so a run
     stopped at n kept pairs covers the pool evenly; near-duplicates of earlier ones dropped
-    (in the row envelope of every run: the reason under `_synthcodec`)."""
-    ordered = sorted(rows, key=lambda r: r["k"])  # stable: metadata order within each k
+    (in the row envelope of every run: the reason under `_synthcodec`). `block`: metadata id
+    -> the draw it came in; each draw's instructions come after the earlier draws', so the
+    file only grows at its end and the loop's journaled records keep their positions."""
+    block = block or {}
+    # stable: metadata order within each (draw, k)
+    ordered = sorted(rows, key=lambda r: (block.get(r["metadata_id"], 0), r["k"]))
     near = NearDuplicateFilter(threshold)
     kept, dropped = [], []
     for row in ordered:
@@ -243,9 +254,9 @@ def envelope(row: Record, status: str, reason: str) -> Record:
 # --------------------------------------------------------------------------- rubrics
 
 async def rubrics_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
-                        draw: int | None = None) -> StageResult:
-    """Rubrics and actions for the first `draw` pool entries (None: all), as decode."""
-    pool = load_metadata(ws)[:draw]
+                        draws: Sequence[int] = ()) -> StageResult:
+    """Rubrics and actions for the pool entries drawn so far (as decode; empty: all)."""
+    pool = load_metadata(ws)[:draws[-1] if draws else None]
     config = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("rubrics"),
               **ctx.cfg.subset("temperature", "max_tokens", "n_rubrics", "parse_tries")}
     journal = ws.begin("rubrics", config, input_sha=ws.sha(METADATA))
