@@ -17,7 +17,7 @@ from synthcodec.experiment import Experiment, run_experiment
 from synthcodec.llm.base import Request
 from synthcodec.llm.fake import FakeBackend
 from synthcodec.train.sft import TrainResult
-from tests.helpers import write_jsonl
+from tests.helpers import recipe_head, write_jsonl
 
 GOOD = [{"instruction": f"Good task {i}", "input": "", "output": f"A fine answer {i}."}
         for i in range(4)]
@@ -70,21 +70,10 @@ class StubTrainer:
 
 
 def recipe(tmp_path: Path, max_steps: int = 2) -> str:
-    pool = tmp_path / "pool.json"
-    pool.write_text(json.dumps([r for pair in zip(GOOD, BAD) for r in pair]))
-    bench = write_jsonl(tmp_path / "vicuna.jsonl", QUESTIONS)
-    return f"""
-[experiment]
-name = "unit"
-dir = "{tmp_path / 'exp'}"
-base = "local"
-judge = "fake:echo"
-seed = 3
-
-[experiment.rate]
-data = "{pool}"
-max-tokens = 32
-
+    head, bench = recipe_head(tmp_path, [r for pair in zip(GOOD, BAD) for r in pair],
+                              QUESTIONS, experiment='name = "unit"\nseed = 3\n',
+                              rate="max-tokens = 32\n")
+    return head + f"""
 [experiment.datasets.filtered]
 top = 4
 
