@@ -244,6 +244,22 @@ def test_select_reads_the_run_once_per_pass(scored: Path, tmp_path: Path,
     assert reads.count(scored / "output.jsonl") == 3
 
 
+def test_kcenter_without_an_embedder_stops_before_reading(scored: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import synthcodec.stages.select_rules as rules_module
+    from synthcodec.errors import UserError
+    from synthcodec.stages.select import select_rows
+    from synthcodec.stages.select_rules import Rule
+
+    def unread(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the rows were read")
+
+    monkeypatch.setattr(rules_module, "iter_rows", unread)
+    with pytest.raises(UserError, match="--diverse kcenter needs an embedding model"):
+        select_rows(scored, tmp_path / "k.jsonl", Rule(by="ifd", top=2, diverse="kcenter"))
+    assert not list(tmp_path.glob("k*"))
+
+
 def test_label_errors_name_the_line(scored: Path, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     labels = tmp_path / "labels.jsonl"

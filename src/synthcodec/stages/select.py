@@ -162,11 +162,11 @@ def select_rows(source_path: str | Path, out: str | Path, rule: Rule | None = No
     out_path = Path(out)
     if out_path.resolve() == src.rows.resolve():
         raise UserError(f"-o {out} would overwrite the input")
+    if rule.diverse == "kcenter" and embed is None:
+        raise UserError("--diverse kcenter needs an embedding model")
     values = read_values(src, rule)
     if not values:
         raise UserError(f"{src.rows} has no rows")
-    if rule.diverse == "kcenter" and embed is None:
-        raise UserError("--diverse kcenter needs an embedding model")
     order = ranked(values, rule)
     size = rule.size(len(values))
     diverse_info: dict[str, Any] = {}
