@@ -145,6 +145,7 @@ class Selection:
     outputs: dict[str, Path]
     source: Source
     order: list[int]  # the kept rows' positions in the source, best first
+    values: list[float]  # the signal's value of every row of the source
 
 
 def select_rows(source_path: str | Path, out: str | Path, rule: Rule | None = None, *,
@@ -217,7 +218,7 @@ def select_rows(source_path: str | Path, out: str | Path, rule: Rule | None = No
     write_json(summary_path, summary)
     return Selection(n_kept, n_rejected, text, summary, bins,
                      {"kept": out_path, "rejected": rejected_path, "summary": summary_path,
-                      "plot": png}, src, order)
+                      "plot": png}, src, order, values)
 
 
 def evaluate_signals(src: Source, rule: Rule, labels_path: str | Path, *,
