@@ -4,9 +4,10 @@ The rule and the signal's values are stages/select_rules.py. This module takes t
 applies the diversity pass (`diverse`, synthcodec.diversity: `minhash` skips rows that nearly
 repeat a better-ranked kept row; `kcenter` spreads the K rows over the embeddings of the
 KCENTER_POOL × K best), honours RUN/review.jsonl and writes the kept rows, the others, a
-summary and a histogram. The signal is read in a first pass (one float per row); rows are
-streamed in later passes, so memory stays flat (the diversity passes hold the candidates'
-texts or vectors).
+summary and a histogram. The rows are read in passes, so memory stays flat: one for the
+signal (one float per row), one that writes the kept rows and the others together, and one
+for --evaluate (the labelled rows and every signal); the diversity passes read the
+candidates' texts once more and hold them (or their vectors).
 """
 
 from __future__ import annotations
