@@ -48,3 +48,17 @@ def cli(*args: str) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def recipe_head(tmp_path: Path, pool: list[dict[str, Any]], questions: list[dict[str, Any]],
+                *, experiment: str = "", rate: str = "") -> tuple[str, Path]:
+    """The start of an experiment recipe on scripted models, with its pool and benchmark
+    questions written under `tmp_path`: [experiment] (dir, base local, judge fake:echo, then
+    the `experiment` lines) and [experiment.rate] over the pool (then the `rate` lines).
+    Returns (that text, the questions' file for [experiment.bench])."""
+    data = tmp_path / "pool.json"
+    data.write_text(json.dumps(pool))
+    bench = write_jsonl(tmp_path / "vicuna.jsonl", questions)
+    text = (f'\n[experiment]\ndir = "{tmp_path / "exp"}"\nbase = "local"\njudge = "fake:echo"\n'
+            f'{experiment}\n[experiment.rate]\ndata = "{data}"\n{rate}')
+    return text, bench

@@ -24,13 +24,13 @@ experiment runs on run_stage) will move both apart. The report is experiment_rep
     # optional: lm-evaluation-harness tasks for the base and every adapter
     # benchmarks = ["mmlu", "bbh"]   + [experiment.benchmark_settings] limit/shots/data_dir
 
-Every step reuses the commands' own functions (`rate_file`, `select.choose`, `train_lora`,
-`answer_file`, `compare_files`) and writes into the experiment directory. After it finishes,
-a step is recorded in `stages.json` (store.StageLedger, the resume scheme of `generate` too)
-with the hash of everything it depends on (its settings and the content of its input
-files); a re-run skips a step recorded as finished with the same hash and whose outputs
-exist, so an interrupted experiment resumes at the step it was in (and the
-rate/answer/compare runs inside it resume per record, like the commands). A changed
+Every step reuses the commands' own functions (`rate_file`, `score_file`, `select_rows`,
+`train_lora`, `answer_file`, `compare_files`) and writes into the experiment directory. After
+it finishes, a step is recorded in `stages.json` (store.StageLedger, the resume scheme of
+`generate` too) with the hash of everything it depends on (its settings and the content of
+its input files); a re-run skips a step recorded as finished with the same hash and whose
+outputs exist, so an interrupted experiment resumes at the step it was in (and the
+rate/score/answer/compare runs inside it resume per record, like the commands). A changed
 setting or input redoes that step and, through the content hashes, everything after it.
 """
 

@@ -197,11 +197,8 @@ def build_dataset(d: DatasetSpec, out: Path, *, source: Path | None,
                         f"{sel.summary['rated']}")
     info: dict[str, Any] = {"rows": sel.kept, "pool": sel.summary["rated"], "rule": d.rule,
                             "signal": d.signal, "signal_mean": sel.summary["signal"]["kept_mean"]}
-    if (source / "output.jsonl").exists() and d.signal in (SCORE, "random"):
-        try:
-            scores = read_scores(source / "output.jsonl")
-        except UserError:  # a score run: no ratings to show
-            return info
+    if d.signal in (SCORE, "random") and sel.source.stage == "rate":  # the ratings to show
+        scores = sel.values if d.signal == SCORE else read_scores(source / "output.jsonl")
         kept = [scores[i] for i in sel.order]
         info.update(score_mean=sum(kept) / len(kept), score_min=min(kept), score_max=max(kept),
                     pool_score_mean=sum(scores) / len(scores))

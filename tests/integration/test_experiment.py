@@ -29,7 +29,7 @@ pytest.importorskip("accelerate")
 from synthcodec.experiment import Experiment, run_experiment  # noqa: E402
 from synthcodec.llm.base import Request  # noqa: E402
 from synthcodec.llm.fake import FakeBackend  # noqa: E402
-from tests.helpers import write_jsonl  # noqa: E402
+from tests.helpers import recipe_head  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -64,16 +64,8 @@ def test_tiny_real_experiment_resumes_without_retraining(tmp_path: Path,
                                                          embedded_gguf: None) -> None:
     from synthcodec.train.sft import train_lora
 
-    pool = tmp_path / "pool.json"
-    pool.write_text(json.dumps(POOL))
-    bench = write_jsonl(tmp_path / "vicuna.jsonl", QUESTIONS)
-    text = f"""
-[experiment]
-dir = "{tmp_path / 'exp'}"
-base = "local"
-judge = "fake:echo"
-[experiment.rate]
-data = "{pool}"
+    head, bench = recipe_head(tmp_path, POOL, QUESTIONS)
+    text = head + f"""
 [experiment.datasets.filtered]
 top = 3
 [experiment.datasets.random]

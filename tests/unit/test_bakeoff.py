@@ -16,8 +16,8 @@ from synthcodec.errors import UserError
 from synthcodec.experiment import Experiment, run_experiment
 from synthcodec.llm.base import ContinuationRequest, Request
 from synthcodec.llm.fake import FakeBackend
-from synthcodec.stages.score import response_length
-from tests.helpers import write_jsonl
+from synthcodec.stages.score import random_key, response_length
+from tests.helpers import recipe_head
 from tests.unit.test_experiment import QUESTIONS, StubTrainer
 
 # Row i: instruction "Task i", a response of i + 1 words; its IFD (by the scorer) IFD[i],
@@ -56,17 +56,10 @@ def judge(request: Request) -> str:
 
 
 def recipe(tmp_path: Path, extra: str = "") -> str:
-    pool = tmp_path / "pool.json"
-    pool.write_text(json.dumps([{"instruction": f"Task {i}", "input": "",
-                                 "output": " ".join(["word"] * (i + 1))} for i in range(N)]))
-    bench = write_jsonl(tmp_path / "vicuna.jsonl", QUESTIONS)
-    return f"""
-[experiment]
-dir = "{tmp_path / 'exp'}"
-base = "local"
-judge = "fake:echo"
-[experiment.rate]
-data = "{pool}"
+    head, bench = recipe_head(tmp_path, [{"instruction": f"Task {i}", "input": "",
+                                          "output": " ".join(["word"] * (i + 1))}
+                                         for i in range(N)], QUESTIONS)
+    return head + f"""
 [experiment.bakeoff]
 size = 3
 selectors = ["ifd", "target_ifd", "score"]
@@ -120,7 +113,8 @@ def test_bakeoff_report_matches_the_files(tmp_path: Path) -> None:
     assert tasks("target_ifd") == {1, 3, 5}
     assert tasks("score") == {0, 4, 2}
     assert tasks("longest") == {7, 6, 5}
-    assert len(tasks("random")) == 3
+    keys = [random_key(0, f"Task {i}", "", " ".join(["word"] * (i + 1))) for i in range(N)]
+    assert tasks("random") == set(sorted(range(N), key=lambda i: -keys[i])[:3])  # seed 0
     # The target's IFD came from the target model (the base, here "local").
     config = json.loads((root / "score" / "config.json").read_text())
     assert config["models"] == {"scorer": "local", "target": "local"}

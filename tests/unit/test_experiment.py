@@ -17,7 +17,7 @@ from synthcodec.experiment import Experiment, run_experiment
 from synthcodec.llm.base import Request
 from synthcodec.llm.fake import FakeBackend
 from synthcodec.train.sft import TrainResult
-from tests.helpers import write_jsonl
+from tests.helpers import recipe_head, write_jsonl
 
 GOOD = [{"instruction": f"Good task {i}", "input": "", "output": f"A fine answer {i}."}
         for i in range(4)]
@@ -70,21 +70,10 @@ class StubTrainer:
 
 
 def recipe(tmp_path: Path, max_steps: int = 2) -> str:
-    pool = tmp_path / "pool.json"
-    pool.write_text(json.dumps([r for pair in zip(GOOD, BAD) for r in pair]))
-    bench = write_jsonl(tmp_path / "vicuna.jsonl", QUESTIONS)
-    return f"""
-[experiment]
-name = "unit"
-dir = "{tmp_path / 'exp'}"
-base = "local"
-judge = "fake:echo"
-seed = 3
-
-[experiment.rate]
-data = "{pool}"
-max-tokens = 32
-
+    head, bench = recipe_head(tmp_path, [r for pair in zip(GOOD, BAD) for r in pair],
+                              QUESTIONS, experiment='name = "unit"\nseed = 3\n',
+                              rate="max-tokens = 32\n")
+    return head + f"""
 [experiment.datasets.filtered]
 top = 4
 
@@ -146,6 +135,13 @@ def test_experiment_runs_every_step_and_reports(tmp_path: Path) -> None:
 
     text = report.read_text()
     assert "| filtered | random | 3 | 0 | 3/0/0 | 2.000 | 3/0/0 | 100.0% |" in text
+    # The ratings of each dataset's rows (5 for a good row, 1 for a bad one) and of the pool.
+    assert "| filtered | top 4 by score | 4 | 8 | 5.00 (5–5) | data/filtered.json |" in text
+    drawn = [5 if "fine" in r["output"] else 1
+             for r in json.loads((exp / "data" / "random.json").read_text())]
+    assert (f"| random | random as many as 'filtered' (seed 3) | 4 | 8 | "
+            f"{sum(drawn) / 4:.2f} ({min(drawn)}–{max(drawn)}) |") in text
+    assert "Mean score of the whole rated pool: 3.00." in text
     assert "Smoke scale" in text  # base = local
     assert "compare/filtered-vs-random/chart.png" in text
     for needed in ("`fake:echo`", "top 4 by score", "random as many as 'filtered' (seed 3)",

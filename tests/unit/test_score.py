@@ -212,3 +212,34 @@ def test_server_without_prompt_logprobs_fails_the_rows_with_the_reason(tmp_path:
     assert summary.failed == 3
     reason = read_jsonl(tmp_path / "run" / "failed.jsonl")[0]["_synthcodec"]["reason"]
     assert "no prompt_logprobs" in reason and "vLLM" in reason
+
+
+def test_measuring_requests_have_cache_keys_of_their_own_kind(tmp_path: Path) -> None:
+    """A chat request, a continuation and an embedding of the same text share no cache entry,
+    and each kind is found again under its own key."""
+    from synthcodec.cache import RequestCache
+    from synthcodec.llm.base import EmbeddingRequest, Request
+    from synthcodec.llm.client import LLMClient
+    from synthcodec.llm.fake import word_vector
+
+    messages = ({"role": "user", "content": "Say hi"},)
+    chat = Request(messages=messages)
+    continuation = ContinuationRequest(messages, "Say hi")
+    embedding = EmbeddingRequest("Say hi")
+
+    async def ask(client: LLMClient) -> tuple[str, list[float], list[float]]:
+        return ((await client.complete(chat)).text,
+                await client.continuation_logprobs(continuation),
+                await client.embedding(embedding))
+
+    fake = FakeBackend(["hello"])
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    first = LLMClient(fake, cache=cache)
+    answers = asyncio.run(ask(first))
+    assert first.stats.requests == 3 and first.stats.cache_hits == 0
+    # The fake: both words are in the prompt (-1 each); a bag-of-words unit vector.
+    assert answers == ("hello", [-1.0, -1.0], word_vector(embedding))
+    again = LLMClient(fake, cache=cache)
+    assert asyncio.run(ask(again)) == answers
+    assert again.stats.requests == 0 and again.stats.cache_hits == 3
+    cache.close()

@@ -207,7 +207,57 @@ def test_evaluate_reports_every_signal(scored: Path, tmp_path: Path,
     # 0.9 beats 4 and ties 1 -> 4.5; 0.7 beats 4 -> 4; of 10 pairs.
     assert ev["signals"]["ifd"]["auc"] == 8.5 / 10
     assert set(ev["signals"]) == {"ifd", "length", "random"}
+    # Lengths 4 2 6 2 5 1 3: the two longest (tasks 2, 4) are drops; the positives' 2 and 3
+    # against 4, 6, 2, 5, 1: 2 beats 1 and ties 2 -> 1.5, 3 beats 2 and 1 -> 2; of 10 pairs.
+    assert ev["signals"]["length"] == {"auc": 3.5 / 10, "precision_at_k": 0.0}
     assert "precision at 2" in capsys.readouterr().err
+
+
+def test_select_reads_the_run_once_per_pass(scored: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signal, the export (kept and rejected together) and --evaluate (the matches and
+    every signal's values): three reads of the run's rows."""
+    import synthcodec.stages.select as select_module
+    import synthcodec.stages.select_rules as rules_module
+    from synthcodec.stages.select import select_rows
+    from synthcodec.stages.select_rules import Rule
+
+    reads: list[Path] = []
+
+    def counted(module: Any) -> Any:
+        original = module.iter_rows
+
+        def iter_rows(path: Any, *args: Any, **kwargs: Any) -> Any:
+            reads.append(Path(path))
+            return original(path, *args, **kwargs)
+        return iter_rows
+
+    monkeypatch.setattr(select_module, "iter_rows", counted(select_module))
+    monkeypatch.setattr(rules_module, "iter_rows", counted(rules_module))
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({**r, "label": i % 2 == 0}) + "\n"
+                              for i, r in enumerate(rows())))
+    out = tmp_path / "k.jsonl"
+    sel = select_rows(scored, out, Rule(by="ifd", top=2), evaluate=labels)
+    assert picked(out) == ["Task 1", "Task 3"] and sel.summary["evaluation"]["matched"] == 7
+    assert len(read_jsonl(tmp_path / "k.rejected.jsonl")) == len(IFDS) - 2
+    assert reads.count(scored / "output.jsonl") == 3
+
+
+def test_kcenter_without_an_embedder_stops_before_reading(scored: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import synthcodec.stages.select_rules as rules_module
+    from synthcodec.errors import UserError
+    from synthcodec.stages.select import select_rows
+    from synthcodec.stages.select_rules import Rule
+
+    def unread(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the rows were read")
+
+    monkeypatch.setattr(rules_module, "iter_rows", unread)
+    with pytest.raises(UserError, match="--diverse kcenter needs an embedding model"):
+        select_rows(scored, tmp_path / "k.jsonl", Rule(by="ifd", top=2, diverse="kcenter"))
+    assert not list(tmp_path.glob("k*"))
 
 
 def test_label_errors_name_the_line(scored: Path, tmp_path: Path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
 import math
@@ -136,9 +137,6 @@ def word_logprobs(request: ContinuationRequest) -> list[float]:
 
 def word_vector(request: EmbeddingRequest, dims: int = 16) -> list[float]:
     """A unit bag-of-words vector (each word hashed to one of `dims` axes)."""
-    import hashlib
-    import math
-
     vector = [0.0] * dims
     for word in request.text.lower().split():
         vector[int(hashlib.sha1(word.encode()).hexdigest(), 16) % dims] += 1.0

@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +65,10 @@ class HFBackend:
         self.identity = f"hf:{self.path.resolve()}#{_fingerprint(self.path)}"
         self._device = device
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
-        self._pending: list[tuple[Request, asyncio.Future[Completion]]] = []
-        self._measuring: list[tuple[ContinuationRequest, asyncio.Future[Completion]]] = []
-        self._measure_busy = False
-        self._busy = False
         self._closed = False
+        # Looked up at each batch (a test may wrap _generate to see the batches).
+        self._generation = _Batches(self, lambda requests: self._generate(requests))
+        self._measuring = _Batches(self, lambda requests: continuation_batch(self, requests))
         self._model: Any = None
         self._tokenizer: Any = None
         self._eos_ids: list[int] = []
@@ -158,36 +158,63 @@ class HFBackend:
     # --- the asyncio side ---
 
     async def complete(self, request: Request) -> Completion:
-        if self._closed:
-            raise PermanentError(f"{self.identity}: the backend is closed")
+        return await self._generation.submit(request)
+
+    async def continuation_logprobs(self, request: ContinuationRequest) -> Completion:
+        """Log-probabilities of a given reply (IFD): batched like generation, same thread."""
+        return await self._measuring.submit(request)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._generation.close()
+        self._measuring.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Batches:
+    """Requests of one kind (generation, or scoring given replies) queued on the event loop
+    and run by `work(requests) -> results` in the backend's one worker thread, up to
+    `max_batch` at a time: the requests that arrive while a batch of their kind runs wait
+    together and go in as the next one."""
+
+    def __init__(self, backend: HFBackend,
+                 work: Callable[[list[Any]], list[Completion | LLMError]]) -> None:
+        self.backend = backend
+        self.work = work
+        self.pending: list[tuple[Any, asyncio.Future[Completion]]] = []
+        self.busy = False
+
+    async def submit(self, request: Any) -> Completion:
+        if self.backend._closed:
+            raise PermanentError(f"{self.backend.identity}: the backend is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Completion] = loop.create_future()
-        self._pending.append((request, future))
+        self.pending.append((request, future))
         # Let the other requests scheduled in this loop iteration queue up first.
         loop.call_soon(self._dispatch)
         return await future
 
     def _dispatch(self) -> None:
-        if self._busy or self._closed:
+        if self.busy or self.backend._closed:
             return
-        self._pending = [(r, f) for r, f in self._pending if not f.done()]  # drop cancelled
-        if not self._pending:
+        self.pending = [(r, f) for r, f in self.pending if not f.done()]  # drop cancelled
+        if not self.pending:
             return
-        batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
-        self._busy = True
+        size = self.backend.max_batch
+        batch, self.pending = self.pending[:size], self.pending[size:]
+        self.busy = True
         loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(self._executor, self._generate, [r for r, _ in batch])
+        job = loop.run_in_executor(self.backend._executor, self.work, [r for r, _ in batch])
         job.add_done_callback(lambda done: self._finish(batch, done))
 
-    def _finish(self, batch: list[tuple[Request, asyncio.Future[Completion]]],
-                done: asyncio.Future[list[Completion | LLMError]], then: Any = None) -> None:
-        if then is None:
-            self._busy = False
+    def _finish(self, batch: list[tuple[Any, asyncio.Future[Completion]]],
+                done: asyncio.Future[list[Completion | LLMError]]) -> None:
+        self.busy = False
         try:
             results: list[Any] = done.result()
         except BaseException as exc:  # noqa: BLE001 - a failed load fails the whole batch
             error = exc if isinstance(exc, (LLMError, UserError)) else PermanentError(
-                f"{self.identity}: {type(exc).__name__}: {exc}")
+                f"{self.backend.identity}: {type(exc).__name__}: {exc}")
             results = [error] * len(batch)
         for (_, future), result in zip(batch, results):
             if future.done():
@@ -196,48 +223,14 @@ class HFBackend:
                 future.set_exception(result)
             else:
                 future.set_result(result)
-        (then or self._dispatch)()
+        self._dispatch()
 
-    async def aclose(self) -> None:
-        self._closed = True
-        for _, future in self._pending:
+    def close(self) -> None:
+        for _, future in self.pending:
             if not future.done():
-                future.set_exception(PermanentError(f"{self.identity}: the backend was closed"))
-        self._pending = []
-        for _, future in self._measuring:
-            if not future.done():
-                future.set_exception(PermanentError(f"{self.identity}: the backend was closed"))
-        self._measuring = []
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    # --- log-probabilities of given replies (IFD): batched like generation, same thread ---
-
-    async def continuation_logprobs(self, request: ContinuationRequest) -> Completion:
-        if self._closed:
-            raise PermanentError(f"{self.identity}: the backend is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Completion] = loop.create_future()
-        self._measuring.append((request, future))
-        loop.call_soon(self._dispatch_measuring)
-        return await future
-
-    def _dispatch_measuring(self) -> None:
-        if self._measure_busy or self._closed:
-            return
-        self._measuring = [(r, f) for r, f in self._measuring if not f.done()]
-        if not self._measuring:
-            return
-        batch = self._measuring[: self.max_batch]
-        self._measuring = self._measuring[self.max_batch:]
-        self._measure_busy = True
-        job = asyncio.get_running_loop().run_in_executor(
-            self._executor, continuation_batch, self, [r for r, _ in batch])
-
-        def finish(done: asyncio.Future[list[Completion | LLMError]]) -> None:
-            self._measure_busy = False
-            self._finish(batch, done, then=self._dispatch_measuring)  # type: ignore[arg-type]
-
-        job.add_done_callback(finish)
+                future.set_exception(PermanentError(f"{self.backend.identity}: the backend was "
+                                                    "closed"))
+        self.pending = []
 
 
 def continuation_batch(backend: HFBackend, requests: list[ContinuationRequest]

@@ -39,8 +39,10 @@ from synthcodec.stages.rate import DEFAULT_FIELDS
 SIGNALS = ("ifd", "target_ifd", "length", "random")
 DEFAULT_SIGNALS = ("ifd", "length", "random")
 IFD_SIGNALS = ("ifd", "target_ifd")  # flagged, and left out by select, at 1 and above
-# Which model computes which IFD signal: the role it has in the run, and its column prefix.
+# Which model computes which IFD signal: the role it has in the run.
 IFD_ROLES = {"ifd": "scorer", "target_ifd": "target"}
+# An IFD signal's columns: the signal's name and these after it (ifd, ifd_ge_1, ...).
+_IFD_SUFFIXES = ("", "_ge_1", "_conditioned_loss", "_direct_loss")
 # How the prompts are built: part of the config, so a change here starts runs afresh.
 IFD_PROMPTS = "chat template; user turn = instruction (+ blank line + input), or empty"
 _WORDS = re.compile(r"\w+|[^\w\s]")
@@ -62,25 +64,18 @@ def mean_loss(logprobs: list[float]) -> float:
     return -sum(logprobs) / len(logprobs)
 
 
-def ifd_columns(prefix: str, conditioned: float, direct: float) -> dict[str, Any]:
-    """The IFD columns of one model: the ratio, its flag and the two losses it divides."""
+def ifd_columns(signal: str, conditioned: float, direct: float) -> dict[str, Any]:
+    """The columns of one IFD signal: the ratio, its flag and the two losses it divides
+    (`target_ifd`'s names start with target_)."""
     ifd = conditioned / direct
-    return {f"{prefix}ifd": round(ifd, 6), f"{prefix}ifd_ge_1": ifd >= 1.0,
-            f"{prefix}ifd_conditioned_loss": round(conditioned, 6),
-            f"{prefix}ifd_direct_loss": round(direct, 6)}
+    values = (round(ifd, 6), ifd >= 1.0, round(conditioned, 6), round(direct, 6))
+    return {signal + suffix: v for suffix, v in zip(_IFD_SUFFIXES, values)}
 
 
 def columns_of(signals: tuple[str, ...]) -> tuple[str, ...]:
     """The columns `signals` add to each row."""
-    out: list[str] = []
-    for signal in signals:
-        if signal in IFD_ROLES:
-            prefix = "target_" if signal == "target_ifd" else ""
-            out += [f"{prefix}ifd", f"{prefix}ifd_ge_1", f"{prefix}ifd_conditioned_loss",
-                    f"{prefix}ifd_direct_loss"]
-        else:
-            out.append(signal)
-    return tuple(out)
+    return tuple(signal + suffix for signal in signals
+                 for suffix in (_IFD_SUFFIXES if signal in IFD_ROLES else ("",)))
 
 
 def parse_signals(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -152,8 +147,7 @@ class ScoreStage(ModelStage):
         out: dict[str, Any] = {}
         for signal in self.signals:
             if signal in IFD_ROLES:
-                prefix = "target_" if signal == "target_ifd" else ""
-                out.update(ifd_columns(prefix, *await ifd(self._clients[signal], instruction,
+                out.update(ifd_columns(signal, *await ifd(self._clients[signal], instruction,
                                                           input_text, response)))
             elif signal == "length":
                 out["length"] = response_length(response)

@@ -4,9 +4,10 @@ The rule and the signal's values are stages/select_rules.py. This module takes t
 applies the diversity pass (`diverse`, synthcodec.diversity: `minhash` skips rows that nearly
 repeat a better-ranked kept row; `kcenter` spreads the K rows over the embeddings of the
 KCENTER_POOL × K best), honours RUN/review.jsonl and writes the kept rows, the others, a
-summary and a histogram. The signal is read in a first pass (one float per row); rows are
-streamed in later passes, so memory stays flat (the diversity passes hold the candidates'
-texts or vectors).
+summary and a histogram. The rows are read in passes, so memory stays flat: one for the
+signal (one float per row), one that writes the kept rows and the others together, and one
+for --evaluate (the labelled rows and every signal); the diversity passes read the
+candidates' texts once more and hold them (or their vectors).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
-from synthcodec.export import export, require_extra, write_jsonl
+from synthcodec.export import export, require_extra
 from synthcodec.histogram import plot_histogram, score_bins, value_bins
 from synthcodec.instruction import join_instruction
 from synthcodec.io import Row, iter_rows
@@ -34,8 +35,9 @@ from synthcodec.stages.select_rules import (
     ranked,
     read_values,
     row_texts,
+    value_reader,
 )
-from synthcodec.store import write_json
+from synthcodec.store import atomic_writer, dumps, write_json
 
 KCENTER_POOL = 4  # k-center picks K of the 4K best rows
 _KNOWN_SUFFIXES = {".jsonl", ".json", ".ndjson"}
@@ -47,10 +49,22 @@ def sibling(out: Path, suffix: str) -> Path:
     return stem.with_name(stem.name + suffix)
 
 
-def _rows_where(path: Path, keep: set[int], wanted: bool) -> Iterator[tuple[int, Row]]:
-    for i, (line, row) in enumerate(iter_rows(path)):
-        if (i in keep) == wanted:
-            yield line, row
+def _export_split(src: Source, keep: set[int], fmt: str, kept_path: Path,
+                  rejected_path: Path) -> tuple[int, int]:
+    """One pass over the rows: those in `keep` exported to `kept_path` in `fmt`, the others
+    to `rejected_path` (JSONL) as they go by; (kept, rejected) counts."""
+    rejected = 0
+    with atomic_writer(rejected_path) as others:
+        def kept_rows() -> Iterator[tuple[int, Row]]:
+            nonlocal rejected
+            for i, (line, row) in enumerate(iter_rows(src.rows)):
+                if i in keep:
+                    yield line, row
+                else:
+                    others.write(dumps(row) + "\n")
+                    rejected += 1
+        kept = export(fmt, kept_path, kept_rows(), src.mapping, src.rows)
+    return kept, rejected
 
 
 def _prompts(src: Source, rows: list[int], whole: bool) -> dict[int, str]:
@@ -132,6 +146,7 @@ class Selection:
     outputs: dict[str, Path]
     source: Source
     order: list[int]  # the kept rows' positions in the source, best first
+    values: list[float]  # the signal's value of every row of the source
 
 
 def select_rows(source_path: str | Path, out: str | Path, rule: Rule | None = None, *,
@@ -149,11 +164,11 @@ def select_rows(source_path: str | Path, out: str | Path, rule: Rule | None = No
     out_path = Path(out)
     if out_path.resolve() == src.rows.resolve():
         raise UserError(f"-o {out} would overwrite the input")
+    if rule.diverse == "kcenter" and embed is None:
+        raise UserError("--diverse kcenter needs an embedding model")
     values = read_values(src, rule)
     if not values:
         raise UserError(f"{src.rows} has no rows")
-    if rule.diverse == "kcenter" and embed is None:
-        raise UserError("--diverse kcenter needs an embedding model")
     order = ranked(values, rule)
     size = rule.size(len(values))
     diverse_info: dict[str, Any] = {}
@@ -164,9 +179,8 @@ def select_rows(source_path: str | Path, out: str | Path, rule: Rule | None = No
     keep = review_adjust(src.run_dir, src.rows, set(order))  # RUN/review.jsonl (synthcodec view)
     order = [i for i in order if i in keep] + sorted(keep - set(order))
 
-    n_kept = export(fmt, out_path, _rows_where(src.rows, keep, True), src.mapping, src.rows)
     rejected_path = sibling(out_path, ".rejected.jsonl")
-    n_rejected = write_jsonl(rejected_path, (row for _, row in _rows_where(src.rows, keep, False)))
+    n_kept, n_rejected = _export_split(src, keep, fmt, out_path, rejected_path)
 
     text = rule.describe()
     is_score = rule.by == SCORE
@@ -205,7 +219,7 @@ def select_rows(source_path: str | Path, out: str | Path, rule: Rule | None = No
     write_json(summary_path, summary)
     return Selection(n_kept, n_rejected, text, summary, bins,
                      {"kept": out_path, "rejected": rejected_path, "summary": summary_path,
-                      "plot": png}, src, order)
+                      "plot": png}, src, order, values)
 
 
 def evaluate_signals(src: Source, rule: Rule, labels_path: str | Path, *,
@@ -214,27 +228,31 @@ def evaluate_signals(src: Source, rule: Rule, labels_path: str | Path, *,
     (stages/select_eval.py)."""
     path = Path(labels_path)
     labels = read_labels(path, lambda row: row_texts(row, src.mapping), label_field)
-    first = next(iter(iter_rows(src.rows)), (0, {}))[1]
-    signals = [s for s in (SCORE, *IFD_SIGNALS) if s in first]
-    if rule.by not in signals and rule.by not in ("length", "random"):
-        signals.append(rule.by)
-    signals += ["length", "random"]
-    matched: list[int] = []
+    signals: list[str] = []
+    readers: list[Any] = []
+    columns: list[list[float]] = []  # each signal's values at the matched rows
     truth: list[bool] = []
-    for i, (_, row) in enumerate(iter_rows(src.rows)):
+    for line, row in iter_rows(src.rows):  # one pass: the matches and every signal's values
+        if not readers:  # the first row says which signals the source has
+            signals = [s for s in (SCORE, *IFD_SIGNALS) if s in row]
+            if rule.by not in signals and rule.by not in ("length", "random"):
+                signals.append(rule.by)
+            signals += ["length", "random"]
+            readers = [value_reader(src, Rule(by=s), row) for s in signals]
+            columns = [[] for _ in signals]
         key = row_texts(row, src.mapping)
         if key in labels:
-            matched.append(i)
             truth.append(labels[key])
-    if not matched:
+            for values, read in zip(columns, readers):
+                values.append(read(line, row))
+    if not truth:
         raise UserError(f"{path}: none of its rows matches a row of {src.rows} (rows are matched "
                         "by instruction, input and response)")
-    k = min(k, len(matched))
+    k = min(k, len(truth))
     results: dict[str, Any] = {}
-    for signal in signals:
-        values = read_values(src, Rule(by=signal))
+    for signal, values in zip(signals, columns):
         lowest = rule.lowest and signal == rule.by
-        keys = [goodness(values[i], signal, lowest) for i in matched]
+        keys = [goodness(v, signal, lowest) for v in values]
         results[signal] = {"auc": auc(keys, truth), "precision_at_k": precision_at(keys, truth, k)}
-    return {"labels": str(path), "label_field": label_field, "matched": len(matched),
+    return {"labels": str(path), "label_field": label_field, "matched": len(truth),
             "positives": sum(truth), "k": k, "signals": results}

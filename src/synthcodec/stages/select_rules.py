@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -206,20 +206,19 @@ def row_texts(row: Mapping[str, Any], mapping: Mapping[str, str]) -> tuple[str, 
     return get("instruction"), get("input"), get("response")
 
 
-def read_values(src: Source, rule: Rule) -> list[float]:
-    """The rule's signal for every row of the source (a column, or computed from the row)."""
+def value_reader(src: Source, rule: Rule, first: Mapping[str, Any]
+                 ) -> Callable[[int, Mapping[str, Any]], float]:
+    """`read(line, row)`: the rule's signal of a row of `src` (a column, or computed from the
+    row); `first`, the source's first row, says whether the source has the column."""
     by = rule.by
-    values: list[float] = []
-    computed: bool | None = None
-    for line, row in iter_rows(src.rows):
-        if computed is None:  # the first row says whether the source has the column
-            computed = by in COMPUTED and (by not in row or (by == "random"
-                                                            and rule.seed is not None))
-        if computed:
+    if by in COMPUTED and (by not in first or (by == "random" and rule.seed is not None)):
+        def computed(line: int, row: Mapping[str, Any]) -> float:
             instruction, input_text, response = row_texts(row, src.mapping)
-            values.append(float(response_length(response)) if by == "length" else
-                          random_key(rule.seed or 0, instruction, input_text, response))
-            continue
+            return (float(response_length(response)) if by == "length" else
+                    random_key(rule.seed or 0, instruction, input_text, response))
+        return computed
+
+    def column(line: int, row: Mapping[str, Any]) -> float:
         value = row.get(by)
         if value is None:
             hint = ("score the data first with 'synthcodec score'" if by in IFD_SIGNALS else
@@ -233,7 +232,18 @@ def read_values(src: Source, rule: Rule) -> list[float]:
             raise InputError(src.rows, f"not a number: {value!r}", line=line, field=by) from None
         if isinstance(value, bool) or not math.isfinite(number):
             raise InputError(src.rows, f"not a finite number: {value!r}", line=line, field=by)
-        values.append(number)
+        return number
+    return column
+
+
+def read_values(src: Source, rule: Rule) -> list[float]:
+    """The rule's signal for every row of the source (one pass; see value_reader)."""
+    values: list[float] = []
+    read = None
+    for line, row in iter_rows(src.rows):
+        if read is None:
+            read = value_reader(src, rule, row)
+        values.append(read(line, row))
     return values
 
 
