@@ -31,6 +31,7 @@ from synthcodec.stages.select_rules import (
     SCORE,
     Rule,
     Source,
+    choose,
     open_source,
     ranked,
     read_values,
@@ -169,13 +170,12 @@ def select_rows(source_path: str | Path, out: str | Path, rule: Rule | None = No
     values = read_values(src, rule)
     if not values:
         raise UserError(f"{src.rows} has no rows")
-    order = ranked(values, rule)
-    size = rule.size(len(values))
     diverse_info: dict[str, Any] = {}
     if rule.diverse is not None:
-        order, diverse_info = diverse_choice(src, order, rule, len(values), embed=embed)
-    elif size is not None:
-        order = order[:size]
+        order, diverse_info = diverse_choice(src, ranked(values, rule), rule, len(values),
+                                             embed=embed)
+    else:
+        order = choose(values, rule)
     keep = review_adjust(src.run_dir, src.rows, set(order))  # RUN/review.jsonl (synthcodec view)
     order = [i for i in order if i in keep] + sorted(keep - set(order))
 

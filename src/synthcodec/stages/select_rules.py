@@ -11,7 +11,6 @@ two baselines work on any source.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ from synthcodec.errors import InputError, UserError
 from synthcodec.io import iter_rows
 from synthcodec.stages.rate import DEFAULT_FIELDS, SCORE, field_mapping
 from synthcodec.stages.score import IFD_SIGNALS, random_key, response_length
+from synthcodec.store import read_json
 
 DEFAULT_MIN_SCORE = 4.5
 COMPUTED = ("length", "random")  # computed from the row when the source has no such column
@@ -182,12 +182,11 @@ def open_source(path: Path, fields: tuple[str, ...]) -> Source:
     """A finished `rate` or `score` run directory, or any file (JSONL, JSON, CSV, Parquet,
     HF)."""
     if path.is_dir() and (path / "config.json").exists():
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        config = read_json(path / "config.json", {})
         stage = config.get("stage")
         if stage not in SOURCE_STAGES:
             raise UserError(f"{path} is a '{stage}' run, not a 'rate' or 'score' run")
-        manifest_path = path / "manifest.json"
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+        manifest = read_json(path / "manifest.json", {})
         if manifest.get("status") != "complete" or not (path / "output.jsonl").exists():
             raise UserError(f"{path} is not finished: run the same 'synthcodec {stage}' command "
                             "again to finish it, then select")
