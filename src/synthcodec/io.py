@@ -149,11 +149,16 @@ def loads_strict(path: Path, text: str, line: int | None = None) -> Any:
     except json.JSONDecodeError as exc:
         raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
                          line=exc.lineno if line is None else line) from None
-    except _DuplicateKey as exc:
-        raise InputError(path, "this key appears twice in one object (JSON readers keep only "
-                         "the last value): rename or drop one", line=line, field=exc.key) from None
-    except RecursionError:
-        raise InputError(path, f"nested deeper than {MAX_DEPTH} levels", line=line) from None
+    except (_DuplicateKey, RecursionError) as exc:
+        raise _unfit_object(path, exc, line) from None
+
+
+def _unfit_object(path: Path, exc: _DuplicateKey | RecursionError, line: int | None) -> InputError:
+    """The InputError for a JSON text `_DECODER` refused although it is well-formed."""
+    if isinstance(exc, _DuplicateKey):
+        return InputError(path, "this key appears twice in one object (JSON readers keep only "
+                          "the last value): rename or drop one", line=line, field=exc.key)
+    return InputError(path, f"nested deeper than {MAX_DEPTH} levels", line=line)
 
 
 def check_row(path: str | os.PathLike[str], line: int, row: Row) -> None:
@@ -252,12 +257,8 @@ def _json_array(path: Path) -> Iterator[tuple[int, Row]]:
         except json.JSONDecodeError as exc:
             raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
                              line=exc.lineno) from None
-        except _DuplicateKey as exc:
-            raise InputError(path, "this key appears twice in one object (JSON readers keep "
-                             "only the last value): rename or drop one",
-                             line=i, field=exc.key) from None
-        except RecursionError:
-            raise InputError(path, f"nested deeper than {MAX_DEPTH} levels", line=i) from None
+        except (_DuplicateKey, RecursionError) as exc:
+            raise _unfit_object(path, exc, i) from None
         if not isinstance(row, dict):
             raise InputError(path, f"item {i} is a {type(row).__name__}, not an object", line=i)
         yield i, row
