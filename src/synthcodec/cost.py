@@ -158,25 +158,22 @@ class Spend:
         usage = ticket.usage
         if not completion.prompt_tokens and not completion.completion_tokens:
             usage.unreported += 1
-            tokens = round(ticket.tokens)
-            self.tokens += tokens
-            usage.usd += ticket.usd
-            self.usd += ticket.usd
+            tokens, usd = round(ticket.tokens), ticket.usd
             if stats is not None:
-                stats.usd += ticket.usd
                 stats.worst_case_tokens += tokens
-            return
-        cached = int(completion.extra.get("cached_tokens") or 0)
-        usage.prompt_tokens += completion.prompt_tokens
-        usage.completion_tokens += completion.completion_tokens
-        usage.cached_tokens += cached
-        self.tokens += completion.prompt_tokens + completion.completion_tokens
-        if usage.price is not None:
-            usd = usage.price.cost(completion.prompt_tokens, completion.completion_tokens, cached)
-            usage.usd += usd
-            self.usd += usd
-            if stats is not None:
-                stats.usd += usd
+        else:
+            cached = int(completion.extra.get("cached_tokens") or 0)
+            usage.prompt_tokens += completion.prompt_tokens
+            usage.completion_tokens += completion.completion_tokens
+            usage.cached_tokens += cached
+            tokens = completion.prompt_tokens + completion.completion_tokens
+            usd = (0.0 if usage.price is None else
+                   usage.price.cost(completion.prompt_tokens, completion.completion_tokens, cached))
+        self.tokens += tokens
+        usage.usd += usd
+        self.usd += usd
+        if stats is not None:
+            stats.usd += usd
 
     # ------------------------------------------------------------- reporting
 

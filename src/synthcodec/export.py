@@ -20,7 +20,7 @@ from typing import Any
 from synthcodec.errors import MissingExtraError, UserError
 from synthcodec.instruction import join_instruction
 from synthcodec.io import FieldSpec, extract
-from synthcodec.store import atomic_writer, dumps
+from synthcodec.store import atomic_writer, dumps, write_jsonl
 
 __all__ = [
     "EXAMPLE_FIELDS",
@@ -85,16 +85,6 @@ def examples_from_rows(rows: Iterable[tuple[int, Mapping[str, Any]]], mapping: M
         fields = extract(source, line, row, EXAMPLE_FIELDS, mapping)
         yield Example(instruction=fields["instruction"], output=fields["response"],
                       input=fields.get("input") or "")
-
-
-def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
-    n = 0
-    with atomic_writer(path) as fh:
-        for row in rows:
-            fh.write(dumps(row))
-            fh.write("\n")
-            n += 1
-    return n
 
 
 def _write_json_array(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:

@@ -19,7 +19,6 @@ import itertools
 import json
 import math
 import os
-import re
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -150,81 +149,67 @@ def loads_strict(path: Path, text: str, line: int | None = None) -> Any:
     except json.JSONDecodeError as exc:
         raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
                          line=exc.lineno if line is None else line) from None
-    except _DuplicateKey as exc:
-        raise InputError(path, "this key appears twice in one object (JSON readers keep only "
-                         "the last value): rename or drop one", line=line, field=exc.key) from None
-    except RecursionError:
-        raise InputError(path, f"nested deeper than {MAX_DEPTH} levels", line=line) from None
+    except (_DuplicateKey, RecursionError) as exc:
+        raise _unfit_object(path, exc, line) from None
+
+
+def _unfit_object(path: Path, exc: _DuplicateKey | RecursionError, line: int | None) -> InputError:
+    """The InputError for a JSON text `_DECODER` refused although it is well-formed."""
+    if isinstance(exc, _DuplicateKey):
+        return InputError(path, "this key appears twice in one object (JSON readers keep only "
+                          "the last value): rename or drop one", line=line, field=exc.key)
+    return InputError(path, f"nested deeper than {MAX_DEPTH} levels", line=line)
 
 
 def check_row(path: str | os.PathLike[str], line: int, row: Row) -> None:
     """Refuse values a row cannot carry: NaN/Infinity (not JSON), a lone surrogate (not
     UTF-8: "\\ud800" with no pair), nesting deeper than MAX_DEPTH. InputError names the
     field (dotted for nested values, e.g. `meta.scores[2]`; the top-level one for depth)."""
-    if _fine(row):
+    found = _first_unfit(row, 0)
+    if found is None:
         return
-    stack: list[tuple[Any, str, int]] = [(row, "", 0)]
-    while stack:
-        value, where, depth = stack.pop()
-        if isinstance(value, str):
-            if not value.isascii() and not _is_utf8(value):
-                raise InputError(path, "holds a lone surrogate (an unpaired \\ud800-\\udfff "
-                                 "escape), which is not valid Unicode text", line=line,
-                                 field=where or None)
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                shown = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
-                raise InputError(path, f"{shown} is not a JSON number: use null or a number",
-                                 line=line, field=where)
-        elif isinstance(value, (dict, list)):
-            if depth >= MAX_DEPTH:
-                top = re.split(r"[.\[]", where, maxsplit=1)[0]
-                raise InputError(path, f"nested deeper than {MAX_DEPTH} levels", line=line,
-                                 field=top or None)
-            if isinstance(value, dict):
-                for key, item in value.items():
-                    key = str(key)
-                    if not key.isascii() and not _is_utf8(key):
-                        shown = key.encode("utf-8", "backslashreplace").decode("utf-8")
-                        raise InputError(path, "this key holds a lone surrogate (an unpaired "
-                                         "\\ud800-\\udfff escape), which is not valid Unicode "
-                                         "text", line=line,
-                                         field=f"{where}.{shown}" if where else shown)
-                    stack.append((item, f"{where}.{key}" if where else key, depth + 1))
-            else:
-                stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+    problem, keys = found  # keys innermost first
+    keys.reverse()
+    if problem == "deep":
+        raise InputError(path, f"nested deeper than {MAX_DEPTH} levels", line=line,
+                         field=str(keys[0]) if keys else None)
+    where = str(keys[0]) + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys[1:])
+    if problem == "key":
+        shown = where.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise InputError(path, "this key holds a lone surrogate (an unpaired \\ud800-\\udfff "
+                         "escape), which is not valid Unicode text", line=line, field=shown)
+    if problem == "text":
+        raise InputError(path, "holds a lone surrogate (an unpaired \\ud800-\\udfff escape), "
+                         "which is not valid Unicode text", line=line, field=where)
+    raise InputError(path, f"{problem} is not a JSON number: use null or a number", line=line,
+                     field=where)
 
 
-def _fine(row: Row) -> bool:
-    """check_row's test alone, without the bookkeeping that names a field (twice as fast:
-    check_row names the field only when this finds something)."""
-    stack: list[tuple[Any, int]] = [(row, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if depth >= MAX_DEPTH and isinstance(value, (dict, list)):
-            return False
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if isinstance(key, str) and not key.isascii() and not _is_utf8(key):
-                    return False
-                if isinstance(item, str):
-                    if not item.isascii() and not _is_utf8(item):
-                        return False
-                elif isinstance(item, (dict, list, float)):
-                    stack.append((item, depth + 1))
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, str):
-                    if not item.isascii() and not _is_utf8(item):
-                        return False
-                elif isinstance(item, (dict, list, float)):
-                    stack.append((item, depth + 1))
-        elif isinstance(value, float) and not math.isfinite(value):
-            return False
-    return True
+def _first_unfit(value: dict[Any, Any] | list[Any], depth: int) -> tuple[str, list[Any]] | None:
+    """The first thing in `value` a row cannot carry: ("deep" | "key" | "text" | "NaN" |
+    "Infinity" | "-Infinity", the keys and indexes leading to it, innermost first), else None.
+    The path is built only on the way back from a find, so a fine row costs one walk."""
+    if depth >= MAX_DEPTH:
+        return "deep", []
+    for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+        if isinstance(key, str) and not key.isascii() and not is_utf8(key):
+            return "key", [key]
+        if isinstance(item, str):
+            if not item.isascii() and not is_utf8(item):
+                return "text", [key]
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "NaN" if math.isnan(item) else "Infinity" if item > 0 else "-Infinity", [key]
+        elif isinstance(item, (dict, list)):
+            found = _first_unfit(item, depth + 1)
+            if found is not None:
+                found[1].append(key)
+                return found
+    return None
 
 
-def _is_utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
+    """Can `text` be written as UTF-8? (Not when it holds a lone surrogate, "\\ud800".)"""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -272,12 +257,8 @@ def _json_array(path: Path) -> Iterator[tuple[int, Row]]:
         except json.JSONDecodeError as exc:
             raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
                              line=exc.lineno) from None
-        except _DuplicateKey as exc:
-            raise InputError(path, "this key appears twice in one object (JSON readers keep "
-                             "only the last value): rename or drop one",
-                             line=i, field=exc.key) from None
-        except RecursionError:
-            raise InputError(path, f"nested deeper than {MAX_DEPTH} levels", line=i) from None
+        except (_DuplicateKey, RecursionError) as exc:
+            raise _unfit_object(path, exc, i) from None
         if not isinstance(row, dict):
             raise InputError(path, f"item {i} is a {type(row).__name__}, not an object", line=i)
         yield i, row

@@ -8,7 +8,6 @@ a row marked kept by hand is kept.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -24,6 +23,7 @@ from synthcodec.io import write_parquet
 from synthcodec.judgecheck import CARD_MD
 from synthcodec.llm.spec import redact_spec
 from synthcodec.rundir_reader import FAILED, KEPT, REJECTED, Run, ViewRow
+from synthcodec.store import dumps
 
 PUSH_FORMATS = ("lineage", "alpaca", "openai", "sharegpt")
 DEFAULT_LICENSE = "unknown: check your seed/input data's licence"
@@ -85,8 +85,8 @@ def _json_cols(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 nested.add(k)
     out = []
     for row in rows:
-        out.append({k: (json.dumps(row[k], ensure_ascii=False) if k in nested and k in row
-                        and row[k] is not None else row.get(k)) for k in columns})
+        out.append({k: (dumps(row[k]) if k in nested and row.get(k) is not None
+                        else row.get(k)) for k in columns})
     return out
 
 
@@ -96,7 +96,7 @@ def _example(run: Run, row: dict[str, Any]) -> Example:
     fields = run.config.get("fields") or {}
     resp = row.get(fields.get("response", "response"))
     return Example(str(row.get(fields.get("instruction", "instruction"), "")),
-                   resp if isinstance(resp, str) else json.dumps(resp, ensure_ascii=False),
+                   resp if isinstance(resp, str) else dumps(resp),
                    str(row.get(fields.get("input", "input"), "") or ""))
 
 
@@ -329,8 +329,8 @@ def build_card(run: Run, repo_id: str, *, kept: int, rejected: int, failed: int,
         lines += ["## Charts", ""]
         lines += [f"![{title}]({path})" for path, title in charts]
         lines += [""]
-    lines += ["## Settings", "", "```json", json.dumps(_public_tree(run.settings()), indent=2, sort_keys=True,
-                                                        ensure_ascii=False), "```", ""]
+    lines += ["## Settings", "", "```json",
+              dumps(_public_tree(run.settings()), indent=2, sort_keys=True), "```", ""]
     lines += ["## Cost and tokens", "", "| stage | requests | tokens in | tokens out | USD |",
               "|---|---|---|---|---|"]
     for stage, u in usage.items():

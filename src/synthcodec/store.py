@@ -125,6 +125,17 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[
         raise
 
 
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
+    """Rows as JSON Lines (strict JSON, `dumps`), written atomically; returns how many."""
+    n = 0
+    with atomic_writer(path) as fh:
+        for row in rows:
+            fh.write(dumps(row))
+            fh.write("\n")
+            n += 1
+    return n
+
+
 def write_json(path: str | os.PathLike[str], value: Any) -> None:
     text = dumps(value, indent=2, sort_keys=True)
     with atomic_writer(path) as fh:
@@ -421,13 +432,7 @@ class RunDir:
 
     def publish_jsonl(self, name: str, rows: Iterable[Any]) -> int:
         """Atomically write rows to RUN/name; returns how many."""
-        n = 0
-        with atomic_writer(self.path / name) as fh:
-            for row in rows:
-                fh.write(dumps(row))
-                fh.write("\n")
-                n += 1
-        return n
+        return write_jsonl(self.path / name, rows)
 
     def usage_total(self) -> dict[str, Any]:
         """Usage (tokens, `usd`) of every earlier invocation of this run."""

@@ -44,8 +44,8 @@ def test_advice_is_grouped_and_counted() -> None:
     assert list(grouped.values()) == [1, 2]  # in the order of the kinds: refusal first
     lines = advice_lines(grouped)
     assert lines[0].startswith("3 of them failed in a way a re-run repeats")
-    assert any(line.startswith("  2: cut off at the token limit: raise --max-tokens")
-               for line in lines)
+    assert [line.split(":", 2)[:2] for line in lines[1:]] == [
+        ["  1", " refused by the server as sent"], ["  2", " cut off at the token limit"]]
 
 
 def test_the_summary_gives_truncation_and_a_refusal_different_advice(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from synthcodec.llm.base import PermanentError, Request, TransientError
-from synthcodec.llm.openai_http import OpenAIHTTPBackend
+from synthcodec.llm.openai_http import SCHEMA_IN_PROMPT, OpenAIHTTPBackend
 from tests.helpers import read_jsonl, synthcodec, write_jsonl
 
 
@@ -49,10 +49,13 @@ def test_plain_requests_never_get_the_schema_in_the_prompt() -> None:
                 schema = {"type": "object", "properties": {"n": {"type": "integer"}},
                           "required": ["n"]}
                 shaped = await backend.complete(Request.chat("count", json_schema=schema))
+                after = await backend.complete(Request.chat("hello again"))
             finally:
                 await backend.aclose()
         assert done.text == "echo: hello"
         assert json.loads(shaped.text) == {"n": 0}
+        assert backend._schema_style == SCHEMA_IN_PROMPT  # the switch did happen
+        assert after.text == "echo: hello again"  # and a plain request after it is untouched
 
     asyncio.run(main())
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from synthcodec.cache import RequestCache, request_key
 from synthcodec.errors import UserError
 from synthcodec.fence import strip_code_fence
+from synthcodec.io import is_utf8
 from synthcodec.llm.base import (
     Backend,
     Completion,
@@ -264,7 +265,7 @@ class LLMClient:
         """The reply as the stages see it: the answer in `text`, a reasoning trace moved to
         `reasoning` (llm/reasoning.py). A trace the token limit cut, or an answer that is
         empty, fails the record: there is nothing to parse or keep."""
-        if not _encodable(completion.text):  # a lone surrogate ("\ud800" in a JSON body)
+        if not is_utf8(completion.text):  # a lone surrogate ("\ud800" in a JSON body)
             completion = replace(completion, text=_mend_surrogates(completion.text))
         parts = split_reasoning(completion.text)
         if parts.reasoning or parts.cut:
@@ -572,14 +573,6 @@ class LLMClient:
 def clip(text: str, limit: int = 200) -> str:
     """`text`, cut to `limit` characters with an ellipsis (for reasons and messages)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _mend_surrogates(text: str) -> str:
