@@ -82,14 +82,16 @@ def expected_scores(completion: Completion, spans: Sequence[tuple[int, int]], lo
 
 
 def _text_offset(tokens: Sequence[TokenLogprob], text: str) -> int | None:
-    """Where `text` starts in the concatenated tokens (a reasoning trace, or whitespace the
-    backend stripped, may come before or around it)."""
+    """Where `text` starts in the concatenated tokens. The tokens cover the raw reply, `text`
+    is its answer (LLMClient splits a reasoning trace off, llm/reasoning.py): the answer ends
+    the reply, so its last occurrence is the one (a trace often writes the scores too);
+    whitespace the backend or the split stripped may stand around it."""
     joined = "".join(t.token for t in tokens)
-    at = joined.find(text)
+    at = joined.rfind(text)
     if at >= 0:
         return at
     stripped = text.strip()
-    at = joined.find(stripped) if stripped else -1
+    at = joined.rfind(stripped) if stripped else -1
     return at - (len(text) - len(text.lstrip())) if at >= 0 else None
 
 
