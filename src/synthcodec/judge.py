@@ -271,11 +271,6 @@ class Verdict:
     # "logprobs": the scores are probability-weighted means; "text": as written
     scores_from: str = "text"
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"score_1": self.score_1, "score_2": self.score_2, "text": self.text,
-                "attempts": self.attempts, "scores_from": self.scores_from,
-                **({"reasoning": self.reasoning} if self.reasoning else {})}
-
 
 async def judge_pair(client: LLMClient, question: str, answer_1: str, answer_2: str,
                      settings: JudgeSettings | None = None) -> Verdict:
