@@ -24,7 +24,8 @@ from collections.abc import Sequence
 
 from synthcodec.llm.base import Completion, TokenLogprob
 
-__all__ = ["SCORE_ALTERNATIVES", "SCORES_CHOICES", "expected_scores", "score_spans"]
+__all__ = ["SCORE_ALTERNATIVES", "SCORES_CHOICES", "expected_scores", "score_spans",
+           "weighted_scores"]
 
 SCORES_CHOICES = ("text", "logprobs")
 # Alternatives asked per generated token (Request.top_logprobs): OpenAI's maximum.
@@ -55,6 +56,17 @@ def score_spans(text: str, keys: Sequence[str]) -> list[tuple[int, int]] | None:
     if match is None:
         return None
     return [(offset + match.start(g), offset + match.end(g)) for g in range(1, len(keys) + 1)]
+
+
+def weighted_scores(completion: Completion, keys: Sequence[str], low: float, high: float,
+                    start: int = 0) -> list[float] | None:
+    """The probability-weighted mean of each score the reply's text writes from `start` on
+    (`score_spans` of text[start:], `keys` as there); None where they cannot be read, and
+    the sampled scores stand (what every judge asked with --scores logprobs does)."""
+    spans = score_spans(completion.text[start:], keys)
+    if spans is None:
+        return None
+    return expected_scores(completion, [(a + start, b + start) for a, b in spans], low, high)
 
 
 def expected_scores(completion: Completion, spans: Sequence[tuple[int, int]], low: float,
