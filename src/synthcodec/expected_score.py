@@ -24,7 +24,8 @@ from collections.abc import Sequence
 
 from synthcodec.llm.base import Completion, TokenLogprob
 
-__all__ = ["SCORE_ALTERNATIVES", "SCORES_CHOICES", "expected_scores", "score_spans"]
+__all__ = ["SCORE_ALTERNATIVES", "SCORES_CHOICES", "expected_scores", "score_spans",
+           "weighted_scores"]
 
 SCORES_CHOICES = ("text", "logprobs")
 # Alternatives asked per generated token (Request.top_logprobs): OpenAI's maximum.
@@ -57,6 +58,17 @@ def score_spans(text: str, keys: Sequence[str]) -> list[tuple[int, int]] | None:
     return [(offset + match.start(g), offset + match.end(g)) for g in range(1, len(keys) + 1)]
 
 
+def weighted_scores(completion: Completion, keys: Sequence[str], low: float, high: float,
+                    start: int = 0) -> list[float] | None:
+    """The probability-weighted mean of each score the reply's text writes from `start` on
+    (`score_spans` of text[start:], `keys` as there); None where they cannot be read, and
+    the sampled scores stand (what every judge asked with --scores logprobs does)."""
+    spans = score_spans(completion.text[start:], keys)
+    if spans is None:
+        return None
+    return expected_scores(completion, [(a + start, b + start) for a, b in spans], low, high)
+
+
 def expected_scores(completion: Completion, spans: Sequence[tuple[int, int]], low: float,
                     high: float) -> list[float] | None:
     """The probability-weighted mean of each score in `spans` (see the module docstring);
@@ -82,14 +94,16 @@ def expected_scores(completion: Completion, spans: Sequence[tuple[int, int]], lo
 
 
 def _text_offset(tokens: Sequence[TokenLogprob], text: str) -> int | None:
-    """Where `text` starts in the concatenated tokens (a reasoning trace, or whitespace the
-    backend stripped, may come before or around it)."""
+    """Where `text` starts in the concatenated tokens. The tokens cover the raw reply, `text`
+    is its answer (LLMClient splits a reasoning trace off, llm/reasoning.py): the answer ends
+    the reply, so its last occurrence is the one (a trace often writes the scores too);
+    whitespace the backend or the split stripped may stand around it."""
     joined = "".join(t.token for t in tokens)
-    at = joined.find(text)
+    at = joined.rfind(text)
     if at >= 0:
         return at
     stripped = text.strip()
-    at = joined.find(stripped) if stripped else -1
+    at = joined.rfind(stripped) if stripped else -1
     return at - (len(text) - len(text.lstrip())) if at >= 0 else None
 
 

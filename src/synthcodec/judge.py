@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
-from synthcodec.expected_score import SCORE_ALTERNATIVES, expected_scores, score_spans
+from synthcodec.expected_score import SCORE_ALTERNATIVES, weighted_scores
 from synthcodec.fence import FENCE_NOTICE, boundary_for, fence
 from synthcodec.llm.base import Backend, Completion, Request, gives_token_logprobs
 from synthcodec.llm.client import LLMClient
@@ -271,11 +271,6 @@ class Verdict:
     # "logprobs": the scores are probability-weighted means; "text": as written
     scores_from: str = "text"
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"score_1": self.score_1, "score_2": self.score_2, "text": self.text,
-                "attempts": self.attempts, "scores_from": self.scores_from,
-                **({"reasoning": self.reasoning} if self.reasoning else {})}
-
 
 async def judge_pair(client: LLMClient, question: str, answer_1: str, answer_2: str,
                      settings: JudgeSettings | None = None) -> Verdict:
@@ -296,9 +291,8 @@ async def judge_pair(client: LLMClient, question: str, answer_1: str, answer_2: 
             offset = last_line_start(text)
         s1, s2 = parse_pair_scores(text[offset:], SCORE_LOW, SCORE_HIGH)
         if request.top_logprobs is not None:
-            spans = score_spans(text[offset:], ("score_1", "score_2"))
-            spans = [(a + offset, b + offset) for a, b in spans] if spans else None
-            weighted = expected_scores(completion, spans, SCORE_LOW, SCORE_HIGH) if spans else None
+            weighted = weighted_scores(completion, ("score_1", "score_2"), SCORE_LOW,
+                                       SCORE_HIGH, start=offset)
             if weighted is not None:
                 return weighted[0], weighted[1], "logprobs"
         return s1, s2, "text"

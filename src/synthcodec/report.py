@@ -59,7 +59,7 @@ def length_controlled(pairs: Iterable[tuple[float, float, float]]) -> dict[str, 
     sd = statistics.pstdev(diffs)
     x = [math.tanh(d / sd) if sd > 0 else 0.0 for d in diffs]
     y = [o for _, _, o in pairs]
-    fit = logistic_fit(x, y) if 0 < sum(y) < len(y) else None
+    fit = logistic_fit(x, y)
     return {"n": len(pairs), "win_rate": sum(y) / len(y),
             "lc_win_rate": sigmoid(fit[0]) if fit else None,
             "length_slope": fit[1] if fit else None,

@@ -49,7 +49,9 @@ def test_downloads_once_checks_sha256_then_uses_the_cache(  # type: ignore[no-un
     gets = [r for r in fake.requests if r[0] == "GET" and "/resolve/" in r[1]]
     assert len(gets) == 1
     check_spec(SPEC)  # checked again: only the metadata is asked, nothing downloaded
+    before = len(fake.requests)
     assert hub_file(SPEC) == path
+    assert [method for method, *_ in fake.requests[before:]] == ["HEAD"]  # once, ours
     assert len([r for r in fake.requests if r[0] == "GET" and "/resolve/" in r[1]]) == 1
     record = Path(str(constants.HF_HUB_CACHE)).parent / "sc" / "checked_gguf.json"
     assert str(path.resolve()) in record.read_text()

@@ -143,6 +143,10 @@ def test_both_orders_as_dict_is_flat_and_complete() -> None:
     assert (d["score_a_first"], d["score_b_first"], d["score_a_second"], d["score_b_second"]) \
         == (8, 6, 7, 5)
     assert d["alpagasus"] == "win" and d["codeclm"] == "win" and d["inconsistent"] is False
+    # scores as written: no scores_from, so verdicts files of text judges keep their fields
+    assert "scores_from" not in d and "judge_reasoning" not in d
+    weighted = BothOrders(Verdict(8, 6, "x", scores_from="logprobs"), Verdict(5, 7, "y"))
+    assert weighted.as_dict()["scores_from"] == ["logprobs", "text"]
 
 
 def test_user_template_overrides_and_is_checked(tmp_path: Path) -> None:

@@ -264,6 +264,28 @@ def test_rate_checks_its_judge_first_and_noise_keeps_exit_code_0(tmp_path: Path)
     assert again.stats.requests == 0  # the check is cached like every request
 
 
+def test_a_resumed_run_keeps_its_card_and_sends_no_check(tmp_path: Path) -> None:
+    from synthcodec.runner import RunOptions
+    from synthcodec.stages.rate import rate_file
+
+    options = RunOptions(progress=False, no_cache=True)  # nothing comes back from a cache
+    rows, run = _rows_file(tmp_path), tmp_path / "run"
+    first = rate_file(rows, run, judge="fake:constant", options=options,
+                      backends={"judge": fakes.constant_rater()}, judge_check=2)
+    card_file = run / "judge_card.json"
+    written = (card_file.read_bytes(), card_file.stat().st_mtime_ns)
+    again = rate_file(rows, run, judge="fake:constant", options=options,
+                      backends={"judge": fakes.constant_rater()}, judge_check=2)
+    assert again.stats.requests == 0 and again.resumed == len(SAMPLES)
+    assert (card_file.read_bytes(), card_file.stat().st_mtime_ns) == written  # written once
+    assert again.lines()[0] == first.lines()[0] == json.loads(written[0])["line"]
+    assert json.loads((run / "manifest.json").read_text())["judge_check"]["verdict"] == "noise"
+    # another check (more probes) is not the one the card was made of: it runs
+    bigger = rate_file(rows, run, judge="fake:constant", options=options,
+                       backends={"judge": fakes.constant_rater()}, judge_check=3)
+    assert bigger.stats.requests == 3 * 4 and read_card(run)["probes_per_kind"] == 3
+
+
 def test_no_judge_check_writes_no_card(tmp_path: Path) -> None:
     from synthcodec.runner import RunOptions
     from synthcodec.stages.rate import rate_file
@@ -294,3 +316,10 @@ def test_compare_puts_the_card_into_its_report(tmp_path: Path) -> None:
     md = (tmp_path / "cmp" / "report.md").read_text()
     assert md.index("> **Judge check**: judge fake:first: noise") < md.index("| benchmark |")
     assert "## Judge card: `fake:first` as pairwise judge" in md
+    # a re-run sends nothing (the verdicts and the card are kept) and reports the same card
+    backend = fakes.always_first()
+    code = compare_files((str(a), str(b)), run_dir=tmp_path / "cmp", judge="fake:first",
+                         options=RunOptions(progress=False, no_cache=True), judge_check=2,
+                         backends={"judge": backend})
+    assert code == 0 and backend.calls == []
+    assert (tmp_path / "cmp" / "report.md").read_text() == md

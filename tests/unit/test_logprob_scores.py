@@ -161,3 +161,15 @@ def test_cache_keeps_logprobs_and_upgrades_an_old_file(tmp_path: Path) -> None:
     cache.close()
     again = RequestCache(path).get("new")
     assert again is not None and again.token_logprobs == reply.token_logprobs
+
+
+def test_a_reasoning_judge_is_read_at_its_answer_not_in_its_trace() -> None:
+    """The tokens cover the raw reply, `text` the answer only: a trace that writes the same
+    scores first must not be where they are read."""
+    raw = "<think>A first guess: 8 2</think>\n8 2"
+    digits = [{"8": 1.0}, {"2": 1.0}, {"8": 0.5, "6": 0.5}, {"2": 0.5, "4": 0.5}]
+    backend = FakeBackend([logprob_reply(raw, digits)])
+    verdict = asyncio.run(judge_pair(LLMClient(backend), "Q?", "a", "b",
+                                     JudgeSettings(json=False, scores="logprobs")))
+    assert verdict.reasoning == "A first guess: 8 2" and verdict.text == "8 2"
+    assert (verdict.score_1, verdict.score_2, verdict.scores_from) == (7, 3, "logprobs")

@@ -7,11 +7,10 @@ from typing import Any
 
 import click
 
-from synthcodec.expected_score import SCORES_CHOICES
 from synthcodec.judgecheck import CARD_JSON, CARD_MD, DEFAULT_PROBES
 from synthcodec.judgecheck.files import CheckSettings, check_files
 from synthcodec.llm import MODEL_SPEC_HELP
-from synthcodec.options import options_from, run_options
+from synthcodec.options import options_from, run_options, scores_option
 from synthcodec.stages.rate import field_mapping
 
 
@@ -46,9 +45,7 @@ from synthcodec.stages.rate import field_mapping
 @click.option("--max-tokens", type=click.IntRange(8), default=None,
               help="Longest judge reply (default: rate's 256, compare's 512).")
 @click.option("--reasks", type=click.IntRange(0, 10), default=2, show_default=True)
-@click.option("--scores", type=click.Choice(SCORES_CHOICES), default="text", show_default=True,
-              help="Read scores as written, or as probability-weighted means of the score "
-                   "tokens (needs a backend that returns log-probabilities).")
+@scores_option()
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
               help=f"Folder for {CARD_JSON} and {CARD_MD}.")
 @run_options

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,18 @@ from synthcodec.judgecheck.labels import pairwise_agreement, rater_agreement, re
 from synthcodec.judgecheck.probes import (
     PAIRWISE_KINDS,
     RATER_KINDS,
+    Probe,
     Sample,
     build_probes,
     samples_from_rows,
 )
-from synthcodec.judgecheck.run import check_pairwise, check_rater, plan_pairwise, plan_rater
+from synthcodec.judgecheck.run import (
+    Plan,
+    check_pairwise,
+    check_rater,
+    plan_pairwise,
+    plan_rater,
+)
 from synthcodec.llm.client import LLMClient
 from synthcodec.store import atomic_writer, write_json
 
@@ -48,6 +56,26 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A check's probes and the requests they will send (nothing sent yet)."""
+
+    probes: list[Probe]
+    plan: Plan
+    settings: JudgeSettings | None  # pairwise: decided for the client's backend
+
+
+def _prepare(samples: Sequence[Sample], per_kind: int, client: LLMClient | None,
+             settings: JudgeSettings | None, rater: Any) -> _Prepared:
+    if rater is not None:
+        probes = build_probes(samples, per_kind, RATER_KINDS)
+        return _Prepared(probes, plan_rater(rater, probes), None)
+    assert client is not None
+    settings = (settings or JudgeSettings()).for_backend(client.backend)
+    probes = build_probes(samples, per_kind, PAIRWISE_KINDS)
+    return _Prepared(probes, plan_pairwise(client, settings, probes), settings)
+
+
 async def run_check(samples: Sequence[Sample], per_kind: int, *, judge: str, data: str,
                     client: LLMClient | None = None, settings: JudgeSettings | None = None,
                     rater: Any = None, labels: str | Path | None = None,
@@ -55,38 +83,53 @@ async def run_check(samples: Sequence[Sample], per_kind: int, *, judge: str, dat
     """The judge card of a pairwise judge (`client` + `settings`) or of a rater
     (`rater`: a stages.rate.Rater), from `per_kind` probes of each kind; it says what the
     check will send (and cost) before sending anything."""
-    role = "rater" if rater is not None else "pairwise"
-    probes = build_probes(samples, per_kind, RATER_KINDS if role == "rater" else PAIRWISE_KINDS)
-    matched = read_labels(labels, role, samples) if labels is not None else None
+    matched = (read_labels(labels, "rater" if rater is not None else "pairwise", samples)
+               if labels is not None else None)
+    prepared = _prepare(samples, per_kind, client, settings, rater)
+    card = await _run(prepared, per_kind, judge=judge, data=data, client=client, rater=rater,
+                      progress=progress, say=say)
+    if matched is not None and rater is not None:
+        card.labels = await rater_agreement(rater, matched, labels or "")
+    elif matched is not None:
+        assert client is not None and prepared.settings is not None
+        card.labels = await pairwise_agreement(client, prepared.settings, matched, labels or "")
+    return card
+
+
+async def _run(prepared: _Prepared, per_kind: int, *, judge: str, data: str,
+               client: LLMClient | None, rater: Any, progress: bool, say: Say) -> JudgeCard:
+    say(prepared.plan.line(judge))
     if rater is not None:
-        say(plan_rater(rater, probes).line(judge))
-        card = await check_rater(rater, probes, judge=judge, data=data, per_kind=per_kind,
-                                 progress=progress)
-        if matched is not None:
-            card.labels = await rater_agreement(rater, matched, labels or "")
-        return card
-    assert client is not None
-    settings = (settings or JudgeSettings()).for_backend(client.backend)
-    say(plan_pairwise(client, settings, probes).line(judge))
-    card = await check_pairwise(client, settings, probes, judge=judge, data=data,
-                                per_kind=per_kind, progress=progress)
-    if matched is not None:
-        card.labels = await pairwise_agreement(client, settings, matched, labels or "")
+        card = await check_rater(rater, prepared.probes, judge=judge, data=data,
+                                 per_kind=per_kind, progress=progress)
+    else:
+        assert client is not None and prepared.settings is not None
+        card = await check_pairwise(client, prepared.settings, prepared.probes, judge=judge,
+                                    data=data, per_kind=per_kind, progress=progress)
+    card.requests_sha256 = prepared.plan.sha256
     return card
 
 
 async def pre_check(samples: Sequence[Sample], per_kind: int, directory: str | Path, *,
                     judge: str, data: str, client: LLMClient | None = None,
                     settings: JudgeSettings | None = None, rater: Any = None,
-                    say: Say = _stderr) -> JudgeCard | None:
+                    say: Say = _stderr) -> dict[str, Any] | None:
     """The small check a command runs before its main work: prints its cost and its
-    one-line verdict and writes the card into `directory`. Data too small to probe, or a
-    budget reached, skips it with a line; it never stops the command."""
+    one-line verdict, writes the card into `directory` and returns it (as_dict). A card
+    already there from an earlier invocation of the same check (a resumed run) is kept,
+    nothing sent. Data too small to probe, or a budget reached, skips it with a line; it
+    never stops the command."""
     if per_kind <= 0:
         return None
     try:
-        card = await run_check(samples, per_kind, judge=judge, data=data, client=client,
-                               settings=settings, rater=rater, say=say)
+        prepared = _prepare(samples, per_kind, client, settings, rater)
+        kept = read_card(directory)
+        if kept is not None and kept.get("requests_sha256") == prepared.plan.sha256 \
+                and kept.get("data") == data:
+            say(f"{kept['line']}  (the judge check of an earlier invocation, {CARD_MD})")
+            return kept
+        card = await _run(prepared, per_kind, judge=judge, data=data, client=client,
+                          rater=rater, progress=False, say=say)
     except UserError as exc:
         if getattr(exc, "exit_code", 2) != 2:
             raise  # e.g. an unreachable server or a bad key: the main work would fail too
@@ -97,14 +140,15 @@ async def pre_check(samples: Sequence[Sample], per_kind: int, directory: str | P
         return None
     write_card(card, directory)
     say(card.line() + "  (--no-judge-check skips this check)")
-    return card
+    return card.as_dict()
 
 
-def manifest_entry(card: JudgeCard | None) -> dict[str, Any] | None:
-    """What a run's manifest (and summary) say of its judge check."""
+def manifest_entry(card: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a run's manifest (and summary) say of its judge check (`card`: as pre_check
+    returns it)."""
     if card is None:
         return None
-    return {"judge_check": {"verdict": card.verdict, "line": card.line(), "card": CARD_JSON}}
+    return {"judge_check": {"verdict": card["verdict"], "line": card["line"], "card": CARD_JSON}}
 
 
 def write_card(card: JudgeCard, directory: str | Path) -> list[Path]:

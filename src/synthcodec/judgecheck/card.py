@@ -120,6 +120,7 @@ class JudgeCard:
     requests: dict[str, int] = field(default_factory=dict)  # {"sent", "cached"}
     labels: dict[str, Any] | None = None  # agreement with human labels (judgecheck.labels)
     examples: list[dict[str, Any]] = field(default_factory=list)  # failed probes, clipped
+    requests_sha256: str = ""  # judgecheck.run.Plan.sha256: a later run re-uses the card
 
     @property
     def verdict(self) -> str:
@@ -152,6 +153,8 @@ class JudgeCard:
             out["first_shown_wins"] = {"won": won, "decided": decided,
                                        "rate": won / decided if decided else None}
         out.update(settings=self.settings, requests=self.requests, thresholds=THRESHOLDS)
+        if self.requests_sha256:
+            out["requests_sha256"] = self.requests_sha256
         if self.labels is not None:
             out["labels"] = self.labels
         out["examples"] = self.examples

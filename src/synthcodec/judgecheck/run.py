@@ -18,6 +18,7 @@ from synthcodec.llm.base import Request
 from synthcodec.llm.client import LLMClient, RecordFailed, clip
 from synthcodec.outcomes import order_result
 from synthcodec.progress import Counts, Progress
+from synthcodec.store import hash_value
 
 __all__ = ["Plan", "check_pairwise", "check_rater", "plan_pairwise", "plan_rater"]
 
@@ -34,6 +35,7 @@ class Plan:
     prompt_tokens: float  # estimated, of the requests not cached
     max_completion_tokens: int
     usd: float | None  # at most (the model's price), None when it has none
+    sha256: str  # of the requests' cache keys: what the check asks, and of which model
 
     def line(self, judge: str) -> str:
         money = ("$0 (a local model)" if self.usd == 0 else "price unknown" if self.usd is None
@@ -45,14 +47,15 @@ class Plan:
 
 def _plan(client: LLMClient, requests: Sequence[Request]) -> Plan:
     cache = client.cache
-    todo = [r for r in requests
-            if cache is None or cache.get(request_key(client.identity, r)) is None]
+    keys = [request_key(client.identity, r) for r in requests]
+    todo = [r for r, key in zip(requests, keys) if cache is None or cache.get(key) is None]
     prompt = sum(r.estimated_prompt_tokens() for r in todo)
     completion = sum(r.max_tokens for r in todo)
     meter = getattr(client, "meter", None)
     price = getattr(getattr(meter, "usage", None), "price", None)
     return Plan(len(requests), len(requests) - len(todo), prompt, completion,
-                price.cost(prompt, completion) if price is not None else None)
+                price.cost(prompt, completion) if price is not None else None,
+                hash_value(keys))
 
 
 def _pairs(probes: Sequence[Probe]) -> list[tuple[str, str, str]]:

@@ -192,6 +192,8 @@ class EmbeddingRequest:
 
     def estimated_prompt_tokens(self) -> float:
         return len(self.text) / 4 + 1
+
+
 def gives_token_logprobs(backend: Any) -> bool:
     """Whether `backend` can return the log-probabilities of generated tokens (a capability
     attribute, False where a backend does not declare it)."""

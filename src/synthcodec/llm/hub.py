@@ -12,13 +12,13 @@ line says what to download.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import sys
 from pathlib import Path
 
-from synthcodec.errors import MissingExtraError, UserError
+from synthcodec.errors import CannotWrite, MissingExtraError, UserError
+from synthcodec.store import read_json, write_json
 
 __all__ = ["HUB_PREFIX", "hub_file", "is_hub_gguf_spec", "parse_hub_spec"]
 
@@ -80,11 +80,13 @@ def hub_file(spec: str) -> Path:
                         f"hf download {repo} {filename}"
                         + (f" --revision {revision}" if revision else ""))
     cached = hub.try_to_load_from_cache(repo, filename, revision=meta.commit_hash or revision)
-    if not isinstance(cached, str):
+    if isinstance(cached, str):  # the Hub's current file is in the cache: nothing to ask
+        path = Path(cached)
+    else:
         size = f" ({meta.size / 1e9:.1f} GB)" if meta.size else ""
         print(f"downloading {what}{size} from {endpoint or 'the Hugging Face Hub'} into the "
               "Hugging Face cache (once; an interrupted download resumes)", file=sys.stderr)
-    path = Path(hub.hf_hub_download(repo, filename, revision=revision, endpoint=endpoint))
+        path = Path(hub.hf_hub_download(repo, filename, revision=revision, endpoint=endpoint))
     _check_sha256(path, meta.etag, spec)
     return path
 
@@ -105,9 +107,8 @@ def _check_sha256(path: Path, etag: str | None, spec: str) -> None:
     stat = real.stat()
     stamp = [expected, stat.st_size, stat.st_mtime_ns]
     record_path = _record_file()
-    try:
-        records = json.loads(record_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    records = read_json(record_path, {})
+    if not isinstance(records, dict):
         records = {}
     if records.get(str(real)) == stamp:
         return
@@ -124,8 +125,6 @@ def _check_sha256(path: Path, etag: str | None, spec: str) -> None:
     records[str(real)] = stamp
     try:
         record_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(records, indent=1), encoding="utf-8")
-        tmp.replace(record_path)
-    except OSError:
+        write_json(record_path, records)
+    except (OSError, CannotWrite):
         pass  # unrecorded: it is only hashed again next time

@@ -231,6 +231,7 @@ class LlamaCppBackend:
         return Completion(text="", prompt_tokens=int(n),
                           extra={"embedding": [float(x) / norm for x in vector]})
 
+
 class TopLogprobs:
     """A llama.cpp logits processor that only looks: at each sampling step it keeps the `k`
     most likely tokens with their log-probabilities (from the raw logits, before the grammar

@@ -290,17 +290,17 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
                              spent_before=run.usage_total(), run_dir=run.path)
         stage = JudgeStage(judge=judge, settings=settings)
 
-        cards: list[Any] = []
+        check: dict[str, Any] = {}  # the manifest's judge_check entry
 
         async def main() -> StageRun:
             try:
                 if judge_check > 0:
                     samples = [Sample(p.key, p.question, "", p.answer_a, other=p.answer_b)
                                for p in pairs]
-                    cards.append(await pre_check(
+                    check.update(manifest_entry(await pre_check(
                         samples, judge_check, run.path, judge=shown_judge,
                         data=f"the {len(pairs)} pairs compared", client=models["judge"],
-                        settings=settings))
+                        settings=settings)) or {})
                 # Each pair sends two requests at once: half as many pairs as requests in flight.
                 return await run_stage(stage, items, journal, models, options, label="judge",
                                        concurrency=max(1, models.concurrency() // 2))
@@ -308,20 +308,18 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
                 await models.aclose()
 
         done = run_async(main())
-        card = cards[0] if cards else None
         # The run layout of every command: kept (the verdicts), rejected (none: every judged
         # pair is kept), failed; then the report, once every pair is done (a run stopped
         # early publishes the verdicts so far, and no report on them).
         summary = finish_stage(run, journal, done, models, options, stage=STAGE,
                                n_rows=len(items), started=started, config=config,
                                failed_text="pairs could not be judged",
-                               **(manifest_entry(card) or {}))
+                               **check)
         report = None
         if not summary.interrupted:
             verdicts = [row for rows in journal.rows(OK) for row in rows]
             report = _write_report(run.path, verdicts, bench_order, list(journal.rows(FAILED)),
-                                   labels=labels, judge=shown_judge, pairs=len(items),
-                                   card=card)
+                                   labels=labels, judge=shown_judge, pairs=len(items))
     finally:
         run.close()  # releases the run directory whatever the stage raised
 
@@ -346,12 +344,12 @@ def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Pat
 
 def _write_report(path: Path, verdicts: list[Record], bench_order: list[str],
                   failed: list[Record], *, labels: tuple[str, str], judge: str,
-                  pairs: int, card: Any = None) -> Any:
-    """RUN/report.json, chart.png and report.md from the published verdicts; the report.
-    `card`: the judge check's JudgeCard (else the one RUN holds from an earlier invocation)."""
+                  pairs: int) -> Any:
+    """RUN/report.json, chart.png and report.md from the published verdicts (and the judge
+    card RUN holds, from this invocation or an earlier one); the report."""
     report = summarize(verdicts, bench_order, failed)
     label_a, label_b = labels
-    card_dict = card.as_dict() if card is not None else read_card(path)
+    card_dict = read_card(path)
     write_json(path / "report.json", {"a": label_a, "b": label_b, "judge": judge,
                                        "pairs": pairs, "failed": len(failed),
                                        **report.as_dict(),
@@ -359,8 +357,7 @@ def _write_report(path: Path, verdicts: list[Record], bench_order: list[str],
     write_chart(report, path / "chart.png", label_a=label_a, label_b=label_b)
     markdown = render_markdown(report, label_a=label_a, label_b=label_b, judge=judge,
                                chart="chart.png", failed=len(failed),
-                               judge_card=card.markdown("##") if card is not None
-                               else _card_markdown(path))
+                               judge_card=_card_markdown(path))
     with atomic_writer(path / "report.md") as fh:
         fh.write(markdown)
     return report

@@ -25,12 +25,11 @@ from synthcodec.export import EXAMPLE_FIELDS
 from synthcodec.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence
 from synthcodec.histogram import score_bins, text_histogram
 from synthcodec.io import iter_rows, parse_field_map
-from synthcodec.expected_score import SCORE_ALTERNATIVES, expected_scores, score_spans
+from synthcodec.expected_score import SCORE_ALTERNATIVES, weighted_scores
 from synthcodec.judge import wants_json, wants_logprobs
 from synthcodec.judgecheck import PRE_CHECK_PROBES, manifest_entry, pre_check
 from synthcodec.judgecheck.probes import samples_from_rows
-from synthcodec.llm import redact_spec
-from synthcodec.llm import Completion, Request
+from synthcodec.llm import Completion, Request, redact_spec
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError, parse_rating
 from synthcodec.prompts import ChatTemplate, load_template
@@ -200,9 +199,7 @@ class Rater:
             else:
                 score, explanation = parse_rating(completion.text, SCALE_LOW, SCALE_HIGH)
             if self.logprobs:
-                spans = score_spans(completion.text, ("score",))
-                weighted = (expected_scores(completion, spans, SCALE_LOW, SCALE_HIGH)
-                            if spans else None)
+                weighted = weighted_scores(completion, ("score",), SCALE_LOW, SCALE_HIGH)
                 if weighted is not None:
                     return weighted[0], explanation, score, "logprobs"
             return score, explanation, score, "text"
