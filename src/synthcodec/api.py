@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import Any, ParamSpec, TypeVar
 from synthcodec.errors import UserError
 from synthcodec.io import iter_rows, json_safe
 from synthcodec.runner import RunOptions, Summary
-from synthcodec.store import atomic_writer, hash_value, read_json
+from synthcodec.store import atomic_writer, dumps, hash_value, read_json
 
 Data = str | Path | Iterable[Mapping[str, Any]]
 P = ParamSpec("P")
@@ -109,7 +108,10 @@ def _input_path(data: Data) -> Path:
     for i, row in enumerate(data, 1):
         if not isinstance(row, Mapping):
             raise UserError(f"data row {i} is a {type(row).__name__}, not a dict")
-        lines.append(json.dumps(json_safe(dict(row)), ensure_ascii=False))
+        try:
+            lines.append(dumps(json_safe(dict(row))))
+        except ValueError as exc:  # NaN / Infinity: not JSON (the file readers refuse them)
+            raise UserError(f"data row {i}: {exc}") from None
     body = "\n".join(lines) + "\n"
     digest = hash_value(body)[:16]
     folder = ROWS_FOLDER

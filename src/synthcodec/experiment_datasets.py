@@ -26,7 +26,6 @@ Each selector becomes a dataset named after it; each is judged against `random`.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from typing import Any
 from synthcodec.errors import UserError
 from synthcodec.io import iter_rows
 from synthcodec.stages.select_rules import DIVERSE, IFD_SIGNALS, SCORE, Rule
-from synthcodec.store import atomic_writer, read_json
+from synthcodec.store import atomic_writer, dumps, read_json
 
 BASELINES = {"random": "random", "longest": "length"}  # dataset name -> signal
 DATASET_KEYS: dict[str, Any] = {
@@ -188,7 +187,7 @@ def build_dataset(d: DatasetSpec, out: Path, *, source: Path | None,
         picked = [rows[i] for i in sorted(keep)]
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_writer(out) as fh:  # as given: any format `train` reads
-            json.dump([row for _, row in picked], fh, ensure_ascii=False, indent=1)
+            fh.write(dumps([row for _, row in picked], indent=1))
         return {"rows": len(picked), "pool": len(rows), "rule": d.rule}
     assert source is not None
     sel = select_rows(source, out, d.selection(size), fmt="alpaca")
@@ -220,7 +219,7 @@ class DatasetFacts:
 def dataset_facts(name: str, path: Path) -> DatasetFacts:
     from synthcodec.stages.score import response_length
 
-    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    data = read_json(path, [])
     rows = {(r.get("instruction", ""), r.get("input", ""), r.get("output", "")) for r in data}
     lengths = [response_length(r.get("output", "")) for r in data]
     return DatasetFacts(name, rows, sum(lengths) / len(lengths) if lengths else None)

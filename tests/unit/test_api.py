@@ -120,3 +120,11 @@ def test_bad_calls_are_clear(tmp_path: Path) -> None:
         sc.rate(alpaca(1), judge="j", backend=sc.FakeBackend(["1"]), concurency=3)
     with pytest.raises(sc.api.UserError, match="row 2 is a str"):
         sc.rate([{"instruction": "x", "output": "y"}, "oops"], judge="fake:echo")  # type: ignore[list-item]
+
+
+def test_a_nan_in_a_list_of_dicts_is_named_by_its_row(tmp_path: Path) -> None:
+    from synthcodec.errors import UserError
+
+    rows = [*alpaca(2), {"instruction": "Task 9", "input": "", "output": "x", "w": float("nan")}]
+    with pytest.raises(UserError, match=r"data row 3: .*w.* NaN"):
+        sc.rate(rows, judge="j", backend=sc.FakeBackend(score_by_task), run_dir=tmp_path / "r")

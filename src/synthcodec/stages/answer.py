@@ -27,7 +27,7 @@ from synthcodec.runner import (
     run_file_stage,
 )
 from synthcodec.stages.base import ModelStage, reasoning_fields
-from synthcodec.store import atomic_writer, check_writable_dir
+from synthcodec.store import atomic_writer, check_writable_dir, write_jsonl
 
 
 def default_run_dir(output: str | Path) -> Path:
@@ -141,11 +141,6 @@ def _check_unique_ids(path: str, ids: list[Any]) -> None:
 def _publish(source: Path, output: str | Path) -> int:
     """The run's answers as OUTPUT, atomically; question_id is their key, so the run's
     bookkeeping column stays in the run directory."""
-    n = 0
-    with open(source, encoding="utf-8") as src, atomic_writer(output) as dst:
-        for line in src:
-            row = json.loads(line)
-            row.pop(META, None)
-            dst.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    return n
+    with open(source, encoding="utf-8") as src:
+        return write_jsonl(output, ({k: v for k, v in json.loads(line).items() if k != META}
+                                    for line in src))
