@@ -130,4 +130,5 @@ def scores_option(flag: str = "--scores") -> Callable[[Callable[..., Any]], Call
                              "probability-weighted mean of the score tokens (logprobs, G-Eval: "
                              "a short generation of the scores alone; needs a backend that "
                              "returns log-probabilities: the embedded model, llama.cpp server, "
-                             "vLLM, SGLang, OpenAI). docs/judging.md compares the two.")
+                             "vLLM, SGLang, OpenAI). Default text: the two are not yet measured "
+                             "side by side (docs/judging.md).")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 __all__ = ["auc", "cohen_kappa", "logistic_fit", "sigmoid", "wilson"]
 
@@ -39,10 +40,11 @@ def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float | None:
     return (observed - expected) / (1 - expected)
 
 
-def auc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
-    """The area under the ROC curve of `scores` for telling positives from negatives: the
-    chance that a random positive scores above a random negative (ties count half). None
-    without both kinds."""
+def auc(scores: Sequence[Any], positive: Sequence[bool]) -> float | None:
+    """The area under the ROC curve of `scores` (numbers, or tuples compared in order, such
+    as select's (not flagged, value) keys) for telling positives from negatives: the chance
+    that a random positive scores above a random negative (ties count half). None without
+    both kinds."""
     if len(scores) != len(positive):
         raise ValueError("one label per score")
     order = sorted(range(len(scores)), key=lambda i: scores[i])

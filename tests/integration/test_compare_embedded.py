@@ -46,7 +46,7 @@ def test_compare_real_predictions_with_embedded_judge(tmp_path: Path) -> None:
             str(PREDICTIONS / "text-davinci-001_sinstruct.jsonl"),
             "--key", "instruction,input", "--judge", "local", "-o", str(run),
             "--limit", str(PAIRS), "--judge-max-tokens", "32", "--reasks", "0", "-q",
-            "--no-judge-check"]  # the judge check on these pairs: test_judge_check_embedded
+            "--no-judge-check"]  # this test is about the verdicts, not the judge check
     # Generous: 20 short judge calls take ~1 min on 2 idle cores, far longer when shared.
     done = subprocess.run(args, capture_output=True, text=True, timeout=1800, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -284,7 +284,7 @@ def test_budget_stops_generate_and_a_larger_one_finishes_with_the_same_pairs(
         options = RunOptions(progress=False, no_cache=True, price=prices, budget=budget)
         return generate(seeds=str(seeds), run_dir=tmp_path / name, strong="fake:strong",
                         target="fake:target", n=100, cfg=config, options=options,
-                        judge_check=0,  # without a cache it would spend again each time
+                        judge_check=0,  # the budget here is for the pairs alone
                         backends={"strong": FakeBackend(strong_model),
                                   "target": FakeBackend(target_model)})
 

@@ -18,7 +18,8 @@ from synthcodec.llm.base import ContinuationRequest
 from synthcodec.runner import RunOptions
 from synthcodec.stages.rate import rate_file
 from synthcodec.stages.score import random_key, score_file
-from synthcodec.stages.select_eval import auc, precision_at
+from synthcodec.stages.select_eval import precision_at
+from synthcodec.stats import auc
 from tests.helpers import cli, read_jsonl
 
 # IFD by the scripted log-probabilities below: row i gets IFD IFDS[i].

@@ -25,7 +25,8 @@ from synthcodec.instruction import join_instruction
 from synthcodec.io import Row, iter_rows
 from synthcodec.llm.client import RecordFailed
 from synthcodec.rundir_reader import review_adjust
-from synthcodec.stages.select_eval import auc, goodness, precision_at, read_labels
+from synthcodec.stages.select_eval import goodness, precision_at, read_labels
+from synthcodec.stats import auc
 from synthcodec.stages.select_rules import (
     IFD_SIGNALS,
     SCORE,

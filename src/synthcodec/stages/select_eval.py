@@ -53,24 +53,6 @@ def goodness(value: float, signal: str, lowest: bool = False) -> tuple[int, floa
     return flag, -value if lowest else value
 
 
-def auc(keys: list[tuple[int, float]], labels: list[bool]) -> float | None:
-    """Mann-Whitney AUC of `keys` (higher is better) against `labels`; ties count half."""
-    positives = sum(labels)
-    negatives = len(labels) - positives
-    if not positives or not negatives:
-        return None
-    order = sorted(range(len(keys)), key=lambda i: keys[i])
-    rank_sum, i = 0.0, 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and keys[order[j + 1]] == keys[order[i]]:
-            j += 1
-        average = (i + j) / 2 + 1  # 1-based average rank of the tied run
-        rank_sum += average * sum(labels[order[t]] for t in range(i, j + 1))
-        i = j + 1
-    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
-
-
 def precision_at(keys: list[tuple[int, float]], labels: list[bool], k: int) -> float | None:
     """The share of positives among the k best (ties: the earlier row first)."""
     if k <= 0 or not labels:
