@@ -71,11 +71,12 @@ def test_decode_duplicates_are_in_the_row_envelope(gen_run: Path) -> None:
     from synthcodec.codeclm.stages import dedupe_instructions
 
     sea = "Write a short poem about the sea at night."
-    kept, dropped = dedupe_instructions([{"id": "m0000-i0", "k": 0, "instruction": sea},
-                                         {"id": "m0001-i0", "k": 0, "instruction": sea}], 0.7)
+    rows = [{"id": f"m000{i}-i0", "metadata_id": f"m000{i}", "k": 0, "instruction": sea}
+            for i in (0, 1)]
+    kept, dropped = dedupe_instructions(rows, 0.7)
     reason = "near-duplicate (ROUGE-L > 0.7)"
     assert [r["id"] for r in kept] == ["m0000-i0"]
-    assert dropped == [{"id": "m0001-i0", "k": 0, "instruction": sea,
+    assert dropped == [{"id": "m0001-i0", "metadata_id": "m0001", "k": 0, "instruction": sea,
                         "_synthcodec": {"id": "m0001-i0", "status": "rejected", "reason": reason}}]
     (gen_run / "rejects").mkdir(exist_ok=True)
     write_jsonl(gen_run / "rejects" / "decode_duplicates.jsonl", dropped)
