@@ -77,7 +77,7 @@ from synthcodec.engine import (
 )
 from synthcodec.errors import MissingExtraError, UserError
 from synthcodec.llm.client import EndpointCounts
-from synthcodec.llm.spec import runs_in_process
+from synthcodec.llm.spec import find_kind
 from synthcodec.progress import Counts, Progress
 from synthcodec.store import FAILED, OK, REJECTED, Journal, connect, read_json, write_json
 
@@ -461,5 +461,6 @@ def _check_picklable(stage: StageLike, backends: dict[str, Any]) -> None:
 
 def embedded(specs: dict[str, str], backends: dict[str, Any]) -> bool:
     """Does any model (not given as a backend) run inside the process (`local`, `gguf:`, `hf:`)?"""
-    return any(runs_in_process(s) for r, s in specs.items() if r not in backends)
+    kinds = [find_kind(s) for r, s in specs.items() if r not in backends]
+    return any(kind is not None and kind.in_process for kind in kinds)
 

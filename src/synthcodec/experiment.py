@@ -58,6 +58,7 @@ from synthcodec.experiment_datasets import (
 )
 from synthcodec.io import iter_rows
 from synthcodec.lmeval import BenchmarkSettings
+from synthcodec.llm.spec import KIND, find_kind
 from synthcodec.judgecheck import PRE_CHECK_PROBES
 from synthcodec.store import STAGES_FILE, StageLedger, atomic_writer, hash_file, hash_value
 
@@ -588,7 +589,8 @@ def _check(summary: Any, step: str) -> None:
 
 def _base_model_spec(base: str) -> str:
     """The experiment's `base` as a model spec for `synthcodec benchmark`."""
-    if base.strip() in ("local", "") or base.startswith(("gguf:", "hf:")):
+    kind = find_kind(base)
+    if kind is not None and kind.in_process and kind is not KIND["gguf-file"]:  # a spec already
         return base.strip() or "local"
     return f"hf:{base}"  # a .gguf file or a Hugging Face model directory, as `train` takes it
 

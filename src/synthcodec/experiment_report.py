@@ -14,21 +14,11 @@ from typing import Any
 from synthcodec import __version__
 from synthcodec.io import iter_rows
 from synthcodec.judgecheck import CARD_MD, read_card
+from synthcodec.llm.spec import names_embedded_model
 from synthcodec.report import render_markdown, summarize
 from synthcodec.store import atomic_writer, hash_file, read_json, write_json
 
 EMBEDDED = "local"
-
-
-def _is_embedded(spec: str) -> bool:
-    if spec.strip() in ("local", ""):
-        return True
-    try:
-        from synthcodec.llm.llamacpp import default_gguf
-
-        return Path(spec.removeprefix("gguf:")).resolve() == Path(default_gguf()).resolve()
-    except Exception:  # noqa: BLE001 - no embedded model installed: not it
-        return False
 
 
 def _md(text: Any) -> str:
@@ -84,11 +74,11 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
     """RUN/report.md and report.json from the steps' results (`hash_of`: the experiment's
     hashes of its input files, each computed once)."""
     root: Path = exp.dir
-    smoke = _is_embedded(exp.base)
+    smoke = names_embedded_model(exp.base)
     judges = {exp.compare.judge} | ({exp.rate.judge} if exp.rate else set())
     judge_text = (
         "the same embedded 135M model (its verdicts are close to noise)"
-        if all(_is_embedded(j) for j in judges) else ", ".join(f"`{j}`" for j in sorted(judges)))
+        if all(names_embedded_model(j) for j in judges) else ", ".join(f"`{j}`" for j in sorted(judges)))
 
     train_files = {name: read_json(path / "synthcodec_train.json", {})
                    for name, path in adapters.items()}

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import MissingExtraError, UserError
-from synthcodec.llm.spec import HTTPEndpoint, check_spec, is_http_spec, parse_http
+from synthcodec.llm.spec import HTTPEndpoint, find_kind, parse_http
 
 EXTRA = "eval"
 LOGLIKELIHOOD_TYPES = ("loglikelihood", "loglikelihood_rolling", "multiple_choice")
@@ -100,22 +100,22 @@ def resolve_model(spec: str, *, device: str | None = None, batch_size: int = 8
                   ) -> ModelTarget:
     """Turn a model spec into lm_eval's model name and arguments (UserError when bad)."""
     spec = spec.strip()
-    if is_http_spec(spec) or spec.startswith("openai:"):
-        check_spec(spec)
+    kind = find_kind(spec)
+    target = kind.lm_eval if kind is not None else None
+    if kind is not None and target == "api":
+        kind.check(spec)
         return _api_target(parse_http(spec), batch_size)
-    if spec in ("local", "") or spec.startswith("gguf:"):
+    if kind is not None and target == "gguf":
         from synthcodec.llm.hfmodels import resolve_base
 
-        path = spec.removeprefix("gguf:")
-        if spec.startswith("gguf:") and not (Path(path).is_file()
-                                             and path.lower().endswith(".gguf")):
+        path = kind.path(spec) if kind.path is not None else None  # None: the embedded one
+        if path is not None and not (Path(path).is_file() and path.lower().endswith(".gguf")):
             raise UserError(f"model {spec!r}: no such .gguf file")
         base = resolve_base(spec or "local")
         return _hf_target(spec or "local", _gguf_args(base.path), device, batch_size,
                           f"GGUF {base.path} dequantized by transformers")
-    if spec.startswith("hf:"):
-        return _hf_model(spec, Path(spec.removeprefix("hf:")).expanduser(), device,
-                         batch_size)
+    if kind is not None and target == "hf" and kind.path is not None:
+        return _hf_model(spec, Path(kind.path(spec)).expanduser(), device, batch_size)
     raise UserError(f"model {spec!r}: expected local, gguf:PATH, hf:PATH, "
                     "NAME@http://HOST:PORT/v1 or openai:NAME")
 

@@ -3,7 +3,7 @@
 Prices are USD per 1M tokens, looked up by the model name of a spec (`openai:NAME`,
 `NAME@URL`; a key may also be the whole `NAME@URL`): an exact key first, then glob keys
 (`gpt-4o-mini-*`), the longest first. Local models (`local`, `gguf:`, a `.gguf` path, `hf:`,
-`fake`: llm.spec.is_local_spec) cost $0. A model with no price is counted in tokens only,
+`fake`: a `local` kind in llm/spec.py) cost $0. A model with no price is counted in tokens only,
 never priced by a guess.
 
 Sources, later ones winning: the packaged table below, `$SYNTHCODEC_PRICES` or `--prices
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
-from synthcodec.llm.spec import is_local_spec, redact_spec
+from synthcodec.llm.spec import find_kind, price_names
 
 PRICES_ENV = "SYNTHCODEC_PRICES"
 
@@ -199,19 +199,6 @@ class PriceTable:
         return None
 
 
-def model_names(spec: str) -> tuple[str, ...]:
-    """Keys a spec is priced by: its model name, and for `NAME@URL` the whole spec too."""
-    spec = spec.strip()
-    if spec.startswith("openai:"):
-        name = spec.removeprefix("openai:").strip()
-        return (name, f"openai:{name}")
-    if "@" in spec:
-        shown = redact_spec(spec)
-        name = spec.split("@", 1)[0].strip()
-        return (shown, shown.split("#", 1)[0], name)
-    return (spec,)
-
-
 def parse_price_option(text: str) -> tuple[str | None, Price]:
     """`[KEY=]IN,OUT[,CACHED]` (USD per 1M tokens)."""
     key, sep, numbers = text.rpartition("=")
@@ -250,8 +237,9 @@ class PriceBook:
 
     def price(self, role: str, spec: str) -> Price | None:
         """The price of `spec` in `role`; None when unknown. Local models are free."""
-        names = model_names(spec)
-        local = is_local_spec(spec)
+        names = price_names(spec)
+        kind = find_kind(spec)
+        local = kind is not None and kind.local
         for key, price in reversed(self.overrides):  # the last --price given wins
             if key is None and not local:
                 return price
@@ -265,8 +253,8 @@ class PriceBook:
         for key, _ in self.overrides:
             if key is None or key in roles:
                 continue
-            if not any(key in model_names(s) or any(fnmatch.fnmatchcase(n, key)
-                                                    for n in model_names(s))
+            if not any(key in price_names(s) or any(fnmatch.fnmatchcase(n, key)
+                                                    for n in price_names(s))
                        for s in roles.values()):
                 raise UserError(f"--price {key}=...: no role or model of this run is called "
                                 f"{key!r} (roles: {', '.join(roles)})")

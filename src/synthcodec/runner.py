@@ -28,7 +28,7 @@ from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write
 from synthcodec.llm import check_spec, load_backend, redact_spec
 from synthcodec.llm.batch import BatchLedger, BatchSender, BatchSettings
 from synthcodec.llm.client import LLMClient, RetryPolicy, Stats, default_in_flight
-from synthcodec.llm.spec import is_http_spec, is_pool_spec
+from synthcodec.llm.spec import find_kind
 from synthcodec.prices import PriceBook
 from synthcodec.progress import Counts, Progress
 from synthcodec.store import FAILED, OK, REJECTED, Journal, RunDir, canonical_json, hash_value
@@ -97,8 +97,8 @@ class RunOptions:
             if backends and role in backends:
                 ok = getattr(backends[role], "batch_api", False)
             else:
-                ok = (spec.strip().startswith("openai:") or is_http_spec(spec)) \
-                    and not is_pool_spec(spec)
+                kind = find_kind(spec)
+                ok = kind is not None and kind.batchable
             if not ok:
                 raise UserError(f"--batch needs an OpenAI-compatible server with one URL "
                                 f"(NAME@URL or openai:NAME), not {role} {redact_spec(spec)!r}")

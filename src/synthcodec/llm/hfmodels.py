@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import MissingExtraError, UserError
+from synthcodec.llm.spec import find_kind, is_embedded
 
 TRAIN_INFO = "synthcodec_train.json"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -50,11 +51,12 @@ class BaseModel:
 def resolve_base(spec: str) -> BaseModel:
     """`local` (the embedded SmolLM2 GGUF), a `.gguf` file, or a Hugging Face model dir."""
     spec = spec.strip()
-    if spec in ("local", ""):
+    kind = find_kind(spec)
+    if is_embedded(spec):
         from synthcodec.llm.llamacpp import default_gguf
 
         return BaseModel("local", "gguf", str(default_gguf()))
-    raw = spec.removeprefix("gguf:").removeprefix("hf:")
+    raw = kind.path(spec) if kind is not None and kind.path is not None else spec
     path = Path(raw).expanduser()
     if path.is_file() and path.suffix.lower() == ".gguf":
         return BaseModel(spec, "gguf", str(path.resolve()))
@@ -245,7 +247,7 @@ def adapter_base(path: Path) -> BaseModel:
     info = read_train_info(path)
     if info is not None:
         base = info.get("base") or {}
-        if base.get("spec") == "local":
+        if isinstance(base.get("spec"), str) and is_embedded(base["spec"]):
             return resolve_base("local")  # the wheel's GGUF, wherever it is installed now
         if base.get("path") and Path(base["path"]).exists():
             return BaseModel(base.get("spec", base["path"]), base["kind"], base["path"])

