@@ -1,4 +1,6 @@
-"""Model spec strings: parse, check (before any file is touched) and redact for display.
+"""Model spec strings: the one registry of their kinds (KINDS, kind_of), parse, check (before
+any file is touched) and redact for display. Over 400 lines because this is the one module
+that reads a spec's prefix: every kind and the endpoint syntax it shares stay together.
 
 `NAME@URL` may carry credentials (`http://user:secret@host/v1`, `?sig=...`): they are
 used for the request and never shown or stored; `redact_spec` is what configs, manifests,
