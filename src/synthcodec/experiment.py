@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthcodec import __version__
 from synthcodec.errors import UserError
@@ -60,6 +60,10 @@ from synthcodec.io import iter_rows
 from synthcodec.lmeval import BenchmarkSettings
 from synthcodec.judgecheck import PRE_CHECK_PROBES
 from synthcodec.store import STAGES_FILE, StageLedger, atomic_writer, hash_file, hash_value
+
+if TYPE_CHECKING:
+    from synthcodec.stages.compare import CompareResult
+
 
 # --- The recipe -------------------------------------------------------------------------
 
@@ -353,14 +357,14 @@ Benchmarker = Callable[..., Any]  # lmeval.run_benchmark's signature
 def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None,
                    trainer: Trainer | None = None, benchmarker: Benchmarker | None = None,
                    progress: bool = True, say: Callable[[str], None] | None = None,
-                   show_comparison: Callable[[Any], None] | None = None) -> Path:
+                   show_comparison: Callable[[CompareResult], None] | None = None) -> Path:
     """Run (or resume) every step of `exp`; returns the path of report.md.
 
     `backends` replaces models by role, for tests: "rate" (the rater), "compare" (the
     pairwise judge), "answer:NAME" (the model answering for dataset NAME). `trainer`
     replaces `train_lora` and `benchmarker` `lmeval.run_benchmark` (same signatures).
     `say` hears the steps' progress lines (default: stderr); `show_comparison` gets each
-    compare step's stages.compare.CompareResult (the command prints its tables).
+    compare step's CompareResult (the command prints its tables).
     """
     backends = dict(backends or {})
     say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -636,7 +640,7 @@ def compare_answers(path_a: Path, path_b: Path, run_dir: Path, *, labels: tuple[
                     bench: str, judge: str, judge_max_tokens: int, reasks: int, options: Any,
                     judge_check: int = PRE_CHECK_PROBES, backend: Any = None,
                     say: Callable[[str], None] | None = None,
-                    show: Callable[[Any], None] | None = None) -> dict[str, Any]:
+                    show: Callable[[CompareResult], None] | None = None) -> dict[str, Any]:
     """`synthcodec compare A B` through its own function (`say`: its judge check's lines,
     `show`: what to do with its CompareResult); the report's numbers."""
     from synthcodec.runner import EXIT_INTERRUPTED

@@ -150,4 +150,7 @@ def test_the_api_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[st
                         run_dir=tmp_path / "cmp", no_cache=True)
     assert result.exit_code == 0 and result.report["total"]["n"] == 4
     assert (tmp_path / "cmp" / "judge_card.json").exists()
+    card = sc.judge_check([a, b], judge="j", backend=sc.FakeBackend(lambda r: "8 4\nfirst"),
+                          output=tmp_path / "check", probes=2, no_cache=True)
+    assert card.verdict and (tmp_path / "check" / "judge_card.json").exists()
     assert capsys.readouterr() == ("", "")

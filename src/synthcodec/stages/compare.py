@@ -20,30 +20,13 @@ from synthcodec.instruction import join_instruction
 from synthcodec.io import META, iter_rows
 from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_template
 from synthcodec.driver import Plan, Summary, run_plans
-from synthcodec.judgecheck import (
-    CARD_MD,
-    PRE_CHECK_PROBES,
-    Say,
-    manifest_entry,
-    pre_check,
-    read_card,
-    silent,
-)
+from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent
 from synthcodec.judgecheck.probes import Sample
 from synthcodec.llm import redact_spec
-from synthcodec.report import Report, render_markdown, render_table, summarize, write_chart
+from synthcodec.report import Report, render_table, write_report
 from synthcodec.runner import Models, RunOptions, record_id, shown_models
 from synthcodec.stages.base import ModelStage
-from synthcodec.store import (
-    FAILED,
-    OK,
-    Journal,
-    RunDir,
-    atomic_writer,
-    hash_file,
-    hash_value,
-    write_json,
-)
+from synthcodec.store import FAILED, OK, Journal, RunDir, hash_file, hash_value
 
 ID_FIELDS = ("question_id", "id", "idx")
 ANSWER_FIELDS = ("answer", "response", "output", "text")
@@ -330,7 +313,7 @@ def compare_plan(pairs: list[Pair], bench_order: list[str], *, judge: str,
         if summary.interrupted:
             return None
         verdicts = [row for rows in journal.rows(OK) for row in rows]
-        return _write_report(run.path, verdicts, bench_order, list(journal.rows(FAILED)),
+        return write_report(run.path, verdicts, bench_order, list(journal.rows(FAILED)),
                              labels=labels, judge=shown_judge, pairs=len(items))
 
     # The run layout of every command: kept (the verdicts), rejected (none: every judged
@@ -340,34 +323,6 @@ def compare_plan(pairs: list[Pair], bench_order: list[str], *, judge: str,
                 concurrency=lambda models: max(1, models.concurrency() // 2),
                 before=check_judge, after=report, failed_text="pairs could not be judged")
     return plan, stage
-
-
-def _write_report(path: Path, verdicts: list[Record], bench_order: list[str],
-                  failed: list[Record], *, labels: tuple[str, str], judge: str,
-                  pairs: int) -> Report:
-    """RUN/report.json, chart.png and report.md from the published verdicts (and the judge
-    card RUN holds, from this invocation or an earlier one); the report."""
-    report = summarize(verdicts, bench_order, failed)
-    label_a, label_b = labels
-    card_dict = read_card(path)
-    write_json(path / "report.json", {"a": label_a, "b": label_b, "judge": judge,
-                                       "pairs": pairs, "failed": len(failed),
-                                       **report.as_dict(),
-                                       **({"judge_check": card_dict} if card_dict else {})})
-    write_chart(report, path / "chart.png", label_a=label_a, label_b=label_b)
-    markdown = render_markdown(report, label_a=label_a, label_b=label_b, judge=judge,
-                               chart="chart.png", failed=len(failed),
-                               judge_card=_card_markdown(path))
-    with atomic_writer(path / "report.md") as fh:
-        fh.write(markdown)
-    return report
-
-
-def _card_markdown(path: Path) -> str | None:
-    try:
-        return (path / CARD_MD).read_text(encoding="utf-8")
-    except OSError:
-        return None
 
 
 def compare_files(files: tuple[str, ...] | list[str] = (),
