@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from synthcodec.driver import Plan, Summary, run_plans
 from synthcodec.engine import Item, Record
 from synthcodec.errors import InputError, UserError
 from synthcodec.instruction import join_instruction
 from synthcodec.io import META, iter_rows
 from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_template
-from synthcodec.driver import Plan, Summary, run_plans
 from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent
 from synthcodec.judgecheck.probes import Sample
 from synthcodec.llm import redact_spec
@@ -314,7 +314,7 @@ def compare_plan(pairs: list[Pair], bench_order: list[str], *, judge: str,
             return None
         verdicts = [row for rows in journal.rows(OK) for row in rows]
         return write_report(run.path, verdicts, bench_order, list(journal.rows(FAILED)),
-                             labels=labels, judge=shown_judge, pairs=len(items))
+                            labels=labels, judge=shown_judge, pairs=len(items))
 
     # The run layout of every command: kept (the verdicts), rejected (none: every judged
     # pair is kept), failed; then the report. Each pair sends two requests at once: half as
