@@ -154,7 +154,9 @@ def run_plans(plans: Sequence[Plan], run_dir: str | Path, config: Mapping[str, A
     """Run `plans` in order into `run_dir` (resuming it; `config` is what a resume is checked
     against). The model specs, prices and cache are checked before the run directory is
     touched. A stage that stops early (interrupted, or at its budget) ends the run there.
-    `backends` replaces models by role (e.g. a FakeBackend)."""
+    `backends` replaces models by role (e.g. a FakeBackend). Every plan publishes the run's
+    output/rejected/failed files and manifest.json: with several plans the last one's stay
+    (the commands here are one plan; several stages need names of their own first)."""
     # ModelStages name their models in `roles`; a plain engine.Stage calls none.
     specs = {role: spec for plan in plans
              for role, spec in getattr(plan.stage, "roles", {}).items()}
