@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from synthcodec.driver import Summary
 from synthcodec.errors import UserError
 from synthcodec.io import iter_rows, json_safe
-from synthcodec.runner import RunOptions, Summary
+from synthcodec.runner import RunOptions
 from synthcodec.store import atomic_writer, dumps, hash_value, read_json
 
 Data = str | Path | Iterable[Mapping[str, Any]]
@@ -311,12 +312,13 @@ def compare(a: str | Path, b: str | Path, *, judge: str = "local",
                     judge_max_tokens=judge_max_tokens, reasks=reasks,
                     **({"scores": scores} if scores != "text" else {}))
     run = Path(run_dir) if run_dir is not None else _run_dir(None, "compare", Path(a), settings)
-    code = compare_files((str(a), str(b)), run_dir=run, options=_options(run_options),
-                         judge=judge, key=key, label_a=label_a, label_b=label_b,
-                         judge_json=judge_json, judge_max_tokens=judge_max_tokens,
-                         reasks=reasks, scores=scores, **_check(judge_check),
-                         backends={"judge": backend} if backend is not None else None)
-    return Comparison(run, read_json(run / "report.json", {}), _rows(run / "output.jsonl"), code)
+    result = compare_files((str(a), str(b)), run_dir=run, options=_options(run_options),
+                           judge=judge, key=key, label_a=label_a, label_b=label_b,
+                           judge_json=judge_json, judge_max_tokens=judge_max_tokens,
+                           reasks=reasks, scores=scores, **_check(judge_check),
+                           backends={"judge": backend} if backend is not None else None)
+    return Comparison(run, read_json(run / "report.json", {}), _rows(run / "output.jsonl"),
+                      result.exit_code)
 
 
 def generate(seeds: Data, *, strong: str = "local", target: str = "local", n: int = 2000,

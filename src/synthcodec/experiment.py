@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthcodec import __version__
 from synthcodec.errors import UserError
@@ -61,6 +61,10 @@ from synthcodec.lmeval import BenchmarkSettings
 from synthcodec.llm.spec import KIND, find_kind
 from synthcodec.judgecheck import PRE_CHECK_PROBES
 from synthcodec.store import STAGES_FILE, StageLedger, atomic_writer, hash_file, hash_value
+
+if TYPE_CHECKING:
+    from synthcodec.stages.compare import CompareResult
+
 
 # --- The recipe -------------------------------------------------------------------------
 
@@ -353,12 +357,15 @@ Benchmarker = Callable[..., Any]  # lmeval.run_benchmark's signature
 
 def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None,
                    trainer: Trainer | None = None, benchmarker: Benchmarker | None = None,
-                   progress: bool = True, say: Callable[[str], None] | None = None) -> Path:
+                   progress: bool = True, say: Callable[[str], None] | None = None,
+                   show_comparison: Callable[[CompareResult], None] | None = None) -> Path:
     """Run (or resume) every step of `exp`; returns the path of report.md.
 
     `backends` replaces models by role, for tests: "rate" (the rater), "compare" (the
     pairwise judge), "answer:NAME" (the model answering for dataset NAME). `trainer`
     replaces `train_lora` and `benchmarker` `lmeval.run_benchmark` (same signatures).
+    `say` hears the steps' progress lines (default: stderr); `show_comparison` gets each
+    compare step's CompareResult (the command prints its tables).
     """
     backends = dict(backends or {})
     say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -397,7 +404,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
             summary = rate_file(r.data, root / "rate", judge=r.judge, options=options(r.limit),
                                 dimension=r.dimension,
                                 as_json=r.json, reasks=r.reasks, max_tokens=r.max_tokens,
-                                judge_check=exp.judge_check_probes,
+                                judge_check=exp.judge_check_probes, say=say,
                                 backends={"judge": backends["rate"]} if "rate" in backends
                                 else None)
             _check(summary, "rate")
@@ -536,7 +543,8 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
                                    judge=c.judge, judge_max_tokens=c.judge_max_tokens,
                                    reasks=c.reasks, options=options(),
                                    judge_check=exp.judge_check_probes,
-                                   backend=backends.get("compare"))
+                                   backend=backends.get("compare"), say=say,
+                                   show=show_comparison)
 
         steps.run(f"compare-{a}-vs-{bb}", {
             "judge": c.judge, "judge_max_tokens": c.judge_max_tokens, "reasks": c.reasks,
@@ -632,18 +640,22 @@ def _adapter_hash(adapter: Path) -> str | None:
 
 def compare_answers(path_a: Path, path_b: Path, run_dir: Path, *, labels: tuple[str, str],
                     bench: str, judge: str, judge_max_tokens: int, reasks: int, options: Any,
-                    judge_check: int = PRE_CHECK_PROBES,
-                    backend: Any = None) -> dict[str, Any]:
-    """`synthcodec compare A B` through its own function; the report's numbers."""
+                    judge_check: int = PRE_CHECK_PROBES, backend: Any = None,
+                    say: Callable[[str], None] | None = None,
+                    show: Callable[[CompareResult], None] | None = None) -> dict[str, Any]:
+    """`synthcodec compare A B` through its own function (`say`: its judge check's lines,
+    `show`: what to do with its CompareResult); the report's numbers."""
     from synthcodec.runner import EXIT_INTERRUPTED
     from synthcodec.stages.compare import compare_files
 
-    code = compare_files((str(path_a), str(path_b)), run_dir=run_dir, options=options,
-                         name=bench, judge=judge, label_a=labels[0], label_b=labels[1],
-                         judge_max_tokens=judge_max_tokens, reasks=reasks,
-                         judge_check=judge_check,
-                         backends={"judge": backend} if backend is not None else None)
-    if code == EXIT_INTERRUPTED:
+    result = compare_files((str(path_a), str(path_b)), run_dir=run_dir, options=options,
+                           name=bench, judge=judge, label_a=labels[0], label_b=labels[1],
+                           judge_max_tokens=judge_max_tokens, reasks=reasks,
+                           judge_check=judge_check, say=say,
+                           backends={"judge": backend} if backend is not None else None)
+    if show is not None:
+        show(result)
+    if result.exit_code == EXIT_INTERRUPTED:
         raise Interrupted(f"compare {labels[0]} vs {labels[1]} was interrupted: run the "
                           "experiment again to resume")
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))

@@ -1,4 +1,5 @@
-"""Evaluation reports from saved verdicts: tallies per benchmark and category, Markdown, chart.
+"""Evaluation reports from saved verdicts: tallies per benchmark and category, Markdown, chart
+(`write_report`: compare's RUN/report.{json,md} and chart.png).
 
 Everything here is recomputed from the verdict rows (`compare`'s RUN/output.jsonl), so a
 user can rebuild a report, or merge runs, without calling a judge again:
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synthcodec.judgecheck import CARD_MD, read_card
 from synthcodec.outcomes import (
     Result,
     Tally,
@@ -28,9 +30,10 @@ from synthcodec.outcomes import (
     position_inconsistent,
 )
 from synthcodec.stats import logistic_fit, sigmoid
+from synthcodec.store import atomic_writer, write_json
 
 __all__ = ["Report", "ReportRow", "length_controlled", "outcomes_of", "render_markdown",
-           "render_table", "summarize", "write_chart"]
+           "render_table", "summarize", "write_chart", "write_report"]
 
 RULES_TEXT = (
     "Every question is judged twice, with the two answers swapped. Per order, A wins when "
@@ -317,3 +320,31 @@ def write_chart(report: Report, path: str | Path, *, label_a: str, label_b: str)
     fig.suptitle(f"{label_a} (A) vs {label_b} (B): A's win / tie / lose")
     fig.tight_layout(rect=(0, 0.4 / height, 1, 1))
     charts.save(fig, path)
+
+
+def write_report(path: Path, verdicts: list[dict[str, Any]], bench_order: list[str],
+                 failed: list[dict[str, Any]], *, labels: tuple[str, str], judge: str,
+                 pairs: int) -> Report:
+    """`compare`'s RUN/report.json, chart.png and report.md from the published verdicts (and
+    the judge card RUN holds, from this invocation or an earlier one); the report."""
+    report = summarize(verdicts, bench_order, failed)
+    label_a, label_b = labels
+    card_dict = read_card(path)
+    write_json(path / "report.json", {"a": label_a, "b": label_b, "judge": judge,
+                                      "pairs": pairs, "failed": len(failed),
+                                      **report.as_dict(),
+                                      **({"judge_check": card_dict} if card_dict else {})})
+    write_chart(report, path / "chart.png", label_a=label_a, label_b=label_b)
+    markdown = render_markdown(report, label_a=label_a, label_b=label_b, judge=judge,
+                               chart="chart.png", failed=len(failed),
+                               judge_card=_card_markdown(path))
+    with atomic_writer(path / "report.md") as fh:
+        fh.write(markdown)
+    return report
+
+
+def _card_markdown(path: Path) -> str | None:
+    try:
+        return (path / CARD_MD).read_text(encoding="utf-8")
+    except OSError:
+        return None

@@ -128,3 +128,29 @@ def test_a_nan_in_a_list_of_dicts_is_named_by_its_row(tmp_path: Path) -> None:
     rows = [*alpaca(2), {"instruction": "Task 9", "input": "", "output": "x", "w": float("nan")}]
     with pytest.raises(UserError, match=r"data row 3: .*w.* NaN"):
         sc.rate(rows, judge="j", backend=sc.FakeBackend(score_by_task), run_dir=tmp_path / "r")
+
+
+def test_the_api_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """rate and compare return their summaries and reports; with progress off (the API's
+    default) nothing reaches stdout or stderr, not even the judge check they run first."""
+    rows = [{"instruction": f"Task {i}", "input": "",
+             "output": f"a full answer to task {i} in several words"} for i in range(6)]
+    rated = sc.rate(rows, judge="j", backend=sc.FakeBackend(score_by_task),
+                    run_dir=tmp_path / "rate", no_cache=True)
+    assert len(rated) == 6 and rated.summary.judge_line  # the check ran and has a verdict
+    assert (tmp_path / "rate" / "judge_card.json").exists()
+
+    answers = [{"id": i, "question": f"Question {i}?",
+                "answer": f"answer {i} from model {m} in quite a few words"} for i in range(4)
+               for m in "x"]
+    a = write_jsonl(tmp_path / "a.jsonl", answers)
+    b = write_jsonl(tmp_path / "b.jsonl", [dict(r, answer=r["answer"].replace("x", "y"))
+                                          for r in answers])
+    result = sc.compare(a, b, judge="j", backend=sc.FakeBackend(lambda r: "8 4\nfirst"),
+                        run_dir=tmp_path / "cmp", no_cache=True)
+    assert result.exit_code == 0 and result.report["total"]["n"] == 4
+    assert (tmp_path / "cmp" / "judge_card.json").exists()
+    card = sc.judge_check([a, b], judge="j", backend=sc.FakeBackend(lambda r: "8 4\nfirst"),
+                          output=tmp_path / "check", probes=2, no_cache=True)
+    assert card.verdict and (tmp_path / "check" / "judge_card.json").exists()
+    assert capsys.readouterr() == ("", "")

@@ -373,7 +373,7 @@ def test_a_crash_mid_run_releases_the_run_directory(tmp_path: Path) -> None:
     def run(judge: FakeBackend) -> int:
         return compare_files((str(a), str(b)), run_dir=tmp_path / "r", judge="j",
                              options=runner.RunOptions(no_cache=True, progress=False),
-                             backends={"judge": judge})
+                             backends={"judge": judge}).exit_code
 
     with pytest.raises(RuntimeError, match="a bug in the judge"):
         run(FakeBackend(crash))

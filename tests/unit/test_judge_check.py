@@ -308,7 +308,7 @@ def test_compare_puts_the_card_into_its_report(tmp_path: Path) -> None:
                                            for i, s in enumerate(SAMPLES)])
     code = compare_files((str(a), str(b)), run_dir=tmp_path / "cmp", judge="fake:first",
                          options=RunOptions(progress=False, no_cache=True), judge_check=2,
-                         backends={"judge": fakes.always_first()})
+                         backends={"judge": fakes.always_first()}).exit_code
     assert code == 0
     report = json.loads((tmp_path / "cmp" / "report.json").read_text())
     assert report["judge_check"]["verdict"] == "noise"
@@ -320,6 +320,6 @@ def test_compare_puts_the_card_into_its_report(tmp_path: Path) -> None:
     backend = fakes.always_first()
     code = compare_files((str(a), str(b)), run_dir=tmp_path / "cmp", judge="fake:first",
                          options=RunOptions(progress=False, no_cache=True), judge_check=2,
-                         backends={"judge": backend})
+                         backends={"judge": backend}).exit_code
     assert code == 0 and backend.calls == []
     assert (tmp_path / "cmp" / "report.md").read_text() == md

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synthcodec import runner
+from synthcodec import driver, runner
 from synthcodec.cli import main
 from synthcodec.engine import reason_of
 from synthcodec.llm import check_spec, redact_spec
@@ -202,7 +202,7 @@ def test_ragged_csv_stops_before_anything_is_written(tmp_path: Path, capsys: Any
 def test_an_error_while_preparing_records_fails_the_run_loudly(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"q{i}"} for i in range(50)])
-    real = runner.extract
+    real = driver.extract
     seen = {"n": 0}
 
     def flaky(*args: Any, **kw: Any) -> Any:
@@ -211,7 +211,7 @@ def test_an_error_while_preparing_records_fails_the_run_loudly(
             raise TypeError("cannot convert this value")
         return real(*args, **kw)
 
-    monkeypatch.setattr(runner, "extract", flaky)
+    monkeypatch.setattr(driver, "extract", flaky)
     with pytest.raises(TypeError, match="cannot convert"):
         main(["complete", str(src), "-m", "fake:echo", "-o", str(tmp_path / "run"), "-q"])
     assert not (tmp_path / "run" / "output.jsonl").exists()

@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
+from synthcodec.commands.printing import print_summary
 from synthcodec.io import parse_field_map
 from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.options import options_from, run_options
 from synthcodec.questions import BENCH_FORMATS, resolve_format
-from synthcodec.runner import print_summary
 from synthcodec.stages.answer import answer_file
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from synthcodec.commands.printing import print_comparison, say
 from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.options import (
     judge_check_from,
@@ -77,12 +78,13 @@ def command(files: tuple[str, ...], pairs: tuple[tuple[str, str, str], ...], nam
     """
     judge_check = judge_check_from(kwargs)
     options = options_from(kwargs)
-    code = compare_files(files, pairs, name=name, run_dir=run_dir, judge=judge, key=key,
-                         answer_field=answer_field, question_field=question_field,
-                         category_field=category_field, label_a=label_a, label_b=label_b,
-                         judge_prompt=judge_prompt, judge_json=judge_json,
-                         judge_max_tokens=judge_max_tokens, reasks=reasks, scores=scores,
-                         evidence_first=evidence_first,
-                         judge_check=judge_check, options=options)
+    result = compare_files(files, pairs, name=name, run_dir=run_dir, judge=judge, key=key,
+                           answer_field=answer_field, question_field=question_field,
+                           category_field=category_field, label_a=label_a, label_b=label_b,
+                           judge_prompt=judge_prompt, judge_json=judge_json,
+                           judge_max_tokens=judge_max_tokens, reasks=reasks, scores=scores,
+                           evidence_first=evidence_first,
+                           judge_check=judge_check, say=say, options=options)
+    code = print_comparison(result)
     if code:
         raise SystemExit(code)

@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
+from synthcodec.commands.printing import print_summary
 from synthcodec.io import parse_field_map
 from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.options import options_from, run_options
-from synthcodec.runner import print_summary
 from synthcodec.stages.complete import complete_file
 
 

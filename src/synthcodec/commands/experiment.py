@@ -18,6 +18,7 @@ import click
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch's first import
 
+from synthcodec.commands.printing import print_comparison  # noqa: E402
 from synthcodec.errors import UserError  # noqa: E402
 from synthcodec.experiment import Experiment, Interrupted, describe, run_experiment  # noqa: E402
 
@@ -32,7 +33,7 @@ def prepare_table(table: Mapping[str, Any], where: str, recipe_text: str | None 
 
     def job() -> None:
         try:
-            run_experiment(exp)
+            run_experiment(exp, show_comparison=print_comparison)
         except Interrupted as exc:
             print(f"interrupted: {exc}", file=sys.stderr)
             raise SystemExit(130) from None

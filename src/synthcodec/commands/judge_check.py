@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from synthcodec.commands.printing import say
 from synthcodec.judgecheck import CARD_JSON, CARD_MD, DEFAULT_PROBES
 from synthcodec.judgecheck.files import CheckSettings, check_files
 from synthcodec.llm import MODEL_SPEC_HELP
@@ -72,6 +73,6 @@ def command(data: tuple[str, ...], judge: str | None, role: str | None, per_kind
                              as_json=as_json, max_tokens=max_tokens, reasks=reasks,
                              scores=scores, evidence_first=evidence_first)
     card = check_files(list(data), out_dir, judge=judge, options=options, role=role,
-                       per_kind=per_kind, labels=labels, settings=settings)
+                       per_kind=per_kind, labels=labels, settings=settings, say=say)
     click.echo(card.markdown())
     click.echo(f"wrote {out_dir}/{CARD_JSON} and {out_dir}/{CARD_MD}", err=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from synthcodec.commands.printing import print_lines, print_summary, say
 from synthcodec.errors import UserError
 from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.options import (
@@ -17,8 +18,7 @@ from synthcodec.options import (
     run_options,
     scores_option,
 )
-from synthcodec.runner import print_summary
-from synthcodec.stages.rate import field_mapping, print_scores, rate_file, rating_template
+from synthcodec.stages.rate import field_mapping, rate_file, rating_template, score_lines
 
 
 @click.command("rate", epilog=MODEL_SPEC_HELP)
@@ -62,12 +62,12 @@ def command(input_path: str, judge: str, dimension: str, fields: tuple[str, ...]
     summary = rate_file(input_path, run_dir, judge=judge, dimension=dimension, mapping=mapping,
                         template=rating_template(template_path), as_json=as_json,
                         reasks=reasks, max_tokens=max_tokens, scores=scores,
-                        judge_check=judge_check, options=options)
+                        judge_check=judge_check, say=say, options=options)
     code = print_summary(summary)
     if summary.interrupted:
         raise SystemExit(code)
     if summary.kept:
-        print_scores(summary.run_dir / "output.jsonl")
+        print_lines(score_lines(summary.run_dir / "output.jsonl"))
         print(f"next: synthcodec select {summary.run_dir} --min-score 4.5 -o kept.jsonl",
               file=sys.stderr)
     if code:

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
+from synthcodec.commands.printing import print_summary
 from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.options import options_from, run_options
-from synthcodec.runner import print_summary
 from synthcodec.stages.rate import field_mapping
 from synthcodec.stages.score import DEFAULT_SIGNALS, SIGNALS, parse_signals, score_file
 

@@ -41,8 +41,8 @@ from synthcodec.llm.client import LLMClient
 from synthcodec.store import atomic_writer, write_json
 
 __all__ = ["CARD_JSON", "CARD_MD", "DEFAULT_PROBES", "PRE_CHECK_PROBES", "JudgeCard", "Sample",
-           "manifest_entry", "packaged_samples", "pre_check", "read_card", "run_check", "samples_from_rows",
-           "write_card"]
+           "Say", "manifest_entry", "packaged_samples", "pre_check", "read_card", "run_check",
+           "samples_from_rows", "silent", "write_card"]
 
 DEFAULT_PROBES = 20  # per kind, for `synthcodec judge-check`
 PRE_CHECK_PROBES = 2  # per kind, before rate / compare / generate (docs/judging.md: its cost)
@@ -54,6 +54,11 @@ Say = Callable[[str], None]
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def silent(line: str) -> None:
+    """A `say` that says nothing: what `rate` and `compare` pass when their caller (the
+    Python API, the experiment's tests) gave none; the commands pass a printer."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 from synthcodec.errors import UserError
 from synthcodec.io import iter_rows
 from synthcodec.judge import JudgeSettings
-from synthcodec.judgecheck import run_check, write_card
+from synthcodec.judgecheck import Say, run_check, silent, write_card
 from synthcodec.judgecheck.card import JudgeCard
 from synthcodec.judgecheck.probes import Sample, samples_from_rows
 from synthcodec.llm import redact_spec
@@ -98,9 +98,10 @@ def _pairs(path_a: str, path_b: str, settings: CheckSettings) -> Source:
 
 def check_files(data: list[str], out_dir: str | Path, *, judge: str | None, options: RunOptions,
                 role: str | None = None, per_kind: int = 20, labels: str | None = None,
-                settings: CheckSettings | None = None,
+                settings: CheckSettings | None = None, say: Say | None = None,
                 backends: Mapping[str, Any] | None = None) -> JudgeCard:
-    """The judge card of `judge` on DATA, written to OUT_DIR/judge_card.{json,md}."""
+    """The judge card of `judge` on DATA, written to OUT_DIR/judge_card.{json,md}; `say`
+    hears what the check will send before it sends it (nothing is printed here)."""
     settings = settings or CheckSettings()
     source = load_source(data, settings)
     role = role or source.role  # either judge can be probed with either kind of data
@@ -117,7 +118,8 @@ def check_files(data: list[str], out_dir: str | Path, *, judge: str | None, opti
                 return await run_check(source.samples, per_kind, judge=shown,
                                        data=source.description, rater=_rater(models, source,
                                                                               settings),
-                                       labels=labels, progress=options.progress)
+                                       labels=labels, progress=options.progress,
+                                       say=say or silent)
             from synthcodec.judge import load_judge_template
 
             pair = JudgeSettings(template=load_judge_template(
@@ -127,7 +129,8 @@ def check_files(data: list[str], out_dir: str | Path, *, judge: str | None, opti
                                  scores=settings.scores, evidence_first=settings.evidence_first)
             return await run_check(source.samples, per_kind, judge=shown,
                                    data=source.description, client=client, settings=pair,
-                                   labels=labels, progress=options.progress)
+                                   labels=labels, progress=options.progress,
+                                   say=say or silent)
         finally:
             await models.aclose()
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from synthcodec.driver import Summary, run_file_stage
 from synthcodec.engine import Record
 from synthcodec.errors import InputError, UserError
 from synthcodec.io import META, FieldSpec
@@ -19,13 +20,7 @@ from synthcodec.questions import (
     read_questions,
     resolve_format,
 )
-from synthcodec.runner import (
-    Models,
-    RunOptions,
-    Summary,
-    check_models,
-    run_file_stage,
-)
+from synthcodec.runner import Models, RunOptions, check_models
 from synthcodec.stages.base import ModelStage, reasoning_fields
 from synthcodec.store import atomic_writer, check_writable_dir, write_jsonl
 

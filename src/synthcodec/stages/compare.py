@@ -8,46 +8,25 @@ twice stops the command (exit 2) with the list. Judging runs through the shared 
 from __future__ import annotations
 
 import json
-import sys
-import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
+from synthcodec.driver import Plan, Summary, run_plans
 from synthcodec.engine import Item, Record
 from synthcodec.errors import InputError, UserError
 from synthcodec.instruction import join_instruction
 from synthcodec.io import META, iter_rows
 from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_template
-from synthcodec.judgecheck import CARD_MD, PRE_CHECK_PROBES, manifest_entry, pre_check, read_card
+from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent
 from synthcodec.judgecheck.probes import Sample
 from synthcodec.llm import redact_spec
-from synthcodec.report import render_markdown, render_table, summarize, write_chart
-from synthcodec.runner import (
-    Models,
-    RunOptions,
-    StageRun,
-    check_models,
-    finish_stage,
-    record_id,
-    run_async,
-    run_stage,
-    shown_models,
-)
+from synthcodec.report import Report, render_table, write_report
+from synthcodec.runner import Models, RunOptions, record_id, shown_models
 from synthcodec.stages.base import ModelStage
-from synthcodec.store import (
-    FAILED,
-    OK,
-    RunDir,
-    atomic_writer,
-    hash_file,
-    hash_value,
-    write_json,
-)
+from synthcodec.store import FAILED, OK, Journal, RunDir, hash_file, hash_value
 
 ID_FIELDS = ("question_id", "id", "idx")
 ANSWER_FIELDS = ("answer", "response", "output", "text")
@@ -266,108 +245,84 @@ class JudgeStage(ModelStage):
         return {**record, **both.as_dict()}
 
 
-def run_compare(pairs: list[Pair], bench_order: list[str], *, run_dir: str | Path, judge: str,
-                settings: JudgeSettings, config: Mapping[str, Any], options: RunOptions,
-                labels: tuple[str, str], judge_check: int = PRE_CHECK_PROBES,
-                backends: Mapping[str, Any] | None = None) -> int:
-    """Judge every pair (resuming RUN), publish verdicts and the report; the exit code.
+@dataclass
+class CompareResult:
+    """A finished (or stopped) compare run: its summary and its report, with what the
+    command prints of them."""
 
-    First a judge check with `judge_check` probes per kind (0: none) made from the pairs
-    (RUN/judge_card.{json,md}; its card goes into the report)."""
-    check_models({"judge": judge}, backends, options)  # all checked before the run dir is touched
-    options.check_cache()
+    summary: Summary
+    report: Report | None  # None when the run stopped early (no report on part of the pairs)
+    labels: tuple[str, str]
+    judge: str  # as reports show it (credentials redacted)
+    judge_json: bool  # the judge answered in JSON (else the papers' score line)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.summary.run_dir
+
+    @property
+    def exit_code(self) -> int:
+        return self.summary.exit_code
+
+    def report_lines(self) -> list[str]:
+        """What goes to stdout: the judge check's verdict, the result table(s)."""
+        lines = [self.summary.judge_line] if self.summary.judge_line else []
+        if self.report is not None:
+            label_a, label_b = self.labels
+            lines += [f"A = {label_a}   B = {label_b}   judge = {self.judge}   (wins are A's)",
+                      render_table(self.report.table_rows)]
+            if self.report.categories:
+                lines += ["", render_table(self.report.categories, "category")]
+        return lines
+
+    def summary_lines(self) -> list[str]:
+        """What goes to stderr: the run's summary (less the verdict), the files written."""
+        lines = self.summary.lines()[1 if self.summary.judge_line else 0:]
+        lines.append(f"judge answers in {'JSON' if self.judge_json else 'text'}")
+        if self.report is not None:
+            lines += [f"wrote {self.run_dir / name}"
+                      for name in ("report.md", "report.json", "chart.png")]
+        return lines
+
+
+def compare_plan(pairs: list[Pair], bench_order: list[str], *, judge: str,
+                 settings: JudgeSettings, labels: tuple[str, str],
+                 judge_check: int = PRE_CHECK_PROBES, say: Say | None = None
+                 ) -> tuple[Plan, JudgeStage]:
+    """Judging every pair as a plan for the driver: first a judge check with `judge_check`
+    probes per kind (0: none) made from the pairs (RUN/judge_card.{json,md}; `say` hears its
+    cost and verdict), then the pairs, then the report (once every pair is done: a run
+    stopped early publishes the verdicts so far, and no report on them)."""
     shown_judge = redact_spec(judge)
-    run = RunDir(run_dir).open(dict(config), overwrite=options.overwrite)
-    try:
-        journal = run.journal(STAGE)
-        records = [asdict(p) for p in pairs]
-        # Each verdict carries its id (joins it to its failed row, or to a re-run's verdict).
-        items = [Item(id=rid, idx=i, record={**r, META: {"id": rid, "index": i}})
-                 for i, r in enumerate(records) for rid in [record_id(i, r)]]
+    records = [asdict(p) for p in pairs]
+    # Each verdict carries its id (joins it to its failed row, or to a re-run's verdict).
+    items = [Item(id=rid, idx=i, record={**r, META: {"id": rid, "index": i}})
+             for i, r in enumerate(records) for rid in [record_id(i, r)]]
+    stage = JudgeStage(judge=judge, settings=settings)
 
-        started = time.monotonic()
-        models = Models.open({"judge": judge}, options, backends,
-                             spent_before=run.usage_total(), run_dir=run.path)
-        stage = JudgeStage(judge=judge, settings=settings)
+    async def check_judge(models: Models, run_path: Path) -> dict[str, Any] | None:
+        if judge_check <= 0:
+            return None
+        samples = [Sample(p.key, p.question, "", p.answer_a, other=p.answer_b) for p in pairs]
+        return manifest_entry(await pre_check(
+            samples, judge_check, run_path, judge=shown_judge,
+            data=f"the {len(pairs)} pairs compared", client=models["judge"],
+            settings=settings, say=say or silent))
 
-        check: dict[str, Any] = {}  # the manifest's judge_check entry
+    def report(run: RunDir, journal: Journal, summary: Summary) -> Report | None:
+        if summary.interrupted:
+            return None
+        verdicts = [row for rows in journal.rows(OK) for row in rows]
+        return write_report(run.path, verdicts, bench_order, list(journal.rows(FAILED)),
+                            labels=labels, judge=shown_judge, pairs=len(items))
 
-        async def main() -> StageRun:
-            try:
-                if judge_check > 0:
-                    samples = [Sample(p.key, p.question, "", p.answer_a, other=p.answer_b)
-                               for p in pairs]
-                    check.update(manifest_entry(await pre_check(
-                        samples, judge_check, run.path, judge=shown_judge,
-                        data=f"the {len(pairs)} pairs compared", client=models["judge"],
-                        settings=settings)) or {})
-                # Each pair sends two requests at once: half as many pairs as requests in flight.
-                return await run_stage(stage, items, journal, models, options, label="judge",
-                                       concurrency=max(1, models.concurrency() // 2))
-            finally:
-                await models.aclose()
-
-        done = run_async(main())
-        # The run layout of every command: kept (the verdicts), rejected (none: every judged
-        # pair is kept), failed; then the report, once every pair is done (a run stopped
-        # early publishes the verdicts so far, and no report on them).
-        summary = finish_stage(run, journal, done, models, options, stage=STAGE,
-                               n_rows=len(items), started=started, config=config,
-                               failed_text="pairs could not be judged",
-                               **check)
-        report = None
-        if not summary.interrupted:
-            verdicts = [row for rows in journal.rows(OK) for row in rows]
-            report = _write_report(run.path, verdicts, bench_order, list(journal.rows(FAILED)),
-                                   labels=labels, judge=shown_judge, pairs=len(items))
-    finally:
-        run.close()  # releases the run directory whatever the stage raised
-
-    if summary.judge_line:
-        click.echo(summary.judge_line)
-    if report is not None:
-        label_a, label_b = labels
-        click.echo(f"A = {label_a}   B = {label_b}   judge = {shown_judge}   (wins are A's)")
-        click.echo(render_table(report.table_rows))
-        if report.categories:
-            click.echo("")
-            click.echo(render_table(report.categories, "category"))
-    for line in summary.lines()[1 if summary.judge_line else 0:]:
-        print(line, file=sys.stderr)
-    print(f"judge answers in {'JSON' if stage.settings and stage.settings.json else 'text'}",
-          file=sys.stderr)
-    if report is not None:
-        for name in ("report.md", "report.json", "chart.png"):
-            print(f"wrote {run.path / name}", file=sys.stderr)
-    return summary.exit_code
-
-
-def _write_report(path: Path, verdicts: list[Record], bench_order: list[str],
-                  failed: list[Record], *, labels: tuple[str, str], judge: str,
-                  pairs: int) -> Any:
-    """RUN/report.json, chart.png and report.md from the published verdicts (and the judge
-    card RUN holds, from this invocation or an earlier one); the report."""
-    report = summarize(verdicts, bench_order, failed)
-    label_a, label_b = labels
-    card_dict = read_card(path)
-    write_json(path / "report.json", {"a": label_a, "b": label_b, "judge": judge,
-                                       "pairs": pairs, "failed": len(failed),
-                                       **report.as_dict(),
-                                       **({"judge_check": card_dict} if card_dict else {})})
-    write_chart(report, path / "chart.png", label_a=label_a, label_b=label_b)
-    markdown = render_markdown(report, label_a=label_a, label_b=label_b, judge=judge,
-                               chart="chart.png", failed=len(failed),
-                               judge_card=_card_markdown(path))
-    with atomic_writer(path / "report.md") as fh:
-        fh.write(markdown)
-    return report
-
-
-def _card_markdown(path: Path) -> str | None:
-    try:
-        return (path / CARD_MD).read_text(encoding="utf-8")
-    except OSError:
-        return None
+    # The run layout of every command: kept (the verdicts), rejected (none: every judged
+    # pair is kept), failed; then the report. Each pair sends two requests at once: half as
+    # many pairs in flight as requests.
+    plan = Plan(stage, lambda: items, len(items), label="judge",
+                concurrency=lambda models: max(1, models.concurrency() // 2),
+                before=check_judge, after=report, failed_text="pairs could not be judged")
+    return plan, stage
 
 
 def compare_files(files: tuple[str, ...] | list[str] = (),
@@ -379,8 +334,11 @@ def compare_files(files: tuple[str, ...] | list[str] = (),
                   judge_prompt: str | None = None, judge_json: bool | None = None,
                   judge_max_tokens: int = 512, reasks: int = 2, scores: str = "text",
                   evidence_first: bool = False, judge_check: int = PRE_CHECK_PROBES,
-                  backends: Mapping[str, Any] | None = None) -> int:
-    """Pair the answer files (A B, or NAME A B per benchmark) and judge them; the exit code."""
+                  say: Say | None = None,
+                  backends: Mapping[str, Any] | None = None) -> CompareResult:
+    """Pair the answer files (A B, or NAME A B per benchmark), judge them into `run_dir`
+    (resuming it) and write the report; nothing is printed (`say` hears the judge check's
+    lines as they happen). `backends={"judge": backend}` replaces the judge model."""
     benches = _benchmarks(tuple(files), tuple(pairs), name)
     spec = PairSpec(
         key=tuple(k.strip() for k in key.split(",") if k.strip()) if key else None,
@@ -408,6 +366,9 @@ def compare_files(files: tuple[str, ...] | list[str] = (),
         "models": shown_models({"judge": judge}),
         **settings.config(),
     }
-    return run_compare(all_pairs, [b for b, _, _ in benches], run_dir=run_dir, judge=judge,
-                       settings=settings, config=config, options=options, labels=labels,
-                       judge_check=judge_check, backends=backends)
+    plan, stage = compare_plan(all_pairs, [b for b, _, _ in benches], judge=judge,
+                               settings=settings, labels=labels, judge_check=judge_check,
+                               say=say)
+    run = run_plans([plan], run_dir, config, options, backends=backends)
+    return CompareResult(run.stages[0], run.passes.get(STAGE), labels, redact_spec(judge),
+                         judge_json=bool(stage.settings and stage.settings.json))

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from synthcodec.driver import Summary, run_file_stage
 from synthcodec.engine import Record
 from synthcodec.io import FieldSpec
 from synthcodec.llm import Request
-from synthcodec.runner import Models, RunOptions, Summary, run_file_stage
+from synthcodec.runner import Models, RunOptions
 from synthcodec.stages.base import ModelStage, reasoning_fields
 
 

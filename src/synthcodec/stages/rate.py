@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from synthcodec.driver import Summary, run_file_stage
 from synthcodec.engine import Record, Reject
 from synthcodec.errors import UserError
 from synthcodec.export import EXAMPLE_FIELDS
@@ -27,13 +27,13 @@ from synthcodec.histogram import score_bins, text_histogram
 from synthcodec.io import iter_rows, parse_field_map
 from synthcodec.expected_score import SCORE_ALTERNATIVES, weighted_scores
 from synthcodec.judge import wants_json, wants_logprobs
-from synthcodec.judgecheck import PRE_CHECK_PROBES, manifest_entry, pre_check
+from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent
 from synthcodec.judgecheck.probes import samples_from_rows
 from synthcodec.llm import Completion, Request, redact_spec
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError, parse_rating
 from synthcodec.prompts import ChatTemplate, load_template
-from synthcodec.runner import Models, RunOptions, Summary, run_file_stage
+from synthcodec.runner import Models, RunOptions
 from synthcodec.stages.base import ModelStage, reasoning_fields
 
 SCALE_LOW, SCALE_HIGH = 0.0, 5.0
@@ -283,29 +283,29 @@ def field_mapping(items: tuple[str, ...] | list[str],
     return mapping
 
 
-def print_scores(output: Path) -> None:
-    """The score histogram of the rated rows, read back from RUN/output.jsonl (streamed)."""
+def score_lines(output: Path) -> list[str]:
+    """The score histogram of the rated rows, read back from RUN/output.jsonl (streamed):
+    what `rate` prints after its summary (no lines when nothing was rated)."""
     if not output.exists():
-        return
+        return []
     bins = score_bins(float(row[SCORE]) for _, row in iter_rows(output))
     if not sum(n for _, n in bins):
-        return
-    print("scores:", file=sys.stderr)
-    for line in text_histogram(bins):
-        print("  " + line, file=sys.stderr)
+        return []
+    return ["scores:", *("  " + line for line in text_histogram(bins))]
 
 
 def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, options: RunOptions,
               dimension: str = "accuracy", mapping: Mapping[str, str] | None = None,
               template: ChatTemplate | None = None, as_json: bool | None = None,
               reasks: int = 2, max_tokens: int = 256, scores: str = "text",
-              judge_check: int = PRE_CHECK_PROBES,
+              judge_check: int = PRE_CHECK_PROBES, say: Say | None = None,
               backends: Mapping[str, Any] | None = None) -> Summary:
     """Rate every row of `input_path` into `run_dir` (resuming it); what the command runs.
 
     First a judge check with `judge_check` probes per kind (0: none) from the input's rows,
-    written to RUN/judge_card.{json,md}. `backends={"judge": backend}` replaces the model
-    named by `judge`, e.g. a FakeBackend.
+    written to RUN/judge_card.{json,md}; `say` hears its cost and verdict (nothing is
+    printed here). `backends={"judge": backend}` replaces the model named by `judge`, e.g.
+    a FakeBackend.
     """
     mapping = dict(DEFAULT_FIELDS if mapping is None else mapping)
     stage = RateStage(judge=judge, template=template,
@@ -318,7 +318,7 @@ def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, option
         rows = samples_from_rows(input_path, mapping, max_rows=options.limit or CHECK_ROWS)
         card = await pre_check(rows, judge_check, run_path, judge=redact_spec(judge),
                                data=f"the first {len(rows)} rows of {input_path}",
-                               rater=stage.rater(models))
+                               rater=stage.rater(models), say=say or silent)
         return manifest_entry(card)
 
     return run_file_stage(

@@ -1,0 +1,66 @@
+"""The run driver: plans run in order through one run directory and one set of models, each
+with its `before` step, its published files and manifest, and its `after` pass."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from synthcodec.driver import Plan, RunSummary, Summary, run_plans
+from synthcodec.engine import Item, Record, Stage
+from synthcodec.llm.client import RecordFailed
+from synthcodec.runner import Models, RunOptions
+from synthcodec.store import Journal, RunDir
+from tests.helpers import read_jsonl
+
+
+def items(n: int) -> list[Item]:
+    return [Item(id=f"r{i}", idx=i, record={"x": i}) for i in range(n)]
+
+
+def test_before_stage_after_in_order_into_one_run(tmp_path: Path) -> None:
+    events: list[Any] = []
+
+    async def double(record: Record) -> Record:
+        events.append(("run", record["x"]))
+        return {"x": record["x"], "double": 2 * record["x"]}
+
+    async def before(models: Models, run_path: Path) -> dict[str, Any]:
+        events.append(("before", type(models).__name__, run_path))
+        return {"checked": "yes"}
+
+    def after(run: RunDir, journal: Journal, summary: Summary) -> str:
+        events.append(("after", summary.kept, (run.path / "output.jsonl").exists()))
+        return f"{summary.kept} doubled"
+
+    plan = Plan(Stage("double", double), lambda: items(3), 3, before=before, after=after)
+    result = run_plans([plan], tmp_path / "run", {"stage": "double"},
+                       RunOptions(progress=False, no_cache=True))
+
+    assert isinstance(result, RunSummary) and result.exit_code == 0
+    assert result.passes == {"double": "3 doubled"}
+    assert [s.kept for s in result.stages] == [3]
+    # before runs first, on the open models; after sees the published outputs
+    assert events[0] == ("before", "Models", tmp_path / "run")
+    assert sorted(e for e in events if e[0] == "run") == [("run", 0), ("run", 1), ("run", 2)]
+    assert events[-1] == ("after", 3, True)
+    assert [r["double"] for r in read_jsonl(tmp_path / "run" / "output.jsonl")] == [0, 2, 4]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["checked"] == "yes" and manifest["stage"] == "double"
+    assert manifest["counts"] == {"input": 3, "ok": 3, "rejected": 0, "failed": 0}
+
+
+def test_a_run_whose_records_all_fail_exits_1(tmp_path: Path) -> None:
+    async def fail(record: Record) -> Record:
+        raise RecordFailed("no way")
+
+    seen: list[Summary] = []
+    plan = Plan(Stage("fail", fail), lambda: items(2), 2, failed_text="things broke",
+                after=lambda run, journal, summary: seen.append(summary))
+    result = run_plans([plan], tmp_path / "run", {"stage": "fail"},
+                       RunOptions(progress=False, no_cache=True))
+    assert result.exit_code == 1 and seen == result.stages
+    assert "2 things broke" in "\n".join(result.stages[0].lines())
+    assert len(read_jsonl(tmp_path / "run" / "failed.jsonl")) == 2
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["exit_code"] == 1
