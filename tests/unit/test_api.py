@@ -154,3 +154,20 @@ def test_the_api_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[st
                           output=tmp_path / "check", probes=2, no_cache=True)
     assert card.verdict and (tmp_path / "check" / "judge_card.json").exists()
     assert capsys.readouterr() == ("", "")
+
+
+def test_generate_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """generate returns its summary: with progress off nothing reaches stdout or stderr,
+    not its judge check, its stages' lines, the same-model warning, the summary or the cost
+    (the command prints those)."""
+    from tests.unit.test_codeclm_loop import SEEDS, strong_model
+
+    same = sc.FakeBackend(strong_model)
+    for _ in range(2):  # a fresh run, then a resumed one
+        out = sc.generate(SEEDS, strong="s", target="s", n=2, run_dir=tmp_path / "g",
+                          backends={"strong": same, "target": same}, no_cache=True,
+                          codec=dict(pool_size=3, per_metadata=1, max_iterations=1))
+        assert out.summary is not None and "same model" in out.summary["warnings"][0]
+    assert (tmp_path / "g" / "judge_card.json").exists()  # the judge check ran
+    assert (tmp_path / "g" / "summary.json").exists()
+    assert capsys.readouterr() == ("", "")

@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from synthcodec.codeclm import CodecConfig, generate
+from synthcodec.commands.printing import say  # the stderr lines the command would print
 from synthcodec.engine import reason_of
+from synthcodec.judgecheck import silent
 from synthcodec.llm import FakeBackend, PermanentError, Request
 from synthcodec.llm.client import FatalModelError
 from synthcodec.runner import RunOptions
@@ -88,13 +90,13 @@ def target_model(request: Request) -> str:
 
 
 def _generate(tmp_path: Path, strong: FakeBackend, target: FakeBackend, *, n: int = 100,
-              run: str = "run", cache: Path | None = None, **cfg: Any):
+              run: str = "run", cache: Path | None = None, say: Any = silent, **cfg: Any):
     seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
     options = RunOptions(progress=False, cache_path=str(cache or tmp_path / "cache.sqlite"))
     config = CodecConfig(**{"pool_size": 3, "per_metadata": 3, **cfg})
     return generate(seeds=str(seeds), run_dir=tmp_path / run, strong="fake:strong",
                     target="fake:target", n=n, cfg=config, options=options,
-                    backends={"strong": strong, "target": target})
+                    backends={"strong": strong, "target": target}, say=say)
 
 
 def test_keeps_exactly_what_the_target_is_bad_at(tmp_path: Path) -> None:
@@ -208,7 +210,7 @@ def test_same_model_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     result = generate(seeds=str(seeds), run_dir=tmp_path / "run", strong="fake:x",
                       target="fake:x", n=5, cfg=CodecConfig(pool_size=3, per_metadata=1),
                       options=RunOptions(progress=False, cache_path=str(tmp_path / "c.sqlite")),
-                      backends={"strong": fake, "target": fake})
+                      backends={"strong": fake, "target": fake}, say=say)
     assert result.summary is not None
     assert "same model" in result.summary["warnings"][0]
     assert "WARNING: strong and target are the same model" in capsys.readouterr().err
@@ -267,7 +269,7 @@ def test_a_run_that_keeps_nothing_says_why(tmp_path: Path, capsys: pytest.Captur
         return strong_model(request)
 
     result = _generate(tmp_path, FakeBackend(even_judge), FakeBackend(target_model), n=3,
-                       max_iterations=1)
+                       max_iterations=1, say=say)
     assert result.summary is not None and result.summary["kept"] == 0
     err = capsys.readouterr().err
     assert f"no pair kept: all {result.summary['judged']} judged gaps were within ±3" in err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,11 +30,11 @@ from synthcodec.codeclm.stages import (
     rubrics_stage,
 )
 from synthcodec.codeclm.steps import Ctx, make_ctx
-from synthcodec.codeclm.workspace import COST_KEY, MODELS_KEY, Workspace, note
+from synthcodec.codeclm.workspace import COST_KEY, MODELS_KEY, Workspace
 from synthcodec.cost import EXIT_BUDGET
 from synthcodec.errors import UserError
 from synthcodec.io import scan_input
-from synthcodec.judgecheck import PRE_CHECK_PROBES, packaged_samples, pre_check
+from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, packaged_samples, pre_check, silent
 from synthcodec.judgecheck.probes import samples_from_rows
 from synthcodec.llm import redact_spec
 from synthcodec.runner import Models, RunOptions, check_models, run_async
@@ -132,14 +131,11 @@ def write_manifest(ws: Workspace, result: StageResult | None, code: int,
                              if missing else {}))
 
 
-def warn_same_model(specs: Mapping[str, str]) -> None:
+def same_model_warning(specs: Mapping[str, str]) -> list[str]:
+    """The warning line when the strong and the target model are one model, else none."""
     if specs.get("strong") and specs.get("strong") == specs.get("target"):
-        note("WARNING: " + SAME_MODEL_WARNING.format(model=specs["strong"]))
-
-
-def print_lines(lines: list[str]) -> None:
-    for line in lines:
-        print(line, file=sys.stderr)
+        return ["WARNING: " + SAME_MODEL_WARNING.format(model=specs["strong"])]
+    return []
 
 
 @dataclass
@@ -150,16 +146,32 @@ class GenerateResult:
     exit_code: int = 0  # 4: stopped at the budget; 130: interrupted
 
 
+@dataclass
+class StageCommandResult:
+    """What a single-stage CodecLM command did: the lines it ends with, its exit code."""
+
+    result: StageResult
+    lines: list[str]
+    exit_code: int = 0  # 4: stopped at the budget; 130: interrupted
+
+
 def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: int,
              cfg: CodecConfig, options: RunOptions, mapping: Mapping[str, str] | None = None,
              oversample: float = 2.0,
              prompts_dir: str | None = None, export_format: str | None = None,
              judge_check: int = PRE_CHECK_PROBES,
-             backends: Mapping[str, Any] | None = None) -> GenerateResult:
+             backends: Mapping[str, Any] | None = None, say: Say = silent) -> GenerateResult:
     """encode -> metadata -> decode -> rubrics -> loop, until n pairs are kept or none are left.
 
     First a judge check of the strong model as judge, `judge_check` probes per kind (0:
-    none), on the seeds' responses if they have some, else on packaged ones."""
+    none), on the seeds' responses if they have some, else on packaged ones. `say` hears
+    every line of the run as it happens (each stage's, the summary, the cost); nothing is
+    printed here."""
+
+    def say_lines(lines: list[str]) -> None:
+        for line in lines:
+            say(line)
+
     prompts = Prompts.load(prompts_dir)
     specs = {"strong": strong, "target": target}
     # Everything is checked before the run directory is created or touched.
@@ -167,8 +179,8 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
     check_models(specs, backends, options)
     options.check_cache()
     check_writable_dir(run_dir, what="run directory")
-    warn_same_model({role: redact_spec(spec) for role, spec in specs.items()})
-    with Workspace(run_dir, overwrite=options.overwrite) as ws:
+    say_lines(same_model_warning({role: redact_spec(spec) for role, spec in specs.items()}))
+    with Workspace(run_dir, overwrite=options.overwrite, say=say) as ws:
         resolve_models(ws, strong=strong, target=target)
         done: list[StageResult] = []
 
@@ -179,7 +191,7 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
                 samples, data = probe_samples(seeds, mapping or {})
                 before = models.stats.as_dict()
                 await pre_check(samples, judge_check, ws.path, judge=redact_spec(strong),
-                                data=data, client=ctx.strong, settings=ctx.judge)
+                                data=data, client=ctx.strong, settings=ctx.judge, say=say)
                 # Its usage is the run's like any stage's: in the totals, the cost, the budget.
                 after = models.stats.as_dict()
                 ws.finish("judge_check", stats={k: v - before.get(k, 0) for k, v in after.items()
@@ -187,7 +199,7 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
             for result in (await encode_stage(ws, models, ctx, seeds, mapping or {}, options),
                            metadata_stage(ws, cfg)):
                 done.append(result)
-                print_lines([result.line(), *result.notes])
+                say_lines([result.line(), *result.notes])
                 if result.interrupted:
                     return None
             pool = len(load_metadata(ws))
@@ -201,7 +213,7 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
                 for stage in (decode_stage, rubrics_stage):
                     result = await stage(ws, models, ctx, options, draws=draws)
                     done.append(result)
-                    print_lines([result.line(), *result.notes])
+                    say_lines([result.line(), *result.notes])
                     if result.interrupted:
                         return None
                 loop = await loop_stage(ws, models, ctx, options, n, grown=len(draws) > 1)
@@ -211,7 +223,7 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
                 if loop.stop != EXHAUSTED or draws[-1] >= pool or loop.failed:
                     return loop
                 draws.append(min(pool, 2 * draws[-1]))
-                print_lines([f"{loop.kept} of {n} pairs kept from {draws[-2]} pool entries: "
+                say_lines([f"{loop.kept} of {n} pairs kept from {draws[-2]} pool entries: "
                              f"drawing {draws[-1] - draws[-2]} more of the {pool}"])
 
         loop = run_with_models(specs, options, body, backends, ws=ws)
@@ -223,15 +235,15 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
             lines = summary_lines(summary) + cost_lines(ws) + write_summary(ws, summary)
             if export_format:
                 lines.append(export_pairs(ws, export_format))
-            print_lines(lines)
+            say_lines(lines)
         else:
             partial = [] if loop is None else [
                 f"incomplete: {ws.file(OUTPUT)} holds the {loop.kept} pairs kept so far; "
                 f"{missing} more are wanted, and the run that finishes replaces the files"]
             if exit_code(ws, True) == EXIT_BUDGET:
-                print_lines(partial + cost_lines(ws))
+                say_lines(partial + cost_lines(ws))
             else:
-                print_lines(partial + cost_lines(ws)
+                say_lines(partial + cost_lines(ws)
                             + ["interrupted: run the same command again to resume"])
         code = exit_code(ws, loop is None or loop.stop == INTERRUPTED)
         write_manifest(ws, done[-1] if done else None, code, missing=missing if code else None)
@@ -271,16 +283,18 @@ StageCall = Callable[[Workspace, Models, Ctx], Awaitable[StageResult]]
 
 def run_stage_command(stage: StageCall, *, run_dir: str, roles: Mapping[str, str | None],
                       cfg: CodecConfig, options: RunOptions,
-                      prompts_dir: str | None = None) -> None:
+                      prompts_dir: str | None = None, say: Say = silent) -> StageCommandResult:
     """The body of every single-stage CodecLM command (encode, decode, rubrics, and the
-    rounds by hand): check, open RUN, resolve the models, run the stage, print, exit."""
+    rounds by hand): check, open RUN, resolve the models, run the stage; the lines it ends
+    with and its exit code are in the result (`say` hears the lines that come before)."""
     prompts = Prompts.load(prompts_dir)
     check_models({role: spec for role, spec in roles.items() if spec}, None, options)
     options.check_cache()  # both before the run directory is touched
-    with Workspace(run_dir, overwrite=options.overwrite) as ws:
+    with Workspace(run_dir, overwrite=options.overwrite, say=say) as ws:
         specs = resolve_models(ws, **roles)
         if "target" in specs:
-            warn_same_model(specs)
+            for line in same_model_warning(specs):
+                say(line)
         result = run_with_models(specs, options, lambda models: stage(
             ws, models, make_ctx(models, cfg, prompts)), ws=ws)
         lines = [result.line(), *result.notes, *cost_lines(ws)]
@@ -290,17 +304,16 @@ def run_stage_command(stage: StageCall, *, run_dir: str, roles: Mapping[str, str
             lines += summary_lines(summary) + write_summary(ws, summary)
         code = exit_code(ws, True) if result.interrupted else 0
         write_manifest(ws, result, code)
-    print_lines(lines)
-    if code:
-        raise SystemExit(code)
+    return StageCommandResult(result, lines, code)
 
 
 def run_round_command(stage: Callable[..., Awaitable[StageResult]], *, run_dir: str,
                       strong: str | None, target: str | None, cfg: CodecConfig,
                       options: RunOptions, round_: int | None,
-                      prompts_dir: str | None = None, needs_target: bool = True) -> None:
+                      prompts_dir: str | None = None, needs_target: bool = True,
+                      say: Say = silent) -> StageCommandResult:
     """The body of `respond`, `contrast` and `improve`: one round of the loop by hand."""
     roles = {"strong": strong, **({"target": target} if needs_target else {})}
-    run_stage_command(lambda ws, models, ctx: stage(ws, models, ctx, options, round_),
-                      run_dir=run_dir, roles=roles, cfg=cfg, options=options,
-                      prompts_dir=prompts_dir)
+    return run_stage_command(lambda ws, models, ctx: stage(ws, models, ctx, options, round_),
+                             run_dir=run_dir, roles=roles, cfg=cfg, options=options,
+                             prompts_dir=prompts_dir, say=say)

@@ -17,6 +17,7 @@ import click
 from synthcodec.codeclm.cli_options import _OPTIONS
 from synthcodec.codeclm.config import CodecConfig
 from synthcodec.errors import UserError
+from synthcodec.judgecheck import Say, silent
 from synthcodec.options import run_options
 from synthcodec.runner import RunOptions
 
@@ -74,13 +75,15 @@ class GenerateJob:
         return (f"{self.seeds} --strong {self.strong} --target {self.target} -n {self.n} "
                 f"-o {self.run_dir}" + (f" ({extra})" if extra else ""))
 
-    def run(self) -> Any:
+    def run(self, say: Say = silent) -> Any:
+        """Run the job; `say` hears its lines (default: nothing is printed)."""
         from synthcodec.codeclm.pipeline import generate
 
         return generate(seeds=self.seeds, run_dir=self.run_dir, strong=self.strong,
                         target=self.target, n=self.n, cfg=self.cfg, options=self.options,
                         mapping=self.mapping, oversample=self.oversample,
                         prompts_dir=self.prompts_dir, export_format=self.export_format,
+                        say=say,
                         **({} if self.judge_check is None else {"judge_check": self.judge_check}))
 
 

@@ -12,13 +12,13 @@ scheme) holds what each stage ran with:
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
 from synthcodec.errors import UserError
 from synthcodec.io import iter_rows
+from synthcodec.judgecheck import Say, silent
 from synthcodec.store import (
     FAILED,
     REJECTED,
@@ -36,14 +36,11 @@ RUN_KIND = {"kind": "codeclm", "layout": 1}
 MODELS_KEY, COST_KEY = "_models", "_cost"
 
 
-def note(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 class Workspace:
-    def __init__(self, path: str | Path, *, overwrite: bool = False) -> None:
+    def __init__(self, path: str | Path, *, overwrite: bool = False, say: Say = silent) -> None:
         self.path = Path(path)
         self.overwrite = overwrite
+        self.say = say  # hears why a stage is redone (nothing is printed here)
         self.run = RunDir(self.path)
         self.ledger = StageLedger(self.path / STAGES_FILE)
 
@@ -116,9 +113,9 @@ class Workspace:
                     f"{stage} already ran in {self.path} with other settings (changed: "
                     f"{changed}). Add --overwrite to redo it with the new ones "
                     "(cached requests are reused), or use another -o directory.")
-            note(f"{stage}: settings changed ({changed}): redoing it")
+            self.say(f"{stage}: settings changed ({changed}): redoing it")
         elif change is not None:
-            note(f"{stage}: its input changed since it last ran: redoing it "
+            self.say(f"{stage}: its input changed since it last ran: redoing it "
                  "(unchanged records come back from the request cache)")
         if change is not None and table is not None:
             table.clear()

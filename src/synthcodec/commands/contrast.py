@@ -15,6 +15,7 @@ from synthcodec.codeclm.cli_options import (
 )
 from synthcodec.codeclm.loop import contrast_stage
 from synthcodec.codeclm.pipeline import run_round_command
+from synthcodec.commands.printing import print_stage_command, say
 from synthcodec.options import options_from, run_options
 
 
@@ -36,5 +37,6 @@ def command(run_dir: str, strong: str | None, target: str | None, round_: int | 
     from every round so far, and the summary. R defaults to the latest round with responses.
     """
     options, cfg = options_from(kwargs), config_from(kwargs)
-    run_round_command(contrast_stage, run_dir=run_dir, strong=strong, target=target, cfg=cfg,
-                      options=options, round_=round_, prompts_dir=prompts_dir)
+    done = run_round_command(contrast_stage, run_dir=run_dir, strong=strong, target=target, cfg=cfg,
+                             options=options, round_=round_, prompts_dir=prompts_dir, say=say)
+    print_stage_command(done)

@@ -15,6 +15,7 @@ from synthcodec.codeclm.cli_options import (
 )
 from synthcodec.codeclm.pipeline import run_stage_command
 from synthcodec.codeclm.stages import decode_stage
+from synthcodec.commands.printing import print_stage_command, say
 from synthcodec.options import options_from, run_options
 
 
@@ -31,6 +32,7 @@ def command(run_dir: str, strong: str | None, prompts_dir: str | None, **kwargs:
     Empty and duplicate items are dropped, and so are near-duplicates of earlier ones.
     """
     options, cfg = options_from(kwargs), config_from(kwargs)
-    run_stage_command(lambda ws, models, ctx: decode_stage(ws, models, ctx, options),
-                      run_dir=run_dir, roles={"strong": strong}, cfg=cfg, options=options,
-                      prompts_dir=prompts_dir)
+    done = run_stage_command(lambda ws, models, ctx: decode_stage(ws, models, ctx, options),
+                             run_dir=run_dir, roles={"strong": strong}, cfg=cfg, options=options,
+                             prompts_dir=prompts_dir, say=say)
+    print_stage_command(done)

@@ -11,6 +11,7 @@ from synthcodec.codeclm.pipeline import run_stage_command
 from synthcodec.codeclm.stages import SEED_FIELDS, encode_stage
 from synthcodec.io import parse_field_map, scan_input
 from synthcodec.llm import MODEL_SPEC_HELP
+from synthcodec.commands.printing import print_stage_command, say
 from synthcodec.options import options_from, run_options
 
 
@@ -33,7 +34,8 @@ def command(seeds: str, strong: str, run_dir: str, fields: tuple[str, ...],
     options, cfg = options_from(kwargs), config_from(kwargs)
     mapping = parse_field_map(fields)
     scan_input(seeds, SEED_FIELDS, mapping)  # before the run dir is touched
-    run_stage_command(lambda ws, models, ctx: encode_stage(ws, models, ctx, seeds, mapping,
-                                                           options),
-                      run_dir=run_dir, roles={"strong": strong}, cfg=cfg, options=options,
-                      prompts_dir=prompts_dir)
+    done = run_stage_command(lambda ws, models, ctx: encode_stage(ws, models, ctx, seeds, mapping,
+                                                                  options),
+                             run_dir=run_dir, roles={"strong": strong}, cfg=cfg, options=options,
+                             prompts_dir=prompts_dir, say=say)
+    print_stage_command(done)

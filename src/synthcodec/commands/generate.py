@@ -10,6 +10,7 @@ import click
 from synthcodec.codeclm.cli_options import codec_options, config_from, prompts_option
 from synthcodec.codeclm.pipeline import EXPORT_NAMES, generate
 from synthcodec.codeclm.recipe import generate_job
+from synthcodec.commands.printing import say
 from synthcodec.io import parse_field_map
 from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.options import judge_check_from, judge_check_options, options_from, run_options
@@ -56,7 +57,7 @@ def command(seeds: str, strong: str, target: str, n: int, run_dir: str, fields: 
                       options=options, mapping=parse_field_map(fields),
                       oversample=oversample,
                       prompts_dir=prompts_dir, export_format=export_format,
-                      judge_check=judge_check)
+                      judge_check=judge_check, say=say)
     if result.exit_code:
         raise SystemExit(result.exit_code)
 
@@ -68,7 +69,7 @@ def prepare_table(table: Mapping[str, Any], where: str, recipe_text: str | None 
     job = generate_job(table, where)
 
     def run() -> None:
-        result = job.run()
+        result = job.run(say=say)
         if result.exit_code:
             raise SystemExit(result.exit_code)
 

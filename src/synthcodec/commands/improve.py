@@ -15,6 +15,7 @@ from synthcodec.codeclm.cli_options import (
 )
 from synthcodec.codeclm.loop import improve_stage
 from synthcodec.codeclm.pipeline import run_round_command
+from synthcodec.commands.printing import print_stage_command, say
 from synthcodec.options import options_from, run_options
 
 
@@ -35,6 +36,7 @@ def command(run_dir: str, strong: str | None, round_: int | None,
     latest judged round.
     """
     options, cfg = options_from(kwargs), config_from(kwargs)
-    run_round_command(improve_stage, run_dir=run_dir, strong=strong, target=None, cfg=cfg,
-                      options=options, round_=round_, prompts_dir=prompts_dir,
-                      needs_target=False)
+    done = run_round_command(improve_stage, run_dir=run_dir, strong=strong, target=None, cfg=cfg,
+                             options=options, round_=round_, prompts_dir=prompts_dir, say=say,
+                             needs_target=False)
+    print_stage_command(done)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from synthcodec.codeclm.pipeline import StageCommandResult
     from synthcodec.driver import Summary
     from synthcodec.stages.compare import CompareResult
 
@@ -28,6 +29,13 @@ def print_summary(summary: Summary) -> int:
     """Print a stage's summary on stderr; returns the command's exit code."""
     print_lines(summary.lines())
     return summary.exit_code
+
+
+def print_stage_command(done: StageCommandResult) -> None:
+    """A single-stage CodecLM command's closing lines on stderr, then its exit code."""
+    print_lines(done.lines)
+    if done.exit_code:
+        raise SystemExit(done.exit_code)
 
 
 def print_comparison(result: CompareResult) -> int:
