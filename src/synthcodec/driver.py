@@ -229,24 +229,45 @@ def finish_stage(run: RunDir, journal: Journal, done: StageRun, models: Models,
         repeating=repeating, spend=models.spend, failed_text=failed_text, missing=missing,
         judge_line=(manifest.get("judge_check") or {}).get("line"),
     )
-    usage = usage_dict(models)
-    run.write_manifest(
+    write_run_manifest(
+        run, models,
         status=("budget" if models.spend.stopped else
                 "interrupted" if result.interrupted else "complete"),
+        stage=stage, config_sha256=hash_value(config), counts={"input": n_rows, **totals},
+        missing=missing, seconds=summary.seconds, resumed=counts.resumed, outputs=outputs,
+        exit_code=summary.exit_code, **manifest)
+    return summary
+
+
+def write_run_manifest(run: RunDir, models: Models, *, status: str, stage: str | None,
+                       config_sha256: str, counts: Mapping[str, int], missing: int,
+                       seconds: float, resumed: int, outputs: Mapping[str, int],
+                       exit_code: int, input_sha256: str | None = None,
+                       usage_total: Mapping[str, Any] | None = None,
+                       **extra: Any) -> dict[str, Any]:
+    """RUN/manifest.json at the end of an invocation, one shape for every command
+    (docs/run-layout.md): `counts` {input, ok, rejected, failed}; `missing` (records not
+    done yet, stopped early) adds `incomplete` and `missing`; this invocation's usage (from
+    `models`, which may be closed) and the run's (`usage_total`, default: the earlier
+    invocations' from the manifest plus this one's); the cost, per-endpoint counts if a model
+    has several, the files written, the input's hash (commands that read an input file) and
+    `extra` (e.g. `judge_check`)."""
+    usage = usage_dict(models)
+    return run.write_manifest(
+        status=status,
         stage=stage,
-        config_sha256=hash_value(config),
-        counts={"input": n_rows, **totals},
+        config_sha256=config_sha256,
+        counts=dict(counts),
         **({"incomplete": True, "missing": missing} if missing else {}),
-        this_invocation={**usage, "seconds": round(summary.seconds, 3),
-                         "resumed": counts.resumed},
-        usage_total=run.accumulate_usage(usage),
+        this_invocation={**usage, "seconds": round(seconds, 3), "resumed": resumed},
+        usage_total=dict(run.accumulate_usage(usage) if usage_total is None else usage_total),
         cost=models.spend.usage_fields(),
         **models.stats.manifest_fields(),  # per-endpoint counts, if several
-        outputs=outputs,
-        exit_code=summary.exit_code,
-        **manifest,
+        outputs=dict(outputs),
+        exit_code=exit_code,
+        **({"input_sha256": input_sha256} if input_sha256 is not None else {}),
+        **extra,
     )
-    return summary
 
 
 # --------------------------------------------------------------- a stage over an input file

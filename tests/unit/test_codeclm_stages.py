@@ -66,10 +66,11 @@ def test_every_invocation_writes_a_manifest(tmp_path: Path, monkeypatch: pytest.
     run = tmp_path / "run"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["exit_code"] == result.exit_code == 0
-    assert manifest["counts"] == {"kept": len(read_jsonl(run / "output.jsonl")),
-                                  "rejected": len(read_jsonl(run / "rejected.jsonl")),
-                                  "failed": len(read_jsonl(run / "failed.jsonl"))}
-    assert manifest["counts"]["kept"] > 0 and manifest["usage_total"]["requests"] > 0
+    files = {"ok": len(read_jsonl(run / "output.jsonl")),
+             "rejected": len(read_jsonl(run / "rejected.jsonl")),
+             "failed": len(read_jsonl(run / "failed.jsonl"))}
+    assert manifest["counts"] == {"input": sum(files.values()), **files}  # rate's keys
+    assert manifest["counts"]["ok"] > 0 and manifest["usage_total"]["requests"] > 0
     assert manifest["usage_total"] == Workspace(run).total_stats()
     assert Run(run).status() == "complete"
     # A stage command by hand: the run's three files are not published yet.
@@ -80,7 +81,7 @@ def test_every_invocation_writes_a_manifest(tmp_path: Path, monkeypatch: pytest.
     manifest = json.loads((tmp_path / "hand" / "manifest.json").read_text())
     assert (manifest["status"], manifest["stage"], manifest["exit_code"]) == ("incomplete",
                                                                               "encode", 0)
-    assert sum(manifest["counts"].values()) == len(SEEDS)
+    assert manifest["counts"]["input"] == len(SEEDS)
     assert Run(tmp_path / "hand").status() == "incomplete"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,13 +33,21 @@ from synthcodec.codeclm.stages import (
 from synthcodec.codeclm.steps import Ctx, make_ctx
 from synthcodec.codeclm.workspace import COST_KEY, MODELS_KEY, Workspace
 from synthcodec.cost import EXIT_BUDGET
+from synthcodec.driver import write_run_manifest
 from synthcodec.errors import UserError
 from synthcodec.io import scan_input
-from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, packaged_samples, pre_check, silent
+from synthcodec.judgecheck import (
+    PRE_CHECK_PROBES,
+    Say,
+    manifest_entry,
+    packaged_samples,
+    pre_check,
+    silent,
+)
 from synthcodec.judgecheck.probes import samples_from_rows
 from synthcodec.llm import redact_spec
 from synthcodec.runner import Models, RunOptions, check_models, run_async
-from synthcodec.store import check_writable_dir
+from synthcodec.store import FAILED, OK, REJECTED, check_writable_dir, hash_value
 
 T = TypeVar("T")
 
@@ -69,7 +78,8 @@ def run_with_models(specs: Mapping[str, str], options: RunOptions,
     """Open the clients inside the event loop that uses them, run `body`, close them.
 
     With `ws`, the budget counts what every earlier stage and invocation of the run spent,
-    and the money lines (and a budget stop) are kept in stages.json for `exit_code`."""
+    and the money lines (and a budget stop) are kept in stages.json for `exit_code`; the
+    models stay in `ws.models` for the manifest."""
     options.check_prices(specs)
     spend: list[Any] = []
 
@@ -78,6 +88,8 @@ def run_with_models(specs: Mapping[str, str], options: RunOptions,
                              spent_before=ws.total_stats() if ws is not None else None,
                              run_dir=ws.path if ws is not None else None)
         spend.append(models.spend)
+        if ws is not None:
+            ws.models = models
         try:
             return await body(models)
         finally:
@@ -88,9 +100,7 @@ def run_with_models(specs: Mapping[str, str], options: RunOptions,
     finally:
         if ws is not None and spend:
             ws.state[COST_KEY] = {"priced": spend[0].priced, "price_unknown": spend[0].unpriced,
-                                  "stopped": spend[0].stopped, "lines": spend[0].lines(),
-                                  "usage_not_reported":
-                                      spend[0].usage_fields().get("usage_not_reported")}
+                                  "stopped": spend[0].stopped, "lines": spend[0].lines()}
             ws.save()
 
 
@@ -105,30 +115,39 @@ def exit_code(ws: Workspace, interrupted: bool) -> int:
     return 130 if interrupted else 0
 
 
-def write_manifest(ws: Workspace, result: StageResult | None, code: int,
+def write_manifest(ws: Workspace, result: StageResult | None, code: int, *, started: float,
+                   resumed: int, input_sha256: str | None = None,
+                   judge_check: Mapping[str, Any] | None = None,
                    missing: int | None = None) -> None:
-    """RUN/manifest.json at the end of every invocation, as every run has one
-    (docs/run-layout.md): `complete` once this invocation published the run's three files
-    (counts: their rows), `budget` or `interrupted` when it stopped early, else `incomplete`
-    (stages left to run); then counts are the journal of the stage it ran last. `missing`:
-    the pairs still wanted when the loop stopped early (its files hold those kept so far)."""
+    """RUN/manifest.json at the end of every invocation, in the shape of every run's
+    (driver.write_run_manifest, docs/run-layout.md): `complete` once this invocation
+    published the run's three files (counts: their rows, `ok` the pairs kept), `budget` or
+    `interrupted` when it stopped early, else `incomplete` (stages left to run; counts: the
+    journal of the stage it ran last); `input` is ok + rejected + failed. `missing`: the
+    pairs still wanted when the loop stopped early (its files hold those kept so far).
+    `config_sha256` hashes every stage's settings, `usage_total` is stages.json's."""
     files = result.outputs if result is not None else {}
     published = OUTPUT in files and not code
     status = ("budget" if code == EXIT_BUDGET else "interrupted" if code else
               "complete" if published else "incomplete")
     if published:
-        counts = {"kept": files[OUTPUT], "rejected": files.get(REJECTED_FILE, 0),
-                  "failed": files.get(FAILED_FILE, 0)}
+        ok, rejected, failed = files[OUTPUT], files.get(REJECTED_FILE, 0), files.get(FAILED_FILE, 0)
     elif result is not None:
-        counts = {"ok": result.ok, "rejected": result.rejected, "failed": result.failed}
+        ok, rejected, failed = result.ok, result.rejected, result.failed
     else:
-        counts = {}
-    unreported = (ws.state.get(COST_KEY) or {}).get("usage_not_reported")
-    ws.run.write_manifest(status=status, stage=result.stage if result is not None else None,
-                          counts=counts, usage_total=ws.total_stats(), exit_code=code,
-                          **({"usage_not_reported": unreported} if unreported else {}),
-                          **({"incomplete": True, "missing": missing, "outputs": files}
-                             if missing else {}))
+        ok = rejected = failed = 0
+    stage = result.stage if result is not None else None
+    if input_sha256 is None and stage is not None:
+        input_sha256 = ws.stage_info(stage).get("input_sha")
+    settings = {name: entry.get("config") for name, entry in ws.state.items()
+                if not name.startswith("_") and isinstance(entry, dict)}
+    assert ws.models is not None  # run_with_models opened them
+    write_run_manifest(
+        ws.run, ws.models, status=status, stage=stage, config_sha256=hash_value(settings),
+        counts={"input": ok + rejected + failed, OK: ok, REJECTED: rejected, FAILED: failed},
+        missing=missing or 0, seconds=time.monotonic() - started, resumed=resumed,
+        outputs=files, exit_code=code, input_sha256=input_sha256,
+        usage_total=ws.total_stats(), **(judge_check or {}))
 
 
 def same_model_warning(specs: Mapping[str, str]) -> list[str]:
@@ -172,10 +191,11 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
         for line in lines:
             say(line)
 
+    started = time.monotonic()
     prompts = Prompts.load(prompts_dir)
     specs = {"strong": strong, "target": target}
     # Everything is checked before the run directory is created or touched.
-    scan_input(seeds, SEED_FIELDS, mapping or {})
+    scanned = scan_input(seeds, SEED_FIELDS, mapping or {})
     check_models(specs, backends, options)
     options.check_cache()
     check_writable_dir(run_dir, what="run directory")
@@ -183,6 +203,7 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
     with Workspace(run_dir, overwrite=options.overwrite, say=say) as ws:
         resolve_models(ws, strong=strong, target=target)
         done: list[StageResult] = []
+        checked: dict[str, Any] = {}  # the judge check's manifest entry, once it ran
 
         async def body(models: Models) -> LoopResult | None:
             nonlocal cfg
@@ -190,8 +211,9 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
             if judge_check > 0:
                 samples, data = probe_samples(seeds, mapping or {})
                 before = models.stats.as_dict()
-                await pre_check(samples, judge_check, ws.path, judge=redact_spec(strong),
-                                data=data, client=ctx.strong, settings=ctx.judge, say=say)
+                card = await pre_check(samples, judge_check, ws.path, judge=redact_spec(strong),
+                                       data=data, client=ctx.strong, settings=ctx.judge, say=say)
+                checked.update(manifest_entry(card) or {})
                 # Its usage is the run's like any stage's: in the totals, the cost, the budget.
                 after = models.stats.as_dict()
                 ws.finish("judge_check", stats={k: v - before.get(k, 0) for k, v in after.items()
@@ -246,7 +268,9 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
                 say_lines(partial + cost_lines(ws)
                             + ["interrupted: run the same command again to resume"])
         code = exit_code(ws, loop is None or loop.stop == INTERRUPTED)
-        write_manifest(ws, done[-1] if done else None, code, missing=missing if code else None)
+        write_manifest(ws, done[-1] if done else None, code, started=started,
+                       resumed=sum(r.resumed for r in done), input_sha256=scanned.sha256,
+                       judge_check=checked, missing=missing if code else None)
         return GenerateResult(done, loop, summary, code)
 
 
@@ -287,6 +311,7 @@ def run_stage_command(stage: StageCall, *, run_dir: str, roles: Mapping[str, str
     """The body of every single-stage CodecLM command (encode, decode, rubrics, and the
     rounds by hand): check, open RUN, resolve the models, run the stage; the lines it ends
     with and its exit code are in the result (`say` hears the lines that come before)."""
+    started = time.monotonic()
     prompts = Prompts.load(prompts_dir)
     check_models({role: spec for role, spec in roles.items() if spec}, None, options)
     options.check_cache()  # both before the run directory is touched
@@ -303,7 +328,7 @@ def run_stage_command(stage: StageCall, *, run_dir: str, roles: Mapping[str, str
                                     theta=cfg.theta, requested=None, stop="exhausted")
             lines += summary_lines(summary) + write_summary(ws, summary)
         code = exit_code(ws, True) if result.interrupted else 0
-        write_manifest(ws, result, code)
+        write_manifest(ws, result, code, started=started, resumed=result.resumed)
     return StageCommandResult(result, lines, code)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from synthcodec.errors import UserError
 from synthcodec.io import iter_rows
@@ -30,6 +30,9 @@ from synthcodec.store import (
     hash_value,
 )
 
+if TYPE_CHECKING:
+    from synthcodec.runner import Models
+
 RUN_KIND = {"kind": "codeclm", "layout": 1}
 # stages.json notes of the run (not stages): the model specs every stage command reuses,
 # and what the last invocation's money lines said.
@@ -41,6 +44,7 @@ class Workspace:
         self.path = Path(path)
         self.overwrite = overwrite
         self.say = say  # hears why a stage is redone (nothing is printed here)
+        self.models: Models | None = None  # this invocation's, once open (for the manifest)
         self.run = RunDir(self.path)
         self.ledger = StageLedger(self.path / STAGES_FILE)
 
