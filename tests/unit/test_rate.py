@@ -351,7 +351,9 @@ def test_cli_rates_with_json_on_a_fake_judge(tmp_path: Path, capsys: pytest.Capt
 def test_cli_json_reads_the_judges_json_scores(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     def judge(request: Request) -> str:  # a score in JSON only when JSON mode asks for it
-        n = int(re.search(r"Task (\d+)", request.messages[-1]["content"]).group(1))  # type: ignore[union-attr]
+        task = re.search(r"Task (\d+)", request.messages[-1]["content"])
+        assert task is not None
+        n = int(task.group(1))
         if request.json_schema is None:
             return "I cannot say."
         return json.dumps({"explanation": f"task {n}", "score": 5 - n})

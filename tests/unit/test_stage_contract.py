@@ -42,7 +42,8 @@ STAGES: list[tuple[ModelStage, dict[str, str], dict[str, object]]] = [
 
 
 @pytest.mark.parametrize(("stage", "roles", "settings"), STAGES,
-                         ids=[f"{type(s).__name__}-{s.name}-{i}" for i, (s, _, _) in enumerate(STAGES)])
+                         ids=[f"{type(s).__name__}-{s.name}-{i}"
+                              for i, (s, _, _) in enumerate(STAGES)])
 def test_a_stage_pickles_before_setup_and_keeps_its_config(
         stage: ModelStage, roles: dict[str, str], settings: dict[str, object]) -> None:
     copy = pickle.loads(pickle.dumps(stage))
