@@ -15,6 +15,7 @@ from synthcodec.errors import InputError, MissingExtraError, UserError
 from synthcodec.llm import hfmodels
 from synthcodec.llm.base import Completion, Request
 from synthcodec.llm.hfmodels import TRAIN_INFO, resolve_base
+from synthcodec.progress import StepProgress
 from synthcodec.train import data, sft
 from synthcodec.train.data import (
     IGNORE_INDEX,
@@ -23,7 +24,7 @@ from synthcodec.train.data import (
     examples_sha256,
     load_examples,
 )
-from synthcodec.train.sft import StepProgress, default_batch_size
+from synthcodec.train.sft import default_batch_size
 
 
 def write_jsonl(path: Path, rows: list[object]) -> Path:
