@@ -1,7 +1,7 @@
 """Live progress: one redrawn line on a terminal, plain periodic lines otherwise.
 
 `LiveLine` is the terminal handling both printers share: `Progress` (records through a
-stage) and `StepPrinter` (optimizer steps of `synthcodec train`).
+stage) and `StepPrinter` (the `StepProgress` of each optimizer step of `synthcodec train`).
 """
 
 from __future__ import annotations
@@ -10,13 +10,10 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from synthcodec.llm.client import Stats
-
-if TYPE_CHECKING:
-    from synthcodec.train.sft import StepProgress
 
 
 class LiveLine:
@@ -166,6 +163,22 @@ class Progress:
             return
         self._out.show(self.line())
         self._out.end()
+
+
+@dataclass
+class StepProgress:
+    """Reported by training (train/sft.py) after every optimizer step."""
+
+    step: int
+    total: int
+    loss: float
+    epoch: float
+    lr: float
+    elapsed: float
+
+    @property
+    def eta(self) -> float:
+        return self.elapsed / self.step * (self.total - self.step) if self.step else math.inf
 
 
 class StepPrinter:

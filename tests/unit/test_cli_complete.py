@@ -188,9 +188,20 @@ def test_bad_json_schema_file_is_one_clear_line(tmp_path: Path, content: str, me
     assert not (tmp_path / "run").exists()
 
 
-def test_json_on_the_fake_model_gives_parsed_objects(tmp_path: Path) -> None:
-    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "a"}, {"prompt": "b"}])
-    result = synthcodec("complete", str(src), "-m", "fake:echo", "--json", "-o",
-                        str(tmp_path / "run"))
-    assert result.returncode == 0, result.stderr
-    assert [r["response"] for r in read_jsonl(tmp_path / "run" / "output.jsonl")] == [{}, {}]
+def test_json_gives_the_models_objects_parsed(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthcodec.llm import FakeBackend, Request
+    from tests.helpers import cli
+
+    def model(request: Request) -> str:  # JSON only when JSON mode asked for a schema
+        prompt = request.messages[-1]["content"]
+        if request.json_schema is None:
+            return f"plain text about {prompt}"
+        return f'```json\n{{"about": "{prompt}", "n": {len(prompt)}}}\n```'
+
+    monkeypatch.setattr(FakeBackend, "from_spec", classmethod(lambda cls, spec: cls(model)))
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "a"}, {"prompt": "bcd"}])
+    assert cli("complete", str(src), "-m", "fake:echo", "--json", "-q",
+               "-o", str(tmp_path / "run")) == 0
+    assert [r["response"] for r in read_jsonl(tmp_path / "run" / "output.jsonl")] == [
+        {"about": "a", "n": 1}, {"about": "bcd", "n": 3}]

@@ -90,9 +90,11 @@ def target_model(request: Request) -> str:
 
 
 def _generate(tmp_path: Path, strong: FakeBackend, target: FakeBackend, *, n: int = 100,
-              run: str = "run", cache: Path | None = None, say: Any = silent, **cfg: Any):
+              run: str = "run", cache: Path | None = None, concurrency: int | None = None,
+              say: Any = silent, **cfg: Any):
     seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
-    options = RunOptions(progress=False, cache_path=str(cache or tmp_path / "cache.sqlite"))
+    options = RunOptions(progress=False, cache_path=str(cache or tmp_path / "cache.sqlite"),
+                         concurrency=concurrency)
     config = CodecConfig(**{"pool_size": 3, "per_metadata": 3, **cfg})
     return generate(seeds=str(seeds), run_dir=tmp_path / run, strong="fake:strong",
                     target="fake:target", n=n, cfg=config, options=options,
@@ -154,18 +156,43 @@ def test_keeps_exactly_what_the_target_is_bad_at(tmp_path: Path) -> None:
 
 
 def test_stops_once_n_pairs_are_kept(tmp_path: Path) -> None:
-    result = _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model), n=2)
-    assert len(read_jsonl(tmp_path / "run" / "output.jsonl")) == 2
+    # One record in flight, so the stop is seen before any later candidate starts.
+    target = FakeBackend(target_model)
+    result = _generate(tmp_path, FakeBackend(strong_model), target, n=2, concurrency=1)
+    pairs = read_jsonl(tmp_path / "run" / "output.jsonl")
+    # The first two candidates in input order are HARD ones, kept in their first iteration.
+    assert [(p["id"], p["decision"], p["gap"], p["response"]) for p in pairs] == [
+        ("m0000-i0", "keep_strong", 7.0, GOOD), ("m0001-i0", "keep_strong", 7.0, GOOD)]
     assert result.summary is not None and result.summary["stop"] == "reached"
+    assert (result.summary["kept"], result.summary["unresolved"]) == (2, 0)
+    # Stopped, not run to the end and cut: no candidate was given up as "unresolved", and
+    # the target answered only the two kept instructions.
+    assert read_jsonl(tmp_path / "run" / "rejected.jsonl") == []
+    assert [r.messages[-1]["content"] for r in target.calls] == [p["instruction"] for p in pairs]
 
 
 def test_improve_action_is_seeded_and_recorded(tmp_path: Path) -> None:
-    _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model), run="a")
+    strong = FakeBackend(strong_model)
+    _generate(tmp_path, strong, FakeBackend(target_model), run="a")
     _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model), run="b")
     a = read_jsonl(tmp_path / "a" / "rejected.jsonl")
     b = read_jsonl(tmp_path / "b" / "rejected.jsonl")
-    assert [[h["action"] for h in r["history"]] + [r["action"]] for r in a] == \
-           [[h["action"] for h in r["history"]] + [r["action"]] for r in b]
+    actions = [[h["action"] for h in r["history"]] + [r["action"]] for r in a]
+    assert actions == [[h["action"] for h in r["history"]] + [r["action"]] for r in b]
+    # Recorded: the first try has no action, each rewrite one of the rubric's actions, and
+    # the instruction judged after a rewrite is the strong model's rewrite with that action.
+    rubric = {"Add a depth requirement.", "Add a constraint.", "Widen the scope.",
+              "Demand a proof."}
+    assert len(actions) == 3
+    rewrites = [c.messages[-1]["content"] for c in strong.calls
+                if c.messages[-1]["content"].startswith("Rewrite the instruction")]
+    for r, acts in zip(a, actions):
+        assert acts[0] is None and len(acts) == 4 and set(acts[1:]) <= rubric
+        for before, after in zip(r["history"], r["history"][1:] + [r]):
+            assert after["instruction"].startswith(before["instruction"] + " w")
+            # the strong model was asked for this rewrite with this action
+            assert any(after["action"] in text and
+                       text.endswith("Instruction: " + before["instruction"]) for text in rewrites)
 
 
 def test_resume_in_the_middle_of_an_improve_round(tmp_path: Path) -> None:

@@ -119,15 +119,25 @@ def test_experiment_runs_every_step_and_reports(tmp_path: Path) -> None:
     report, said = run(recipe(tmp_path), trainer)
     exp = tmp_path / "exp"
     assert trainer.calls == ["filtered", "random"]
-    filtered = json.loads((exp / "data" / "filtered.json").read_text())
-    assert sorted(r["instruction"] for r in filtered) == sorted(r["instruction"] for r in GOOD)
-    assert set(filtered[0]) == {"instruction", "input", "output"}  # Alpaca, no score columns
-    assert len(json.loads((exp / "data" / "random.json").read_text())) == 4
+    # The four rows rated 5, whole, in Alpaca shape (no score columns).
+    assert json.loads((exp / "data" / "filtered.json").read_text()) == GOOD
+    # As many rows drawn from the whole pool with the recipe's seed: the same every run.
+    assert json.loads((exp / "data" / "random.json").read_text()) == [
+        GOOD[1], BAD[2], GOOD[3], BAD[3]]
+    # What each adapter was trained on, and how long (the stub trainer keeps both).
+    for name, rows in (("filtered", GOOD), ("random", [GOOD[1], BAD[2], GOOD[3], BAD[3]])):
+        weights = exp / "adapters" / name / "adapter_model.safetensors"
+        assert json.loads(weights.read_text()) == [rows, 2]
     for step in ("rate", "data-filtered", "data-random", "train-filtered", "answer-filtered",
                  "train-random", "answer-random", "compare-filtered-vs-random"):
         entry = ledger(exp)[step]
         assert len(entry["config_sha"]) == 64 and entry["finished"]
-    assert len((exp / "answers" / "filtered.jsonl").read_text().splitlines()) == 3
+    assert ledger(exp)["rate"]["info"] == {"failed": 0, "rated": 8, "requests": 8}
+    for name, answer in (("filtered", "GOOD ANSWER"), ("random", "MEH ANSWER")):
+        answers = [json.loads(line)
+                   for line in (exp / "answers" / f"{name}.jsonl").read_text().splitlines()]
+        assert [(a["question_id"], a["question"], a["answer"]) for a in answers] == [
+            (q["question_id"], q["text"], answer) for q in QUESTIONS]
     compare = json.loads((exp / "compare" / "filtered-vs-random" / "report.json").read_text())
     assert compare["total"]["alpagasus"] == {"win": 3, "tie": 0, "lose": 0, "score": 2.0}
     assert (exp / "compare" / "filtered-vs-random" / "chart.png").exists()
@@ -149,7 +159,14 @@ def test_experiment_runs_every_step_and_reports(tmp_path: Path) -> None:
         assert needed in text, needed
     assert (exp / "recipe.toml").read_text().startswith("\n[experiment]")
     data = json.loads((exp / "report.json").read_text())
-    assert data["smoke_scale"] is True and data["datasets"]["filtered"]["rows"] == 4
+    assert data["smoke_scale"] is True
+    pool = {"pool": 8, "pool_score_mean": 3.0, "rows": 4}
+    assert data["datasets"]["filtered"] == {
+        **pool, "rule": "top 4 by score", "signal": "score", "signal_mean": 5.0,
+        "score_mean": 5.0, "score_min": 5.0, "score_max": 5.0}
+    assert {k: v for k, v in data["datasets"]["random"].items() if k != "signal_mean"} == {
+        **pool, "rule": "random as many as 'filtered' (seed 3)", "signal": "random",
+        "score_mean": 3.0, "score_min": 1.0, "score_max": 5.0}
 
 
 def ledger(exp: Path) -> dict[str, Any]:

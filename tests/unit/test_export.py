@@ -87,7 +87,16 @@ def test_export_maps_columns_and_names_bad_rows(tmp_path: Path) -> None:
         export("alpaca", tmp_path / "a.json", rows, {"instruction": "q", "response": "r"},
                "src.jsonl")
     assert not (tmp_path / "a.json").exists()
+    # The mapped columns land in the Alpaca fields; a column not mapped (score) is left out.
+    good = [(1, {"q": "a", "r": "b", "score": 5}), (3, {"q": "c", "r": "d", "i": "ctx"})]
+    mapping = {"instruction": "q", "response": "r", "input": "i"}
+    assert export("alpaca", tmp_path / "a.json", good, mapping) == 2
+    assert json.loads((tmp_path / "a.json").read_text()) == [
+        {"instruction": "a", "input": "", "output": "b"},
+        {"instruction": "c", "input": "ctx", "output": "d"}]
     assert export("jsonl", tmp_path / "k.jsonl", rows, {}) == 2  # jsonl keeps whole rows
+    lines = (tmp_path / "k.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [row for _, row in rows]
 
 
 def test_unknown_format(tmp_path: Path) -> None:

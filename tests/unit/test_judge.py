@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 import synthcodec.judge as judge_mod
-import synthcodec.parsing as parsing
 from synthcodec.errors import UserError
 from synthcodec.judge import (
     BothOrders,
@@ -129,12 +128,36 @@ def test_truncated_explanation_still_gives_a_verdict() -> None:
 
 def test_one_failing_order_fails_the_pair() -> None:
     backend = FakeBackend(lambda r: "7 7" if shown(r, 1) == A else "garbage")
-    with pytest.raises(RecordFailed):
+    with pytest.raises(RecordFailed, match=r"judge gave no readable pair of scores after 1 "
+                                           r"tries?: .*'garbage'"):
         run(judge_both_orders(LLMClient(backend), QUESTION, A, B, JudgeSettings(reasks=0)))
+    # both orders were asked (A first, then B first), once each: reasks=0
+    assert sorted(shown(c, 1) for c in backend.calls) == sorted([A, B])
 
 
-def test_one_parser_shared_with_contrastive_filtering() -> None:
-    assert judge_mod.parse_pair_scores is parsing.parse_pair_scores
+@pytest.mark.parametrize("reply_to_a_first, reply_to_b_first, scores", [
+    ("Assistant 1: 8/10\nAssistant 2: 3/10\nA is right.", "3 8", (8, 3, 8, 3)),
+    ('{"score_1": 9, "score_2": 2, "explanation": "A', "2, 9", (9, 2, 9, 2)),  # cut JSON
+    ("8\n3", "Scores: 4 and 7", (8, 3, 7, 4)),
+])
+def test_contrastive_filtering_reads_the_judge_as_compare_does(
+        reply_to_a_first: str, reply_to_b_first: str, scores: tuple[int, ...]) -> None:
+    """One parser: the same replies give `compare`'s verdict and CodecLM's contrast scores."""
+    from synthcodec.codeclm.config import CodecConfig
+    from synthcodec.codeclm.prompts import Prompts
+    from synthcodec.codeclm.steps import Ctx, contrast
+
+    def judge(request: Request) -> str:
+        return reply_to_a_first if shown(request, 1) == A else reply_to_b_first
+
+    both = run(judge_both_orders(LLMClient(FakeBackend(judge)), QUESTION, A, B))
+    assert (both.s_a_first, both.s_b_first, both.s_a_second, both.s_b_second) == scores
+    ctx = Ctx(strong=LLMClient(FakeBackend(judge)), cfg=CodecConfig(), prompts=Prompts.load(None))
+    row = run(contrast(ctx, {"instruction": QUESTION, "strong_answer": A, "target_answer": B,
+                             "iteration": 1}))
+    assert row["scores"] == {"strong_first": {"strong": scores[0], "target": scores[1]},
+                             "target_first": {"strong": scores[2], "target": scores[3]}}
+    assert row["gap"] == both.gap == (scores[0] + scores[2] - scores[1] - scores[3]) / 2
 
 
 def test_both_orders_as_dict_is_flat_and_complete() -> None:

@@ -165,9 +165,19 @@ def test_byte_order_mark_is_accepted(tmp_path: Path, fmt: str, command: str) -> 
         encoded = read_jsonl(run / "encoded.jsonl")
         assert [row["instruction"] for row in encoded] == [COMMANDS[command][0]["instruction"]]
         return
-    # The row was read (an echo judge gives no rating: rate fails it, exit code 1).
-    assert code in (0, 1)
-    assert len(read_jsonl(run / "output.jsonl")) + len(read_jsonl(run / "failed.jsonl")) == 1
+    # The row was read with its first field's name intact (no BOM glued to it).
+    good = COMMANDS[command][0]
+    if command == "complete":
+        assert code == 0
+        (row,) = read_jsonl(run / "output.jsonl")
+        assert (row["prompt"], row["response"]) == (good["prompt"], "echo: " + good["prompt"])
+        return
+    # rate: an echo judge gives no rating, so the row fails (exit code 1), whole
+    assert code == 1
+    assert read_jsonl(run / "output.jsonl") == []
+    (row,) = read_jsonl(run / "failed.jsonl")
+    assert {k: str(row[k]) for k in good} == {k: str(v) for k, v in good.items()}
+    assert reason_of(row).startswith("no readable rating after 3 tries"), reason_of(row)
 
 
 def test_parquet_timestamps_bytes_and_decimals_become_json(tmp_path: Path) -> None:

@@ -288,12 +288,21 @@ def test_field_mapping_for_other_column_names(tmp_path: Path) -> None:
     rows = [{"prompt": "Task 1", "answer": "a"}, {"prompt": "Task 2", "answer": "b"}]
     data = tmp_path / "d.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows))
+    judge = FakeBackend(score_by_task)
     rate_file(data, tmp_path / "run", judge="fake:x", options=RunOptions(progress=False),
               mapping={"instruction": "prompt", "response": "answer"},
-              backends={"judge": FakeBackend(score_by_task)})
+              backends={"judge": judge})
     out = read_jsonl(tmp_path / "run" / "output.jsonl")
     assert set(out[0]) == {"prompt", "answer", "score", "explanation", "judge_text",
                            "_synthcodec"}
+    assert [(r["prompt"], r["answer"], r["score"]) for r in out] == [
+        ("Task 1", "a", 1), ("Task 2", "b", 2)]
+    # the judge was shown the mapped columns as instruction and response
+    texts = [call.messages[-1]["content"] for call in judge.calls]
+    assert len(texts) == 2
+    for row in rows:
+        assert any(f"INSTRUCTION>>>\n{row['prompt']}\n" in text and
+                   f"RESPONSE>>>\n{row['answer']}\n" in text for text in texts), row
 
 
 def test_resume_after_interruption_rates_only_the_rest(tmp_path: Path) -> None:
@@ -337,6 +346,25 @@ def test_cli_rates_with_json_on_a_fake_judge(tmp_path: Path, capsys: pytest.Capt
     err = capsys.readouterr().err
     assert "records in 3 | out 3" in err and "next: synthcodec select" in err
     assert [r["score"] for r in read_jsonl(tmp_path / "run" / "output.jsonl")] == [0, 0, 0]
+
+
+def test_cli_json_reads_the_judges_json_scores(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def judge(request: Request) -> str:  # a score in JSON only when JSON mode asks for it
+        task = re.search(r"Task (\d+)", request.messages[-1]["content"])
+        assert task is not None
+        n = int(task.group(1))
+        if request.json_schema is None:
+            return "I cannot say."
+        return json.dumps({"explanation": f"task {n}", "score": 5 - n})
+
+    monkeypatch.setattr(FakeBackend, "from_spec", classmethod(lambda cls, spec: cls(judge)))
+    data = write_json(tmp_path / "d.json", alpaca_rows(3))
+    assert cli("rate", str(data), "--judge", "fake:echo", "--json", "-q",
+               "-o", str(tmp_path / "run")) == 0
+    assert [(r["instruction"], r["score"], r["explanation"])
+            for r in read_jsonl(tmp_path / "run" / "output.jsonl")] == [
+        ("Task 0", 5, "task 0"), ("Task 1", 4, "task 1"), ("Task 2", 3, "task 2")]
 
 
 @pytest.mark.parametrize(("extra", "message"), [

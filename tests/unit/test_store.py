@@ -176,4 +176,8 @@ def test_a_file_size_limit_while_journaling_is_one_line_exit_5(tmp_path: Path) -
     assert not (run / "output.jsonl").exists() and not (run / "manifest.json").exists()
     done = subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=120)
     assert done.returncode == 0, done.stderr
-    assert len(read_jsonl(run / "output.jsonl")) == 200
+    # Every row once, in input order, whole: none lost or cut short by the interrupted write.
+    out = read_jsonl(run / "output.jsonl")
+    assert [(r["prompt"], r["response"]) for r in out] == [
+        (row["prompt"], "echo: " + row["prompt"]) for row in rows]
+    assert [r["_synthcodec"]["index"] for r in out] == list(range(200))

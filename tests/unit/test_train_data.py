@@ -15,6 +15,7 @@ from synthcodec.errors import InputError, MissingExtraError, UserError
 from synthcodec.llm import hfmodels
 from synthcodec.llm.base import Completion, Request
 from synthcodec.llm.hfmodels import TRAIN_INFO, resolve_base
+from synthcodec.progress import StepProgress
 from synthcodec.train import data, sft
 from synthcodec.train.data import (
     IGNORE_INDEX,
@@ -23,7 +24,7 @@ from synthcodec.train.data import (
     examples_sha256,
     load_examples,
 )
-from synthcodec.train.sft import StepProgress, default_batch_size
+from synthcodec.train.sft import default_batch_size
 
 
 def write_jsonl(path: Path, rows: list[object]) -> Path:
@@ -56,8 +57,16 @@ def test_alpaca_openai_and_sharegpt_rows(tmp_path: Path) -> None:
 
 def test_json_array_file(tmp_path: Path) -> None:
     path = tmp_path / "d.json"
-    path.write_text(json.dumps([{"instruction": "a", "output": "b"}] * 3), encoding="utf-8")
-    assert len(load_examples(path)) == 3
+    rows = [{"instruction": f"q{i}", "input": "ctx" if i == 1 else "", "output": f"a{i}"}
+            for i in range(3)]
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    examples = load_examples(path)
+    assert [e.line for e in examples] == [1, 2, 3]  # an element's place in the array
+    assert [e.messages for e in examples] == [
+        ({"role": "user", "content": "q0"}, {"role": "assistant", "content": "a0"}),
+        ({"role": "user", "content": "q1\n\nctx"}, {"role": "assistant", "content": "a1"}),
+        ({"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}),
+    ]
 
 
 @pytest.mark.parametrize("row, line_field", [

@@ -51,16 +51,30 @@ def test_the_card_carries_the_runs_judge_card(gen_run: Path, tmp_path: Path) -> 
 
 
 def test_compare_and_rate_runs(cmp_run: Path, rate_run: Path, tmp_path: Path) -> None:
-    for run in (cmp_run, rate_run):
+    from tests.helpers import read_jsonl
+
+    # (run, its judge, the other run's judge, rows failed, what identifies each kept row)
+    expected = [
+        (cmp_run, "fake:judge", "fake:rater", 0, "question_id", "alpagasus",
+         [(i, "tie" if i % 3 == 0 else "win") for i in range(9)]),
+        (rate_run, "fake:rater", "fake:judge", 2, "instruction", "score",
+         [("Task 0", 5), ("Task 1", 4), ("Task 2", 4), ("Task 4", 5), ("Task 5", 4),
+          ("Task 6", 4)]),  # Task 3 and Task 7 were unreadable to the rater: failed
+    ]
+    for run, judge, other, failed, key, value, rows in expected:
         out = tmp_path / "out" / run.name
         assert synthcodec("push", str(run), "--repo-id", "me/x", "--to-dir", str(out)).returncode == 0
         card = hub.DatasetCard.load(out / "README.md")
         assert "unknown: check your seed/input data" in card.text
-        assert "fake:judge" in card.text or "fake:rater" in card.text
+        assert f"- **judge**: `{judge}`" in card.text and other not in card.text
         ds = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"),
                                    split="train")
-        assert ds.num_rows == (9 if run is cmp_run else 6)
-        assert f"| failed (not uploaded) | {0 if run is cmp_run else 2} |" in card.text
+        assert [(r[key], r[value]) for r in ds] == rows
+        # every column of every kept row, as the run wrote it (the bookkeeping as JSON text)
+        published = [{k: v for k, v in r.items() if k != "_synthcodec"}
+                     for r in read_jsonl(run / "output.jsonl")]
+        assert [{k: v for k, v in r.items() if k != "_synthcodec"} for r in ds] == published
+        assert f"| failed (not uploaded) | {failed} |" in card.text
 
 
 def test_upload_to_a_stand_in_hub(gen_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:

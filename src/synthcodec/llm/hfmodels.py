@@ -37,8 +37,9 @@ FALLBACK_CHAT_TEMPLATE = (
 
 
 @dataclass(frozen=True)
-class BaseModel:
-    """What to load: `spec` as the user wrote it, `kind` gguf|hf, and the resolved path."""
+class BaseModelRef:
+    """Where a base model's weights are (not the model itself): `spec` as the user wrote
+    it, `kind` gguf|hf, and the resolved path."""
 
     spec: str
     kind: str
@@ -48,20 +49,20 @@ class BaseModel:
         return asdict(self)
 
 
-def resolve_base(spec: str) -> BaseModel:
+def resolve_base(spec: str) -> BaseModelRef:
     """`local` (the embedded SmolLM2 GGUF), a `.gguf` file, or a Hugging Face model dir."""
     spec = spec.strip()
     kind = find_kind(spec)
     if is_embedded(spec):
         from synthcodec.llm.llamacpp import default_gguf
 
-        return BaseModel("local", "gguf", str(default_gguf()))
+        return BaseModelRef("local", "gguf", str(default_gguf()))
     raw = kind.path(spec) if kind is not None and kind.path is not None else spec
     path = Path(raw).expanduser()
     if path.is_file() and path.suffix.lower() == ".gguf":
-        return BaseModel(spec, "gguf", str(path.resolve()))
+        return BaseModelRef(spec, "gguf", str(path.resolve()))
     if path.is_dir() and (path / "config.json").exists():
-        return BaseModel(spec, "hf", str(path.resolve()))
+        return BaseModelRef(spec, "hf", str(path.resolve()))
     if path.is_dir() and (path / ADAPTER_CONFIG).exists():
         raise UserError(f"{spec} is a LoRA adapter; train from its base model instead")
     if path.exists():
@@ -109,7 +110,7 @@ GGUF_MEMO_MAX_BYTES = 512 * 1024 * 1024
 _gguf_memo: dict[tuple[str, int, int, str], tuple[Any, Any]] = {}
 
 
-def load_model_and_tokenizer(base: BaseModel, *, device: str, dtype: Any) -> tuple[Any, Any]:
+def load_model_and_tokenizer(base: BaseModelRef, *, device: str, dtype: Any) -> tuple[Any, Any]:
     """The base model and its tokenizer, from local files only (never the network).
 
     A GGUF file is dequantized by transformers (needs the `gguf` package) to `dtype`.
@@ -132,7 +133,7 @@ def load_model_and_tokenizer(base: BaseModel, *, device: str, dtype: Any) -> tup
     return model.to(device), tokenizer
 
 
-def _load_model_and_tokenizer(base: BaseModel, *, dtype: Any) -> tuple[Any, Any]:
+def _load_model_and_tokenizer(base: BaseModelRef, *, dtype: Any) -> tuple[Any, Any]:
     import importlib.util
 
     import torch
@@ -237,20 +238,20 @@ def is_adapter(path: Path) -> bool:
     return path.is_dir() and (path / ADAPTER_CONFIG).exists()
 
 
-def adapter_base(path: Path) -> BaseModel:
+def adapter_base(path: Path) -> BaseModelRef:
     """The base model of `path`: itself for a model dir or GGUF; for an adapter, the base
     named by `synthcodec_train.json` (`local` is looked up again in the installed wheel),
     else by peft's `adapter_config.json`, which must be local."""
     if not is_adapter(path):
         kind = "gguf" if path.is_file() else "hf"
-        return BaseModel(str(path), kind, str(path.resolve()))
+        return BaseModelRef(str(path), kind, str(path.resolve()))
     info = read_train_info(path)
     if info is not None:
         base = info.get("base") or {}
         if isinstance(base.get("spec"), str) and is_embedded(base["spec"]):
             return resolve_base("local")  # the wheel's GGUF, wherever it is installed now
         if base.get("path") and Path(base["path"]).exists():
-            return BaseModel(base.get("spec", base["path"]), base["kind"], base["path"])
+            return BaseModelRef(base.get("spec", base["path"]), base["kind"], base["path"])
         raise UserError(f"hf:{path}: its base model {base.get('path')!r} (from "
                         f"{TRAIN_INFO}) is missing")
     config = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
@@ -287,7 +288,7 @@ __all__ = [
     "ADAPTER_CONFIG",
     "FALLBACK_CHAT_TEMPLATE",
     "TRAIN_INFO",
-    "BaseModel",
+    "BaseModelRef",
     "adapter_base",
     "is_adapter",
     "load_for_inference",

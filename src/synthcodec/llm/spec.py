@@ -32,7 +32,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from synthcodec.errors import UserError
@@ -226,7 +225,8 @@ class ModelKind:
     form: str  # how it is written
     matches: Callable[[str], bool]
     check: Callable[[str], None]  # UserError for a spec that cannot work; loads nothing
-    load: Callable[..., Any]  # (spec, timeout=, n_ctx=) -> Backend; optional extras import here
+    # Its backend is made by LOADERS[name] in llm/__init__.py (the backends import this
+    # module, so their loaders live one level up, not here).
     local: bool  # no server behind it: nothing is sent anywhere, and it costs $0
     in_process: bool  # computes in this process, on its cores (an embedded model)
     batchable: bool  # --batch can send its requests through a provider's batch API
@@ -241,23 +241,11 @@ def _check_llamacpp(embedded: bool = False) -> None:
     check_installed(embedded=embedded)
 
 
-def _load_llamacpp(path: str | Path | None, n_ctx: int | None) -> Any:
-    from synthcodec.llm.llamacpp import LlamaCppBackend
-
-    return LlamaCppBackend(path, n_ctx=n_ctx)
-
-
 def _check_hub(spec: str) -> None:
     from synthcodec.llm.hub import hub_file
 
     _check_llamacpp()
     hub_file(spec)  # downloaded (once) and checked before anything else is touched
-
-
-def _load_hub(spec: str, *, timeout: float = 300.0, n_ctx: int | None = None) -> Any:
-    from synthcodec.llm.hub import hub_file
-
-    return _load_llamacpp(hub_file(spec), n_ctx)
 
 
 def _gguf_path(spec: str) -> str:
@@ -287,18 +275,6 @@ def _check_openai(spec: str) -> None:
         raise UserError(f"model spec {spec!r} needs $OPENAI_API_KEY")
 
 
-def _load_served(spec: str, *, timeout: float = 300.0, n_ctx: int | None = None) -> Any:
-    from synthcodec.llm.openai_http import OpenAIHTTPBackend
-
-    endpoints = parse_endpoints(spec)
-    members = [OpenAIHTTPBackend.for_endpoint(e, timeout=timeout) for e in endpoints]
-    if len(members) == 1:
-        return members[0]
-    from synthcodec.llm.pool import PoolBackend
-
-    return PoolBackend(members, pool_identity(endpoints))
-
-
 def _openai_names(spec: str) -> tuple[str, ...]:
     name = _openai_model(spec)
     return (name, f"openai:{name}")
@@ -318,47 +294,32 @@ def _check_hf(spec: str) -> None:
         raise UserError(f"model spec {spec!r}: no such model directory {path}")
 
 
-def _load_hf(spec: str, *, timeout: float = 300.0, n_ctx: int | None = None) -> Any:
-    from synthcodec.llm.hf import HFBackend  # optional extra
-
-    return HFBackend(_hf_path(spec))
-
-
 def _check_fake(spec: str) -> None:
     if (spec.partition(":")[2] or "echo") != "echo":
         raise UserError(f"unknown fake model {spec!r}; the command line offers 'fake:echo'")
 
 
-def _load_fake(spec: str, *, timeout: float = 300.0, n_ctx: int | None = None) -> Any:
-    from synthcodec.llm.fake import FakeBackend
-
-    return FakeBackend.from_spec(spec)
-
-
 KINDS: tuple[ModelKind, ...] = (
     ModelKind("hub", "gguf:hf:OWNER/REPO/FILE.gguf[@REVISION]",
-              lambda s: s.startswith(HUB_PREFIX), _check_hub, _load_hub,
+              lambda s: s.startswith(HUB_PREFIX), _check_hub,
               local=True, in_process=True, batchable=False, lm_eval=None),
     ModelKind("local", "local", lambda s: s in ("local", ""),
               lambda s: _check_llamacpp(embedded=True),
-              lambda s, *, timeout=300.0, n_ctx=None: _load_llamacpp(None, n_ctx),
               local=True, in_process=True, batchable=False, lm_eval="gguf"),
     ModelKind("gguf", "gguf:PATH", lambda s: s.startswith("gguf:"), _check_gguf_file,
-              lambda s, *, timeout=300.0, n_ctx=None: _load_llamacpp(_gguf_path(s), n_ctx),
               local=True, in_process=True, batchable=False, lm_eval="gguf", path=_gguf_path),
     ModelKind("gguf-file", "PATH.gguf", lambda s: s.endswith(".gguf"), _check_gguf_file,
-              lambda s, *, timeout=300.0, n_ctx=None: _load_llamacpp(s, n_ctx),
               local=True, in_process=True, batchable=False, lm_eval=None, path=_gguf_path),
     ModelKind("openai", "openai:NAME", lambda s: s.startswith("openai:"), _check_openai,
-              _load_served, local=False, in_process=False, batchable=True, lm_eval="api",
+              local=False, in_process=False, batchable=True, lm_eval="api",
               price_names=_openai_names),
-    ModelKind("pool", "NAME@URL1,URL2,...", is_pool_spec, _check_served, _load_served,
+    ModelKind("pool", "NAME@URL1,URL2,...", is_pool_spec, _check_served,
               local=False, in_process=False, batchable=False, lm_eval="api"),
-    ModelKind("http", "NAME@http://HOST:PORT/v1", is_http_spec, _check_served, _load_served,
+    ModelKind("http", "NAME@http://HOST:PORT/v1", is_http_spec, _check_served,
               local=False, in_process=False, batchable=True, lm_eval="api"),
-    ModelKind("hf", "hf:PATH", lambda s: s.startswith("hf:"), _check_hf, _load_hf,
+    ModelKind("hf", "hf:PATH", lambda s: s.startswith("hf:"), _check_hf,
               local=True, in_process=True, batchable=False, lm_eval="hf", path=_hf_path),
-    ModelKind("fake", "fake:echo", lambda s: s.startswith("fake"), _check_fake, _load_fake,
+    ModelKind("fake", "fake:echo", lambda s: s.startswith("fake"), _check_fake,
               local=True, in_process=False, batchable=False, lm_eval=None),
 )
 KIND = {kind.name: kind for kind in KINDS}

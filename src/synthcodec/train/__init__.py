@@ -4,8 +4,9 @@ Importing this package is cheap: torch, transformers and peft load only when tra
 """
 
 from synthcodec.llm.hfmodels import TRAIN_INFO, read_train_info, resolve_base
+from synthcodec.progress import StepProgress
 from synthcodec.train.data import TrainExample, encode_messages, load_examples
-from synthcodec.train.sft import StepProgress, TrainResult, default_batch_size, train_lora
+from synthcodec.train.sft import TrainResult, default_batch_size, train_lora
 
 __all__ = [
     "TRAIN_INFO",

@@ -48,6 +48,7 @@ from synthcodec.llm.hfmodels import (
     require_train_extra,
     resolve_base,
 )
+from synthcodec.progress import StepProgress, clock
 from synthcodec.train.data import (
     IGNORE_INDEX,
     AnswerOnlyCollator,
@@ -95,22 +96,6 @@ def micro_batch_for(batch: int, wanted: int) -> int:
 
 
 @dataclass
-class StepProgress:
-    """Reported after every optimizer step."""
-
-    step: int
-    total: int
-    loss: float
-    epoch: float
-    lr: float
-    elapsed: float
-
-    @property
-    def eta(self) -> float:
-        return self.elapsed / self.step * (self.total - self.step) if self.step else math.inf
-
-
-@dataclass
 class TrainResult:
     output_dir: Path
     losses: list[float]
@@ -125,8 +110,6 @@ class TrainResult:
 
 def summary(result: TrainResult) -> str:
     """What `synthcodec train` prints at the end (the experiment logs its first line)."""
-    from synthcodec.progress import clock
-
     first = result.losses[0] if result.losses else float("nan")
     skipped = f" ({result.skipped} skipped)" if result.skipped else ""
     return (f"trained {result.output_dir}: {result.steps} steps on {result.n_rows} rows{skipped}, "
