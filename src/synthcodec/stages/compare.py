@@ -287,8 +287,7 @@ class CompareResult:
 
 def compare_plan(pairs: list[Pair], bench_order: list[str], *, judge: str,
                  settings: JudgeSettings, labels: tuple[str, str],
-                 judge_check: int = PRE_CHECK_PROBES, say: Say | None = None
-                 ) -> tuple[Plan, JudgeStage]:
+                 judge_check: int = PRE_CHECK_PROBES, say: Say | None = None) -> Plan:
     """Judging every pair as a plan for the driver: first a judge check with `judge_check`
     probes per kind (0: none) made from the pairs (RUN/judge_card.{json,md}; `say` hears its
     cost and verdict), then the pairs, then the report (once every pair is done: a run
@@ -322,7 +321,7 @@ def compare_plan(pairs: list[Pair], bench_order: list[str], *, judge: str,
     plan = Plan(stage, lambda: items, len(items), label="judge",
                 concurrency=lambda models: max(1, models.concurrency() // 2),
                 before=check_judge, after=report, failed_text="pairs could not be judged")
-    return plan, stage
+    return plan
 
 
 def compare_files(files: tuple[str, ...] | list[str] = (),
@@ -366,9 +365,9 @@ def compare_files(files: tuple[str, ...] | list[str] = (),
         "models": shown_models({"judge": judge}),
         **settings.config(),
     }
-    plan, stage = compare_plan(all_pairs, [b for b, _, _ in benches], judge=judge,
-                               settings=settings, labels=labels, judge_check=judge_check,
-                               say=say)
+    plan = compare_plan(all_pairs, [b for b, _, _ in benches], judge=judge, settings=settings,
+                        labels=labels, judge_check=judge_check, say=say)
     run = run_plans([plan], run_dir, config, options, backends=backends)
+    judged = plan.stage.settings  # as the stage set it up for its backend (JSON or text)
     return CompareResult(run.stages[0], run.passes.get(STAGE), labels, redact_spec(judge),
-                         judge_json=bool(stage.settings and stage.settings.json))
+                         judge_json=bool(judged and judged.json))
