@@ -344,7 +344,7 @@ def generate(seeds: Data, *, strong: str = "local", target: str = "local", n: in
                           cfg=cfg, options=_options(run_options), mapping=dict(fields or {}),
                           oversample=oversample, backends=backends, **_check(judge_check))
     return Generated(run, _rows(run / "output.jsonl"), _rows(run / "rejected.jsonl"),
-                     result.summary, _rows(run / "failed.jsonl"))
+                     result.report, _rows(run / "failed.jsonl"))
 
 
 def judge_check(data: str | Path | list[str | Path], *, judge: str | None = None,

@@ -353,6 +353,7 @@ class RunDir:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
         self._lock: IO[Any] | None = None
+        self._ledger: StageLedger | None = None
 
     def check(self) -> None:
         """Can a run be written here? Checked before anything is created."""
@@ -424,6 +425,14 @@ class RunDir:
         for name in PUBLISHED:
             (self.path / name).unlink(missing_ok=True)
         shutil.rmtree(self.path / "shards", ignore_errors=True)
+
+    @property
+    def ledger(self) -> StageLedger:
+        """RUN/stages.json, for a run of several stages (one object per open run, so every
+        writer of it sees the others' entries)."""
+        if self._ledger is None:
+            self._ledger = StageLedger(self.path / STAGES_FILE)
+        return self._ledger
 
     def journal(self, stage: str) -> Journal:
         if self._db is None:

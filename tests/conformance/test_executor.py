@@ -7,7 +7,8 @@ the same tests:
 - the same input and seed give identical kept / rejected / failed sets;
 - `kill -9` in the middle of a stage (the `generate` loop included), then the same command,
   gives exactly the rows of an uninterrupted run, re-sending at most what was in flight;
-- changing a downstream stage's option re-runs that stage and later ones, nothing else.
+- changing a downstream stage's option re-runs that stage and later ones, nothing else;
+- generate's stages by hand, the loop one round at a time, write generate's very files.
 """
 
 from __future__ import annotations
@@ -129,3 +130,19 @@ def test_a_downstream_option_reruns_only_that_stage(tmp_path: Path, env: dict[st
     assert second["stages"]["loop"]["stats"] != first["stages"]["loop"]["stats"]
     assert normalized(first) != normalized(second)  # a stricter theta keeps other pairs
 
+
+
+def test_rounds_by_hand_write_the_files_of_the_generate_loop(tmp_path: Path,
+                                                             env: dict[str, str]) -> None:
+    """One Contrastive Filtering: `respond` / `contrast` / `improve` round by round give the
+    loop's output, rejected and failed rows, in the same order, bookkeeping included."""
+    (tmp_path / "gen").mkdir()
+    (tmp_path / "hand").mkdir()
+    # Enough pairs wanted that the loop goes through every base instruction, as rounds do.
+    gen = harness("generate", tmp_path / "gen" / "run", tmp_path / "gen.log", "--n", "1000",
+                  env={**env, "SYNTHCODEC_CACHE": str(tmp_path / "gen.sqlite")})
+    hand = harness("rounds", tmp_path / "hand" / "run", tmp_path / "hand.log",
+                   env={**env, "SYNTHCODEC_CACHE": str(tmp_path / "hand.sqlite")})
+    assert gen["kept"] and gen["rejected"], "the scripted world keeps and rejects nothing"
+    for key in ("kept", "rejected", "failed"):
+        assert hand[key] == gen[key], key

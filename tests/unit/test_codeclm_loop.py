@@ -128,7 +128,11 @@ def test_keeps_exactly_what_the_target_is_bad_at(tmp_path: Path) -> None:
     assert {r["id"] for r in rejected} == easy
     for r in rejected:
         assert r["decision"] == "unresolved" and reason_of(r).startswith("unresolved")
-        assert r["_synthcodec"]["id"] == r["id"] and r["_synthcodec"]["status"] == "rejected"
+        # the envelope of every run: the record's id and position in its input
+        # (instructions.jsonl), as the journal and rejects/ have them
+        position = [row["id"] for row in instructions].index(r["id"])
+        assert r["_synthcodec"]["index"] == position and r["_synthcodec"]["status"] == "rejected"
+        assert r["_synthcodec"]["id"].startswith(f"{position:07d}-")
         assert r["iteration"] == 4 and len(r["history"]) == 3
         assert [h["iteration"] for h in r["history"]] == [1, 2, 3]
         assert all(h["gap"] == 0.0 for h in r["history"]) and r["gap"] == 0.0
@@ -143,7 +147,7 @@ def test_keeps_exactly_what_the_target_is_bad_at(tmp_path: Path) -> None:
     assert summary["metadata_coverage"]["share"] == 1.0
     assert summary["warnings"] == []
     assert (tmp_path / "run" / "gap_histogram.png").stat().st_size > 0
-    assert result.loop is not None and result.loop.stop == "exhausted"
+    assert result.report is not None and result.report["stop"] == "exhausted"
     # The judge check first (the seeds have no responses: the packaged probes). This judge
     # gives whoever is shown first one point more: it flips nothing where it sees a real
     # difference, yet ties nothing either (identical answers 3 vs 2).
@@ -163,8 +167,8 @@ def test_stops_once_n_pairs_are_kept(tmp_path: Path) -> None:
     # The first two candidates in input order are HARD ones, kept in their first iteration.
     assert [(p["id"], p["decision"], p["gap"], p["response"]) for p in pairs] == [
         ("m0000-i0", "keep_strong", 7.0, GOOD), ("m0001-i0", "keep_strong", 7.0, GOOD)]
-    assert result.summary is not None and result.summary["stop"] == "reached"
-    assert (result.summary["kept"], result.summary["unresolved"]) == (2, 0)
+    assert result.report is not None and result.report["stop"] == "reached"
+    assert (result.report["kept"], result.report["unresolved"]) == (2, 0)
     # Stopped, not run to the end and cut: no candidate was given up as "unresolved", and
     # the target answered only the two kept instructions.
     assert read_jsonl(tmp_path / "run" / "rejected.jsonl") == []
@@ -238,8 +242,8 @@ def test_same_model_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
                       target="fake:x", n=5, cfg=CodecConfig(pool_size=3, per_metadata=1),
                       options=RunOptions(progress=False, cache_path=str(tmp_path / "c.sqlite")),
                       backends={"strong": fake, "target": fake}, say=say)
-    assert result.summary is not None
-    assert "same model" in result.summary["warnings"][0]
+    assert result.report is not None
+    assert "same model" in result.report["warnings"][0]
     assert "WARNING: strong and target are the same model" in capsys.readouterr().err
 
 
@@ -251,7 +255,7 @@ def test_unreadable_judge_fails_the_record_and_the_run_still_ends(tmp_path: Path
         return strong_model(request)
 
     result = _generate(tmp_path, FakeBackend(mumbling_judge), FakeBackend(target_model), n=3)
-    assert result.summary is not None and result.summary["stop"] == "exhausted"
+    assert result.report is not None and result.report["stop"] == "exhausted"
     assert read_jsonl(tmp_path / "run" / "rejected.jsonl") == []
     failed = read_jsonl(tmp_path / "run" / "failed.jsonl")
     # n=3 x oversample 2 at 3 per entry: 2 of the 3 entries drawn; failures draw no more.
@@ -297,9 +301,9 @@ def test_a_run_that_keeps_nothing_says_why(tmp_path: Path, capsys: pytest.Captur
 
     result = _generate(tmp_path, FakeBackend(even_judge), FakeBackend(target_model), n=3,
                        max_iterations=1, say=say)
-    assert result.summary is not None and result.summary["kept"] == 0
+    assert result.report is not None and result.report["kept"] == 0
     err = capsys.readouterr().err
-    assert f"no pair kept: all {result.summary['judged']} judged gaps were within ±3" in err
+    assert f"no pair kept: all {result.report['judged']} judged gaps were within ±3" in err
 
 
 def test_budget_stops_generate_and_a_larger_one_finishes_with_the_same_pairs(
@@ -318,32 +322,33 @@ def test_budget_stops_generate_and_a_larger_one_finishes_with_the_same_pairs(
                                   "target": FakeBackend(target_model)})
 
     whole = run("whole", None)
-    assert whole.exit_code == 0 and whole.summary is not None
-    cost = whole.summary["cost"]
+    assert whole.exit_code == 0 and whole.report is not None
+    cost = whole.report["cost"]
     assert cost["usd"] > 0 and set(cost["usd_by_stage"]) >= {"encode", "decode", "loop"}
-    assert cost["usd_per_kept_pair"] == pytest.approx(cost["usd"] / whole.summary["kept"],
+    assert cost["usd_per_kept_pair"] == pytest.approx(cost["usd"] / whole.report["kept"],
                                                       rel=1e-3)
     budget = cost["usd"] * 0.4
     stopped = run("split", budget)
-    assert stopped.exit_code == 4 and stopped.summary is None
+    assert stopped.exit_code == 4 and stopped.report is None
     state = json.loads((tmp_path / "split" / "stages.json").read_text())
     spent = sum(e.get("stats", {}).get("usd", 0) for k, e in state.items()
                 if not k.startswith("_"))
     assert 0 < spent <= budget
     finished = run("split", cost["usd"] * 2)
-    assert finished.exit_code == 0 and finished.summary is not None
+    assert finished.exit_code == 0 and finished.report is not None
     strip = lambda rows: [{k: v for k, v in r.items() if k != "_synthcodec"} for r in rows]  # noqa: E731
     assert strip(read_jsonl(tmp_path / "split" / "output.jsonl")) == strip(
         read_jsonl(tmp_path / "whole" / "output.jsonl"))
-    assert finished.summary["cost"]["usd"] == pytest.approx(cost["usd"], rel=1e-6)
+    assert finished.report["cost"]["usd"] == pytest.approx(cost["usd"], rel=1e-6)
 
 
 def test_files_after_n_pairs_hold_nothing_that_ran_only_by_timing(tmp_path: Path) -> None:
     """Once n pairs are kept, instructions after the n-th kept one in input order ran only
     because they were in flight: they are left out of every file, so the files depend on the
     input alone (the same under any executor and any timing)."""
-    from synthcodec.codeclm.loop import collect, envelope
-    from synthcodec.codeclm.workspace import Workspace
+    from synthcodec.codeclm.loop import collect, on_base
+    from synthcodec.engine import Item
+    from synthcodec.store import RunDir
 
     texts = {"a": "Write a haiku about autumn leaves.", "b": "Explain binary search.",
              "c": "List three uses of vinegar at home.", "d": "Translate hello to French.",
@@ -352,19 +357,24 @@ def test_files_after_n_pairs_hold_nothing_that_ran_only_by_timing(tmp_path: Path
     def pair(i: str) -> dict[str, Any]:
         return {"id": i, "instruction": texts[i]}
 
+    base = {k: Item(f"rec-{k}", i, pair(k)) for i, k in enumerate("abcdef")}
     kept = [pair("a"), pair("c"), pair("f")]
-    dropped = [envelope(pair("b"), "rejected", "unresolved"),
-               envelope(pair("d"), "rejected", "unresolved"),
-               envelope(pair("e"), "failed", "judge gave no readable pair of scores")]
-    position = {k: i for i, k in enumerate("abcdef")}
-    with Workspace(tmp_path / "run") as ws:
-        got = collect(ws, kept, dropped, 0.7, n=2, position=position)
-        assert (got.kept, got.rejected, got.failed) == (2, 1, 0)
-        assert [r["id"] for r in read_jsonl(tmp_path / "run" / "output.jsonl")] == ["a", "c"]
-        assert [r["id"] for r in read_jsonl(tmp_path / "run" / "rejected.jsonl")] == ["b"]
-        assert read_jsonl(tmp_path / "run" / "failed.jsonl") == []
-        got = collect(ws, kept, dropped, 0.7, n=None, position=position)  # exhausted: all
-        assert (got.kept, got.rejected, got.failed) == (3, 2, 1)
+    dropped = [on_base(pair("b"), base, "rejected", "unresolved"),
+               on_base(pair("d"), base, "rejected", "unresolved"),
+               on_base(pair("e"), base, "failed", "judge gave no readable pair of scores")]
+    (tmp_path / "run").mkdir()
+    run = RunDir(tmp_path / "run")
+    got, _ = collect(run, kept, dropped, 0.7, base, n=2)
+    assert got.counts == {"ok": 2, "rejected": 1, "failed": 0}
+    assert [r["id"] for r in read_jsonl(tmp_path / "run" / "output.jsonl")] == ["a", "c"]
+    rejected = read_jsonl(tmp_path / "run" / "rejected.jsonl")
+    assert [r["id"] for r in rejected] == ["b"]
+    # the envelope of every run: the base instruction's record id and position
+    assert rejected[0]["_synthcodec"] == {"id": "rec-b", "index": 1, "status": "rejected",
+                                          "reason": "unresolved"}
+    assert read_jsonl(tmp_path / "run" / "failed.jsonl") == []
+    got, _ = collect(run, kept, dropped, 0.7, base, n=None)  # exhausted: all
+    assert got.counts == {"ok": 3, "rejected": 2, "failed": 1}
 
 
 def _decoded_entries(strong: FakeBackend) -> list[str]:

@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 
 from synthcodec.codeclm import CodecConfig
-from synthcodec.codeclm.loop import contrast_stage, improve_stage, respond_stage
-from synthcodec.codeclm.pipeline import run_with_models
-from synthcodec.codeclm.prompts import Prompts
+from synthcodec.codeclm.files import ledger
+from synthcodec.codeclm.loop import contrast_plan, improve_plan, respond_plan
+from synthcodec.codeclm.pipeline import run_metadata_command, run_stage_command
 from synthcodec.codeclm.recipe import generate_job
-from synthcodec.codeclm.stages import decode_stage, encode_stage, metadata_stage, rubrics_stage
-from synthcodec.codeclm.steps import make_ctx
-from synthcodec.codeclm.workspace import Workspace
+from synthcodec.codeclm.stages import decode_plan, encode_plan, rubrics_plan
 from synthcodec.errors import UserError
 from synthcodec.llm import FakeBackend
 from synthcodec.runner import RunOptions
@@ -24,31 +22,31 @@ from tests.unit.test_codeclm_loop import SEEDS, _generate, strong_model, target_
 CFG = CodecConfig(pool_size=3, per_metadata=3)
 
 
-def _stage(ws: Workspace, fn, cfg: CodecConfig = CFG, **kw):  # type: ignore[no-untyped-def]
-    options = RunOptions(progress=False, cache_path=str(ws.path.parent / "cache.sqlite"))
+def _stage(run: Path, plan_of, cfg: CodecConfig = CFG):  # type: ignore[no-untyped-def]
+    """One stage command by hand, with the fake models."""
+    options = RunOptions(progress=False, cache_path=str(run.parent / "cache.sqlite"))
     backends = {"strong": FakeBackend(strong_model), "target": FakeBackend(target_model)}
-    return run_with_models({"strong": "fake:s", "target": "fake:t"}, options,
-                           lambda m: fn(ws, m, make_ctx(m, cfg, Prompts.load()), options, **kw),
-                           backends)
+    return run_stage_command(plan_of, run_dir=run, roles={"strong": "fake:s", "target": "fake:t"},
+                             cfg=cfg, options=options, backends=backends)
 
 
 def test_rounds_by_hand_give_the_same_pairs_as_generate(tmp_path: Path) -> None:
     _generate(tmp_path, FakeBackend(strong_model), FakeBackend(target_model), run="gen")
     seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
-    with Workspace(tmp_path / "hand") as ws:
-        _stage(ws, lambda ws, m, ctx, o: encode_stage(ws, m, ctx, str(seeds), {}, o))
-        metadata_stage(ws, CFG)
-        _stage(ws, decode_stage)
-        _stage(ws, rubrics_stage)
-        with pytest.raises(UserError, match="judged before any rewrite"):
-            _stage(ws, improve_stage)
-        for _ in range(4):
-            _stage(ws, respond_stage)
-            _stage(ws, contrast_stage)
-            if _ < 3:
-                _stage(ws, improve_stage)
-        with pytest.raises(UserError, match="was the last"):
-            _stage(ws, improve_stage)
+    hand = tmp_path / "hand"
+    _stage(hand, lambda ctx, m, run: encode_plan(ctx, m, str(seeds), {}, None))
+    run_metadata_command(run_dir=hand, cfg=CFG, overwrite=False)
+    _stage(hand, lambda ctx, m, run: decode_plan(ctx, m, run.path))
+    _stage(hand, lambda ctx, m, run: rubrics_plan(ctx, m, run.path))
+    with pytest.raises(UserError, match="judged before any rewrite"):
+        _stage(hand, improve_plan)
+    for _ in range(4):
+        _stage(hand, respond_plan)
+        _stage(hand, contrast_plan)
+        if _ < 3:
+            _stage(hand, improve_plan)
+    with pytest.raises(UserError, match="was the last"):
+        _stage(hand, improve_plan)
     gen = read_jsonl(tmp_path / "gen" / "output.jsonl")
     hand = read_jsonl(tmp_path / "hand" / "output.jsonl")
     # The same pairs, field for field: instruction, both answers, scores, decision, lineage.
@@ -61,9 +59,10 @@ def test_rounds_by_hand_give_the_same_pairs_as_generate(tmp_path: Path) -> None:
     assert sorted(r["id"] for r in rejected) == sorted(gen_rejected)
     for r in rejected:
         assert r["decision"] == "unresolved" and len(r["history"]) == 3
-        # Everything but the bookkeeping: rounds mode words its reasons its own way (issue 19).
-        assert {k: v for k, v in r.items() if k != "_synthcodec"} == {
-            k: v for k, v in gen_rejected[r["id"]].items() if k != "_synthcodec"}
+        # One Contrastive Filtering: the same rows, bookkeeping and reasons included.
+        assert r == gen_rejected[r["id"]]
+    for name in ("output.jsonl", "rejected.jsonl", "failed.jsonl"):
+        assert read_jsonl(tmp_path / "hand" / name) == read_jsonl(tmp_path / "gen" / name)
     assert (tmp_path / "hand" / "improved_4.jsonl").exists()
 
 
@@ -80,7 +79,7 @@ def test_every_invocation_writes_a_manifest(tmp_path: Path, monkeypatch: pytest.
              "failed": len(read_jsonl(run / "failed.jsonl"))}
     assert manifest["counts"] == {"input": sum(files.values()), **files}  # rate's keys
     assert manifest["counts"]["ok"] > 0 and manifest["usage_total"]["requests"] > 0
-    assert manifest["usage_total"] == Workspace(run).total_stats()
+    assert manifest["usage_total"]["requests"] == ledger(run).total_stats()["requests"]
     assert Run(run).status() == "complete"
     # A stage command by hand: the run's three files are not published yet.
     monkeypatch.setenv("SYNTHCODEC_CACHE", str(tmp_path / "cache.sqlite"))
@@ -98,10 +97,10 @@ def test_hand_written_metadata_is_used_as_is(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     write_jsonl(run / "metadata.jsonl", [{"use_case": "creative writing", "skills": "poetry, humor"}])
-    with Workspace(run) as ws:
-        result = metadata_stage(ws, CFG)
-        assert "by hand" in result.notes[0]
-        _stage(ws, decode_stage)
+    said: list[str] = []
+    run_metadata_command(run_dir=run, cfg=CFG, overwrite=False, say=said.append)
+    assert any("by hand" in line for line in said), said
+    _stage(run, lambda ctx, m, run: decode_plan(ctx, m, run.path))
     rows = read_jsonl(run / "instructions.jsonl")
     assert len(rows) == 3 and rows[0]["metadata_id"] == "m0000"
     assert rows[0]["skills"] == ["poetry", "humor"]

@@ -90,14 +90,14 @@ def test_generate_stopped_at_its_budget_publishes_the_pairs_kept(tmp_path: Path)
                                   "target": FakeBackend(target_model)})
 
     whole = run("whole", None)
-    assert whole.summary is not None
-    by_stage = whole.summary["cost"]["usd_by_stage"]
+    assert whole.report is not None
+    by_stage = whole.report["cost"]["usd_by_stage"]
     before_loop = sum(usd for stage, usd in by_stage.items() if stage != "loop")
     stopped = run("split", before_loop + by_stage["loop"] * 0.6)
     assert stopped.exit_code == 4
     kept = read_jsonl(tmp_path / "split" / "output.jsonl")
     manifest = _manifest(tmp_path / "split")
-    assert 0 < len(kept) < whole.summary["kept"]
+    assert 0 < len(kept) < whole.report["kept"]
     assert manifest["status"] == "budget" and manifest["incomplete"] is True
     assert manifest["missing"] == 100 - len(kept)
     whole_rows = read_jsonl(tmp_path / "whole" / "output.jsonl")

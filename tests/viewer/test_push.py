@@ -123,11 +123,15 @@ def test_push_without_token_or_of_a_live_run(gen_run: Path, monkeypatch: pytest.
     monkeypatch.delenv("HF_TOKEN", raising=False)
     r = synthcodec("push", str(gen_run), "--repo-id", "me/x")
     assert r.returncode == 2 and "HF_TOKEN" in r.stderr
-    from synthcodec.codeclm.workspace import Workspace
+    from synthcodec.codeclm.files import RUN_KIND
+    from synthcodec.store import RunDir
 
     out = gen_run.parent / "repo"
-    with Workspace(gen_run):  # a writer holds RUN/.lock: the run is live
+    writer = RunDir(gen_run).open(dict(RUN_KIND))  # a writer holds RUN/.lock: the run is live
+    try:
         r = synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir", str(out))
+    finally:
+        writer.close()
     assert r.returncode == 2 and "is live" in r.stderr and not out.exists()
     assert synthcodec("push", str(gen_run), "--repo-id", "me/x", "--to-dir",
                       str(out)).returncode == 0  # once the writer is gone

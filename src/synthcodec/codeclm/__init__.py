@@ -2,6 +2,6 @@
 Contrastive Filtering). See docs/generation.md and methods.md §1."""
 
 from synthcodec.codeclm.config import CodecConfig
-from synthcodec.codeclm.pipeline import GenerateResult, generate
+from synthcodec.codeclm.pipeline import generate
 
-__all__ = ["CodecConfig", "GenerateResult", "generate"]
+__all__ = ["CodecConfig", "generate"]

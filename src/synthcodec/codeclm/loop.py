@@ -1,36 +1,37 @@
-"""Contrastive Filtering over the base instructions: the per-instruction loop (`generate`)
-and the same steps one round at a time (`respond`, `contrast`, `improve`).
+"""Contrastive Filtering over the base instructions, as plans for the run driver: the loop
+(`generate`: every base instruction through `steps.evolve`) and the same steps one round at
+a time (`respond`, `contrast`, `improve`).
 
-Both write the same final files, the run layout of every command (docs/run-layout.md):
-RUN/output.jsonl (kept pairs, with lineage), RUN/rejected.jsonl and RUN/failed.jsonl (every
-base instruction that did not make it, with its reason under `_synthcodec`).
+Both end in one `collect` pass, so for the same inputs they write the same final files,
+the run layout of every command (docs/run-layout.md): RUN/output.jsonl (kept pairs, with
+lineage), RUN/rejected.jsonl and RUN/failed.jsonl (every base instruction that did not make
+it, with its reason under `_synthcodec` {id, index: its record in instructions.jsonl}).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from synthcodec.codeclm.rouge import NearDuplicateFilter
-from synthcodec.codeclm.stages import (
+from synthcodec.codeclm.files import (
     FAILED_FILE,
     INSTRUCTIONS,
     OUTPUT,
     REJECTED_FILE,
     RUBRICS,
-    CodecStage,
-    StageResult,
-    _flat,
-    _result,
-    base_items,
-    envelope,
+    kept_rows,
     load_actions,
     load_candidates,
-    loop_config,
-    map_stage,
+    publish,
+    publish_rejects,
+    rows,
+    sha,
 )
+from synthcodec.codeclm.rouge import NearDuplicateFilter
+from synthcodec.codeclm.stages import CodecStage, loop_config, publish_as
 from synthcodec.codeclm.steps import (
     IMPROVE,
     KEEP_STRONG,
@@ -38,70 +39,72 @@ from synthcodec.codeclm.steps import (
     NEAR_DUPLICATE,
     UNRESOLVED,
     Ctx,
+    base_candidate,
+    unresolved_reason,
 )
-from synthcodec.codeclm.workspace import Workspace
-from synthcodec.engine import Item, Record, reason_of
+from synthcodec.driver import Plan, Published
+from synthcodec.engine import Item, Record
 from synthcodec.errors import UserError
 from synthcodec.io import META
-from synthcodec.runner import Models, RunOptions
-from synthcodec.store import FAILED, OK, REJECTED
+from synthcodec.runner import Models
+from synthcodec.store import FAILED, OK, REJECTED, Journal, RunDir
 
 REACHED, EXHAUSTED, INTERRUPTED = "reached", "exhausted", "interrupted"
+# n pairs were kept in completion order but fewer in input order (near-duplicates count
+# differently): the loop takes more records
+SHORT = "short"
 
 
-@dataclass
-class Collected:
-    kept: int
-    rejected: int
-    near_duplicates: int
-    failed: int = 0
+def base_items(path: Path) -> list[Item]:
+    """Decoded instructions as iteration-1 candidates, in instructions.jsonl order."""
+    return [Item(i.id, i.idx, base_candidate(i.record))
+            for i in load_candidates(path, INSTRUCTIONS, "decode")]
 
 
-def collect(ws: Workspace, kept_rows: list[Record], dropped: list[Record],
-            threshold: float, n: int | None = None,
-            position: Mapping[str, int] | None = None) -> Collected:
-    """Publish the run's three files: output.jsonl (kept pairs, near-duplicates of earlier
-    kept ones removed, at most n), rejected.jsonl and failed.jsonl (every other instruction,
-    in the one row envelope: the data plus `_synthcodec {id, status, reason}`).
+def collect(run: RunDir, kept: list[Record], dropped: list[Record], threshold: float,
+            base: Mapping[str, Item], n: int | None = None) -> tuple[Published, int]:
+    """Publish the run's three files from every base instruction's final row, in input
+    order: output.jsonl (kept pairs, near-duplicates of earlier kept ones removed, at most
+    n), rejected.jsonl and failed.jsonl (every other instruction, in the one row envelope:
+    the data plus `_synthcodec` {id, index, status, reason}); `base`: instruction id -> its
+    record. Also how many kept pairs were near-duplicates.
 
-    Once n pairs are kept, instructions after the n-th kept one in input order (`position`:
-    id -> input position) are left out of every file: whether they ran depends on timing
-    (what was in flight when the n-th pair came), so the files depend only on the input."""
+    Once n pairs are kept, instructions after the n-th kept one in input order are left out
+    of every file: whether they ran depends on timing (what was in flight when the n-th pair
+    came), so the files depend only on the input."""
     near = NearDuplicateFilter(threshold)
-    kept: list[Record] = []
+    out: list[Record] = []
     dropped = list(dropped)
-    for row in kept_rows:
-        if n is not None and len(kept) >= n:
+    for row in kept:
+        if n is not None and len(out) >= n:
             break  # finished after the target was reached: stays in the journal, unused
         if near.add(row["instruction"]):
-            kept.append(row)
+            out.append(row)
         else:
-            dropped.append(envelope({**row, "decision": NEAR_DUPLICATE}, REJECTED,
-                                    f"near-duplicate of a kept instruction "
-                                    f"(ROUGE-L > {threshold:g})"))
-    if n is not None and len(kept) >= n and position:
-        last = max(position[str(row["id"])] for row in kept)
-        dropped = [row for row in dropped if position.get(str(row.get("id")), -1) <= last]
-    rejected = [row for row in dropped if (row.get(META) or {}).get("status") != FAILED]
-    failed = [row for row in dropped if (row.get(META) or {}).get("status") == FAILED]
-    ws.publish(OUTPUT, kept)
-    ws.publish(REJECTED_FILE, rejected)
-    ws.publish(FAILED_FILE, failed)
-    return Collected(len(kept), len(rejected), near.removed, len(failed))
+            dropped.append(on_base({**row, "decision": NEAR_DUPLICATE}, base, REJECTED,
+                                   f"near-duplicate of a kept instruction "
+                                   f"(ROUGE-L > {threshold:g})"))
+    if n is not None and len(out) >= n:
+        last = max(base[str(row["id"])].idx for row in out)
+        dropped = [row for row in dropped if (row.get(META) or {}).get("index", -1) <= last]
+    rejected = [row for row in dropped if row[META]["status"] != FAILED]
+    failed = [row for row in dropped if row[META]["status"] == FAILED]
+    outputs = {OUTPUT: publish(run, OUTPUT, out), REJECTED_FILE: publish(run, REJECTED_FILE, rejected),
+               FAILED_FILE: publish(run, FAILED_FILE, failed)}
+    counts = {OK: len(out), REJECTED: len(rejected), FAILED: len(failed)}
+    return Published(outputs, counts=counts), near.removed
 
 
-def _dropped_rows(journal: Any) -> list[Record]:
-    """The loop's rejected and failed records, in input order, as the journal holds them
-    (engine.dropped_row: the data plus `_synthcodec`)."""
-    rows = [envelope(r, REJECTED, reason_of(r)) for r in journal.rows(REJECTED)]
-    return rows + [envelope(r, FAILED, reason_of(r)) for r in journal.rows(FAILED)]
-
-
-@dataclass
-class LoopResult(StageResult):
-    stop: str = EXHAUSTED
-    kept: int = 0
-    near_duplicates: int = 0
+def on_base(row: Record, base: Mapping[str, Item], status: str | None = None,
+            reason: str | None = None) -> Record:
+    """A candidate's row in the envelope of its base instruction's record: `_synthcodec`
+    {id, index} of that record (whatever round it is from), status and reason."""
+    item = base[str(row["id"])]
+    meta = dict(row.get(META) or {})
+    meta.update(id=item.id, index=item.idx)
+    if status is not None:
+        meta.update(status=status, reason=reason)
+    return {**{k: v for k, v in row.items() if k != META}, META: meta}
 
 
 def in_flight(models: Models, n: int | None, kept: int) -> int:
@@ -114,68 +117,64 @@ def in_flight(models: Models, n: int | None, kept: int) -> int:
     return max(1, min(models.concurrency(), n - kept))
 
 
-async def loop_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
-                     n: int | None = None, grown: bool = False) -> LoopResult:
+@dataclass
+class LoopState:
+    """What the loop's pass found, for `generate` to decide what comes next."""
+
+    stop: str = EXHAUSTED  # reached / exhausted / interrupted / short
+    kept: int = 0
+    failed: int = 0
+    near_removed: int = 0  # kept pairs dropped as near-duplicates of earlier ones
+    near: NearDuplicateFilter = field(default_factory=lambda: NearDuplicateFilter(0.7))
+
+
+def loop_plan(ctx: Ctx, models: Models, run: RunDir, n: int | None, state: LoopState,
+              grown: bool = False) -> Plan:
     """Every base instruction through evolve(), until n pairs are kept or none are left.
-    `grown`: generate drew more of the pool after a pass ran dry (Workspace.begin)."""
-    actions = load_actions(ws)
-    items = base_items(ws)
-    journal = ws.begin("loop", loop_config(ctx), input_sha=ws.sha(INSTRUCTIONS, RUBRICS),
-                       grown=grown)
-    assert journal is not None
+    `grown`: generate drew more of the pool after a pass ran dry (the journaled records
+    stay valid)."""
+    items = base_items(run.path)
+    base = {str(i.record["id"]): i for i in items}
     threshold = ctx.cfg.rouge_threshold
-    usage_total: dict[str, int] = {}
-    evolve = CodecStage.of("evolve", ctx, models, name="loop", actions=actions)
-    while True:
+    evolve = CodecStage.of("evolve", ctx, models, name="loop", actions=load_actions(run.path))
+
+    def todo() -> list[Item]:
         # Stop at n: a pass over the kept pairs as they are journaled, on the driver (the
         # executor calls it after each kept record), never state inside the step.
-        near = NearDuplicateFilter(threshold)
-        for out in _flat(journal.rows(OK)):
-            near.add(out["instruction"])
-        reached = n is not None and len(near) >= n
+        state.near = NearDuplicateFilter(threshold)
+        for out in kept_rows(run.journal("loop")):
+            state.near.add(out["instruction"])
+        return [] if n is not None and len(state.near) >= n else items
 
-        def enough(outputs: list[Record], near: NearDuplicateFilter = near) -> bool:
-            for out in outputs:
-                near.add(out["instruction"])
-            return n is not None and len(near) >= n
+    def enough(outputs: list[Record]) -> bool:
+        for out in outputs:
+            state.near.add(out["instruction"])
+        return n is not None and len(state.near) >= n
 
-        journal.prepare()  # finished() answers from a snapshot of whether the table is empty
-        pending = [i for i in items if not journal.finished(i.id)]
-        if reached or not pending:
-            run = None
-        else:
-            run, usage = await map_stage(journal, "loop", items, evolve, models, options,
-                                         stop_when=enough if n is not None else None,
-                                         concurrency=in_flight(models, n, len(near)))
-            reached = run.reached
-            for k, v in usage.items():
-                usage_total[k] = usage_total.get(k, 0) + v
-        # Published also when it stopped early (interrupted, or at the budget): the pairs kept
-        # so far, which the run that finishes replaces.
-        got = collect(ws, _flat(journal.rows(OK)), _dropped_rows(journal), threshold, n,
-                      position={str(i.record["id"]): i.idx for i in items})
-        if run is not None and run.interrupted:
-            stop = INTERRUPTED
-            break
-        if n is not None and got.kept >= n:
-            stop = REACHED
-            break
-        if not reached:
-            # The executor went through every item (failed ones wait for the next run).
-            stop = EXHAUSTED
-            break
-        # Reached in completion order but not in input order (near-duplicates count
-        # differently): fewer than n published, so take more records.
-    result = LoopResult("loop", stop=stop)
-    result.resumed = run.counts.resumed if run is not None else 0
-    totals = journal.counts()
-    result.ok, result.rejected, result.failed = totals[OK], totals[REJECTED], totals[FAILED]
-    result.interrupted = stop == INTERRUPTED
-    result.kept, result.near_duplicates = got.kept, got.near_duplicates
-    result.outputs = {OUTPUT: got.kept, REJECTED_FILE: got.rejected, FAILED_FILE: got.failed}
-    ws.finish("loop", stats=usage_total, stop=stop, requested=n,
-              near_duplicates=result.near_duplicates, mode="loop")
-    return result
+    def publish_loop(run: RunDir, journal: Journal | None, stopped: bool) -> Published:
+        # Published also when it stopped early (interrupted, or at the budget): the pairs
+        # kept so far, which the run that finishes replaces.
+        assert journal is not None
+        dropped = list(journal.rows(REJECTED)) + list(journal.rows(FAILED))
+        published, state.near_removed = collect(run, kept_rows(journal), dropped, threshold,
+                                                base, n)
+        assert published.counts is not None
+        state.kept, state.failed = published.counts[OK], published.counts[FAILED]
+        reached = n is not None and len(state.near) >= n
+        state.stop = (INTERRUPTED if stopped else REACHED if n is not None and state.kept >= n
+                      else SHORT if reached else EXHAUSTED)
+        if stopped and n is not None:
+            published.missing = max(0, n - state.kept)
+            published.missing_text = "more pairs are wanted"
+        return published
+
+    return Plan(evolve, todo, None, name="loop", settings=loop_config(ctx),
+                input_sha=sha(run.path, INSTRUCTIONS, RUBRICS), grown=grown,
+                stop_when=enough if n is not None else None,
+                concurrency=lambda models: in_flight(models, n, len(state.near)),
+                publish=publish_loop,
+                info=lambda: {"stop": state.stop, "requested": n, "mode": "loop",
+                              "near_duplicates": state.near_removed})
 
 
 # --------------------------------------------------------------------------- one round at a time
@@ -192,113 +191,108 @@ def improved_file(r: int) -> str:
     return f"improved_{r}.jsonl"
 
 
-def latest_round(ws: Workspace, pattern: str) -> int:
+def latest_round(path: Path, pattern: str) -> int:
     """The highest r for which RUN/<pattern with r> exists (0 when none)."""
     regex = re.compile(pattern.replace("{r}", r"(\d+)") + "$")
-    found = [int(m.group(1)) for p in ws.path.iterdir() if (m := regex.match(p.name))]
+    found = [int(m.group(1)) for p in path.iterdir() if (m := regex.match(p.name))]
     return max(found, default=0)
 
 
-def round_input(ws: Workspace, r: int) -> tuple[list[Item], str]:
-    if r == 1:
-        return base_items(ws), INSTRUCTIONS
-    name = improved_file(r)
-    return load_candidates(ws, name, "improve"), name
-
-
-async def respond_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
-                        r: int | None = None) -> StageResult:
+def respond_plan(ctx: Ctx, models: Models, run: RunDir, r: int | None = None) -> Plan:
     """Strong and target answers for round r's candidates -> responses_<r>.jsonl."""
-    r = r or max(1, latest_round(ws, r"improved_{r}\.jsonl"))
-    items, source = round_input(ws, r)
-    config = {k: v for k, v in loop_config(ctx).items()
-              if k in ("strong", "target", "answer_temperature", "max_tokens")}
-    journal = ws.begin(f"respond_{r}", config, input_sha=ws.sha(source))
-    assert journal is not None
-    run, usage = await map_stage(journal, f"respond round {r}", items,
-                                 CodecStage.of("respond", ctx, models), models, options)
-    result = _result(f"respond_{r}", journal, run)
-    if not run.interrupted:
-        result.outputs[responses_file(r)] = ws.publish(responses_file(r), _flat(journal.rows(OK)))
-        ws.publish_rejects(f"respond_{r}", journal)
-    ws.finish(f"respond_{r}", stats=usage)
-    return result
+    r = r or max(1, latest_round(run.path, r"improved_{r}\.jsonl"))
+    if r == 1:
+        items, source = base_items(run.path), INSTRUCTIONS
+    else:
+        items, source = load_candidates(run.path, improved_file(r), "improve"), improved_file(r)
+    settings = {k: v for k, v in loop_config(ctx).items()
+                if k in ("strong", "target", "answer_temperature", "max_tokens")}
+    return Plan(CodecStage.of("respond", ctx, models, name=f"respond_{r}"), lambda: items,
+                len(items), label=f"respond round {r}", settings=settings,
+                input_sha=sha(run.path, source),
+                publish=publish_as(responses_file(r), f"respond_{r}"))
 
 
-async def contrast_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
-                         r: int | None = None) -> StageResult:
+def contrast_plan(ctx: Ctx, models: Models, run: RunDir, r: int | None = None) -> Plan:
     """Judge round r's answers in both orders -> contrast_<r>.jsonl, then the run's
-    output/rejected/failed files."""
-    r = r or latest_round(ws, r"responses_{r}\.jsonl")
+    output/rejected/failed files from every round so far."""
+    r = r or latest_round(run.path, r"responses_{r}\.jsonl")
     if r < 1:
-        raise UserError(f"no responses in {ws.path}: run `synthcodec respond {ws.path}` first")
-    items = load_candidates(ws, responses_file(r), "respond")
-    config = loop_config(ctx)
-    journal = ws.begin(f"contrast_{r}", config, input_sha=ws.sha(responses_file(r)))
-    assert journal is not None
-    run, usage = await map_stage(journal, f"contrast round {r}", items,
-                                 CodecStage.of("contrast", ctx, models), models, options)
-    result = _result(f"contrast_{r}", journal, run)
-    if not run.interrupted:
-        rows = _flat(journal.rows(OK))
-        result.outputs[contrast_file(r)] = ws.publish(contrast_file(r), rows)
-        ws.publish_rejects(f"contrast_{r}", journal)
-        got = collect_rounds(ws, ctx.cfg.rouge_threshold)
-        result.outputs.update({OUTPUT: got.kept, REJECTED_FILE: got.rejected,
-                               FAILED_FILE: got.failed})
-        waiting = sum(1 for row in rows if row["decision"] == IMPROVE)
+        raise UserError(f"no responses in {run.path}: run `synthcodec respond {run.path}` "
+                        "first")
+    items = load_candidates(run.path, responses_file(r), "respond")
+
+    def publish_round(run: RunDir, journal: Journal | None, stopped: bool) -> Published:
+        assert journal is not None
+        if stopped:
+            return Published({})
+        judged = kept_rows(journal)
+        outputs = {contrast_file(r): publish(run, contrast_file(r), judged)}
+        publish_rejects(run, f"contrast_{r}", journal)
+        published = collect_rounds(run, ctx)
+        published.outputs = {**outputs, **published.outputs}
+        waiting = sum(1 for row in judged if row["decision"] == IMPROVE)
         if waiting:
-            result.notes.append(f"{waiting} instructions wait for another round: "
-                                f"`synthcodec improve {ws.path}`, then respond and contrast")
-    ws.finish(f"contrast_{r}", stats=usage, mode="rounds")
-    return result
+            published.notes.append(f"{waiting} instructions wait for another round: "
+                                   f"`synthcodec improve {run.path}`, then respond and contrast")
+        return published
+
+    return Plan(CodecStage.of("contrast", ctx, models, name=f"contrast_{r}"), lambda: items,
+                len(items), label=f"contrast round {r}", settings=loop_config(ctx),
+                input_sha=sha(run.path, responses_file(r)), publish=publish_round,
+                info=lambda: {"mode": "rounds"})
 
 
-def collect_rounds(ws: Workspace, threshold: float) -> Collected:
-    """output.jsonl / rejected.jsonl / failed.jsonl from every contrast round so far."""
-    kept, rejected = [], []
-    for r in range(1, latest_round(ws, r"contrast_{r}\.jsonl") + 1):
-        if not ws.exists(contrast_file(r)):
-            continue
-        for _, row in ws.rows(contrast_file(r)):
-            if row["decision"] in (KEEP_STRONG, KEEP_TARGET):
-                kept.append(row)
-            elif row["decision"] == UNRESOLVED:
-                rejected.append(envelope(row, REJECTED,
-                                         "unresolved: |gap| <= theta in every iteration"))
-    kept.sort(key=lambda row: (row["iteration"], row["id"]))
-    got = collect(ws, kept, rejected, threshold)
-    ws.finish("rounds", kept=got.kept, near_duplicates=got.near_duplicates, stop=EXHAUSTED)
-    return got
-
-
-async def improve_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
-                        r: int | None = None) -> StageResult:
+def improve_plan(ctx: Ctx, models: Models, run: RunDir, r: int | None = None) -> Plan:
     """Rewrite round r's undecided instructions -> improved_<r+1>.jsonl."""
-    r = r or latest_round(ws, r"contrast_{r}\.jsonl")
+    r = r or latest_round(run.path, r"contrast_{r}\.jsonl")
     if r < 1:
-        raise UserError(f"nothing to improve in {ws.path}: base instructions are judged before "
-                        f"any rewrite, so run `synthcodec respond {ws.path}` and "
-                        f"`synthcodec contrast {ws.path}` first")
+        raise UserError(f"nothing to improve in {run.path}: base instructions are judged "
+                        f"before any rewrite, so run `synthcodec respond {run.path}` and "
+                        f"`synthcodec contrast {run.path}` first")
     if r >= ctx.cfg.max_iterations:
         raise UserError(f"round {r} was the last (--max-iterations {ctx.cfg.max_iterations}): "
                         "its undecided instructions are rejected as unresolved")
-    actions = load_actions(ws)
-    items = [i for i in load_candidates(ws, contrast_file(r), "contrast")
+    items = [i for i in load_candidates(run.path, contrast_file(r), "contrast")
              if i.record["decision"] == IMPROVE]
-    config = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("improve"),
-              **ctx.cfg.subset("temperature", "max_tokens", "seed", "parse_tries")}
-    journal = ws.begin(f"improve_{r + 1}", config, input_sha=ws.sha(contrast_file(r), RUBRICS))
-    assert journal is not None
+    settings = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("improve"),
+                **ctx.cfg.subset("temperature", "max_tokens", "seed", "parse_tries")}
+    step = CodecStage.of("improve", ctx, models, name=f"improve_{r + 1}",
+                         actions=load_actions(run.path))
+    return Plan(step, lambda: items, len(items), label=f"improve round {r + 1}",
+                settings=settings, input_sha=sha(run.path, contrast_file(r), RUBRICS),
+                publish=publish_as(improved_file(r + 1), f"improve_{r + 1}"))
 
-    step = CodecStage.of("improve", ctx, models, actions=actions)
 
-    run, usage = await map_stage(journal, f"improve round {r + 1}", items, step, models,
-                                 options)
-    result = _result(f"improve_{r + 1}", journal, run)
-    if not run.interrupted:
-        name = improved_file(r + 1)
-        result.outputs[name] = ws.publish(name, _flat(journal.rows(OK)))
-        ws.publish_rejects(f"improve_{r + 1}", journal)
-    ws.finish(f"improve_{r + 1}", stats=usage)
-    return result
+def collect_rounds(run: RunDir, ctx: Ctx) -> Published:
+    """output.jsonl / rejected.jsonl / failed.jsonl from every round so far: each base
+    instruction's latest outcome (kept, unresolved, rejected or failed in some step; one
+    still waiting for its next round is in no file), through the loop's `collect`."""
+    path = run.path
+    base = {str(i.record["id"]): i for i in base_items(path)}
+    final: dict[str, Record] = {}
+    rounds = max(latest_round(path, r"contrast_{r}\.jsonl"),
+                 latest_round(path, r"responses_{r}\.jsonl"))
+    for r in range(1, rounds + 1):
+        # In the order the steps run: round r's rewrite, its answers, its verdicts.
+        for stage in ((f"improve_{r}",) if r > 1 else ()) + (f"respond_{r}", f"contrast_{r}"):
+            if (path / f"rejects/{stage}.jsonl").exists():
+                for _, row in rows(path, f"rejects/{stage}.jsonl"):
+                    final[str(row["id"])] = on_base(row, base)
+        if not (path / contrast_file(r)).exists():
+            continue
+        for _, row in rows(path, contrast_file(r)):
+            if row["decision"] in (KEEP_STRONG, KEEP_TARGET):
+                final[str(row["id"])] = row
+            elif row["decision"] == UNRESOLVED:
+                final[str(row["id"])] = on_base(row, base, REJECTED, unresolved_reason(ctx.cfg))
+            else:  # waiting for its rewrite
+                final.pop(str(row["id"]), None)
+    ordered = sorted(final.values(), key=lambda row: base[str(row["id"])].idx)
+    kept = [row for row in ordered if META not in row]
+    dropped = ([row for row in ordered if META in row and row[META]["status"] != FAILED]
+               + [row for row in ordered if META in row and row[META]["status"] == FAILED])
+    published, near_removed = collect(run, kept, dropped, ctx.cfg.rouge_threshold, base)
+    run.ledger.finish("rounds", kept=len(kept) - near_removed, near_duplicates=near_removed,
+                      stop=EXHAUSTED)
+    return published

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.codeclm.steps import KEEP_TARGET, UNRESOLVED
-from synthcodec.codeclm.workspace import COST_KEY, Workspace
+from synthcodec.codeclm.files import COST_KEY, ledger
 from synthcodec.histogram import text_histogram
 from synthcodec.judgecheck import CARD_JSON, read_card
 from synthcodec.store import write_json
@@ -44,10 +44,15 @@ def gap_bins(gaps: list[float], theta: float) -> list[tuple[float, int]]:
     return [(float(b), counts.get(b, 0)) for b in range(-edge, edge + 1)]
 
 
-def build_summary(ws: Workspace, *, strong: str, target: str, theta: float,
+def build_summary(path: Path, *, strong: str, target: str, theta: float,
                   requested: int | None, stop: str) -> dict[str, Any]:
+    """The generation summary of RUN/ (`path`) from its published files and stages.json."""
+    from synthcodec.io import iter_rows
+
+    stages = ledger(path)
+
     def rows(name: str) -> list[dict[str, Any]]:
-        return [row for _, row in ws.rows(name)] if ws.exists(name) else []
+        return [row for _, row in iter_rows(path / name)] if (path / name).exists() else []
 
     kept, pool = rows("output.jsonl"), rows("metadata.jsonl")
     rejected, failed = rows("rejected.jsonl"), rows("failed.jsonl")
@@ -56,13 +61,13 @@ def build_summary(ws: Workspace, *, strong: str, target: str, theta: float,
     if failed:
         by_decision["failed"] = len(failed)
     covered = {row.get("metadata_id") for row in kept}
-    usage = ws.total_stats()
+    usage = stages.total_stats()
     calls, tokens = usage.get("requests", 0), (usage.get("prompt_tokens", 0)
                                                + usage.get("completion_tokens", 0))
     gaps = gaps_of(kept + rejected)
     warnings = [SAME_MODEL_WARNING.format(model=strong)] if strong == target else []
-    decode_info = ws.stage_info("decode")
-    card = read_card(ws.path)
+    decode_info = stages.entry("decode")
+    card = read_card(path)
     return {
         **({"judge_check": {"verdict": card.get("verdict"), "line": card.get("line"),
                             "card": CARD_JSON}} if card else {}),
@@ -94,17 +99,18 @@ def build_summary(ws: Workspace, *, strong: str, target: str, theta: float,
             "tokens_per_kept_pair": round(tokens / len(kept), 1) if kept else None,
         },
         "warnings": warnings,
-        "cost": cost_summary(ws, len(kept)),
+        "cost": cost_summary(stages.state, len(kept)),
     }
 
 
-def cost_summary(ws: Workspace, kept: int) -> dict[str, Any] | None:
-    """Dollars per stage and per kept pair, when every model of the run has a price."""
-    cost = ws.state.get(COST_KEY) or {}
+def cost_summary(state: dict[str, Any], kept: int) -> dict[str, Any] | None:
+    """Dollars per stage and per kept pair (from stages.json's `state`), when every model of
+    the run has a price."""
+    cost = state.get(COST_KEY) or {}
     if not cost.get("priced"):
         return None if not cost else {"price_unknown": cost.get("price_unknown", [])}
     by_stage = {name: round(float(entry.get("stats", {}).get("usd", 0.0)), 6)
-                for name, entry in ws.state.items()
+                for name, entry in state.items()
                 if not name.startswith("_") and entry.get("stats", {}).get("usd")}
     total = sum(by_stage.values())
     return {"usd": round(total, 6), "usd_by_stage": by_stage,
@@ -161,10 +167,10 @@ def why_none_kept(s: dict[str, Any]) -> str:
             "(rewrites included); reasons per instruction in rejected.jsonl and failed.jsonl")
 
 
-def write_summary(ws: Workspace, summary: dict[str, Any]) -> list[str]:
-    write_json(ws.file(SUMMARY), summary)
-    plot_gaps(ws.file(GAP_PNG), summary)
-    return [f"wrote {ws.file(SUMMARY)} and {ws.file(GAP_PNG)}"]
+def write_summary(path: Path, summary: dict[str, Any]) -> list[str]:
+    write_json(path / SUMMARY, summary)
+    plot_gaps(path / GAP_PNG, summary)
+    return [f"wrote {path / SUMMARY} and {path / GAP_PNG}"]
 
 
 def plot_gaps(path: Path, summary: dict[str, Any]) -> None:

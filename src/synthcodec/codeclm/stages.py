@@ -1,39 +1,47 @@
-"""Each CodecLM stage as an async function over a Workspace: read a file, map a step, publish.
+"""The CodecLM stages before Contrastive Filtering, each as a plan for the run driver.
 
-Stages run inside one event loop with one `Models` (the clients' limits and sessions are
-bound to the loop), so `generate` loads the embedded model once for every stage. The work
-per record is a `CodecStage` (the stage contract of stages/base.py): plain settings, the
-step's clients built in `setup`.
+`encode` → the metadata pool (a pass over encoded.jsonl) → `decode` (+ the near-duplicate
+pass) → `rubrics`. Each `*_plan` builds a driver.Plan from the live context (`Ctx`: the
+clients, settings and prompts), so `generate` and the stage commands run the very same
+plans. The work per record is a `CodecStage` (the stage contract of stages/base.py): plain
+settings, the step's clients built in `setup`.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from synthcodec.codeclm import steps
 from synthcodec.codeclm.config import CodecConfig
+from synthcodec.codeclm.files import (
+    ENCODED,
+    INSTRUCTIONS,
+    METADATA,
+    RUBRICS,
+    SEED_FIELDS,
+    edited_by_hand,
+    kept_rows,
+    publish,
+    publish_rejects,
+    rows,
+    sha,
+)
 from synthcodec.codeclm.pool import build_pool, check_pool
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.rouge import NearDuplicateFilter
-from synthcodec.codeclm.steps import Ctx, base_candidate, make_ctx
-from synthcodec.codeclm.workspace import Workspace
-from synthcodec.engine import Item, Record, RunResult, StepResult, StopWhen
-from synthcodec.errors import EveryRecordFailed, UserError
-from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input
+from synthcodec.codeclm.steps import Ctx, make_ctx
+from synthcodec.driver import Plan, Published
+from synthcodec.engine import Item, Record, StepResult
+from synthcodec.errors import EveryRecordFailed
+from synthcodec.io import META, extract, iter_rows, scan_input
 from synthcodec.judge import JudgeSettings
-from synthcodec.runner import Models, RunOptions, record_id, run_stage
+from synthcodec.runner import Models, record_id
 from synthcodec.stages.base import ModelStage
-from synthcodec.store import OK, REJECTED, Journal, hash_file
-
-ENCODED, METADATA, INSTRUCTIONS, RUBRICS = ("encoded.jsonl", "metadata.jsonl",
-                                            "instructions.jsonl", "rubrics.jsonl")
-# The run layout of every command (docs/run-layout.md): kept, rejected and failed rows.
-OUTPUT, REJECTED_FILE, FAILED_FILE = "output.jsonl", "rejected.jsonl", "failed.jsonl"
-SEED_FIELDS = [FieldSpec("instruction"), FieldSpec("id", required=False, kind=(str, int))]
-
+from synthcodec.store import REJECTED, Journal, RunDir, hash_file
 
 STEPS_WITH_ACTIONS = ("improve", "evolve")
 
@@ -79,44 +87,19 @@ class CodecStage(ModelStage):
         return await fn(self._ctx, record)
 
 
-@dataclass
-class StageResult:
-    stage: str
-    ok: int = 0
-    rejected: int = 0
-    failed: int = 0
-    resumed: int = 0
-    interrupted: bool = False
-    outputs: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+def publish_as(name: str, stage: str):  # type: ignore[no-untyped-def]
+    """A plan's publishing: its kept rows as RUN/name, its dropped ones in rejects/ (nothing,
+    when it stopped early: the next run finishes it)."""
 
-    def line(self) -> str:
-        parts = [f"{self.stage}: ok {self.ok}", f"rejected {self.rejected}",
-                 f"failed {self.failed}"]
-        if self.resumed:
-            parts.append(f"resumed {self.resumed}")
-        out = ", ".join(f"{name} ({n})" for name, n in self.outputs.items())
-        return " | ".join(parts) + (f" -> {out}" if out else "")
+    def publish_stage(run: RunDir, journal: Journal | None, stopped: bool) -> Published:
+        assert journal is not None
+        if stopped:
+            return Published({})
+        n = publish(run, name, kept_rows(journal))
+        publish_rejects(run, stage, journal)
+        return Published({name: n})
 
-
-async def map_stage(journal: Journal, name: str, items: list[Item], step: CodecStage,
-                    models: Models, options: RunOptions, *, stop_when: StopWhen | None = None,
-                    concurrency: int | None = None) -> tuple[RunResult, dict[str, int]]:
-    """Run `step` over `items` (runner.run_stage, the one place stages run); returns the
-    result and the usage delta."""
-    done = await run_stage(step, items, journal, models, options, label=name,
-                           stop_when=stop_when, concurrency=concurrency)
-    return done.result, done.usage
-
-
-def _result(stage: str, journal: Journal, run: RunResult) -> StageResult:
-    totals = journal.counts()
-    return StageResult(stage, ok=totals[OK], rejected=totals[REJECTED], failed=totals["failed"],
-                       resumed=run.counts.resumed, interrupted=run.interrupted)
-
-
-def _flat(rows: Iterable[Any]) -> list[Record]:
-    return [r for outputs in rows for r in (outputs if isinstance(outputs, list) else [outputs])]
+    return publish_stage
 
 
 # --------------------------------------------------------------------------- encode
@@ -135,94 +118,96 @@ def seed_items(path: str, mapping: Mapping[str, str], limit: int | None) -> list
     return items
 
 
-async def encode_stage(ws: Workspace, models: Models, ctx: Ctx, seeds: str,
-                       mapping: Mapping[str, str], options: RunOptions) -> StageResult:
-    config = {"seeds": str(seeds), "fields": dict(mapping), "limit": options.limit,
-              "strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("encode"),
-              **ctx.cfg.subset("temperature", "max_tokens")}
-    items = seed_items(seeds, mapping, options.limit)
-    journal = ws.begin("encode", config, input_sha=hash_file(seeds))
-    assert journal is not None
-    run, usage = await map_stage(journal, "encode", items,
-                                 CodecStage.of("encode", ctx, models), models, options)
-    result = _result("encode", journal, run)
-    if not run.interrupted:
-        result.outputs[ENCODED] = ws.publish(ENCODED, _flat(journal.rows(OK)))
-        ws.publish_rejects("encode", journal)
-    ws.finish("encode", stats=usage, seeds=len(items))
-    return result
+def encode_plan(ctx: Ctx, models: Models, seeds: str, mapping: Mapping[str, str],
+                limit: int | None) -> Plan:
+    """Every seed's use case and skills -> RUN/encoded.jsonl."""
+    items = seed_items(seeds, mapping, limit)
+    settings = {"seeds": str(seeds), "fields": dict(mapping), "limit": limit,
+                "strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("encode"),
+                **ctx.cfg.subset("temperature", "max_tokens")}
+    return Plan(CodecStage.of("encode", ctx, models), lambda: items, len(items),
+                settings=settings, input_sha=hash_file(seeds),
+                publish=publish_as(ENCODED, "encode"), info=lambda: {"seeds": len(items)})
 
 
 # --------------------------------------------------------------------------- metadata
 
-def metadata_stage(ws: Workspace, cfg: CodecConfig) -> StageResult:
-    """Build metadata.jsonl from encoded.jsonl, unless the user wrote or edited it."""
-    result = StageResult("metadata")
-    config = cfg.subset("pool_size", "seed")
-    if ws.edited_by_hand(METADATA) and not ws.overwrite:
-        rows = load_metadata(ws)
-        result.notes.append(f"{ws.file(METADATA)} was written or edited by hand: using its "
-                            f"{len(rows)} entries as they are (--overwrite rebuilds it)")
-        result.ok = len(rows)
-        ws.finish("metadata", config=config, hand_written=True)
-        return result
-    encoded = [row for _, row in ws.rows(ENCODED, made_by="encode SEEDS --strong MODEL -o")]
-    if not encoded:
-        raise EveryRecordFailed(f"no seed was encoded (reasons in "
-                                f"{ws.file('rejects/encode.jsonl')}): nothing to build a "
-                                "metadata pool from")
-    pool = build_pool(encoded, cfg.pool_size, cfg.seed)
-    observed = sum(1 for e in pool if e["source"] == "observed")
-    ws.begin("metadata", config, input_sha=ws.sha(ENCODED), journal=False)
-    result.ok = len(pool)
-    result.outputs[METADATA] = ws.publish(METADATA, pool)
-    if len(pool) < cfg.pool_size:
-        result.notes.append(f"metadata pool has {len(pool)} entries, fewer than --size "
-                            f"{cfg.pool_size}: the seeds' skills allow no more distinct pairs")
-    ws.finish("metadata", observed=observed, mixed=len(pool) - observed, hand_written=False)
-    return result
+def metadata_plan(run: RunDir, cfg: CodecConfig, overwrite: bool) -> Plan:
+    """The metadata pool (a pass over encoded.jsonl) -> RUN/metadata.jsonl, unless the user
+    wrote or edited that file: then it is used as it is (--overwrite rebuilds it)."""
+    settings = cfg.subset("pool_size", "seed")
+    if edited_by_hand(run, METADATA) and not overwrite:
+        def as_written(run: RunDir, journal: Journal | None, stopped: bool) -> Published:
+            pool = load_metadata(run.path)
+            run.ledger.finish("metadata", config=settings, hand_written=True)
+            return Published({}, notes=[
+                f"{run.path / METADATA} was written or edited by hand: using its "
+                f"{len(pool)} entries as they are (--overwrite rebuilds it)"])
+
+        return Plan(None, lambda: [], 0, name="metadata", publish=as_written)
+
+    info: dict[str, Any] = {}
+
+    def build(run: RunDir, journal: Journal | None, stopped: bool) -> Published:
+        encoded = [row for _, row in rows(run.path, ENCODED,
+                                          made_by="encode SEEDS --strong MODEL -o")]
+        if not encoded:
+            raise EveryRecordFailed(f"no seed was encoded (reasons in "
+                                    f"{run.path / 'rejects/encode.jsonl'}): nothing to build "
+                                    "a metadata pool from")
+        pool = build_pool(encoded, cfg.pool_size, cfg.seed)
+        observed = sum(1 for e in pool if e["source"] == "observed")
+        info.update(observed=observed, mixed=len(pool) - observed, hand_written=False)
+        notes = []
+        if len(pool) < cfg.pool_size:
+            notes.append(f"metadata pool has {len(pool)} entries, fewer than --size "
+                         f"{cfg.pool_size}: the seeds' skills allow no more distinct pairs")
+        return Published({METADATA: publish(run, METADATA, pool)}, notes=notes)
+
+    return Plan(None, lambda: [], 0, name="metadata", publish=build, settings=settings,
+                input_sha=sha(run.path, ENCODED), info=lambda: info)
 
 
-def load_metadata(ws: Workspace) -> list[Record]:
-    return check_pool(str(ws.file(METADATA)), ws.rows(METADATA, made_by="metadata"))
+def load_metadata(path: Path) -> list[Record]:
+    return check_pool(str(path / METADATA), rows(path, METADATA, made_by="metadata"))
 
 
 # --------------------------------------------------------------------------- decode
 
-async def decode_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
-                       draws: Sequence[int] = ()) -> StageResult:
+def decode_plan(ctx: Ctx, models: Models, path: Path, draws: Sequence[int] = ()) -> Plan:
     """Base instructions from the pool entries drawn so far: `draws` are the growing pool
     sizes `generate` drew (empty: the whole pool). A larger draw decodes only the entries
     added (the journal keeps the earlier ones) and appends their instructions."""
-    pool = load_metadata(ws)
+    pool = load_metadata(path)
     block = {m["id"]: bisect_right(draws, i) for i, m in enumerate(pool)}
     pool = pool[:draws[-1]] if draws else pool
-    config = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("decode"),
-              **ctx.cfg.subset("temperature", "max_tokens", "per_metadata", "parse_tries",
-                               "rouge_threshold")}
-    journal = ws.begin("decode", config, input_sha=ws.sha(METADATA))
-    assert journal is not None
+    settings = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("decode"),
+                **ctx.cfg.subset("temperature", "max_tokens", "per_metadata", "parse_tries",
+                                 "rouge_threshold")}
     items = [Item(record_id(i, m), i, m) for i, m in enumerate(pool)]
-    run, usage = await map_stage(journal, "decode", items,
-                                 CodecStage.of("decode", ctx, models), models, options)
-    result = _result("decode", journal, run)
-    if not run.interrupted:
-        kept, dropped = dedupe_instructions(_flat(journal.rows(OK)), ctx.cfg.rouge_threshold,
-                                            block)
-        result.outputs[INSTRUCTIONS] = ws.publish(INSTRUCTIONS, kept)
-        ws.publish_rejects("decode", journal)
+    info: dict[str, Any] = {}
+    threshold = ctx.cfg.rouge_threshold
+
+    def dedupe(run: RunDir, journal: Journal | None, stopped: bool) -> Published:
+        assert journal is not None
+        if stopped:
+            return Published({})
+        kept, dropped = dedupe_instructions(kept_rows(journal), threshold, block)
+        outputs = {INSTRUCTIONS: publish(run, INSTRUCTIONS, kept)}
+        publish_rejects(run, "decode", journal)
         if dropped:
-            ws.file("rejects").mkdir(exist_ok=True)
-            ws.run.publish_jsonl("rejects/decode_duplicates.jsonl", dropped)
-        result.notes.append(f"decode: {len(dropped)} near-duplicate base instructions removed "
-                            f"(ROUGE-L > {ctx.cfg.rouge_threshold:g})")
-        ws.finish("decode", stats=usage, near_duplicates=len(dropped))
-    else:
-        ws.finish("decode", stats=usage)
-    return result
+            (run.path / "rejects").mkdir(exist_ok=True)
+            run.publish_jsonl("rejects/decode_duplicates.jsonl", dropped)
+        info["near_duplicates"] = len(dropped)
+        return Published(outputs, notes=[f"decode: {len(dropped)} near-duplicate base "
+                                         f"instructions removed (ROUGE-L > {threshold:g})"])
+
+    return Plan(CodecStage.of("decode", ctx, models), lambda: items, len(items),
+                settings=settings, input_sha=sha(path, METADATA), publish=dedupe,
+                info=lambda: info)
 
 
-def dedupe_instructions(rows: list[Record], threshold: float,
+def dedupe_instructions(decoded: list[Record], threshold: float,
                         block: Mapping[str, int] | None = None
                         ) -> tuple[list[Record], list[Record]]:
     """Round-robin order (the k-th instruction of every entry before any (k+1)-th), so a run
@@ -232,64 +217,29 @@ def dedupe_instructions(rows: list[Record], threshold: float,
     file only grows at its end and the loop's journaled records keep their positions."""
     block = block or {}
     # stable: metadata order within each (draw, k)
-    ordered = sorted(rows, key=lambda r: (block.get(r["metadata_id"], 0), r["k"]))
+    ordered = sorted(decoded, key=lambda r: (block.get(r["metadata_id"], 0), r["k"]))
     near = NearDuplicateFilter(threshold)
     kept, dropped = [], []
     for row in ordered:
         if near.add(row["instruction"]):
             kept.append(row)
         else:
-            dropped.append(envelope(row, REJECTED, f"near-duplicate (ROUGE-L > {threshold:g})"))
+            dropped.append({**row, META: {"id": row.get("id"), "status": REJECTED,
+                                          "reason": f"near-duplicate (ROUGE-L > {threshold:g})"}})
     return kept, dropped
-
-
-def envelope(row: Record, status: str, reason: str) -> Record:
-    """A dropped row of generate (the row envelope of every run): its fields, and ours
-    under `_synthcodec`."""
-    data = {k: v for k, v in row.items() if k != META}
-    return {**data, META: {**(row.get(META) or {}), "id": data.get("id"), "status": status,
-                           "reason": reason}}
 
 
 # --------------------------------------------------------------------------- rubrics
 
-async def rubrics_stage(ws: Workspace, models: Models, ctx: Ctx, options: RunOptions,
-                        draws: Sequence[int] = ()) -> StageResult:
+def rubrics_plan(ctx: Ctx, models: Models, path: Path, draws: Sequence[int] = ()) -> Plan:
     """Rubrics and actions for the pool entries drawn so far (as decode; empty: all)."""
-    pool = load_metadata(ws)[:draws[-1] if draws else None]
-    config = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("rubrics"),
-              **ctx.cfg.subset("temperature", "max_tokens", "n_rubrics", "parse_tries")}
-    journal = ws.begin("rubrics", config, input_sha=ws.sha(METADATA))
-    assert journal is not None
+    pool = load_metadata(path)[:draws[-1] if draws else None]
+    settings = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("rubrics"),
+                **ctx.cfg.subset("temperature", "max_tokens", "n_rubrics", "parse_tries")}
     items = [Item(record_id(i, m), i, m) for i, m in enumerate(pool)]
-    run, usage = await map_stage(journal, "rubrics", items,
-                                 CodecStage.of("rubrics", ctx, models), models, options)
-    result = _result("rubrics", journal, run)
-    if not run.interrupted:
-        result.outputs[RUBRICS] = ws.publish(RUBRICS, _flat(journal.rows(OK)))
-        ws.publish_rejects("rubrics", journal)
-    ws.finish("rubrics", stats=usage)
-    return result
-
-
-def load_actions(ws: Workspace) -> dict[str, list[str]]:
-    actions: dict[str, list[str]] = {}
-    for _, row in ws.rows(RUBRICS, made_by="rubrics"):
-        actions[str(row["metadata_id"])] = list(row.get("actions") or [])
-    return actions
-
-
-def load_candidates(ws: Workspace, name: str, made_by: str) -> list[Item]:
-    items = []
-    for idx, (_, row) in enumerate(ws.rows(name, made_by=made_by)):
-        items.append(Item(record_id(idx, row), idx, row))
-    return items
-
-
-def base_items(ws: Workspace) -> list[Item]:
-    """Decoded instructions as iteration-1 candidates, in instructions.jsonl order."""
-    return [Item(i.id, i.idx, base_candidate(i.record))
-            for i in load_candidates(ws, INSTRUCTIONS, "decode")]
+    return Plan(CodecStage.of("rubrics", ctx, models), lambda: items, len(items),
+                settings=settings, input_sha=sha(path, METADATA),
+                publish=publish_as(RUBRICS, "rubrics"))
 
 
 def loop_config(ctx: Ctx) -> dict[str, Any]:

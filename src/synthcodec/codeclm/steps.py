@@ -248,9 +248,13 @@ async def evolve(ctx: Ctx, base: Record, actions: list[str]) -> Record:
         if judged["decision"] in (KEEP_STRONG, KEEP_TARGET):
             return judged
         if judged["decision"] == UNRESOLVED:
-            raise Reject(f"unresolved: |gap| <= {ctx.cfg.theta:g} in all "
-                         f"{ctx.cfg.max_iterations} iterations", judged)
+            raise Reject(unresolved_reason(ctx.cfg), judged)
         cand = await improve(ctx, judged, actions)
+
+
+def unresolved_reason(cfg: CodecConfig) -> str:
+    """Why an instruction judged in every iteration without a clear gap is rejected."""
+    return f"unresolved: |gap| <= {cfg.theta:g} in all {cfg.max_iterations} iterations"
 
 
 def base_candidate(row: Record) -> Record:

@@ -14,7 +14,7 @@ from synthcodec.codeclm.cli_options import (
     run_dir_argument,
 )
 from synthcodec.codeclm.pipeline import run_stage_command
-from synthcodec.codeclm.stages import decode_stage
+from synthcodec.codeclm.stages import decode_plan
 from synthcodec.commands.printing import print_stage_command, say
 from synthcodec.options import options_from, run_options
 
@@ -32,7 +32,7 @@ def command(run_dir: str, strong: str | None, prompts_dir: str | None, **kwargs:
     Empty and duplicate items are dropped, and so are near-duplicates of earlier ones.
     """
     options, cfg = options_from(kwargs), config_from(kwargs)
-    done = run_stage_command(lambda ws, models, ctx: decode_stage(ws, models, ctx, options),
-                             run_dir=run_dir, roles={"strong": strong}, cfg=cfg, options=options,
-                             prompts_dir=prompts_dir, say=say)
+    done = run_stage_command(lambda ctx, models, run: decode_plan(ctx, models, run.path),
+                             run_dir=run_dir, roles={"strong": strong}, cfg=cfg,
+                             options=options, prompts_dir=prompts_dir, say=say)
     print_stage_command(done)

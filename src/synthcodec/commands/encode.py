@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from synthcodec.codeclm.cli_options import codec_options, config_from, prompts_option
+from synthcodec.codeclm.files import SEED_FIELDS
 from synthcodec.codeclm.pipeline import run_stage_command
-from synthcodec.codeclm.stages import SEED_FIELDS, encode_stage
+from synthcodec.codeclm.stages import encode_plan
 from synthcodec.io import parse_field_map, scan_input
 from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.commands.printing import print_stage_command, say
@@ -34,8 +35,8 @@ def command(seeds: str, strong: str, run_dir: str, fields: tuple[str, ...],
     options, cfg = options_from(kwargs), config_from(kwargs)
     mapping = parse_field_map(fields)
     scan_input(seeds, SEED_FIELDS, mapping)  # before the run dir is touched
-    done = run_stage_command(lambda ws, models, ctx: encode_stage(ws, models, ctx, seeds, mapping,
-                                                                  options),
-                             run_dir=run_dir, roles={"strong": strong}, cfg=cfg, options=options,
-                             prompts_dir=prompts_dir, say=say)
+    done = run_stage_command(
+        lambda ctx, models, run: encode_plan(ctx, models, seeds, mapping, options.limit),
+        run_dir=run_dir, roles={"strong": strong}, cfg=cfg, options=options,
+        prompts_dir=prompts_dir, say=say)
     print_stage_command(done)

@@ -13,8 +13,8 @@ from synthcodec.codeclm.cli_options import (
     prompts_option,
     run_dir_argument,
 )
-from synthcodec.codeclm.loop import improve_stage
-from synthcodec.codeclm.pipeline import run_round_command
+from synthcodec.codeclm.loop import improve_plan
+from synthcodec.codeclm.pipeline import run_stage_command
 from synthcodec.commands.printing import print_stage_command, say
 from synthcodec.options import options_from, run_options
 
@@ -36,7 +36,7 @@ def command(run_dir: str, strong: str | None, round_: int | None,
     latest judged round.
     """
     options, cfg = options_from(kwargs), config_from(kwargs)
-    done = run_round_command(improve_stage, run_dir=run_dir, strong=strong, target=None, cfg=cfg,
-                             options=options, round_=round_, prompts_dir=prompts_dir, say=say,
-                             needs_target=False)
+    done = run_stage_command(lambda ctx, models, run: improve_plan(ctx, models, run, round_),
+                             run_dir=run_dir, roles={"strong": strong}, cfg=cfg,
+                             options=options, prompts_dir=prompts_dir, say=say)
     print_stage_command(done)

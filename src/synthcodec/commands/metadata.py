@@ -5,9 +5,8 @@ from __future__ import annotations
 import click
 
 from synthcodec.codeclm.cli_options import codec_options, config_from, run_dir_argument
-from synthcodec.codeclm.stages import metadata_stage
-from synthcodec.codeclm.workspace import Workspace
-from synthcodec.commands.printing import print_lines, say
+from synthcodec.codeclm.pipeline import run_metadata_command
+from synthcodec.commands.printing import say
 
 
 @click.command("metadata")
@@ -22,6 +21,4 @@ def command(run_dir: str, overwrite: bool, **kwargs: object) -> None:
     object per line with `use_case` and `skills`); later stages use it as it is.
     """
     cfg = config_from(kwargs)
-    with Workspace(run_dir, overwrite=overwrite, say=say) as ws:
-        result = metadata_stage(ws, cfg)
-    print_lines([result.line(), *result.notes])
+    run_metadata_command(run_dir=run_dir, cfg=cfg, overwrite=overwrite, say=say)

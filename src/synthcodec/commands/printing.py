@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from synthcodec.codeclm.pipeline import StageCommandResult
-    from synthcodec.driver import Summary
+    from synthcodec.driver import RunSummary, Summary
     from synthcodec.stages.compare import CompareResult
 
 
@@ -31,8 +30,9 @@ def print_summary(summary: Summary) -> int:
     return summary.exit_code
 
 
-def print_stage_command(done: StageCommandResult) -> None:
-    """A single-stage CodecLM command's closing lines on stderr, then its exit code."""
+def print_stage_command(done: RunSummary) -> None:
+    """A CodecLM stage command's closing lines on stderr (the lines before them were said
+    as they happened), then its exit code."""
     print_lines(done.lines)
     if done.exit_code:
         raise SystemExit(done.exit_code)

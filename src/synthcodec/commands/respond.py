@@ -13,8 +13,8 @@ from synthcodec.codeclm.cli_options import (
     prompts_option,
     run_dir_argument,
 )
-from synthcodec.codeclm.loop import respond_stage
-from synthcodec.codeclm.pipeline import run_round_command
+from synthcodec.codeclm.loop import respond_plan
+from synthcodec.codeclm.pipeline import run_stage_command
 from synthcodec.commands.printing import print_stage_command, say
 from synthcodec.options import options_from, run_options
 
@@ -36,6 +36,7 @@ def command(run_dir: str, strong: str | None, target: str | None, round_: int | 
     Writes RUN/responses_R.jsonl. R defaults to the latest round with instructions.
     """
     options, cfg = options_from(kwargs), config_from(kwargs)
-    done = run_round_command(respond_stage, run_dir=run_dir, strong=strong, target=target, cfg=cfg,
-                             options=options, round_=round_, prompts_dir=prompts_dir, say=say)
+    done = run_stage_command(lambda ctx, models, run: respond_plan(ctx, models, run, round_),
+                             run_dir=run_dir, roles={"strong": strong, "target": target}, cfg=cfg,
+                             options=options, prompts_dir=prompts_dir, say=say)
     print_stage_command(done)

@@ -14,7 +14,7 @@ from synthcodec.codeclm.cli_options import (
     run_dir_argument,
 )
 from synthcodec.codeclm.pipeline import run_stage_command
-from synthcodec.codeclm.stages import rubrics_stage
+from synthcodec.codeclm.stages import rubrics_plan
 from synthcodec.commands.printing import print_stage_command, say
 from synthcodec.options import options_from, run_options
 
@@ -28,7 +28,7 @@ from synthcodec.options import options_from, run_options
 def command(run_dir: str, strong: str | None, prompts_dir: str | None, **kwargs: Any) -> None:
     """Write Self-Rubrics (rubrics + actions) for every entry of RUN/metadata.jsonl."""
     options, cfg = options_from(kwargs), config_from(kwargs)
-    done = run_stage_command(lambda ws, models, ctx: rubrics_stage(ws, models, ctx, options),
-                             run_dir=run_dir, roles={"strong": strong}, cfg=cfg, options=options,
-                             prompts_dir=prompts_dir, say=say)
+    done = run_stage_command(lambda ctx, models, run: rubrics_plan(ctx, models, run.path),
+                             run_dir=run_dir, roles={"strong": strong}, cfg=cfg,
+                             options=options, prompts_dir=prompts_dir, say=say)
     print_stage_command(done)
