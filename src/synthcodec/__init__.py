@@ -4,11 +4,18 @@ The Python API (`synthcodec.rate`, `score`, `select`, `complete`, `answer`, `com
 `generate`, `judge_check`,
 `train`, their `a`-prefixed async variants, and `FakeBackend`) lives in synthcodec.api and
 is loaded on first use, so `import synthcodec` and the CLI's `--help` stay fast.
+
+The library prints nothing: its notices (a download starting, a server that rejects
+response_format, ...) go to the `logging` logger "synthcodec", silent unless the caller
+configures logging; the CLI shows them on stderr.
 """
 
+import logging
 from typing import Any
 
 __version__ = "0.1.0"
+
+logging.getLogger("synthcodec").addHandler(logging.NullHandler())
 
 _API = {"complete", "rate", "score", "select", "answer", "compare", "generate", "train",
         "judge_check", "acomplete", "arate", "ascore", "aselect", "aanswer", "acompare",

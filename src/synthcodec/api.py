@@ -178,7 +178,7 @@ def _async(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
 def complete(data: Data, *, model: str = "local", prompt_field: str = "prompt",
              system: str | None = None, temperature: float = 0.0, max_tokens: int = 512,
              allow_truncated: bool = True, output_field: str = "response",
-             json_mode: bool = False, json_schema: Mapping[str, Any] | None = None,
+             json: bool = False, json_schema: Mapping[str, Any] | None = None,
              keep_reasoning: bool = False, run_dir: str | Path | None = None,
              backend: Any = None, **run_options: Any) -> RunResult:
     """Answer each row's prompt with `model` (what `synthcodec complete` does).
@@ -186,7 +186,7 @@ def complete(data: Data, *, model: str = "local", prompt_field: str = "prompt",
     A reasoning model's trace is kept out of the answer (in `_synthcodec.reasoning`), or with
     `keep_reasoning=True` in a `reasoning` column.
 
-    `json_mode=True` asks for a JSON object, `json_schema=` for one that validates against
+    `json=True` asks for a JSON object, `json_schema=` for one that validates against
     the schema; the row then gets the parsed object, and replies that never validate are in
     `.failed` with the reason.
     """
@@ -196,13 +196,13 @@ def complete(data: Data, *, model: str = "local", prompt_field: str = "prompt",
     settings = dict(model=model, prompt_field=prompt_field, system=system,
                     temperature=temperature, max_tokens=max_tokens,
                     allow_truncated=allow_truncated, output_field=output_field,
-                    json_mode=json_mode, json_schema=json_schema,
+                    json=json, json_schema=json_schema,
                     **({"keep_reasoning": True} if keep_reasoning else {}))
     summary = complete_file(path, _run_dir(run_dir, "complete", path, settings), model=model,
                             mapping={"prompt": prompt_field} if prompt_field != "prompt" else {},
                             system=system, temperature=temperature, max_tokens=max_tokens,
                             allow_truncated=allow_truncated, output_field=output_field,
-                            json_mode=json_mode, keep_reasoning=keep_reasoning,
+                            json=json, keep_reasoning=keep_reasoning,
                             json_schema=dict(json_schema) if json_schema is not None else None,
                             options=_options(run_options),
                             backends={"model": backend} if backend is not None else None)
@@ -210,7 +210,7 @@ def complete(data: Data, *, model: str = "local", prompt_field: str = "prompt",
 
 
 def rate(data: Data, *, judge: str = "local", dimension: str = "accuracy",
-         fields: Mapping[str, str] | None = None, json_mode: bool | None = None,
+         fields: Mapping[str, str] | None = None, json: bool | None = None,
          reasks: int = 2, max_tokens: int = 256, run_dir: str | Path | None = None,
          scores: str = "text", judge_check: int | None = None, backend: Any = None,
          **run_options: Any) -> RunResult:
@@ -225,11 +225,11 @@ def rate(data: Data, *, judge: str = "local", dimension: str = "accuracy",
 
     path = _input_path(data)
     mapping = field_mapping([f"{k}={v}" for k, v in (fields or {}).items()])
-    settings = dict(judge=judge, dimension=dimension, fields=mapping, json=json_mode,
+    settings = dict(judge=judge, dimension=dimension, fields=mapping, json=json,
                     reasks=reasks, max_tokens=max_tokens,
                     **({"scores": scores} if scores != "text" else {}))
     summary = rate_file(path, _run_dir(run_dir, "rate", path, settings), judge=judge,
-                        dimension=dimension, mapping=mapping, as_json=json_mode, reasks=reasks,
+                        dimension=dimension, mapping=mapping, as_json=json, reasks=reasks,
                         max_tokens=max_tokens, options=_options(run_options), scores=scores,
                         **_check(judge_check),
                         backends={"judge": backend} if backend is not None else None)
@@ -301,20 +301,20 @@ def answer(bench: str | Path, *, model: str = "local", output: str | Path | None
 def compare(a: str | Path, b: str | Path, *, judge: str = "local",
             run_dir: str | Path | None = None, key: str | None = None,
             label_a: str | None = None, label_b: str | None = None,
-            judge_json: bool | None = None, judge_max_tokens: int = 512, reasks: int = 2,
+            json: bool | None = None, judge_max_tokens: int = 512, reasks: int = 2,
             scores: str = "text", judge_check: int | None = None, backend: Any = None,
             **run_options: Any) -> Comparison:
     """Judge A's answers against B's in both orders (win/tie/lose, CRR; wins are A's);
     `scores` and `judge_check` as for `rate` (the card also in the report)."""
     from synthcodec.stages.compare import compare_files
 
-    settings = dict(b=str(b), judge=judge, key=key, judge_json=judge_json,
+    settings = dict(b=str(b), judge=judge, key=key, json=json,
                     judge_max_tokens=judge_max_tokens, reasks=reasks,
                     **({"scores": scores} if scores != "text" else {}))
     run = Path(run_dir) if run_dir is not None else _run_dir(None, "compare", Path(a), settings)
     result = compare_files((str(a), str(b)), run_dir=run, options=_options(run_options),
                            judge=judge, key=key, label_a=label_a, label_b=label_b,
-                           judge_json=judge_json, judge_max_tokens=judge_max_tokens,
+                           json=json, judge_max_tokens=judge_max_tokens,
                            reasks=reasks, scores=scores, **_check(judge_check),
                            backends={"judge": backend} if backend is not None else None)
     return Comparison(run, read_json(run / "report.json", {}), _rows(run / "output.jsonl"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import signal
 import sys
 import threading
@@ -105,14 +106,33 @@ def _sigterm_as_ctrl_c(signum: int, frame: Any) -> None:
     signal.raise_signal(signal.SIGINT)
 
 
+class _StderrLines(logging.Handler):
+    """The library's log records (logger "synthcodec"), each as its bare message on the
+    stderr of the moment (so a test's captured stderr gets them too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:
+            self.handleError(record)
+
+
 def main(argv: list[str] | None = None, *, sigint: Any = None) -> Any:
     """The command; `sigint`: the SIGINT handler to put back once started (synthcodec.__main__
-    starts with a quiet one)."""
+    starts with a quiet one). While it runs, the library's notices (INFO and up) go to
+    stderr."""
     on_main_thread = threading.current_thread() is threading.main_thread()
     before = signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c) if on_main_thread else None
+    logger, handler = logging.getLogger("synthcodec"), _StderrLines()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         return _main(argv, sigint if on_main_thread else None)
     finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
         if on_main_thread:
             signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
 

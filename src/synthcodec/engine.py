@@ -10,6 +10,7 @@ up front, so memory does not grow with the input.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 import time
@@ -23,6 +24,8 @@ from synthcodec.io import META
 from synthcodec.llm.client import RecordFailed
 from synthcodec.progress import Counts, Progress
 from synthcodec.store import FAILED, OK, REJECTED, Journal
+
+log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 StepResult = Record | list[Record] | None
@@ -183,7 +186,7 @@ class LocalExecutor:
                 if progress:
                     progress.note(message)
                 else:
-                    print(message, file=sys.stderr, flush=True)
+                    log.info(message)
                 loop.call_later(self.grace_seconds, _cancel_all)
             else:
                 _cancel_all()

@@ -17,9 +17,9 @@ import decimal
 import gzip
 import itertools
 import json
+import logging
 import math
 import os
-import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from synthcodec.errors import InputError, UserError
+
+log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
@@ -316,7 +318,7 @@ def _json_object_or_lines(path: Path) -> Iterator[tuple[int, Row]]:
     if key is not None:
         if str(path) not in _announced:
             _announced.add(str(path))
-            print(f"{path}: reading the rows listed under \"{key}\"", file=sys.stderr)
+            log.info(f"{path}: reading the rows listed under \"{key}\"")
         yield from _items(path, head[key])
     elif one_line:
         yield from _jsonl(path)  # one row on one line

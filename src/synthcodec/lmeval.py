@@ -45,6 +45,8 @@ from typing import Any
 from synthcodec.errors import MissingExtraError, UserError
 from synthcodec.llm.spec import HTTPEndpoint, find_kind, parse_http
 
+log = logging.getLogger(__name__)
+
 EXTRA = "eval"
 LOGLIKELIHOOD_TYPES = ("loglikelihood", "loglikelihood_rolling", "multiple_choice")
 RESULTS_FILE = "results.json"
@@ -422,7 +424,7 @@ def run_benchmark(model: str, settings: BenchmarkSettings, run_dir: str | os.Pat
                   ) -> BenchmarkResult:
     """Run `settings.tasks` on `model` with lm_eval; write results.json, summary.md and
     summary.json (+ samples_TASK.jsonl) into run_dir."""
-    say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say = say or log.info
     target = resolve_model(model, device=settings.device, batch_size=settings.batch_size)
     data_dir = Path(settings.data_dir).expanduser().resolve() if settings.data_dir else None
     if data_dir is not None and not data_dir.is_dir():

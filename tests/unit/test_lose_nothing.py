@@ -318,12 +318,13 @@ def test_spec_redaction_and_key_routing(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_plain_http_key_to_another_host_warns(monkeypatch: pytest.MonkeyPatch,
-                                              capsys: Any) -> None:
+                                              caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("SYNTHCODEC_API_KEY", "sk-x")
     OpenAIHTTPBackend.for_endpoint(parse_http("m@http://10.1.2.3:8000/v1"))
-    assert "plain HTTP" in capsys.readouterr().err
+    assert [r.levelname for r in caplog.records if "plain HTTP" in r.getMessage()] == ["WARNING"]
+    caplog.clear()
     OpenAIHTTPBackend.for_endpoint(parse_http("m@http://127.0.0.1:8000/v1"))
-    assert "plain HTTP" not in capsys.readouterr().err
+    assert "plain HTTP" not in caplog.text
 
 
 def _scan(secret: str, *places: Path | str) -> None:

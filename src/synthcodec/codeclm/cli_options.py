@@ -10,8 +10,9 @@ import click
 from synthcodec.codeclm.config import CodecConfig
 
 _D = CodecConfig()
-# field -> (option names, click type, help)
-_OPTIONS: dict[str, tuple[tuple[str, ...], Any, str]] = {
+# CodecConfig field -> (option names, click type, help): the options here, and the keys a
+# recipe's [generate] table takes (codeclm.recipe)
+CODEC_OPTIONS: dict[str, tuple[tuple[str, ...], Any, str]] = {
     "temperature": (("--temperature",), click.FloatRange(0, 2),
                     "Sampling temperature of encode, decode, rubrics and improve."),
     "answer_temperature": (("--answer-temperature",), click.FloatRange(0, 2),
@@ -50,7 +51,7 @@ def codec_options(*names: str, defaults: dict[str, Any] | None = None) -> Callab
     """Add the options for the named CodecConfig fields (paper defaults shown in --help)."""
     def decorate(fn: Any) -> Any:
         for name in reversed(names):
-            flags, kind, help_text = _OPTIONS[name]
+            flags, kind, help_text = CODEC_OPTIONS[name]
             default = (defaults or {}).get(name, getattr(_D, name))
             fn = click.option(*flags, name, type=kind, default=default,
                               show_default=default is not None, help=help_text)(fn)
@@ -60,7 +61,7 @@ def codec_options(*names: str, defaults: dict[str, Any] | None = None) -> Callab
 
 def config_from(kwargs: dict[str, Any]) -> CodecConfig:
     """Pop the CodecConfig options out of a command's kwargs (absent ones keep defaults)."""
-    values = {name: kwargs.pop(name) for name in list(_OPTIONS) if name in kwargs}
+    values = {name: kwargs.pop(name) for name in list(CODEC_OPTIONS) if name in kwargs}
     return CodecConfig(**{k: v for k, v in values.items() if v is not None})
 
 

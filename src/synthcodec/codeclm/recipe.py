@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from synthcodec.codeclm.cli_options import _OPTIONS
+from synthcodec.codeclm.cli_options import CODEC_OPTIONS
 from synthcodec.codeclm.config import CodecConfig
 from synthcodec.errors import UserError
 from synthcodec.judgecheck import Say, silent
@@ -47,7 +47,7 @@ _RUN = _run_keys()
 # CodecConfig fields under their option names (`size` is pool_size, `rubrics` n_rubrics, ...).
 _CODEC: dict[str, str] = {
     flags[0].split("/")[0].removeprefix("--").replace("-", "_"): name
-    for name, (flags, _, _) in _OPTIONS.items()
+    for name, (flags, _, _) in CODEC_OPTIONS.items()
 }
 
 
@@ -127,7 +127,7 @@ def generate_job(table: Mapping[str, Any], where: str) -> GenerateJob:
                 codec["judge_json"] = not _convert(bool, value, where, raw_key)
                 continue
             name = _CODEC[key]
-            kind = _OPTIONS[name][1] or bool
+            kind = CODEC_OPTIONS[name][1] or bool
             codec[name] = _convert(kind, value, where, raw_key)
         elif key in _RUN:
             name, kind = _RUN[key]

@@ -45,7 +45,7 @@ from synthcodec.stages.compare import ANSWER_FIELDS, ID_FIELDS, compare_files
 @click.option("--judge-prompt", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Your copy of the judge prompt (start from synthcodec/prompts/"
                    "judge_pairwise.txt).")
-@click.option("--judge-json/--judge-text", "judge_json", default=None,
+@click.option("--judge-json/--judge-text", "json", default=None,
               help="Ask the judge for JSON {score_1, score_2, explanation} (a schema: llama.cpp "
                    "turns it into a grammar) or for the paper's score line. Default: JSON for "
                    "the embedded/GGUF judge, text for HTTP judges.")
@@ -64,7 +64,7 @@ from synthcodec.stages.compare import ANSWER_FIELDS, ID_FIELDS, compare_files
 def command(files: tuple[str, ...], pairs: tuple[tuple[str, str, str], ...], name: str | None,
             judge: str, key: str | None, answer_field: str | None, question_field: str | None,
             category_field: str, label_a: str | None, label_b: str | None,
-            judge_prompt: str | None, judge_json: bool | None, judge_max_tokens: int,
+            judge_prompt: str | None, json: bool | None, judge_max_tokens: int,
             reasks: int, scores: str, evidence_first: bool, run_dir: str,
             **kwargs: Any) -> None:
     """Judge model A's answers against model B's, question by question, in both orders.
@@ -81,7 +81,7 @@ def command(files: tuple[str, ...], pairs: tuple[tuple[str, str, str], ...], nam
     result = compare_files(files, pairs, name=name, run_dir=run_dir, judge=judge, key=key,
                            answer_field=answer_field, question_field=question_field,
                            category_field=category_field, label_a=label_a, label_b=label_b,
-                           judge_prompt=judge_prompt, judge_json=judge_json,
+                           judge_prompt=judge_prompt, json=json,
                            judge_max_tokens=judge_max_tokens, reasks=reasks, scores=scores,
                            evidence_first=evidence_first,
                            judge_check=judge_check, say=say, options=options)

@@ -25,14 +25,14 @@ from synthcodec.stages.complete import complete_file
 @click.option("--allow-truncated/--fail-truncated", default=True, show_default=True,
               help="Keep an answer cut off at --max-tokens, marked truncated: true (default), "
                    "or count it as failed.")
-@click.option("--json", "as_json", is_flag=True,
+@click.option("--json", is_flag=True,
               help="Ask for a JSON object (sent as the backend's native JSON mode), check that "
                    "the reply parses, re-ask if not; the row gets the parsed object. A reply "
                    "cut off at --max-tokens is then always a failure.")
 @click.option("--json-schema", "json_schema_path", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="Like --json, and the reply must validate against this "
                                    "JSON Schema (sent to the backend too).")
-@click.option("--json-reasks", type=click.IntRange(0, 10), default=2, show_default=True,
+@click.option("--json-reasks", "reasks", type=click.IntRange(0, 10), default=2, show_default=True,
               help="With --json/--json-schema: re-ask an invalid reply this many times, then "
                    "put the row in failed.jsonl with the reason.")
 @click.option("--output-field", default="response", show_default=True,
@@ -46,8 +46,8 @@ from synthcodec.stages.complete import complete_file
 @run_options
 def command(input_path: str, model: str, fields: tuple[str, ...], system: str | None,
             temperature: float, max_tokens: int, allow_truncated: bool, output_field: str,
-            run_dir: str, as_json: bool = False, json_schema_path: str | None = None,
-            json_reasks: int = 2, keep_reasoning: bool = False,
+            run_dir: str, json: bool = False, json_schema_path: str | None = None,
+            reasks: int = 2, keep_reasoning: bool = False,
             **kwargs: Any) -> None:
     """Answer the PROMPT field of every row of INPUT with MODEL.
 
@@ -68,7 +68,7 @@ def command(input_path: str, model: str, fields: tuple[str, ...], system: str | 
                             mapping=parse_field_map(fields), system=system,
                             temperature=temperature, max_tokens=max_tokens,
                             allow_truncated=allow_truncated, output_field=output_field,
-                            json_schema=schema, json_mode=as_json, json_reasks=json_reasks,
+                            json_schema=schema, json=json, reasks=reasks,
                             keep_reasoning=keep_reasoning)
     code = print_summary(summary)
     if code:

@@ -41,7 +41,7 @@ from synthcodec.stages.rate import field_mapping
               help="Your pairwise judge prompt (as compare --judge-prompt).")
 @click.option("--evidence-first", is_flag=True,
               help="Check the evidence-first pairwise prompt (as compare --evidence-first).")
-@click.option("--json/--text", "as_json", default=None,
+@click.option("--json/--text", default=None,
               help="JSON answers or the papers' score line (default as in rate and compare).")
 @click.option("--max-tokens", type=click.IntRange(8), default=None,
               help="Longest judge reply (default: rate's 256, compare's 512).")
@@ -54,7 +54,7 @@ def command(data: tuple[str, ...], judge: str | None, role: str | None, per_kind
             labels: str | None, fields: tuple[str, ...], key: str | None,
             answer_field: str | None, question_field: str | None, dimension: str | None,
             template: str | None, judge_prompt: str | None, evidence_first: bool,
-            as_json: bool | None,
+            json: bool | None,
             max_tokens: int | None, reasks: int, scores: str, out_dir: str,
             **kwargs: Any) -> None:
     """Probe JUDGE with pairs whose right answer is known and write its judge card.
@@ -70,7 +70,7 @@ def command(data: tuple[str, ...], judge: str | None, role: str | None, per_kind
     options = options_from(kwargs)
     settings = CheckSettings(mapping=field_mapping(fields), key=key, answer_field=answer_field, question_field=question_field,
                              dimension=dimension, template=template, judge_prompt=judge_prompt,
-                             as_json=as_json, max_tokens=max_tokens, reasks=reasks,
+                             json=json, max_tokens=max_tokens, reasks=reasks,
                              scores=scores, evidence_first=evidence_first)
     card = check_files(list(data), out_dir, judge=judge, options=options, role=role,
                        per_kind=per_kind, labels=labels, settings=settings, say=say)

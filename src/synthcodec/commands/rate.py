@@ -30,7 +30,7 @@ from synthcodec.stages.rate import field_mapping, rate_file, rating_template, sc
               help="Map instruction/input/response to input columns (default: response=output).")
 @click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False),
               default=None, help="Your own rating prompt (start from synthcodec/prompts/rate.txt).")
-@click.option("--json/--text", "as_json", default=None,
+@click.option("--json/--text", default=None,
               help="Ask for a JSON {score, explanation} (--json) or the score on the first line "
                    "(--text). Default: JSON for the embedded model, text for HTTP judges.")
 @click.option("--reasks", type=click.IntRange(0, 10), default=2, show_default=True,
@@ -43,7 +43,7 @@ from synthcodec.stages.rate import field_mapping, rate_file, rating_template, sc
 @judge_check_options
 @run_options
 def command(input_path: str, judge: str, dimension: str, fields: tuple[str, ...],
-            template_path: str | None, as_json: bool | None, reasks: int, max_tokens: int,
+            template_path: str | None, json: bool | None, reasks: int, max_tokens: int,
             scores: str, run_dir: str, **kwargs: Any) -> None:
     """Rate every (instruction, input, response) row of DATA from 0 to 5 with JUDGE (AlpaGasus).
 
@@ -60,7 +60,7 @@ def command(input_path: str, judge: str, dimension: str, fields: tuple[str, ...]
     if not dimension:
         raise UserError("--dimension must not be empty")
     summary = rate_file(input_path, run_dir, judge=judge, dimension=dimension, mapping=mapping,
-                        template=rating_template(template_path), as_json=as_json,
+                        template=rating_template(template_path), as_json=json,
                         reasks=reasks, max_tokens=max_tokens, scores=scores,
                         judge_check=judge_check, say=say, options=options)
     code = print_summary(summary)

@@ -12,7 +12,6 @@ changes a command's exit code.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,13 +51,10 @@ PACKAGED_PROBES = "judge_probes.jsonl"
 Say = Callable[[str], None]
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def silent(line: str) -> None:
-    """A `say` that says nothing: what `rate` and `compare` pass when their caller (the
-    Python API, the experiment's tests) gave none; the commands pass a printer."""
+    """A `say` that says nothing: the default here and what `rate` and `compare` pass when
+    their caller (the Python API, the experiment's tests) gave none; the commands pass a
+    printer."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +80,7 @@ def _prepare(samples: Sequence[Sample], per_kind: int, client: LLMClient | None,
 async def run_check(samples: Sequence[Sample], per_kind: int, *, judge: str, data: str,
                     client: LLMClient | None = None, settings: JudgeSettings | None = None,
                     rater: Any = None, labels: str | Path | None = None,
-                    progress: bool = False, say: Say = _stderr) -> JudgeCard:
+                    progress: bool = False, say: Say = silent) -> JudgeCard:
     """The judge card of a pairwise judge (`client` + `settings`) or of a rater
     (`rater`: a stages.rate.Rater), from `per_kind` probes of each kind; it says what the
     check will send (and cost) before sending anything."""
@@ -118,9 +114,9 @@ async def _run(prepared: _Prepared, per_kind: int, *, judge: str, data: str,
 async def pre_check(samples: Sequence[Sample], per_kind: int, directory: str | Path, *,
                     judge: str, data: str, client: LLMClient | None = None,
                     settings: JudgeSettings | None = None, rater: Any = None,
-                    say: Say = _stderr) -> dict[str, Any] | None:
-    """The small check a command runs before its main work: prints its cost and its
-    one-line verdict, writes the card into `directory` and returns it (as_dict). A card
+                    say: Say = silent) -> dict[str, Any] | None:
+    """The small check a command runs before its main work: tells `say` its cost and
+    its one-line verdict, writes the card into `directory` and returns it (as_dict). A card
     already there from an earlier invocation of the same check (a resumed run) is kept,
     nothing sent. Data too small to probe, or a budget reached, skips it with a line; it
     never stops the command."""

@@ -47,7 +47,7 @@ class CheckSettings:
     dimension: str | None = None
     template: str | None = None  # a rating prompt file
     judge_prompt: str | None = None
-    as_json: bool | None = None
+    json: bool | None = None
     max_tokens: int | None = None  # None: the command's default (rate 256, compare 512)
     reasks: int = 2
     scores: str = "text"
@@ -125,7 +125,7 @@ def check_files(data: list[str], out_dir: str | Path, *, judge: str | None, opti
             pair = JudgeSettings(template=load_judge_template(
                 settings.judge_prompt, evidence_first=settings.evidence_first),
                                  max_tokens=settings.max_tokens or 512,
-                                 reasks=settings.reasks, json=settings.as_json,
+                                 reasks=settings.reasks, json=settings.json,
                                  scores=settings.scores, evidence_first=settings.evidence_first)
             return await run_check(source.samples, per_kind, judge=shown,
                                    data=source.description, client=client, settings=pair,
@@ -146,11 +146,11 @@ def _rater(models: Models, source: Source, settings: CheckSettings) -> Any:
     template = rating_template(settings.template) if settings.template or not run.get("template") \
         else ChatTemplate.parse(run["template"], "the rate run's template")
     answer = run.get("answer")
-    as_json = settings.as_json if settings.as_json is not None else \
+    json = settings.json if settings.json is not None else \
         {"json": True, "text": False}.get(answer or "auto")
     stage = RateStage(judge="", template=template,
                       dimension=settings.dimension or run.get("dimension") or "accuracy",
-                      as_json=as_json, reasks=settings.reasks,
+                      json=json, reasks=settings.reasks,
                       max_tokens=settings.max_tokens or run.get("max_tokens") or 256,
                       scores=settings.scores if settings.scores != "text"
                       else run.get("scores") or "text")

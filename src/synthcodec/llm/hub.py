@@ -12,13 +12,15 @@ line says what to download.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
-import sys
 from pathlib import Path
 
 from synthcodec.errors import CannotWrite, MissingExtraError, UserError
 from synthcodec.store import read_json, write_json
+
+log = logging.getLogger(__name__)
 
 __all__ = ["HUB_PREFIX", "hub_file", "parse_hub_spec"]
 
@@ -80,8 +82,8 @@ def hub_file(spec: str) -> Path:
         path = Path(cached)
     else:
         size = f" ({meta.size / 1e9:.1f} GB)" if meta.size else ""
-        print(f"downloading {what}{size} from {endpoint or 'the Hugging Face Hub'} into the "
-              "Hugging Face cache (once; an interrupted download resumes)", file=sys.stderr)
+        log.info(f"downloading {what}{size} from {endpoint or 'the Hugging Face Hub'} into the "
+                 "Hugging Face cache (once; an interrupted download resumes)")
         path = Path(hub.hf_hub_download(repo, filename, revision=revision, endpoint=endpoint))
     _check_sha256(path, meta.etag, spec)
     return path

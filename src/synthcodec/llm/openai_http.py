@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import re
-import sys
 from typing import Any
 
 import aiohttp
@@ -28,6 +28,8 @@ from synthcodec.llm.base import (
 from synthcodec.llm.ratelimit import limit_kind, parse_ratelimit_headers, retry_after
 from synthcodec.llm.reasoning import fold
 from synthcodec.llm.spec import HTTPEndpoint, parse_http
+
+log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 409, 429}
 SCHEMA_IN_PROMPT = "prompt"
@@ -81,9 +83,9 @@ class OpenAIHTTPBackend:
         # Longest first, so that a secret containing another is replaced whole.
         self.__secrets.sort(key=len, reverse=True)
         if "Authorization" in self._headers and endpoint.plain_http_to_remote():
-            print(f"warning: {self.identity}: the credentials go over plain HTTP to a host that "
-                  "is not this machine; use https:// if the network is not yours",
-                  file=sys.stderr)
+            log.warning(f"warning: {self.identity}: the credentials go over plain HTTP to a "
+                        "host that is not this machine; use https:// if the network is not "
+                        "yours")
         self._session: aiohttp.ClientSession | None = None
         # OpenAI, vLLM and Ollama take response_format type "json_schema"; llama.cpp's
         # Python server only takes type "json_object" with a "schema" beside it; some servers
@@ -172,9 +174,9 @@ class OpenAIHTTPBackend:
                 self._schema_style = _NEXT_STYLE[style]
                 if self._schema_style == SCHEMA_IN_PROMPT:
                     detail = self._redact(raw[:160].decode("utf-8", "replace"))
-                    print(f"warning: {self.identity} rejects response_format (HTTP {status}: "
-                          f"{detail}); sending the JSON schema in the prompt instead and "
-                          "checking every reply here", file=sys.stderr)
+                    log.warning(f"warning: {self.identity} rejects response_format (HTTP "
+                                f"{status}: {detail}); sending the JSON schema in the prompt "
+                                "instead and checking every reply here")
         self.check_status(status, raw, headers)
         return self.read_reply(raw, headers)
 

@@ -254,7 +254,7 @@ class CompareResult:
     report: Report | None  # None when the run stopped early (no report on part of the pairs)
     labels: tuple[str, str]
     judge: str  # as reports show it (credentials redacted)
-    judge_json: bool  # the judge answered in JSON (else the papers' score line)
+    json_mode: bool  # the judge answered in JSON (else the papers' score line)
 
     @property
     def run_dir(self) -> Path:
@@ -278,7 +278,7 @@ class CompareResult:
     def summary_lines(self) -> list[str]:
         """What goes to stderr: the run's summary (less the verdict), the files written."""
         lines = self.summary.lines()[1 if self.summary.judge_line else 0:]
-        lines.append(f"judge answers in {'JSON' if self.judge_json else 'text'}")
+        lines.append(f"judge answers in {'JSON' if self.json_mode else 'text'}")
         if self.report is not None:
             lines += [f"wrote {self.run_dir / name}"
                       for name in ("report.md", "report.json", "chart.png")]
@@ -330,7 +330,7 @@ def compare_files(files: tuple[str, ...] | list[str] = (),
                   judge: str = "local", key: str | None = None, answer_field: str | None = None,
                   question_field: str | None = None, category_field: str = "category",
                   label_a: str | None = None, label_b: str | None = None,
-                  judge_prompt: str | None = None, judge_json: bool | None = None,
+                  judge_prompt: str | None = None, json: bool | None = None,
                   judge_max_tokens: int = 512, reasks: int = 2, scores: str = "text",
                   evidence_first: bool = False, judge_check: int = PRE_CHECK_PROBES,
                   say: Say | None = None,
@@ -351,7 +351,7 @@ def compare_files(files: tuple[str, ...] | list[str] = (),
         all_pairs.extend(bench_pairs[: options.limit] if options.limit else bench_pairs)
     settings = JudgeSettings(template=load_judge_template(judge_prompt,
                                                           evidence_first=evidence_first),
-                             max_tokens=judge_max_tokens, reasks=reasks, json=judge_json,
+                             max_tokens=judge_max_tokens, reasks=reasks, json=json,
                              scores=scores, evidence_first=evidence_first)
     first_a, first_b = benches[0][1], benches[0][2]
     labels = (_label(first_a, label_a), _label(first_b, label_b))
@@ -370,4 +370,4 @@ def compare_files(files: tuple[str, ...] | list[str] = (),
     run = run_plans([plan], run_dir, config, options, backends=backends)
     judged = plan.stage.settings  # as the stage set it up for its backend (JSON or text)
     return CompareResult(run.stages[0], run.passes.get(STAGE), labels, redact_spec(judge),
-                         judge_json=bool(judged and judged.json))
+                         json_mode=bool(judged and judged.json))

@@ -26,7 +26,7 @@ class CompleteStage(ModelStage):
     allow_truncated: bool = True
     output_field: str = "response"
     json_schema: dict[str, Any] | None = None
-    json_reasks: int = 2
+    reasks: int = 2  # re-asks of a reply that is not valid JSON
     keep_reasoning: bool = False  # the model's reasoning trace as its own column
     name: str = "complete"
 
@@ -37,8 +37,9 @@ class CompleteStage(ModelStage):
         return {"system": self.system, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "output_field": self.output_field,
                 "allow_truncated": self.allow_truncated,
-                # only when used, so run dirs made before these options still resume
-                **({"json_schema": self.json_schema, "json_reasks": self.json_reasks}
+                # only when used, so run dirs made before these options still resume (the
+                # key keeps the name runs were written with)
+                **({"json_schema": self.json_schema, "json_reasks": self.reasks}
                    if self.json_schema is not None else {}),
                 **({"keep_reasoning": True} if self.keep_reasoning else {})}
 
@@ -55,7 +56,7 @@ class CompleteStage(ModelStage):
                                temperature=self.temperature, max_tokens=self.max_tokens,
                                json_schema=self.json_schema)
         if self._reply is not None:
-            asked = await self._client.ask(request, self._reply.parse, reasks=self.json_reasks,
+            asked = await self._client.ask(request, self._reply.parse, reasks=self.reasks,
                                            correction=self._reply.correction,
                                            failure="no valid JSON")
             return {self.output_field: asked.value, "truncated": False,
@@ -70,26 +71,26 @@ def complete_file(input_path: str | Path, run_dir: str | Path, *, model: str,
                   options: RunOptions, mapping: Mapping[str, str] | None = None,
                   system: str | None = None, temperature: float = 0.0, max_tokens: int = 512,
                   allow_truncated: bool = True, output_field: str = "response",
-                  json_schema: dict[str, Any] | None = None, json_mode: bool = False,
-                  json_reasks: int = 2, keep_reasoning: bool = False,
+                  json_schema: dict[str, Any] | None = None, json: bool = False,
+                  reasks: int = 2, keep_reasoning: bool = False,
                   backends: Mapping[str, Any] | None = None) -> Summary:
     """Answer the `prompt` field of every row of `input_path` into `run_dir` (resuming it).
 
     Free text by default: an answer cut off at `max_tokens` is kept and marked `truncated`
-    (`allow_truncated=False` fails it). With `json_mode` or a `json_schema`, the reply must be
-    a JSON object (valid against the schema), re-asked `json_reasks` times, and the row gets
+    (`allow_truncated=False` fails it). With `json` or a `json_schema`, the reply must be a
+    JSON object (valid against the schema), re-asked `reasks` times, and the row gets
     the parsed object; a cut-off reply then always fails. A reasoning model's trace goes to
     the row's lineage (`_synthcodec.reasoning`), or with `keep_reasoning` to a `reasoning`
     column.
     """
-    if json_mode and json_schema is None:
+    if json and json_schema is None:
         from synthcodec.json_output import ANY_OBJECT
 
         json_schema = ANY_OBJECT
     stage = CompleteStage(model=model, system=system, temperature=temperature,
                           max_tokens=max_tokens, allow_truncated=allow_truncated,
                           output_field=output_field, json_schema=json_schema,
-                          json_reasks=json_reasks, keep_reasoning=keep_reasoning)
+                          reasks=reasks, keep_reasoning=keep_reasoning)
     return run_file_stage(
         input_path=input_path, run_dir=run_dir, stage=stage,
         fields=[FieldSpec("prompt")], mapping=dict(mapping or {}), options=options,

@@ -219,7 +219,7 @@ class RateStage(ModelStage):
     judge: str = "local"
     template: ChatTemplate | None = None
     dimension: str = "accuracy"
-    as_json: bool | None = None  # None: JSON for a grammar-constrained judge, else text
+    json: bool | None = None  # None: JSON for a grammar-constrained judge, else text
     reasks: int = 2
     max_tokens: int = 256
     scores: str = "text"  # or "logprobs" (synthcodec.expected_score)
@@ -238,7 +238,7 @@ class RateStage(ModelStage):
     def config(self) -> dict[str, Any]:
         assert self.template is not None
         config = {"dimension": self.dimension, "template": self.template.text,
-                  "answer": {None: "auto", True: "json", False: "text"}[self.as_json],
+                  "answer": {None: "auto", True: "json", False: "text"}[self.json],
                   "reasks": self.reasks, "max_tokens": self.max_tokens, "temperature": 0.0}
         if self.scores != "text":  # absent by default: runs made before the option resume
             config["scores"] = self.scores
@@ -248,7 +248,7 @@ class RateStage(ModelStage):
         """The Rater this stage rates with (the judge check uses the same one)."""
         assert self.template is not None
         client = models["judge"]
-        json_mode = wants_json(self.as_json, client.backend, ("--json", "--text"))
+        json_mode = wants_json(self.json, client.backend, ("--json", "--text"))
         return Rater(client, self.template, dimension=self.dimension, json_mode=json_mode,
                      reasks=self.reasks, max_tokens=self.max_tokens,
                      logprobs=wants_logprobs(self.scores, client.backend))
@@ -309,7 +309,7 @@ def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, option
     """
     mapping = dict(DEFAULT_FIELDS if mapping is None else mapping)
     stage = RateStage(judge=judge, template=template,
-                      dimension=dimension, as_json=as_json, reasks=reasks,
+                      dimension=dimension, json=as_json, reasks=reasks,
                       max_tokens=max_tokens, scores=scores)
 
     async def check_judge(models: Models, run_path: Path) -> dict[str, Any] | None:
