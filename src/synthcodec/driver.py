@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.cost import EXIT_BUDGET, Spend
-from synthcodec.engine import Item, Record, StageLike
+from synthcodec.executors import Item, Record, StageLike
 from synthcodec.failures import advice_lines, repeat_advice
 from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.llm.client import Stats

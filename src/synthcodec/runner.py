@@ -14,7 +14,7 @@ from typing import Any
 
 from synthcodec.cache import RequestCache, default_cache_path
 from synthcodec.cost import Spend
-from synthcodec.engine import Item, LocalExecutor, RunResult, StageLike, StopWhen
+from synthcodec.executors import Item, LocalExecutor, RunResult, StageLike, StopWhen
 from synthcodec.errors import UserError
 from synthcodec.llm import check_spec, load_backend, redact_spec
 from synthcodec.llm.batch import BatchLedger, BatchSender, BatchSettings
@@ -260,7 +260,7 @@ async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, m
                         interval=options.progress_interval, spend=models.spend)
     executor: LocalExecutor | Any
     if options.executor == "ray":
-        from synthcodec.engine_ray import RayExecutor
+        from synthcodec.executors.ray import RayExecutor
 
         executor = RayExecutor(models, options, concurrency=concurrency)
     else:

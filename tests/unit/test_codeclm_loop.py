@@ -20,7 +20,7 @@ import pytest
 
 from synthcodec.codeclm import CodecConfig, generate
 from synthcodec.commands.printing import say  # the stderr lines the command would print
-from synthcodec.engine import reason_of
+from synthcodec.executors.local import reason_of
 from synthcodec.judgecheck import silent
 from synthcodec.llm import FakeBackend, PermanentError, Request
 from synthcodec.llm.client import FatalModelError

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import synthcodec.runner as runner
-from synthcodec.engine import reason_of
+from synthcodec.executors.local import reason_of
 from synthcodec.errors import UserError
 from synthcodec.judge import pair_schema
 from synthcodec.llm import FakeBackend, Request

@@ -23,7 +23,7 @@ import pytest
 
 from synthcodec import driver, runner
 from synthcodec.cli import main
-from synthcodec.engine import reason_of
+from synthcodec.executors.local import reason_of
 from synthcodec.llm import check_spec, redact_spec
 from synthcodec.llm.openai_http import OpenAIHTTPBackend
 from synthcodec.llm.spec import parse_http

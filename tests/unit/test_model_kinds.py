@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import synthcodec
-from synthcodec.engine_ray import embedded
+from synthcodec.executors.ray import embedded
 from synthcodec.errors import UserError
 from synthcodec.experiment import _base_model_spec
 from synthcodec.llm import FakeBackend, check_spec, load_backend

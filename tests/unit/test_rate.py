@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from synthcodec.engine import reason_of
+from synthcodec.executors.local import reason_of
 from synthcodec.errors import UserError
 from synthcodec.fence import FENCE_NOTICE
 from synthcodec.llm import Completion, FakeBackend, Request

@@ -40,7 +40,8 @@ from synthcodec.codeclm.steps import (
     Ctx,
 )
 from synthcodec.codeclm.workspace import Workspace
-from synthcodec.engine import Item, Record, reason_of
+from synthcodec.executors import Item, Record
+from synthcodec.executors.local import reason_of
 from synthcodec.errors import UserError
 from synthcodec.io import META
 from synthcodec.runner import Models, RunOptions

@@ -20,7 +20,7 @@ from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.rouge import NearDuplicateFilter
 from synthcodec.codeclm.steps import Ctx, base_candidate, make_ctx
 from synthcodec.codeclm.workspace import Workspace
-from synthcodec.engine import Item, Record, RunResult, StepResult, StopWhen
+from synthcodec.executors import Item, Record, RunResult, StepResult, StopWhen
 from synthcodec.errors import EveryRecordFailed, UserError
 from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input
 from synthcodec.judge import JudgeSettings

@@ -25,7 +25,7 @@ from synthcodec.codeclm.prompts import (
     parse_rubric_actions,
     rubrics_request,
 )
-from synthcodec.engine import Record, Reject
+from synthcodec.executors import Record, Reject
 from synthcodec.judge import JudgeSettings, judge_both_orders
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.driver import Summary, run_file_stage
-from synthcodec.engine import Record
+from synthcodec.executors import Record
 from synthcodec.errors import InputError, UserError
 from synthcodec.io import META, FieldSpec
 from synthcodec.llm import Request, redact_spec

@@ -6,7 +6,7 @@ it (the local executor here; a worker of a distributed executor elsewhere) first
 `setup(models)`, which builds what needs live clients, then awaits `run(record)` per record:
 
 - return the output row (or rows);
-- raise `engine.Reject(reason)` to drop the record on purpose (rejected, with the reason);
+- raise `executors.Reject(reason)` to drop the record on purpose (rejected, with the reason);
 - raise `llm.client.RecordFailed(reason)` when it cannot be done (failed, retried next run).
 
 Anything else is a bug and stops the run. Work across records (stop at n kept, ROUGE-L
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from synthcodec.engine import Record, StepResult
+from synthcodec.executors import Record, StepResult
 from synthcodec.io import META
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.driver import Plan, Summary, run_plans
-from synthcodec.engine import Item, Record
+from synthcodec.executors import Item, Record
 from synthcodec.errors import InputError, UserError
 from synthcodec.instruction import join_instruction
 from synthcodec.io import META, iter_rows

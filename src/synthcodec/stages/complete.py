@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.driver import Summary, run_file_stage
-from synthcodec.engine import Record
+from synthcodec.executors import Record
 from synthcodec.io import FieldSpec
 from synthcodec.llm import Request
 from synthcodec.runner import Models, RunOptions

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from synthcodec.driver import Summary, run_file_stage
-from synthcodec.engine import Record, Reject
+from synthcodec.executors import Record, Reject
 from synthcodec.errors import UserError
 from synthcodec.export import EXAMPLE_FIELDS
 from synthcodec.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.driver import Summary, run_file_stage
-from synthcodec.engine import Record, Reject
+from synthcodec.executors import Record, Reject
 from synthcodec.errors import UserError
 from synthcodec.export import EXAMPLE_FIELDS
 from synthcodec.instruction import join_instruction

@@ -1,4 +1,4 @@
-"""The run engine: map an async step over a stream of records, journaling each result.
+"""The local executor: map an async step over a stream of records, journaling each result.
 
 A stage is plain data (a name and an async function of one record); the executor decides
 how records reach it. `LocalExecutor` keeps a fixed number of records in flight with one
