@@ -14,7 +14,7 @@ from synthcodec.executors.local import reason_of
 from synthcodec.errors import UserError
 from synthcodec.judge import pair_schema
 from synthcodec.llm import FakeBackend, Request
-from synthcodec.report import summarize
+from synthcodec.report.compare import summarize
 from synthcodec.stages.compare import PairSpec, pair_answers
 from tests.helpers import cli, read_jsonl
 

@@ -23,7 +23,7 @@ from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_templa
 from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent
 from synthcodec.judgecheck.probes import Sample
 from synthcodec.llm import redact_spec
-from synthcodec.report import Report, render_table, write_report
+from synthcodec.report.compare import Report, render_table, write_report
 from synthcodec.runner import Models, RunOptions, record_id, shown_models
 from synthcodec.stages.base import ModelStage
 from synthcodec.store import FAILED, OK, Journal, RunDir, hash_file, hash_value

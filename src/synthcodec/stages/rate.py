@@ -23,7 +23,7 @@ from synthcodec.executors import Record, Reject
 from synthcodec.errors import UserError
 from synthcodec.export import EXAMPLE_FIELDS
 from synthcodec.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence
-from synthcodec.histogram import score_bins, text_histogram
+from synthcodec.report.histogram import score_bins, text_histogram
 from synthcodec.io import iter_rows, parse_field_map
 from synthcodec.expected_score import SCORE_ALTERNATIVES, weighted_scores
 from synthcodec.judge import wants_json, wants_logprobs

@@ -20,7 +20,7 @@ from typing import Any
 
 from synthcodec.errors import UserError
 from synthcodec.export import export, require_extra
-from synthcodec.histogram import plot_histogram, score_bins, value_bins
+from synthcodec.report.histogram import plot_histogram, score_bins, value_bins
 from synthcodec.instruction import join_instruction
 from synthcodec.io import Row, iter_rows
 from synthcodec.llm.client import RecordFailed
