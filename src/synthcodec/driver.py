@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.cost import EXIT_BUDGET, Spend
-from synthcodec.executors import Item, Record, StageLike
+from synthcodec.executors import Item, StageLike
 from synthcodec.failures import advice_lines, repeat_advice
-from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write_parquet
+from synthcodec.io import FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.llm.client import Stats
+from synthcodec.records import META, Record, record_id
 from synthcodec.runner import (
     EXIT_ALL_FAILED,
     EXIT_INTERRUPTED,
@@ -31,7 +32,6 @@ from synthcodec.runner import (
     RunOptions,
     StageRun,
     check_models,
-    record_id,
     run_async,
     run_stage,
     shown_models,

@@ -27,12 +27,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from synthcodec.errors import InputError, UserError
+from synthcodec.records import META
 
 Row = dict[str, Any]
 
-# Our bookkeeping inside a row (record id, input position, status, reason). One namespaced
-# key, so it never overwrites a user's column; an input that has it is refused.
-META = "_synthcodec"
 # Levels of nesting a row may have. Far more than any dataset needs, and far enough below
 # Python's recursion limit that every later step (hashing, JSON writing) can walk the row.
 MAX_DEPTH = 100

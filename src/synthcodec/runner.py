@@ -6,7 +6,6 @@ stage runs. The run around a stage (run directory, publish, manifest) is synthco
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,15 +13,15 @@ from typing import Any
 
 from synthcodec.cache import RequestCache, default_cache_path
 from synthcodec.cost import Spend
-from synthcodec.executors import Item, LocalExecutor, RunResult, StageLike, StopWhen
 from synthcodec.errors import UserError
+from synthcodec.executors import Item, LocalExecutor, RunResult, StageLike, StopWhen
 from synthcodec.llm import check_spec, load_backend, redact_spec
 from synthcodec.llm.batch import BatchLedger, BatchSender, BatchSettings
 from synthcodec.llm.client import LLMClient, RetryPolicy, Stats, default_in_flight
 from synthcodec.llm.spec import find_kind
 from synthcodec.prices import PriceBook
 from synthcodec.progress import Counts, Progress
-from synthcodec.store import Journal, canonical_json
+from synthcodec.store import Journal
 
 # Exit codes of every model-calling command (documented in the README).
 EXIT_OK, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -223,12 +222,6 @@ class Models:
                 await client.aclose()
         if self.cache is not None:
             self.cache.close()
-
-
-def record_id(idx: int, row: Mapping[str, Any]) -> str:
-    """Deterministic: position in the input plus a hash of the row's content."""
-    digest = hashlib.sha1(canonical_json(row).encode()).hexdigest()[:10]
-    return f"{idx:07d}-{digest}"
 
 
 @dataclass

@@ -20,10 +20,10 @@ import pytest
 
 from synthcodec.codeclm import CodecConfig, generate
 from synthcodec.commands.printing import say  # the stderr lines the command would print
-from synthcodec.executors.local import reason_of
 from synthcodec.judgecheck import silent
 from synthcodec.llm import FakeBackend, PermanentError, Request
 from synthcodec.llm.client import FatalModelError
+from synthcodec.records import reason_of
 from synthcodec.runner import RunOptions
 from tests.helpers import read_jsonl, write_jsonl
 

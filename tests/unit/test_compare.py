@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 import synthcodec.runner as runner
-from synthcodec.executors.local import reason_of
 from synthcodec.errors import UserError
 from synthcodec.judge import pair_schema
 from synthcodec.llm import FakeBackend, Request
+from synthcodec.records import reason_of
 from synthcodec.report.compare import summarize
 from synthcodec.stages.compare import PairSpec, pair_answers
 from tests.helpers import cli, read_jsonl

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from synthcodec.executors import Item, LocalExecutor, Reject, Stage
-from synthcodec.executors.local import reason_of
 from synthcodec.llm.client import RecordFailed
+from synthcodec.records import reason_of
 from synthcodec.store import FAILED, OK, REJECTED, RunDir
 
 

@@ -23,10 +23,10 @@ import pytest
 
 from synthcodec import driver, runner
 from synthcodec.cli import main
-from synthcodec.executors.local import reason_of
 from synthcodec.llm import check_spec, redact_spec
 from synthcodec.llm.openai_http import OpenAIHTTPBackend
 from synthcodec.llm.spec import parse_http
+from synthcodec.records import reason_of
 from tests.helpers import cli, read_jsonl, synthcodec, write_jsonl
 from tests.mock_server import serve_in_subprocess
 

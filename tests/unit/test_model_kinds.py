@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import synthcodec
-from synthcodec.executors.ray import embedded
 from synthcodec.errors import UserError
+from synthcodec.executors.ray import embedded
 from synthcodec.experiment import _base_model_spec
 from synthcodec.llm import FakeBackend, check_spec, load_backend
 from synthcodec.llm.spec import (

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from synthcodec.executors.local import reason_of
 from synthcodec.errors import UserError
 from synthcodec.fence import FENCE_NOTICE
 from synthcodec.llm import Completion, FakeBackend, Request
 from synthcodec.llm.client import LLMClient, RecordFailed
 from synthcodec.prompts import ChatTemplate
+from synthcodec.records import reason_of
 from synthcodec.runner import RunOptions
 from synthcodec.stages.rate import (
     JSON_ANSWER,

@@ -40,10 +40,9 @@ from synthcodec.codeclm.steps import (
     Ctx,
 )
 from synthcodec.codeclm.workspace import Workspace
-from synthcodec.executors import Item, Record
-from synthcodec.executors.local import reason_of
 from synthcodec.errors import UserError
-from synthcodec.io import META
+from synthcodec.executors import Item
+from synthcodec.records import META, Record, reason_of
 from synthcodec.runner import Models, RunOptions
 from synthcodec.store import FAILED, OK, REJECTED
 

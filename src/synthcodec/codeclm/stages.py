@@ -20,11 +20,12 @@ from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.rouge import NearDuplicateFilter
 from synthcodec.codeclm.steps import Ctx, base_candidate, make_ctx
 from synthcodec.codeclm.workspace import Workspace
-from synthcodec.executors import Item, Record, RunResult, StepResult, StopWhen
 from synthcodec.errors import EveryRecordFailed, UserError
-from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input
+from synthcodec.executors import Item, RunResult, StepResult, StopWhen
+from synthcodec.io import FieldSpec, extract, iter_rows, scan_input
 from synthcodec.judge import JudgeSettings
-from synthcodec.runner import Models, RunOptions, record_id, run_stage
+from synthcodec.records import META, Record, record_id
+from synthcodec.runner import Models, RunOptions, run_stage
 from synthcodec.stages.base import ModelStage
 from synthcodec.store import OK, REJECTED, Journal, hash_file
 

@@ -25,10 +25,11 @@ from synthcodec.codeclm.prompts import (
     parse_rubric_actions,
     rubrics_request,
 )
-from synthcodec.executors import Record, Reject
+from synthcodec.executors import Reject
 from synthcodec.judge import JudgeSettings, judge_both_orders
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError
+from synthcodec.records import Record
 
 if TYPE_CHECKING:
     from synthcodec.runner import Models

@@ -24,7 +24,6 @@ An executor with `remote = True` sets the stage up in its workers, not in the dr
 from synthcodec.executors.local import (
     Item,
     LocalExecutor,
-    Record,
     Reject,
     RunResult,
     Stage,
@@ -36,7 +35,6 @@ from synthcodec.executors.local import (
 __all__ = [
     "Item",
     "LocalExecutor",
-    "Record",
     "Reject",
     "RunResult",
     "Stage",

@@ -65,20 +65,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from synthcodec.errors import MissingExtraError, UserError
 from synthcodec.executors.local import (
     Item,
     LocalExecutor,
-    Record,
     RunResult,
     StageLike,
     StopWhen,
     on_interrupt,
     to_do,
 )
-from synthcodec.errors import MissingExtraError, UserError
 from synthcodec.llm.client import EndpointCounts
 from synthcodec.llm.spec import find_kind
 from synthcodec.progress import Counts, Progress
+from synthcodec.records import Record
 from synthcodec.store import FAILED, OK, REJECTED, Journal, connect, read_json, write_json
 
 SHARDS_PER_CPU = 4

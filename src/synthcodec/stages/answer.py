@@ -10,16 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.driver import Summary, run_file_stage
-from synthcodec.executors import Record
 from synthcodec.errors import InputError, UserError
-from synthcodec.io import META, FieldSpec
+from synthcodec.io import FieldSpec
 from synthcodec.llm import Request, redact_spec
-from synthcodec.questions import (
-    BenchFormat,
-    Question,
-    read_questions,
-    resolve_format,
-)
+from synthcodec.questions import BenchFormat, Question, read_questions, resolve_format
+from synthcodec.records import META, Record
 from synthcodec.runner import Models, RunOptions, check_models
 from synthcodec.stages.base import ModelStage, reasoning_fields
 from synthcodec.store import atomic_writer, check_writable_dir, write_jsonl

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from synthcodec.executors import Record, StepResult
-from synthcodec.io import META
+from synthcodec.executors import StepResult
+from synthcodec.records import META, Record
 
 
 class ModelStage:

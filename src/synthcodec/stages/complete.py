@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.driver import Summary, run_file_stage
-from synthcodec.executors import Record
 from synthcodec.io import FieldSpec
 from synthcodec.llm import Request
+from synthcodec.records import Record
 from synthcodec.runner import Models, RunOptions
 from synthcodec.stages.base import ModelStage, reasoning_fields
 

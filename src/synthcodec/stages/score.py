@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.driver import Summary, run_file_stage
-from synthcodec.executors import Record, Reject
 from synthcodec.errors import UserError
+from synthcodec.executors import Reject
 from synthcodec.export import EXAMPLE_FIELDS
 from synthcodec.instruction import join_instruction
 from synthcodec.llm.base import ContinuationRequest
 from synthcodec.llm.client import LLMClient
+from synthcodec.records import Record
 from synthcodec.runner import Models, RunOptions
 from synthcodec.stages.base import ModelStage
 from synthcodec.stages.rate import DEFAULT_FIELDS

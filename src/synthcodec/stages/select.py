@@ -20,13 +20,12 @@ from typing import Any
 
 from synthcodec.errors import UserError
 from synthcodec.export import export, require_extra
-from synthcodec.report.histogram import plot_histogram, score_bins, value_bins
 from synthcodec.instruction import join_instruction
 from synthcodec.io import Row, iter_rows
 from synthcodec.llm.client import RecordFailed
+from synthcodec.report.histogram import plot_histogram, score_bins, value_bins
 from synthcodec.rundir_reader import review_adjust
 from synthcodec.stages.select_eval import goodness, precision_at, read_labels
-from synthcodec.stats import auc
 from synthcodec.stages.select_rules import (
     IFD_SIGNALS,
     SCORE,
@@ -39,6 +38,7 @@ from synthcodec.stages.select_rules import (
     row_texts,
     value_reader,
 )
+from synthcodec.stats import auc
 from synthcodec.store import atomic_writer, dumps, write_json
 
 KCENTER_POOL = 4  # k-center picks K of the 4K best rows
