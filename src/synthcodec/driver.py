@@ -19,21 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.cost import EXIT_BUDGET, Spend
-from synthcodec.executors import Item, StageLike
+from synthcodec.executors import Item, StageLike, StageRun, run_async, run_stage
 from synthcodec.failures import advice_lines, repeat_advice
 from synthcodec.io import FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.llm.client import Stats
 from synthcodec.records import META, Record, record_id
-from synthcodec.runner import (
+from synthcodec.session import (
     EXIT_ALL_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     Models,
     RunOptions,
-    StageRun,
     check_models,
-    run_async,
-    run_stage,
     shown_models,
 )
 from synthcodec.store import FAILED, OK, REJECTED, Journal, RunDir, hash_value

@@ -154,7 +154,7 @@ def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:
 def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """A journal database: WAL, a commit per row, readable by other processes while live."""
     # check_same_thread off: the run may go on a worker thread (inside a running event
-    # loop, see runner.run_async); one thread at a time uses it.
+    # loop, see executors.run_async); one thread at a time uses it.
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")

@@ -24,7 +24,7 @@ from synthcodec.judgecheck import silent
 from synthcodec.llm import FakeBackend, PermanentError, Request
 from synthcodec.llm.client import FatalModelError
 from synthcodec.records import reason_of
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 from tests.helpers import read_jsonl, write_jsonl
 
 GOOD, BAD = "A careful, correct and complete answer.", "I do not know."

@@ -17,7 +17,7 @@ from synthcodec.codeclm.steps import make_ctx
 from synthcodec.codeclm.workspace import Workspace
 from synthcodec.errors import UserError
 from synthcodec.llm import FakeBackend
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 from tests.helpers import read_jsonl, write_jsonl
 from tests.unit.test_codeclm_loop import SEEDS, _generate, strong_model, target_model
 

@@ -11,7 +11,7 @@ from synthcodec.driver import Plan, RunSummary, Summary, run_plans
 from synthcodec.executors import Item, Stage
 from synthcodec.llm.client import RecordFailed
 from synthcodec.records import Record
-from synthcodec.runner import Models, RunOptions
+from synthcodec.session import Models, RunOptions
 from synthcodec.store import Journal, RunDir
 from tests.helpers import read_jsonl
 

@@ -163,7 +163,7 @@ def test_stop_when_stops_taking_records_on_the_driver(tmp_path: Path) -> None:
 def test_ray_splits_the_per_endpoint_limit_over_shards() -> None:
     """-j is per server: with two servers, each of 2 shards gets half of -j, not of 2 x -j."""
     from synthcodec.executors.ray import RayExecutor
-    from synthcodec.runner import Models, RunOptions
+    from synthcodec.session import Models, RunOptions
 
     options = RunOptions(concurrency=8, no_cache=True, executor="ray")
     models = Models.open({"m": "m@http://127.0.0.1:1/v1,http://127.0.0.1:2/v1"}, options)

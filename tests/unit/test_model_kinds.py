@@ -23,7 +23,7 @@ from synthcodec.llm.spec import (
     price_names,
 )
 from synthcodec.prices import LOCAL, PriceBook
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 
 # spec -> (kind, local, in_process, batchable, lm_eval target, path)
 FORMS = {

@@ -18,7 +18,7 @@ from synthcodec.llm import Completion, FakeBackend, Request
 from synthcodec.llm.client import LLMClient, RecordFailed
 from synthcodec.prompts import ChatTemplate
 from synthcodec.records import reason_of
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 from synthcodec.stages.rate import (
     JSON_ANSWER,
     TEXT_ANSWER,

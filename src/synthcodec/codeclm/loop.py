@@ -43,7 +43,7 @@ from synthcodec.codeclm.workspace import Workspace
 from synthcodec.errors import UserError
 from synthcodec.executors import Item
 from synthcodec.records import META, Record, reason_of
-from synthcodec.runner import Models, RunOptions
+from synthcodec.session import Models, RunOptions
 from synthcodec.store import FAILED, OK, REJECTED
 
 REACHED, EXHAUSTED, INTERRUPTED = "reached", "exhausted", "interrupted"

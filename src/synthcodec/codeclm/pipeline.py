@@ -35,6 +35,7 @@ from synthcodec.codeclm.workspace import COST_KEY, MODELS_KEY, Workspace
 from synthcodec.cost import EXIT_BUDGET
 from synthcodec.driver import write_run_manifest
 from synthcodec.errors import UserError
+from synthcodec.executors import run_async
 from synthcodec.io import scan_input
 from synthcodec.judgecheck import (
     PRE_CHECK_PROBES,
@@ -46,7 +47,7 @@ from synthcodec.judgecheck import (
 )
 from synthcodec.judgecheck.probes import samples_from_rows
 from synthcodec.llm import redact_spec
-from synthcodec.runner import Models, RunOptions, check_models, run_async
+from synthcodec.session import Models, RunOptions, check_models
 from synthcodec.store import FAILED, OK, REJECTED, check_writable_dir, hash_value
 
 T = TypeVar("T")

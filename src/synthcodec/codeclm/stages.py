@@ -21,11 +21,11 @@ from synthcodec.codeclm.rouge import NearDuplicateFilter
 from synthcodec.codeclm.steps import Ctx, base_candidate, make_ctx
 from synthcodec.codeclm.workspace import Workspace
 from synthcodec.errors import EveryRecordFailed, UserError
-from synthcodec.executors import Item, RunResult, StepResult, StopWhen
+from synthcodec.executors import Item, RunResult, StepResult, StopWhen, run_stage
 from synthcodec.io import FieldSpec, extract, iter_rows, scan_input
 from synthcodec.judge import JudgeSettings
 from synthcodec.records import META, Record, record_id
-from synthcodec.runner import Models, RunOptions, run_stage
+from synthcodec.session import Models, RunOptions
 from synthcodec.stages.base import ModelStage
 from synthcodec.store import OK, REJECTED, Journal, hash_file
 

@@ -32,7 +32,7 @@ from synthcodec.parsing import ParseError
 from synthcodec.records import Record
 
 if TYPE_CHECKING:
-    from synthcodec.runner import Models
+    from synthcodec.session import Models
 
 KEEP_STRONG, KEEP_TARGET, IMPROVE, UNRESOLVED = "keep_strong", "keep_target", "improve", "unresolved"
 NEAR_DUPLICATE = "near_duplicate"  # a kept pair too close to an earlier kept one (ROUGE-L)

@@ -31,7 +31,7 @@ from synthcodec.store import (
 )
 
 if TYPE_CHECKING:
-    from synthcodec.runner import Models
+    from synthcodec.session import Models
 
 RUN_KIND = {"kind": "codeclm", "layout": 1}
 # stages.json notes of the run (not stages): the model specs every stage command reuses,

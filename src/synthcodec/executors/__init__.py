@@ -19,6 +19,9 @@ An executor with `remote = True` sets the stage up in its workers, not in the dr
 - `local.LocalExecutor`: N worker coroutines in this process (the default);
 - `ray.RayExecutor`: shards of the input as Ray tasks, each running a `LocalExecutor`
   (`--executor ray`, imported only then).
+
+`run.run_stage` is the one place a command runs a stage: it picks the executor from the run's
+options, sets the stage up, shows progress and returns the usage the stage caused.
 """
 
 from synthcodec.executors.local import (
@@ -31,6 +34,7 @@ from synthcodec.executors.local import (
     StepResult,
     StopWhen,
 )
+from synthcodec.executors.run import StageRun, run_async, run_stage
 
 __all__ = [
     "Item",
@@ -40,5 +44,8 @@ __all__ = [
     "Stage",
     "StageLike",
     "StepResult",
+    "StageRun",
     "StopWhen",
+    "run_async",
+    "run_stage",
 ]

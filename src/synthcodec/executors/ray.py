@@ -98,9 +98,9 @@ class ShardTask:
     table: str  # the stage's journal table, without `stage_`
     specs: dict[str, str]
     backends: dict[str, Any]
-    options: Any  # runner.RunOptions with this shard's share of the limits
+    options: Any  # session.RunOptions with this shard's share of the limits
     concurrency: int  # records in flight in one shard
-    open_models: Callable[..., Any]  # runner.Models.open (passed in: no import cycle)
+    open_models: Callable[..., Any]  # session.Models.open (passed in: no import cycle)
 
 
 def run_shard(task: ShardTask, path: str, items: list[Item], allowance: dict[str, Any]) -> dict:
@@ -239,8 +239,8 @@ class Shard:
 class RayExecutor:
     """Runs a stage's records as Ray tasks over shards (see the module docstring)."""
 
-    models: Any  # runner.Models: specs, injected backends, the run's stats and spend
-    options: Any  # runner.RunOptions
+    models: Any  # session.Models: specs, injected backends, the run's stats and spend
+    options: Any  # session.RunOptions
     concurrency: int | None = None  # records in flight over the whole run
     remote = True  # run_stage leaves stage.setup to the workers
     _stopping: bool = field(default=False, init=False)

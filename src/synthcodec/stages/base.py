@@ -28,7 +28,7 @@ class ModelStage:
     """Base of the stages that call models; subclasses set `name` and `roles`."""
 
     name: str = ""
-    # role -> model spec (a string: the stage stays picklable); the runner opens the clients
+    # role -> model spec (a string: the stage stays picklable); `session.Models` opens the clients
     roles: Mapping[str, str] = {}
 
     def config(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from synthcodec.judgecheck.probes import Sample
 from synthcodec.llm import redact_spec
 from synthcodec.records import META, Record, record_id
 from synthcodec.report.compare import Report, render_table, write_report
-from synthcodec.runner import Models, RunOptions, shown_models
+from synthcodec.session import Models, RunOptions, shown_models
 from synthcodec.stages.base import ModelStage
 from synthcodec.store import FAILED, OK, Journal, RunDir, hash_file, hash_value
 

@@ -34,7 +34,7 @@ from synthcodec.parsing import ParseError, parse_rating
 from synthcodec.prompts import ChatTemplate, load_template
 from synthcodec.records import Record
 from synthcodec.report.histogram import score_bins, text_histogram
-from synthcodec.runner import Models, RunOptions
+from synthcodec.session import Models, RunOptions
 from synthcodec.stages.base import ModelStage, reasoning_fields
 
 SCALE_LOW, SCALE_HIGH = 0.0, 5.0

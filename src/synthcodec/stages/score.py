@@ -34,7 +34,7 @@ from synthcodec.instruction import join_instruction
 from synthcodec.llm.base import ContinuationRequest
 from synthcodec.llm.client import LLMClient
 from synthcodec.records import Record
-from synthcodec.runner import Models, RunOptions
+from synthcodec.session import Models, RunOptions
 from synthcodec.stages.base import ModelStage
 from synthcodec.stages.rate import DEFAULT_FIELDS
 

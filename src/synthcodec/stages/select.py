@@ -105,8 +105,9 @@ def embedder(spec: str, *, backend: Any = None, cache_path: str | None = None
              ) -> Any:
     """`embed(texts) -> vectors` with the model `spec` (or `backend`), through LLMClient and
     the request cache, for --diverse kcenter."""
+    from synthcodec.executors import run_async
     from synthcodec.llm.base import EmbeddingRequest
-    from synthcodec.runner import Models, RunOptions, check_models, run_async
+    from synthcodec.session import Models, RunOptions, check_models
 
     backends = {"embedder": backend} if backend is not None else None
     check_models({"embedder": spec}, backends)
