@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
-from synthcodec.export import Example, alpaca_record, openai_record, sharegpt_record
+from synthcodec.formats import Example, alpaca_record, openai_record, sharegpt_record
 from synthcodec.io import write_parquet
 from synthcodec.judgecheck import CARD_MD
 from synthcodec.llm.spec import redact_spec
@@ -92,12 +92,12 @@ def _json_cols(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _example(run: Run, row: dict[str, Any]) -> Example:
     if run.kind == "generate":
-        return Example(str(row.get("instruction", "")), str(row.get("response", "")))
+        return Example.of(str(row.get("instruction", "")), str(row.get("response", "")))
     fields = run.config.get("fields") or {}
     resp = row.get(fields.get("response", "response"))
-    return Example(str(row.get(fields.get("instruction", "instruction"), "")),
-                   resp if isinstance(resp, str) else dumps(resp),
-                   str(row.get(fields.get("input", "input"), "") or ""))
+    return Example.of(str(row.get(fields.get("instruction", "instruction"), "")),
+                      resp if isinstance(resp, str) else dumps(resp),
+                      str(row.get(fields.get("input", "input"), "") or ""))
 
 
 def shaped(run: Run, rows: list[ViewRow], fmt: str) -> list[dict[str, Any]]:

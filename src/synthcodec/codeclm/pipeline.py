@@ -296,7 +296,7 @@ EXPORT_NAMES = {"jsonl": "pairs_export.jsonl", "alpaca": "pairs_alpaca.json",
 
 def export_pairs(ws: Workspace, fmt: str) -> str:
     """Write the kept pairs (output.jsonl) in a fine-tuning format beside them."""
-    from synthcodec.export import export
+    from synthcodec.formats import export
 
     target = ws.file(EXPORT_NAMES[fmt])
     n = export(fmt, target, ws.rows(OUTPUT), {}, source=ws.file(OUTPUT))

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from synthcodec.export import FORMATS
+from synthcodec.formats import FORMATS
 from synthcodec.report.histogram import text_histogram
 from synthcodec.stages.rate import SCORE
 from synthcodec.stages.select import embedder, select_rows

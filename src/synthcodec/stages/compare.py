@@ -17,7 +17,7 @@ from typing import Any
 from synthcodec.driver import Plan, Summary, run_plans
 from synthcodec.errors import InputError, UserError
 from synthcodec.executors import Item
-from synthcodec.instruction import join_instruction
+from synthcodec.formats import join_instruction
 from synthcodec.io import iter_rows
 from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_template
 from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent

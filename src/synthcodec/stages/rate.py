@@ -22,8 +22,8 @@ from synthcodec.driver import Summary, run_file_stage
 from synthcodec.errors import UserError
 from synthcodec.executors import Reject
 from synthcodec.expected_score import SCORE_ALTERNATIVES, weighted_scores
-from synthcodec.export import EXAMPLE_FIELDS
 from synthcodec.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence
+from synthcodec.formats import EXAMPLE_FIELDS
 from synthcodec.io import iter_rows, parse_field_map
 from synthcodec.judge import wants_json, wants_logprobs
 from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent

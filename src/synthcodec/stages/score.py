@@ -29,8 +29,7 @@ from typing import Any
 from synthcodec.driver import Summary, run_file_stage
 from synthcodec.errors import UserError
 from synthcodec.executors import Reject
-from synthcodec.export import EXAMPLE_FIELDS
-from synthcodec.instruction import join_instruction
+from synthcodec.formats import EXAMPLE_FIELDS, join_instruction
 from synthcodec.llm.base import ContinuationRequest
 from synthcodec.llm.client import LLMClient
 from synthcodec.records import Record

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
-from synthcodec.export import export, require_extra
-from synthcodec.instruction import join_instruction
+from synthcodec.formats import export, join_instruction, require_extra
 from synthcodec.io import Row, iter_rows
 from synthcodec.llm.client import RecordFailed
 from synthcodec.report.histogram import plot_histogram, score_bins, value_bins
