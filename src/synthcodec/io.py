@@ -6,6 +6,10 @@ JSON, JSONL and CSV may be gzipped (`.jsonl.gz`). Every row is checked as it is 
 (`check_row`): a repeated key or column, NaN/Infinity, a lone surrogate or nesting deeper
 than MAX_DEPTH is refused, naming the place, since each would be lost or break a later
 step (a row must be writable as strict JSON and as UTF-8).
+
+One module although over 500 lines: the readers, the strict row checks they all apply and
+the field mapping (`FieldSpec`, `extract`, `scan_input`) are together what "a valid input"
+means, and an error from any of them names the same place (file, line, field).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Layout of RUN/:
   .lock              held (flock) by the one process writing the run; others may read
   shards/<table>/    only while `--executor ray` runs a stage: one journal per shard of it
                      (synthcodec.executors.ray), merged into journal.sqlite by the driver
-The full contract is docs/run-layout.md. One module (a little over 400 lines): everything
+The full contract is docs/run-layout.md. One module (about 500 lines): everything
 that reads or writes a run directory's files, so the layout lives in one place.
 """
 
