@@ -23,7 +23,7 @@ from pathlib import Path
 
 import aiohttp
 
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.mock_server
 from tests.mock_server import serve_in_subprocess  # noqa: E402

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.mock_se
 
 from synthcodec.codeclm import CodecConfig, generate
 from synthcodec.llm import FakeBackend
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 
 GOOD, BAD = "A careful, correct and complete answer.", "I do not know."
 MARKERS = ["HARD", "EASY", "FLIP"]

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from synthcodec.judgecheck.files import CheckSettings, check_files
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 ALPACA = DATA / "alpaca" / "random_9k.json"

@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.mock_server
-from synthcodec.engine import reason_of  # noqa: E402
+from synthcodec.records import reason_of  # noqa: E402
 from tests.mock_server import hash_fraction, serve_in_subprocess  # noqa: E402
 
 W3_SERVER = dict(rate_limit_rps=10, rate_limit_burst=10, retry_after_style="seconds",

@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--model", default="local")
     args = parser.parse_args()
 
-    from synthcodec.runner import RunOptions
+    from synthcodec.session import RunOptions
     from synthcodec.stages.score import score_file
     from synthcodec.stages.select import select_rows
     from synthcodec.stages.select_rules import Rule

@@ -43,7 +43,7 @@ def ray_cluster() -> Iterator[dict[str, str]]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "src"), env.get("PYTHONPATH", "")])
     env["RAY_USAGE_STATS_ENABLED"] = "0"
-    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # one node, on loopback (engine_ray.connect_ray)
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # one node, loopback (executors.ray.connect_ray)
     proc = subprocess.Popen([sys.executable, "-m", "tests.ray_cluster"], cwd=REPO, env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -29,7 +29,7 @@ from typing import Any, ParamSpec, TypeVar
 from synthcodec.driver import Summary
 from synthcodec.errors import UserError
 from synthcodec.io import iter_rows, json_safe
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 from synthcodec.store import atomic_writer, dumps, hash_value, read_json
 
 Data = str | Path | Iterable[Mapping[str, Any]]

@@ -22,22 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.cost import EXIT_BUDGET, Spend
-from synthcodec.engine import Item, Record, StageLike, StopWhen
+from synthcodec.executors import Item, StageLike, StopWhen
+from synthcodec.records import Record
 from synthcodec.errors import UserError
 from synthcodec.failures import advice_lines, repeat_advice
-from synthcodec.io import META, FieldSpec, extract, iter_rows, scan_input, write_parquet
+from synthcodec.io import FieldSpec, extract, iter_rows, scan_input, write_parquet
+from synthcodec.records import META
 from synthcodec.llm.client import Stats
-from synthcodec.runner import (
+from synthcodec.executors import StageRun, run_async, run_stage
+from synthcodec.records import record_id
+from synthcodec.session import (
     EXIT_ALL_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     Models,
     RunOptions,
-    StageRun,
     check_models,
-    record_id,
-    run_async,
-    run_stage,
     shown_models,
 )
 from synthcodec.store import (

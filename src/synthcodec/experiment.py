@@ -384,7 +384,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
         if key not in hashed:
             hashed[key] = hash_file(key)
         return hashed[key]
-    from synthcodec.runner import RunOptions
+    from synthcodec.session import RunOptions
 
     def options(limit: int | None = None) -> RunOptions:
         # overwrite: the experiment owns these run directories; a run with the same config
@@ -645,7 +645,7 @@ def compare_answers(path_a: Path, path_b: Path, run_dir: Path, *, labels: tuple[
                     show: Callable[[CompareResult], None] | None = None) -> dict[str, Any]:
     """`synthcodec compare A B` through its own function (`say`: its judge check's lines,
     `show`: what to do with its CompareResult); the report's numbers."""
-    from synthcodec.runner import EXIT_INTERRUPTED
+    from synthcodec.session import EXIT_INTERRUPTED
     from synthcodec.stages.compare import compare_files
 
     result = compare_files((str(path_a), str(path_b)), run_dir=run_dir, options=options,

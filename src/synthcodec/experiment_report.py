@@ -15,7 +15,7 @@ from synthcodec import __version__
 from synthcodec.io import iter_rows
 from synthcodec.judgecheck import CARD_MD, read_card
 from synthcodec.llm.spec import names_embedded_model
-from synthcodec.report import render_markdown, summarize
+from synthcodec.report.compare import render_markdown, summarize
 from synthcodec.store import atomic_writer, hash_file, read_json, write_json
 
 EMBEDDED = "local"
@@ -47,7 +47,7 @@ def _verdicts(run_dir: Path) -> list[dict[str, Any]]:
 def _loss_chart(path: Path, losses: Mapping[str, list[float]]) -> bool:
     if not any(losses.values()):
         return False
-    from synthcodec import charts
+    from synthcodec.report import charts
 
     fig, (ax,) = charts.new_figure()
     for name, values in losses.items():

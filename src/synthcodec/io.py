@@ -6,6 +6,10 @@ JSON, JSONL and CSV may be gzipped (`.jsonl.gz`). Every row is checked as it is 
 (`check_row`): a repeated key or column, NaN/Infinity, a lone surrogate or nesting deeper
 than MAX_DEPTH is refused, naming the place, since each would be lost or break a later
 step (a row must be writable as strict JSON and as UTF-8).
+
+One module although over 500 lines: the readers, the strict row checks they all apply and
+the field mapping (`FieldSpec`, `extract`, `scan_input`) are together what "a valid input"
+means, and an error from any of them names the same place (file, line, field).
 """
 
 from __future__ import annotations
@@ -27,14 +31,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from synthcodec.errors import InputError, UserError
+from synthcodec.records import META
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
-# Our bookkeeping inside a row (record id, input position, status, reason). One namespaced
-# key, so it never overwrites a user's column; an input that has it is refused.
-META = "_synthcodec"
 # Levels of nesting a row may have. Far more than any dataset needs, and far enough below
 # Python's recursion limit that every later step (hashing, JSON writing) can walk the row.
 MAX_DEPTH = 100

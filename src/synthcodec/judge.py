@@ -17,6 +17,9 @@ scores on the first line, then the explanation) and JSON ({"score_1", "score_2",
 "explanation"}, sent as a JSON schema). JSON is the default for llama.cpp backends, which
 turn the schema into a grammar so even the tiny embedded model must write two scores; HTTP
 judges default to the paper's text format. `JudgeSettings(json=True/False)` overrides.
+
+One module although over 400 lines: the prompt template, the answer format, the request, the
+re-ask wording and the verdict are one protocol with the judge, and change together.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from synthcodec.runner import EXECUTORS, RunOptions
+from synthcodec.session import EXECUTORS, RunOptions
 
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synthcodec.errors import InputError, UserError
-from synthcodec.instruction import join_instruction
+from synthcodec.formats import join_instruction
 from synthcodec.io import iter_rows
 
 __all__ = [

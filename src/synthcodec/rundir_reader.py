@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.llm.spec import redact_spec
+from synthcodec.records import META
 from synthcodec.store import read_json
 
 KEPT, REJECTED, FAILED = "kept", "rejected", "failed"
@@ -259,7 +260,7 @@ class Run:
         else:
             source = journal_rows(self.path, stage)
         for status, row in source:
-            meta = row.get("_synthcodec") or {}
+            meta = row.get(META) or {}
             text = row.get(instr_col) or row.get("prompt") or row.get("question") or ""
             yield ViewRow(key=str(meta.get("id", "")), stage=stage, status=status, data=row,
                           reason=str(meta.get("reason") or ""), score=_float(row.get("score")),
@@ -274,7 +275,7 @@ class Run:
         else:
             source = journal_rows(self.path, "judge")
         for status, row in source:
-            meta = row.get("_synthcodec") or {}
+            meta = row.get(META) or {}
             yield ViewRow(key=f"{row.get('bench', '')}:{row.get('key', '')}",
                           stage=str(row.get("bench") or "judge"), status=status, data=row,
                           reason=str(meta.get("reason") or row.get("codeclm") or ""),
@@ -299,11 +300,11 @@ class Run:
         if rejects.is_dir():
             for f in sorted(rejects.glob("*.jsonl")):
                 for row in _read_jsonl(f):
-                    yield self._gen_row(f.stem, str((row.get("_synthcodec") or {}).get("status")),
+                    yield self._gen_row(f.stem, str((row.get(META) or {}).get("status")),
                                         row, strong)
 
     def _gen_row(self, stage: str, status: str, row: dict[str, Any], model: str) -> ViewRow:
-        meta = row.get("_synthcodec") or {}
+        meta = row.get(META) or {}
         key = row.get("id") or meta.get("id") or ""
         if stage != "loop":
             key = f"{stage}:{key}"
@@ -414,7 +415,7 @@ def review_decision(review: dict[str, dict[str, Any]], key: str) -> str | None:
 
 def file_row_key(row: dict[str, Any]) -> str:
     """The review key of a row of a file command's output (its record id)."""
-    return str((row.get("_synthcodec") or {}).get("id", ""))
+    return str((row.get(META) or {}).get("id", ""))
 
 
 def review_adjust(run_dir: str | os.PathLike[str] | None, rows_path: str | os.PathLike[str],

@@ -9,8 +9,8 @@ Layout of RUN/:
   manifest.json      counts, hashes, token usage, versions
   .lock              held (flock) by the one process writing the run; others may read
   shards/<table>/    only while `--executor ray` runs a stage: one journal per shard of it
-                     (synthcodec.engine_ray), merged into journal.sqlite by the driver
-The full contract is docs/run-layout.md. One module (a little over 400 lines): everything
+                     (synthcodec.executors.ray), merged into journal.sqlite by the driver
+The full contract is docs/run-layout.md. One module (about 500 lines): everything
 that reads or writes a run directory's files, so the layout lives in one place.
 """
 
@@ -154,7 +154,7 @@ def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:
 def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """A journal database: WAL, a commit per row, readable by other processes while live."""
     # check_same_thread off: the run may go on a worker thread (inside a running event
-    # loop, see runner.run_async); one thread at a time uses it.
+    # loop, see executors.run_async); one thread at a time uses it.
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")

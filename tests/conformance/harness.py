@@ -134,7 +134,7 @@ def rounds(run: Path, log: Path, jobs: int, theta: float, **run_options: Any
     from synthcodec.codeclm.loop import IMPROVE, contrast_plan, improve_plan, respond_plan
     from synthcodec.codeclm.pipeline import run_metadata_command, run_stage_command
     from synthcodec.codeclm.stages import decode_plan, encode_plan, rubrics_plan
-    from synthcodec.runner import RunOptions
+    from synthcodec.session import RunOptions
     from tests.unit.test_codeclm_loop import SEEDS, strong_model, target_model
 
     seeds = run.parent / "seeds.jsonl"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from synthcodec.engine import reason_of
+from synthcodec.records import reason_of
 from tests.helpers import cli
 
 pytestmark = pytest.mark.integration

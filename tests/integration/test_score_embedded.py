@@ -45,7 +45,7 @@ def test_ifd_on_real_alpaca_rows(shared_data: Path, require_embedded: None, tmp_
 
     from llama_cpp import Llama
 
-    from synthcodec.instruction import join_instruction
+    from synthcodec.formats import join_instruction
     from synthcodec.llm.llamacpp import default_gguf
 
     llama = Llama(model_path=str(default_gguf()), n_ctx=2048, n_threads=2, logits_all=True,

@@ -350,7 +350,7 @@ def test_generate_loop_in_batch_mode_keeps_the_same_pairs(tmp_path: Path) -> Non
 
     from benchmarks.bench_generate import reply, seeds
     from synthcodec.codeclm import CodecConfig, generate
-    from synthcodec.runner import RunOptions
+    from synthcodec.session import RunOptions
 
     def responder(body: dict[str, Any]) -> str:
         return reply(body["messages"], isinstance(body.get("response_format"), dict),

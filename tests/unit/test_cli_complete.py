@@ -107,7 +107,7 @@ def _score_prompts(n: int) -> list[dict]:
 
 def test_w7_json_invalid_first_answers_are_reasked_cut_ones_fail_with_the_reason(
         tmp_path: Path) -> None:
-    from synthcodec.engine import reason_of
+    from synthcodec.records import reason_of
     from tests.mock_server import hash_fraction, serve_in_subprocess
 
     n, invalid_rate, cut_rate = 60, 0.2, 0.1
@@ -136,7 +136,7 @@ def test_w7_json_invalid_first_answers_are_reasked_cut_ones_fail_with_the_reason
 
 
 def test_json_schema_is_sent_natively_and_enforced(tmp_path: Path) -> None:
-    from synthcodec.engine import reason_of
+    from synthcodec.records import reason_of
     from tests.mock_server import serve_in_subprocess
 
     schema = {"type": "object", "properties": {"score": {"type": "integer", "maximum": 4}},

@@ -20,11 +20,11 @@ import pytest
 
 from synthcodec.codeclm import CodecConfig, generate
 from synthcodec.commands.printing import say  # the stderr lines the command would print
-from synthcodec.engine import reason_of
 from synthcodec.judgecheck import silent
 from synthcodec.llm import FakeBackend, PermanentError, Request
 from synthcodec.llm.client import FatalModelError
-from synthcodec.runner import RunOptions
+from synthcodec.records import reason_of
+from synthcodec.session import RunOptions
 from tests.helpers import read_jsonl, write_jsonl
 
 GOOD, BAD = "A careful, correct and complete answer.", "I do not know."
@@ -347,7 +347,7 @@ def test_files_after_n_pairs_hold_nothing_that_ran_only_by_timing(tmp_path: Path
     because they were in flight: they are left out of every file, so the files depend on the
     input alone (the same under any executor and any timing)."""
     from synthcodec.codeclm.loop import collect, on_base
-    from synthcodec.engine import Item
+    from synthcodec.executors import Item
     from synthcodec.store import RunDir
 
     texts = {"a": "Write a haiku about autumn leaves.", "b": "Explain binary search.",

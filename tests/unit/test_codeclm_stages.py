@@ -15,7 +15,7 @@ from synthcodec.codeclm.recipe import generate_job
 from synthcodec.codeclm.stages import decode_plan, encode_plan, rubrics_plan
 from synthcodec.errors import UserError
 from synthcodec.llm import FakeBackend
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 from tests.helpers import read_jsonl, write_jsonl
 from tests.unit.test_codeclm_loop import SEEDS, _generate, strong_model, target_model
 

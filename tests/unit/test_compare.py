@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-import synthcodec.runner as runner
-from synthcodec.engine import reason_of
+import synthcodec.session as session
 from synthcodec.errors import UserError
 from synthcodec.judge import pair_schema
 from synthcodec.llm import FakeBackend, Request
-from synthcodec.report import summarize
+from synthcodec.records import reason_of
+from synthcodec.report.compare import summarize
 from synthcodec.stages.compare import PairSpec, pair_answers
 from tests.helpers import cli, read_jsonl
 
@@ -80,8 +80,8 @@ def backends(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeBackend]:
         made.setdefault(spec, FakeBackend(replies[spec], name=spec))
         return made[spec]
 
-    monkeypatch.setattr(runner, "load_backend", load)
-    monkeypatch.setattr(runner, "check_spec", lambda spec: None)  # names from `replies`
+    monkeypatch.setattr(session, "load_backend", load)
+    monkeypatch.setattr(session, "check_spec", lambda spec: None)  # names from `replies`
     return made
 
 
@@ -372,7 +372,7 @@ def test_a_crash_mid_run_releases_the_run_directory(tmp_path: Path) -> None:
 
     def run(judge: FakeBackend) -> int:
         return compare_files((str(a), str(b)), run_dir=tmp_path / "r", judge="j",
-                             options=runner.RunOptions(no_cache=True, progress=False),
+                             options=session.RunOptions(no_cache=True, progress=False),
                              backends={"judge": judge}).exit_code
 
     with pytest.raises(RuntimeError, match="a bug in the judge"):

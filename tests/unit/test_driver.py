@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.driver import Plan, RunSummary, Summary, run_plans
-from synthcodec.engine import Item, Record, Stage
+from synthcodec.executors import Item, Stage
 from synthcodec.llm.client import RecordFailed
-from synthcodec.runner import Models, RunOptions
+from synthcodec.records import Record
+from synthcodec.session import Models, RunOptions
 from synthcodec.store import Journal, RunDir
 from tests.helpers import read_jsonl
 

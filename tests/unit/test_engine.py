@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from synthcodec.engine import Item, LocalExecutor, Reject, Stage, reason_of
+from synthcodec.executors import Item, LocalExecutor, Reject, Stage
 from synthcodec.llm.client import RecordFailed
+from synthcodec.records import reason_of
 from synthcodec.store import FAILED, OK, REJECTED, RunDir
 
 
@@ -161,8 +162,8 @@ def test_stop_when_stops_taking_records_on_the_driver(tmp_path: Path) -> None:
 
 def test_ray_splits_the_per_endpoint_limit_over_shards() -> None:
     """-j is per server: with two servers, each of 2 shards gets half of -j, not of 2 x -j."""
-    from synthcodec.engine_ray import RayExecutor
-    from synthcodec.runner import Models, RunOptions
+    from synthcodec.executors.ray import RayExecutor
+    from synthcodec.session import Models, RunOptions
 
     options = RunOptions(concurrency=8, no_cache=True, executor="ray")
     models = Models.open({"m": "m@http://127.0.0.1:1/v1,http://127.0.0.1:2/v1"}, options)
@@ -184,7 +185,7 @@ def test_ray_gives_every_submitted_shard_a_part_of_the_budget() -> None:
     from types import SimpleNamespace
 
     from synthcodec.cost import Spend
-    from synthcodec.engine_ray import SUBMITTED_PER_CPU, RayExecutor, Shard
+    from synthcodec.executors.ray import SUBMITTED_PER_CPU, RayExecutor, Shard
 
     spend = Spend(budget_usd=10.0, max_tokens=1000)
     executor = RayExecutor(SimpleNamespace(spend=spend), options=None)

@@ -321,7 +321,7 @@ def test_benchmarks_in_the_plan_and_bad_settings() -> None:
 def test_compare_step_writes_no_credentials(tmp_path: Path) -> None:
     """The compare step is `compare`'s own function: its config.json shows the judge redacted."""
     from synthcodec.experiment import compare_answers
-    from synthcodec.runner import RunOptions
+    from synthcodec.session import RunOptions
 
     rows = [{"id": i, "question": f"Q{i}", "answer": "GOOD ANSWER"} for i in range(2)]
     a = write_jsonl(tmp_path / "a.jsonl", rows)

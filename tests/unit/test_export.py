@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from synthcodec.errors import InputError, MissingExtraError
-from synthcodec.export import (
+from synthcodec.formats import (
     Example,
     alpaca_record,
     export,
     openai_record,
-    prompt_text,
     sharegpt_record,
     write_alpaca,
     write_hf,
@@ -25,14 +24,15 @@ from synthcodec.export import (
 )
 from synthcodec.io import iter_rows
 
-WITH_INPUT = Example(instruction="Translate.", input="Bonjour", output="Hello")
-NO_INPUT = Example(instruction="Say hi.", output="Hi!")
+WITH_INPUT = Example.of(instruction="Translate.", input="Bonjour", output="Hello")
+NO_INPUT = Example.of(instruction="Say hi.", output="Hi!")
 
 
-def test_prompt_text_joins_input_only_when_present() -> None:
-    assert prompt_text(WITH_INPUT) == "Translate.\n\nBonjour"
-    assert prompt_text(NO_INPUT) == "Say hi."
-    assert prompt_text(Example("Say hi.", "Hi!", input="  ")) == "Say hi."
+def test_user_turn_joins_input_only_when_present() -> None:
+    assert WITH_INPUT.messages[0]["content"] == "Translate.\n\nBonjour"
+    assert NO_INPUT.messages[0]["content"] == "Say hi."
+    assert Example.of("Say hi.", "Hi!", input="  ").messages[0]["content"] == "Say hi."
+    assert WITH_INPUT.output == "Hello" and WITH_INPUT.input == "Bonjour"
 
 
 def test_record_shapes() -> None:
@@ -47,7 +47,7 @@ def test_record_shapes() -> None:
 
 
 def test_files_round_trip(tmp_path: Path) -> None:
-    examples = [WITH_INPUT, NO_INPUT, Example("Ünïcode ✓", "\"quoted\"\nnewline")]
+    examples = [WITH_INPUT, NO_INPUT, Example.of("Ünïcode ✓", "\"quoted\"\nnewline")]
     assert write_alpaca(tmp_path / "a.json", examples) == 3
     assert json.loads((tmp_path / "a.json").read_text(encoding="utf-8")) == [
         alpaca_record(e) for e in examples]

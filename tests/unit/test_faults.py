@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from synthcodec.engine import reason_of
+from synthcodec.records import reason_of
 from synthcodec.store import read_journal
 from tests.helpers import popen_synthcodec, read_jsonl, synthcodec, write_jsonl
 from tests.mock_server import serve_in_subprocess

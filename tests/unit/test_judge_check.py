@@ -244,7 +244,7 @@ def _rows_file(tmp_path: Path) -> Path:
 
 
 def test_rate_checks_its_judge_first_and_noise_keeps_exit_code_0(tmp_path: Path) -> None:
-    from synthcodec.runner import RunOptions
+    from synthcodec.session import RunOptions
     from synthcodec.stages.rate import rate_file
 
     options = RunOptions(progress=False, cache_path=str(tmp_path / "cache.sqlite"))
@@ -265,7 +265,7 @@ def test_rate_checks_its_judge_first_and_noise_keeps_exit_code_0(tmp_path: Path)
 
 
 def test_a_resumed_run_keeps_its_card_and_sends_no_check(tmp_path: Path) -> None:
-    from synthcodec.runner import RunOptions
+    from synthcodec.session import RunOptions
     from synthcodec.stages.rate import rate_file
 
     options = RunOptions(progress=False, no_cache=True)  # nothing comes back from a cache
@@ -287,7 +287,7 @@ def test_a_resumed_run_keeps_its_card_and_sends_no_check(tmp_path: Path) -> None
 
 
 def test_no_judge_check_writes_no_card(tmp_path: Path) -> None:
-    from synthcodec.runner import RunOptions
+    from synthcodec.session import RunOptions
     from synthcodec.stages.rate import rate_file
 
     summary = rate_file(_rows_file(tmp_path), tmp_path / "run", judge="fake:constant",
@@ -298,7 +298,7 @@ def test_no_judge_check_writes_no_card(tmp_path: Path) -> None:
 
 
 def test_compare_puts_the_card_into_its_report(tmp_path: Path) -> None:
-    from synthcodec.runner import RunOptions
+    from synthcodec.session import RunOptions
     from synthcodec.stages.compare import compare_files
 
     a = write_jsonl(tmp_path / "a.jsonl", [{"id": i, "question": s.question, "answer": s.response}

@@ -21,12 +21,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synthcodec import driver, runner
+from synthcodec import driver, session
 from synthcodec.cli import main
-from synthcodec.engine import reason_of
 from synthcodec.llm import check_spec, redact_spec
 from synthcodec.llm.openai_http import OpenAIHTTPBackend
 from synthcodec.llm.spec import parse_http
+from synthcodec.records import reason_of
 from tests.helpers import cli, read_jsonl, synthcodec, write_jsonl
 from tests.mock_server import serve_in_subprocess
 
@@ -238,7 +238,7 @@ def test_a_bug_in_a_step_fails_the_run_loudly(tmp_path: Path,
             raise KeyError("a bug")
         return "ok"
 
-    monkeypatch.setattr(runner, "load_backend", lambda spec, **_: FakeBackend(reply))
+    monkeypatch.setattr(session, "load_backend", lambda spec, **_: FakeBackend(reply))
     with pytest.raises(KeyError, match="a bug"):
         main(["complete", str(src), "-m", "fake:echo", "-o", str(tmp_path / "run"), "-q"])
     assert not (tmp_path / "run" / "output.jsonl").exists()

@@ -9,7 +9,7 @@ from typing import Any
 
 from synthcodec.codeclm import CodecConfig, generate
 from synthcodec.llm import FakeBackend, Request
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 from synthcodec.stages.rate import rate_file
 from tests.helpers import read_jsonl, write_jsonl
 from tests.unit.test_codeclm_loop import SEEDS, strong_model, target_model

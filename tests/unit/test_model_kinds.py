@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import synthcodec
-from synthcodec.engine_ray import embedded
 from synthcodec.errors import UserError
+from synthcodec.executors.ray import embedded
 from synthcodec.experiment import _base_model_spec
 from synthcodec.llm import FakeBackend, check_spec, load_backend
 from synthcodec.llm.spec import (
@@ -23,7 +23,7 @@ from synthcodec.llm.spec import (
     price_names,
 )
 from synthcodec.prices import LOCAL, PriceBook
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 
 # spec -> (kind, local, in_process, batchable, lm_eval target, path)
 FORMS = {

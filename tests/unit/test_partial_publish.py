@@ -14,7 +14,7 @@ from typing import Any
 
 from synthcodec.codeclm import CodecConfig, generate
 from synthcodec.llm import FakeBackend
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 from tests.helpers import popen_synthcodec, read_jsonl, synthcodec, write_jsonl
 from tests.unit.test_codeclm_loop import SEEDS, strong_model, target_model
 

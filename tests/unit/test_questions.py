@@ -52,7 +52,7 @@ def test_self_instruct_joins_instruction_and_input(tmp_path: Path) -> None:
     ])
     got = questions(path)
     # The instruction as written, a blank line, the input: the layout training uses
-    # (synthcodec.instruction.join_instruction), so a tuned model is asked what it learned.
+    # (synthcodec.formats.join_instruction), so a tuned model is asked what it learned.
     assert got[0] == Question("t0", "Fix the grammar.\n\n\nme go")
     assert got[1] == Question("t1", "Tell a joke.")  # empty input adds nothing
     assert [q.id for q in got[2:]] == ["t2#0", "t2#1"]  # one question per instance

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from synthcodec.engine import reason_of
 from synthcodec.errors import UserError
 from synthcodec.fence import FENCE_NOTICE
 from synthcodec.llm import Completion, FakeBackend, Request
 from synthcodec.llm.client import LLMClient, RecordFailed
 from synthcodec.prompts import ChatTemplate
-from synthcodec.runner import RunOptions
+from synthcodec.records import reason_of
+from synthcodec.session import RunOptions
 from synthcodec.stages.rate import (
     JSON_ANSWER,
     TEXT_ANSWER,

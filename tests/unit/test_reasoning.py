@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import synthcodec.runner as runner
+import synthcodec.session as session
 from synthcodec.codeclm import CodecConfig
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.steps import Ctx, contrast, decode, improve, respond
@@ -125,8 +125,8 @@ def test_rater_reads_the_score_after_the_trace(reply: str) -> None:
 def test_rate_keeps_the_trace_in_lineage_not_in_the_explanation(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     judge = FakeBackend(["<think>I'd say 1.</think>\n5\nAll correct."], name="r")
-    monkeypatch.setattr(runner, "load_backend", lambda spec, **_: judge)
-    monkeypatch.setattr(runner, "check_spec", lambda spec: None)
+    monkeypatch.setattr(session, "load_backend", lambda spec, **_: judge)
+    monkeypatch.setattr(session, "check_spec", lambda spec: None)
     data = write_jsonl(tmp_path / "d.jsonl", [{"instruction": "Add 2 and 2.", "input": "",
                                                "output": "4"}])
     assert cli("rate", str(data), "--judge", "r", "--text", "-o", str(tmp_path / "run"),
@@ -149,8 +149,8 @@ def test_compare_reads_the_verdict_not_the_trace(tmp_path: Path,
                 "The good one is better.")
 
     backend = FakeBackend(judge, name="j")
-    monkeypatch.setattr(runner, "load_backend", lambda spec, **_: backend)
-    monkeypatch.setattr(runner, "check_spec", lambda spec: None)
+    monkeypatch.setattr(session, "load_backend", lambda spec, **_: backend)
+    monkeypatch.setattr(session, "check_spec", lambda spec: None)
     a = write_jsonl(tmp_path / "a.jsonl", [{"id": i, "question": f"Q{i}", "answer": "GOOD"}
                                            for i in range(2)])
     b = write_jsonl(tmp_path / "b.jsonl", [{"id": i, "question": f"Q{i}", "answer": "bad"}
@@ -230,8 +230,8 @@ def test_complete_keeps_the_trace_out_of_the_response(tmp_path: Path,
         return f"<think>Think about {prompt}.</think>\n\nAnswer to {prompt}."
 
     backend = FakeBackend(model, name="m")
-    monkeypatch.setattr(runner, "load_backend", lambda spec, **_: backend)
-    monkeypatch.setattr(runner, "check_spec", lambda spec: None)
+    monkeypatch.setattr(session, "load_backend", lambda spec, **_: backend)
+    monkeypatch.setattr(session, "check_spec", lambda spec: None)
     data = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "a"}, {"prompt": "long"}])
     assert cli("complete", str(data), "-m", "m", "-o", str(tmp_path / "r"), "-q",
                "--no-cache") == 0

@@ -13,13 +13,8 @@ import pytest
 from synthcodec.llm import FakeBackend
 from synthcodec.llm.base import ContinuationRequest
 from synthcodec.llm.openai_http import reply_logprobs
-from synthcodec.runner import RunOptions
-from synthcodec.stages.score import (
-    parse_signals,
-    random_key,
-    response_length,
-    score_file,
-)
+from synthcodec.session import RunOptions
+from synthcodec.stages.score import parse_signals, random_key, response_length, score_file
 from tests.helpers import cli, read_jsonl
 from tests.mock_server import MockServer
 

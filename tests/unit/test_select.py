@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from synthcodec.llm import FakeBackend, Request
-from synthcodec.runner import RunOptions
-from synthcodec.stages.rate import rate_file
 from synthcodec.errors import UserError
+from synthcodec.llm import FakeBackend, Request
+from synthcodec.session import RunOptions
+from synthcodec.stages.rate import rate_file
 from synthcodec.stages.select import sibling
 from synthcodec.stages.select_rules import Rule, choose, open_source, read_values
 from tests.helpers import cli

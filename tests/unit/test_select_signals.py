@@ -15,7 +15,7 @@ import synthcodec as sc
 from synthcodec.diversity import k_center, near_duplicate_groups
 from synthcodec.llm import FakeBackend
 from synthcodec.llm.base import ContinuationRequest
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 from synthcodec.stages.rate import rate_file
 from synthcodec.stages.score import random_key, score_file
 from synthcodec.stages.select_eval import precision_at

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from synthcodec.engine import on_interrupt
+from synthcodec.executors.local import on_interrupt
 from tests.helpers import cli_env, popen_synthcodec
 
 

@@ -14,7 +14,7 @@ from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.stages import CodecStage
 from synthcodec.judge import JudgeSettings
 from synthcodec.llm import FakeBackend
-from synthcodec.runner import Models, RunOptions
+from synthcodec.session import Models, RunOptions
 from synthcodec.stages.answer import AnswerStage
 from synthcodec.stages.base import ModelStage
 from synthcodec.stages.compare import JudgeStage

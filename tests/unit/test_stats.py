@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from synthcodec.report import length_controlled, summarize
+from synthcodec.report.compare import length_controlled, summarize
 from synthcodec.stats import auc, cohen_kappa, logistic_fit, wilson
 
 

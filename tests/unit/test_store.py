@@ -108,7 +108,7 @@ def test_nothing_is_written_as_invalid_json(tmp_path: Path) -> None:
 
 
 def test_a_model_reply_with_nan_is_not_valid_json() -> None:
-    from synthcodec.json_output import ANY_OBJECT, JsonReply
+    from synthcodec.llm.json_reply import ANY_OBJECT, JsonReply
     from synthcodec.llm import Completion
 
     reply = JsonReply(ANY_OBJECT, max_tokens=100)

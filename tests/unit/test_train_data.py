@@ -16,7 +16,7 @@ from synthcodec.llm import hfmodels
 from synthcodec.llm.base import Completion, Request
 from synthcodec.llm.hfmodels import TRAIN_INFO, resolve_base
 from synthcodec.progress import StepProgress
-from synthcodec.train import data, sft
+from synthcodec.train import sft
 from synthcodec.train.data import (
     IGNORE_INDEX,
     AnswerOnlyCollator,
@@ -238,15 +238,16 @@ def test_micro_batches_divide_the_batch() -> None:
 
 
 def test_one_prompt_layout_for_training_export_and_benchmarks() -> None:
-    from synthcodec import export, questions
-    from synthcodec.instruction import join_instruction
+    from synthcodec import questions
+    from synthcodec.formats import example_from_row, examples_from_rows, join_instruction
 
     assert join_instruction("Add.", "2+2") == "Add.\n\n2+2"
     assert join_instruction("Say hi. ", "  ") == "Say hi. "  # whitespace input adds nothing
     assert join_instruction("Say hi.", None) == "Say hi."
     row = {"instruction": "Translate: ", "input": " chat ", "output": "cat"}
-    trained = data.row_to_messages("d.jsonl", 1, row)[0]["content"]
-    exported = export.prompt_text(export.Example(row["instruction"], row["output"], row["input"]))
+    trained = example_from_row("d.jsonl", 1, row).messages[0]["content"]
+    generated = {"instruction": row["instruction"], "input": row["input"], "response": "cat"}
+    exported = next(examples_from_rows([(1, generated)], {}, "d.jsonl")).messages[0]["content"]
     asked = questions.BENCH_FORMATS["self-instruct"].questions(
         "b.jsonl", 1, {"id": 1, "instruction": row["instruction"],
                        "instances": [{"input": row["input"]}]})[0].text

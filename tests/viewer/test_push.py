@@ -222,7 +222,7 @@ def test_the_card_names_local_files_without_their_folders(
 
 
 def test_public_path_keeps_what_is_not_a_local_path(tmp_path: Path) -> None:
-    from synthcodec.push import public_path
+    from synthcodec.datacard import public_path
 
     (tmp_path / "models").mkdir()
     assert public_path(str(tmp_path / "seeds.jsonl")) == "seeds.jsonl"

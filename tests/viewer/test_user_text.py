@@ -51,7 +51,7 @@ def test_viewer_chart_and_push_draw_the_category_literally(odd_compare: Path,
 def test_chart_text_is_never_mathtext() -> None:
     from matplotlib.text import Text
 
-    from synthcodec import charts
+    from synthcodec.report import charts
 
     fig, (ax,) = charts.new_figure()
     ax.barh([MATH, "b"], [1, 2])
@@ -76,7 +76,7 @@ def test_a_row_number_past_the_end_is_404(cmp_run: Path, rid: str) -> None:
 
 
 def test_report_markdown_shows_category_markup_as_text() -> None:
-    from synthcodec.report import render_markdown, summarize
+    from synthcodec.report.compare import render_markdown, summarize
 
     row = {"bench": "b<i>1</i>", "category": "<script>x</script>", "score_a_first": 8,
            "score_b_first": 4, "score_a_second": 8, "score_b_second": 4}

@@ -13,11 +13,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from synthcodec.engine import Item, Record
+from synthcodec.executors import Item
+from synthcodec.records import Record
 from synthcodec.errors import UserError
 from synthcodec.io import FieldSpec, iter_rows
 from synthcodec.llm import redact_spec
-from synthcodec.runner import record_id
+from synthcodec.records import record_id
 from synthcodec.store import (
     FAILED,
     OK,

@@ -43,10 +43,11 @@ from synthcodec.codeclm.steps import (
     unresolved_reason,
 )
 from synthcodec.driver import Plan, Published
-from synthcodec.engine import Item, Record
+from synthcodec.executors import Item
+from synthcodec.records import Record
 from synthcodec.errors import UserError
-from synthcodec.io import META
-from synthcodec.runner import Models
+from synthcodec.records import META
+from synthcodec.session import Models
 from synthcodec.store import FAILED, OK, REJECTED, Journal, RunDir
 
 REACHED, EXHAUSTED, INTERRUPTED = "reached", "exhausted", "interrupted"

@@ -46,7 +46,7 @@ from synthcodec.judgecheck import (
 )
 from synthcodec.judgecheck.probes import samples_from_rows
 from synthcodec.llm import redact_spec
-from synthcodec.runner import Models, RunOptions
+from synthcodec.session import Models, RunOptions
 from synthcodec.store import RunDir, check_writable_dir
 
 
@@ -178,7 +178,7 @@ EXPORT_NAMES = {"jsonl": "pairs_export.jsonl", "alpaca": "pairs_alpaca.json",
 
 def export_pairs(path: Path, fmt: str) -> str:
     """Write the kept pairs (output.jsonl) in a fine-tuning format beside them."""
-    from synthcodec.export import export
+    from synthcodec.formats import export
     from synthcodec.io import iter_rows
 
     target = path / EXPORT_NAMES[fmt]

@@ -19,7 +19,7 @@ from synthcodec.codeclm.config import CodecConfig
 from synthcodec.errors import UserError
 from synthcodec.judgecheck import Say, silent
 from synthcodec.options import run_options
-from synthcodec.runner import RunOptions
+from synthcodec.session import RunOptions
 
 # Keys of `generate` itself, with the type each takes.
 _GENERATE: dict[str, Any] = {

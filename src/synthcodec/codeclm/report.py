@@ -14,7 +14,7 @@ from typing import Any
 
 from synthcodec.codeclm.steps import KEEP_TARGET, UNRESOLVED
 from synthcodec.codeclm.files import COST_KEY, ledger
-from synthcodec.histogram import text_histogram
+from synthcodec.report.histogram import text_histogram
 from synthcodec.judgecheck import CARD_JSON, read_card
 from synthcodec.store import write_json
 
@@ -174,8 +174,8 @@ def write_summary(path: Path, summary: dict[str, Any]) -> list[str]:
 
 
 def plot_gaps(path: Path, summary: dict[str, Any]) -> None:
-    """Bar chart of the gap histogram with the ±theta band (synthcodec.charts)."""
-    from synthcodec import charts
+    """Bar chart of the gap histogram with the ±theta band (synthcodec.report.charts)."""
+    from synthcodec.report import charts
 
     theta = float(summary["theta"])
     xs = [b for b, _ in summary["gap_histogram"]]

@@ -25,13 +25,14 @@ from synthcodec.codeclm.prompts import (
     parse_rubric_actions,
     rubrics_request,
 )
-from synthcodec.engine import Record, Reject
+from synthcodec.executors import Reject
 from synthcodec.judge import JudgeSettings, judge_both_orders
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError
+from synthcodec.records import Record
 
 if TYPE_CHECKING:
-    from synthcodec.runner import Models
+    from synthcodec.session import Models
 
 KEEP_STRONG, KEEP_TARGET, IMPROVE, UNRESOLVED = "keep_strong", "keep_target", "improve", "unresolved"
 NEAR_DUPLICATE = "near_duplicate"  # a kept pair too close to an earlier kept one (ROUGE-L)

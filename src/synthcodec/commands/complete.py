@@ -61,7 +61,7 @@ def command(input_path: str, model: str, fields: tuple[str, ...], system: str | 
     options = options_from(kwargs)
     schema = None
     if json_schema_path:
-        from synthcodec.json_output import load_schema
+        from synthcodec.llm.json_reply import load_schema
 
         schema = load_schema(json_schema_path)  # a bad file: one line, before anything runs
     summary = complete_file(input_path, run_dir, model=model, options=options,

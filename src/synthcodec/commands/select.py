@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from synthcodec.export import FORMATS
-from synthcodec.histogram import text_histogram
+from synthcodec.formats import FORMATS
+from synthcodec.report.histogram import text_histogram
 from synthcodec.stages.rate import SCORE
 from synthcodec.stages.select import embedder, select_rows
 from synthcodec.stages.select_rules import DEFAULT_MIN_SCORE, DIVERSE, rule_from_options

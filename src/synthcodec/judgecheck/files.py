@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
+from synthcodec.executors import run_async
 from synthcodec.io import iter_rows
 from synthcodec.judge import JudgeSettings
 from synthcodec.judgecheck import Say, run_check, silent, write_card
@@ -21,7 +22,7 @@ from synthcodec.judgecheck.card import JudgeCard
 from synthcodec.judgecheck.probes import Sample, samples_from_rows
 from synthcodec.llm import redact_spec
 from synthcodec.prompts import ChatTemplate
-from synthcodec.runner import Models, RunOptions, check_models, run_async
+from synthcodec.session import Models, RunOptions, check_models
 from synthcodec.store import read_json
 
 __all__ = ["CheckSettings", "Source", "check_files", "load_source"]

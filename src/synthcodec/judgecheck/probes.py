@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synthcodec.errors import UserError
-from synthcodec.instruction import join_instruction
+from synthcodec.formats import join_instruction
 
 __all__ = ["PAIRWISE_KINDS", "RATER_KINDS", "Probe", "Sample", "build_probes", "first_third",
            "padded", "samples_from_rows"]
@@ -139,7 +139,7 @@ def samples_from_rows(path: str | Path, mapping: Mapping[str, str],
                       max_rows: int | None = None) -> list[Sample]:
     """Samples from an instruction file with responses, its first `max_rows` rows if given
     (a bad row is an InputError naming its file, line and field)."""
-    from synthcodec.export import EXAMPLE_FIELDS
+    from synthcodec.formats import EXAMPLE_FIELDS
     from synthcodec.io import extract, iter_rows
 
     out: list[Sample] = []

@@ -582,7 +582,7 @@ def _mend_surrogates(text: str) -> str:
 
 def fail_if_truncated(completion: Completion, max_tokens: int) -> None:
     """Raise RecordFailed for a structured reply cut off at max_tokens: not re-asked, since
-    the same request would be cut off again (LLMClient.structured, json_output.JsonReply)."""
+    the same request would be cut off again (LLMClient.structured, llm.json_reply.JsonReply)."""
     if completion.finish_reason == "length":
         raise RecordFailed(
             f"output truncated at max_tokens={max_tokens} (finish_reason=length) before "

@@ -10,17 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.driver import Summary, run_file_stage
-from synthcodec.engine import Record
 from synthcodec.errors import InputError, UserError
-from synthcodec.io import META, FieldSpec
+from synthcodec.io import FieldSpec
 from synthcodec.llm import Request, redact_spec
-from synthcodec.questions import (
-    BenchFormat,
-    Question,
-    read_questions,
-    resolve_format,
-)
-from synthcodec.runner import Models, RunOptions, check_models
+from synthcodec.questions import BenchFormat, Question, read_questions, resolve_format
+from synthcodec.records import META, Record
+from synthcodec.session import Models, RunOptions, check_models
 from synthcodec.stages.base import ModelStage, reasoning_fields
 from synthcodec.store import atomic_writer, check_writable_dir, write_jsonl
 
@@ -106,7 +101,7 @@ def _write_questions(run: Path, questions: list[Question]) -> Path:
     """The questions, normalized, in the run directory under a content-addressed name.
 
     One row per question (a Self-Instruct task with several instances is several questions),
-    so the shared runner journals, resumes and limits per question. The name carries the
+    so `run_stage` journals, resumes and limits per question. The name carries the
     content hash: a different benchmark or mapping never overwrites the file of an existing
     run, and the run's config check reports the change.
     """

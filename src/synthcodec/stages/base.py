@@ -6,7 +6,7 @@ it (the local executor here; a worker of a distributed executor elsewhere) first
 `setup(models)`, which builds what needs live clients, then awaits `run(record)` per record:
 
 - return the output row (or rows);
-- raise `engine.Reject(reason)` to drop the record on purpose (rejected, with the reason);
+- raise `executors.Reject(reason)` to drop the record on purpose (rejected, with the reason);
 - raise `llm.client.RecordFailed(reason)` when it cannot be done (failed, retried next run).
 
 Anything else is a bug and stops the run. Work across records (stop at n kept, ROUGE-L
@@ -20,15 +20,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from synthcodec.engine import Record, StepResult
-from synthcodec.io import META
+from synthcodec.executors import StepResult
+from synthcodec.records import META, Record
 
 
 class ModelStage:
     """Base of the stages that call models; subclasses set `name` and `roles`."""
 
     name: str = ""
-    # role -> model spec (a string: the stage stays picklable); the runner opens the clients
+    # role -> model spec (a string: the stage stays picklable); `session.Models` opens the clients
     roles: Mapping[str, str] = {}
 
     def config(self) -> dict[str, Any]:

@@ -15,16 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.driver import Plan, Summary, run_plans
-from synthcodec.engine import Item, Record
 from synthcodec.errors import InputError, UserError
-from synthcodec.instruction import join_instruction
-from synthcodec.io import META, iter_rows
+from synthcodec.executors import Item
+from synthcodec.formats import join_instruction
+from synthcodec.io import iter_rows
 from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_template
 from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent
 from synthcodec.judgecheck.probes import Sample
 from synthcodec.llm import redact_spec
-from synthcodec.report import Report, render_table, write_report
-from synthcodec.runner import Models, RunOptions, record_id, shown_models
+from synthcodec.records import META, Record, record_id
+from synthcodec.report.compare import Report, render_table, write_report
+from synthcodec.session import Models, RunOptions, shown_models
 from synthcodec.stages.base import ModelStage
 from synthcodec.store import FAILED, OK, Journal, RunDir, hash_file, hash_value
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.driver import Summary, run_file_stage
-from synthcodec.engine import Record
 from synthcodec.io import FieldSpec
 from synthcodec.llm import Request
-from synthcodec.runner import Models, RunOptions
+from synthcodec.records import Record
+from synthcodec.session import Models, RunOptions
 from synthcodec.stages.base import ModelStage, reasoning_fields
 
 
@@ -47,7 +47,7 @@ class CompleteStage(ModelStage):
         self._client = models["model"]
         self._reply: Any = None
         if self.json_schema is not None:
-            from synthcodec.json_output import JsonReply
+            from synthcodec.llm.json_reply import JsonReply
 
             self._reply = JsonReply(self.json_schema, self.max_tokens)
 
@@ -84,7 +84,7 @@ def complete_file(input_path: str | Path, run_dir: str | Path, *, model: str,
     column.
     """
     if json and json_schema is None:
-        from synthcodec.json_output import ANY_OBJECT
+        from synthcodec.llm.json_reply import ANY_OBJECT
 
         json_schema = ANY_OBJECT
     stage = CompleteStage(model=model, system=system, temperature=temperature,

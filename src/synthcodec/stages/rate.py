@@ -19,13 +19,12 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from synthcodec.driver import Summary, run_file_stage
-from synthcodec.engine import Record, Reject
 from synthcodec.errors import UserError
-from synthcodec.export import EXAMPLE_FIELDS
-from synthcodec.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence
-from synthcodec.histogram import score_bins, text_histogram
-from synthcodec.io import iter_rows, parse_field_map
+from synthcodec.executors import Reject
 from synthcodec.expected_score import SCORE_ALTERNATIVES, weighted_scores
+from synthcodec.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence
+from synthcodec.formats import EXAMPLE_FIELDS
+from synthcodec.io import iter_rows, parse_field_map
 from synthcodec.judge import wants_json, wants_logprobs
 from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent
 from synthcodec.judgecheck.probes import samples_from_rows
@@ -33,7 +32,9 @@ from synthcodec.llm import Completion, Request, redact_spec
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError, parse_rating
 from synthcodec.prompts import ChatTemplate, load_template
-from synthcodec.runner import Models, RunOptions
+from synthcodec.records import Record
+from synthcodec.report.histogram import score_bins, text_histogram
+from synthcodec.session import Models, RunOptions
 from synthcodec.stages.base import ModelStage, reasoning_fields
 
 SCALE_LOW, SCALE_HIGH = 0.0, 5.0

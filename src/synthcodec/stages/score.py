@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.driver import Summary, run_file_stage
-from synthcodec.engine import Record, Reject
 from synthcodec.errors import UserError
-from synthcodec.export import EXAMPLE_FIELDS
-from synthcodec.instruction import join_instruction
+from synthcodec.executors import Reject
+from synthcodec.formats import EXAMPLE_FIELDS, join_instruction
 from synthcodec.llm.base import ContinuationRequest
 from synthcodec.llm.client import LLMClient
-from synthcodec.runner import Models, RunOptions
+from synthcodec.records import Record
+from synthcodec.session import Models, RunOptions
 from synthcodec.stages.base import ModelStage
 from synthcodec.stages.rate import DEFAULT_FIELDS
 

@@ -19,14 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
-from synthcodec.export import export, require_extra
-from synthcodec.histogram import plot_histogram, score_bins, value_bins
-from synthcodec.instruction import join_instruction
+from synthcodec.formats import export, join_instruction, require_extra
 from synthcodec.io import Row, iter_rows
 from synthcodec.llm.client import RecordFailed
+from synthcodec.report.histogram import plot_histogram, score_bins, value_bins
 from synthcodec.rundir_reader import review_adjust
 from synthcodec.stages.select_eval import goodness, precision_at, read_labels
-from synthcodec.stats import auc
 from synthcodec.stages.select_rules import (
     IFD_SIGNALS,
     SCORE,
@@ -39,6 +37,7 @@ from synthcodec.stages.select_rules import (
     row_texts,
     value_reader,
 )
+from synthcodec.stats import auc
 from synthcodec.store import atomic_writer, dumps, write_json
 
 KCENTER_POOL = 4  # k-center picks K of the 4K best rows
@@ -105,8 +104,9 @@ def embedder(spec: str, *, backend: Any = None, cache_path: str | None = None
              ) -> Any:
     """`embed(texts) -> vectors` with the model `spec` (or `backend`), through LLMClient and
     the request cache, for --diverse kcenter."""
+    from synthcodec.executors import run_async
     from synthcodec.llm.base import EmbeddingRequest
-    from synthcodec.runner import Models, RunOptions, check_models, run_async
+    from synthcodec.session import Models, RunOptions, check_models
 
     backends = {"embedder": backend} if backend is not None else None
     check_models({"embedder": spec}, backends)

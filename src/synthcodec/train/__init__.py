@@ -5,13 +5,12 @@ Importing this package is cheap: torch, transformers and peft load only when tra
 
 from synthcodec.llm.hfmodels import TRAIN_INFO, read_train_info, resolve_base
 from synthcodec.progress import StepProgress
-from synthcodec.train.data import TrainExample, encode_messages, load_examples
+from synthcodec.train.data import encode_messages, load_examples
 from synthcodec.train.sft import TrainResult, default_batch_size, train_lora
 
 __all__ = [
     "TRAIN_INFO",
     "StepProgress",
-    "TrainExample",
     "TrainResult",
     "default_batch_size",
     "encode_messages",

@@ -1,5 +1,6 @@
-"""Training data: rows in three shapes -> validated conversations -> (input_ids, labels) with
-only the assistant's tokens labelled, and the collator that pads them into batches.
+"""Training data: a file's rows -> validated examples (formats.example_from_row: Alpaca,
+OpenAI or ShareGPT rows) -> (input_ids, labels) with only the assistant's tokens labelled,
+and the collator that pads them into batches.
 
 No torch at import time except inside the collator's call: rows are validated (file, line
 and field in every error) before the `train` extra is even looked for.
@@ -11,107 +12,25 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from synthcodec.errors import InputError, UserError
-from synthcodec.instruction import join_instruction
+from synthcodec.formats import Example, Message, example_from_row
 from synthcodec.io import iter_rows
 from synthcodec.llm.hfmodels import render, token_ids
 
 IGNORE_INDEX = -100  # label value that cross-entropy skips: prompt tokens and padding
 
-Message = dict[str, str]
-ROLES = ("system", "user", "assistant")
-SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
-                  "assistant": "assistant", "chatgpt": "assistant", "bing": "assistant"}
 
-
-@dataclass(frozen=True)
-class TrainExample:
-    """One conversation to learn from; the loss covers the assistant turns only."""
-
-    messages: tuple[Message, ...]
-    line: int
-
-
-def row_to_messages(path: str | os.PathLike[str], line: int, row: dict[str, Any]) -> list[Message]:
-    """Alpaca (`instruction`, `input`, `output`/`response`), OpenAI `messages`, or ShareGPT
-    `conversations`, as chat messages. Raises InputError naming the file, line and field."""
-    if "messages" in row:
-        return _chat_messages(path, line, row["messages"], "messages")
-    if "conversations" in row:
-        return _chat_messages(path, line, row["conversations"], "conversations")
-    instruction = _text_field(path, line, row, "instruction")
-    out_field = "output" if "output" in row or "response" not in row else "response"
-    output = _text_field(path, line, row, out_field)
-    input_text = row.get("input")
-    if input_text is None:
-        input_text = ""
-    if not isinstance(input_text, str):
-        raise InputError(path, f"expected a string, got {type(input_text).__name__}",
-                         line=line, field="input")
-    messages: list[Message] = []
-    system = row.get("system")
-    if isinstance(system, str) and system.strip():
-        messages.append({"role": "system", "content": system})
-    messages.append({"role": "user", "content": join_instruction(instruction, input_text)})
-    messages.append({"role": "assistant", "content": output})
-    return messages
-
-
-def _text_field(path: Any, line: int, row: dict[str, Any], name: str) -> str:
-    if name not in row or row[name] is None:
-        hint = ("; each row needs 'instruction' and 'output' (Alpaca), or 'messages' "
-                "(OpenAI chat format)")
-        raise InputError(path, "missing" + hint, line=line, field=name)
-    value = row[name]
-    if not isinstance(value, str):
-        raise InputError(path, f"expected a string, got {type(value).__name__}",
-                         line=line, field=name)
-    if not value.strip():
-        raise InputError(path, "empty", line=line, field=name)
-    return value
-
-
-def _chat_messages(path: Any, line: int, value: Any, name: str) -> list[Message]:
-    if not isinstance(value, list) or not value:
-        raise InputError(path, "expected a non-empty list of messages", line=line, field=name)
-    messages: list[Message] = []
-    for i, m in enumerate(value):
-        where = f"{name}[{i}]"
-        if not isinstance(m, dict):
-            raise InputError(path, f"expected an object, got {type(m).__name__}",
-                             line=line, field=where)
-        if "role" in m or "content" in m:
-            role, content = m.get("role"), m.get("content")
-            if role not in ROLES:
-                raise InputError(path, f"role must be one of {', '.join(ROLES)}, got {role!r}",
-                                 line=line, field=f"{where}.role")
-        else:  # ShareGPT: {"from": "human"|"gpt"|"system", "value": ...}
-            role, content = SHAREGPT_ROLES.get(str(m.get("from"))), m.get("value")
-            if role is None:
-                raise InputError(path, "expected 'role'/'content' (OpenAI) or 'from'/'value' "
-                                 "(ShareGPT)", line=line, field=where)
-        if not isinstance(content, str):
-            raise InputError(path, "content must be a string", line=line,
-                             field=f"{where}.content")
-        messages.append({"role": role, "content": content})
-    if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
-        raise InputError(path, "no assistant message to learn from", line=line, field=name)
-    return messages
-
-
-def load_examples(path: str | os.PathLike[str]) -> list[TrainExample]:
+def load_examples(path: str | os.PathLike[str]) -> list[Example]:
     """Every row of a JSONL/JSON (or CSV/Parquet/HF dataset) file, validated before training."""
-    examples = [TrainExample(tuple(row_to_messages(path, line, row)), line)
-                for line, row in iter_rows(path)]
+    examples = [example_from_row(path, line, row) for line, row in iter_rows(path)]
     if not examples:
         raise InputError(path, "the training data has no rows")
     return examples
 
 
-def examples_sha256(examples: Sequence[TrainExample]) -> str:
+def examples_sha256(examples: Sequence[Example]) -> str:
     """A hash of the conversations themselves, independent of the file format."""
     digest = hashlib.sha256()
     for ex in examples:
@@ -196,10 +115,7 @@ class AnswerOnlyCollator:
 __all__ = [
     "IGNORE_INDEX",
     "AnswerOnlyCollator",
-    "Message",
-    "TrainExample",
     "encode_messages",
     "examples_sha256",
     "load_examples",
-    "row_to_messages",
 ]

@@ -1,11 +1,11 @@
-"""Charts as PNG bytes (synthcodec.charts: one style, Agg): the page loads nothing from the
+"""Charts as PNG bytes (report.charts: one style, Agg): the page loads nothing from the
 internet, and `push` puts the same PNGs in the dataset repository."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from synthcodec import charts
+from synthcodec.report import charts
 from synthcodec.rundir_reader import Run
 
 CHARTS = {

@@ -1,4 +1,5 @@
-"""JSON output for `complete --json` / `--json-schema FILE`: load the schema, check replies.
+"""Schema-checked JSON replies for `complete --json` / `--json-schema FILE`: load the schema,
+check every reply.
 
 The schema goes to the backend in its native form (`Request.json_schema`: OpenAI
 `response_format` json_schema, a llama.cpp grammar); every reply is still parsed and

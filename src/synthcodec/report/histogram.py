@@ -1,5 +1,5 @@
 """Score histograms for ratings: half-point bins, a text chart for the terminal, a PNG plot
-(synthcodec.charts)."""
+(report.charts)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-from synthcodec import charts
+from synthcodec.report import charts
 
 __all__ = ["bin_of", "score_bins", "value_bins", "text_histogram", "plot_histogram"]
 

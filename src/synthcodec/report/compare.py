@@ -288,7 +288,7 @@ def render_markdown(report: Report, *, label_a: str, label_b: str, judge: str,
 
 def write_chart(report: Report, path: str | Path, *, label_a: str, label_b: str) -> None:
     """Stacked win/tie/lose bars per benchmark (and category), one panel per rule."""
-    from synthcodec import charts
+    from synthcodec.report import charts
 
     # Rows without verdicts stay in the chart (empty, labelled) so it always matches the table.
     rows = report.table_rows + report.categories

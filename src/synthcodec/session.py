@@ -1,28 +1,25 @@
-"""What every model-calling command shares: its options (`RunOptions`), its model clients
-(`Models`, one cache and one usage counter), record ids, and `run_stage`, the one place any
-stage runs. The run around a stage (run directory, publish, manifest) is synthcodec.driver.
+"""What a run opens: its options (`RunOptions`, the knobs every model-calling command shares)
+and its models (`Models`: one client per role, sharing one cache, one usage counter and one
+spend), checked before anything is written (`check_models`). Where a stage then runs is
+synthcodec.executors (`run_stage`); the run around it (run directory, publish, manifest) is
+synthcodec.driver.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-from collections.abc import Iterable, Mapping, Sized
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synthcodec.cache import RequestCache, default_cache_path
 from synthcodec.cost import Spend
-from synthcodec.engine import Item, LocalExecutor, RunResult, StageLike, StopWhen
 from synthcodec.errors import UserError
 from synthcodec.llm import check_spec, load_backend, redact_spec
 from synthcodec.llm.batch import BatchLedger, BatchSender, BatchSettings
 from synthcodec.llm.client import LLMClient, RetryPolicy, Stats, default_in_flight
 from synthcodec.llm.spec import find_kind
 from synthcodec.prices import PriceBook
-from synthcodec.progress import Counts, Progress
-from synthcodec.store import Journal, canonical_json
 
 # Exit codes of every model-calling command (documented in the README).
 EXIT_OK, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -52,7 +49,7 @@ class RunOptions:
     prices_file: str | None = None  # else $SYNTHCODEC_PRICES
     price: tuple[str, ...] = ()  # --price [ROLE_OR_MODEL=]IN,OUT[,CACHED]
     # Where stages run (not part of a run's configuration either: a run started on one
-    # executor resumes on the other). "ray": synthcodec.engine_ray, on `ray_address` or
+    # executor resumes on the other). "ray": synthcodec.executors.ray, on `ray_address` or
     # $RAY_ADDRESS, else on a local Ray cluster.
     executor: str = "local"
     ray_address: str | None = None
@@ -223,72 +220,3 @@ class Models:
                 await client.aclose()
         if self.cache is not None:
             self.cache.close()
-
-
-def record_id(idx: int, row: Mapping[str, Any]) -> str:
-    """Deterministic: position in the input plus a hash of the row's content."""
-    digest = hashlib.sha1(canonical_json(row).encode()).hexdigest()[:10]
-    return f"{idx:07d}-{digest}"
-
-
-@dataclass
-class StageRun:
-    """What one pass of a stage did: the executor's result and the models' usage in it."""
-
-    result: RunResult
-    usage: dict[str, int]
-
-
-async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, models: Models,
-                    options: RunOptions, *, label: str | None = None, total: int | None = None,
-                    concurrency: int | None = None,
-                    stop_when: StopWhen | None = None) -> StageRun:
-    """Run `stage` over `items` into its journal: the one place every command runs a stage.
-
-    Sets the stage up (`setup(models)`, when it has one), shows progress, lets a budget stop
-    drain it like a first Ctrl-C, and returns the usage it caused. The executor is
-    `options.executor`: local, or Ray (synthcodec.engine_ray: shards of
-    `items` on a Ray cluster, the stage set up in each worker); `concurrency` is records in
-    flight (default: what the models can take), over the whole run either way. `stop_when`
-    (engine.StopWhen) is a cross-record stop condition the executor checks on the driver.
-    """
-    if total is None and isinstance(items, Sized):
-        total = len(items)
-    before = models.stats.as_dict()
-    counts = Counts(total=total)
-    progress = Progress(label or stage.name, counts, models.stats, enabled=options.progress,
-                        interval=options.progress_interval, spend=models.spend)
-    executor: LocalExecutor | Any
-    if options.executor == "ray":
-        from synthcodec.engine_ray import RayExecutor
-
-        executor = RayExecutor(models, options, concurrency=concurrency)
-    else:
-        workers = concurrency or models.concurrency()
-        executor = LocalExecutor(
-            concurrency=min(workers, max(1, total)) if total is not None else workers)
-    models.spend.on_stop[:] = [executor.stop, lambda: progress.note(
-        f"{models.spend.stopped}: letting in-flight records finish, starting no new ones")]
-    setup = getattr(stage, "setup", None)
-    if setup is not None and not getattr(executor, "remote", False):
-        await setup(models)
-    try:
-        result = await executor.run(stage, items, journal, progress=progress, total=total,
-                                    stop_when=stop_when)
-    finally:
-        progress.close()
-    after = models.stats.as_dict()
-    return StageRun(result, {k: v - before.get(k, 0) for k, v in after.items()
-                             if isinstance(v, (int, float))})
-
-
-def run_async(coro: Any) -> Any:
-    """`asyncio.run`, also from inside a running event loop (Jupyter): then on a thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()

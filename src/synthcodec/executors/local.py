@@ -1,4 +1,4 @@
-"""The run engine: map an async step over a stream of records, journaling each result.
+"""The local executor: map an async step over a stream of records, journaling each result.
 
 A stage is plain data (a name and an async function of one record); the executor decides
 how records reach it. `LocalExecutor` keeps a fixed number of records in flight with one
@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from synthcodec.errors import Drain
-from synthcodec.io import META
 from synthcodec.llm.client import RecordFailed
 from synthcodec.progress import Counts, Progress
+from synthcodec.records import Record, dropped_row
 from synthcodec.store import FAILED, OK, REJECTED, Journal
 
 log = logging.getLogger(__name__)
 
-Record = dict[str, Any]
 StepResult = Record | list[Record] | None
 
 
@@ -71,19 +70,6 @@ class Item:
     idx: int
     record: Record
     row: Record | None = None
-
-
-def dropped_row(item: Item, status: str, reason: str, data: Record | None = None,
-                **extra: Any) -> Record:
-    """A rejected or failed row: the data untouched, our bookkeeping under one key."""
-    payload = data if data is not None else item.row if item.row is not None else item.record
-    return {**payload, META: {"id": item.id, "index": item.idx, "status": status,
-                              "reason": reason, **extra}}
-
-
-def reason_of(row: Record) -> str:
-    """The reason written into a rejected or failed row by `dropped_row`."""
-    return str((row.get(META) or {}).get("reason", ""))
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""`--executor ray`: one stage over shards of its input, each shard a Ray task.
+"""`--executor ray`: one stage over shards of its input, each shard a Ray task (`ShardTask`).
 
 How, and why so (issue "Scale out"; the run layout stays the one of docs/run-layout.md).
 One module of about 480 lines because the driver's half and the worker's half are one
@@ -65,20 +65,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from synthcodec.engine import (
+from synthcodec.errors import MissingExtraError, UserError
+from synthcodec.executors.local import (
     Item,
     LocalExecutor,
-    Record,
     RunResult,
     StageLike,
     StopWhen,
     on_interrupt,
     to_do,
 )
-from synthcodec.errors import MissingExtraError, UserError
 from synthcodec.llm.client import EndpointCounts
 from synthcodec.llm.spec import find_kind
 from synthcodec.progress import Counts, Progress
+from synthcodec.records import Record
 from synthcodec.store import FAILED, OK, REJECTED, Journal, connect, read_json, write_json
 
 SHARDS_PER_CPU = 4
@@ -91,35 +91,36 @@ SUFFIXES = (".sqlite", ".sqlite-wal", ".sqlite-shm", ".json", ".lock")
 
 
 @dataclass
-class Job:
-    """What every shard task of one stage gets: plain, picklable data."""
+class ShardTask:
+    """One stage's work as a shard's Ray task receives it: plain, picklable data."""
 
     stage: StageLike
     table: str  # the stage's journal table, without `stage_`
     specs: dict[str, str]
     backends: dict[str, Any]
-    options: Any  # runner.RunOptions with this shard's share of the limits
+    options: Any  # session.RunOptions with this shard's share of the limits
     concurrency: int  # records in flight in one shard
-    open_models: Callable[..., Any]  # runner.Models.open (passed in: no import cycle)
+    open_models: Callable[..., Any]  # session.Models.open (passed in: no import cycle)
 
 
-def run_shard(job: Job, path: str, items: list[Item], allowance: dict[str, Any]) -> dict:
+def run_shard(task: ShardTask, path: str, items: list[Item], allowance: dict[str, Any]) -> dict:
     """A Ray task: one shard through the stage into its own journal."""
-    if embedded(job.specs, job.backends):
+    if embedded(task.specs, task.backends):
         os.environ.setdefault("SYNTHCODEC_LLAMA_THREADS", "1")  # one CPU slot, one thread
     with shard_lock(Path(path)):
-        return asyncio.run(_shard(job, Path(path), items, allowance))
+        return asyncio.run(_shard(task, Path(path), items, allowance))
 
 
-async def _shard(job: Job, path: Path, items: list[Item], allowance: dict[str, Any]) -> dict:
+async def _shard(task: ShardTask, path: Path, items: list[Item],
+                 allowance: dict[str, Any]) -> dict:
     db = connect(path)
-    journal = Journal(db, job.table)
+    journal = Journal(db, task.table)
     db.execute("CREATE TABLE IF NOT EXISTS shard (key TEXT PRIMARY KEY, value TEXT)")
     report = path.with_suffix(".json")
     before = read_json(report, {}).get("usage", {})  # an earlier attempt's (its worker was killed)
-    options = replace(job.options, budget=allowance.get("usd"),
+    options = replace(task.options, budget=allowance.get("usd"),
                       max_tokens_total=allowance.get("tokens"))
-    models = job.open_models(job.specs, options, job.backends)
+    models = task.open_models(task.specs, options, task.backends)
 
     def write_report() -> None:
         write_json(report, {"counts": journal.counts(), "usage": _plus(before, usage_of(models))})
@@ -131,13 +132,13 @@ async def _shard(job: Job, path: Path, items: list[Item], allowance: dict[str, A
 
     ticker = None
     try:
-        setup = getattr(job.stage, "setup", None)
+        setup = getattr(task.stage, "setup", None)
         if setup is not None:
             await setup(models)
         ticker = asyncio.create_task(reporter())
-        executor = LocalExecutor(concurrency=job.concurrency, handle_signals=False)
+        executor = LocalExecutor(concurrency=task.concurrency, handle_signals=False)
         models.spend.on_stop[:] = [executor.stop]
-        result = await executor.run(job.stage, items, journal)
+        result = await executor.run(task.stage, items, journal)
         if not result.interrupted:
             db.execute("INSERT OR REPLACE INTO shard VALUES ('complete', ?)", (str(len(items)),))
         return {"stopped": models.spend.stopped}
@@ -238,8 +239,8 @@ class Shard:
 class RayExecutor:
     """Runs a stage's records as Ray tasks over shards (see the module docstring)."""
 
-    models: Any  # runner.Models: specs, injected backends, the run's stats and spend
-    options: Any  # runner.RunOptions
+    models: Any  # session.Models: specs, injected backends, the run's stats and spend
+    options: Any  # session.RunOptions
     concurrency: int | None = None  # records in flight over the whole run
     remote = True  # run_stage leaves stage.setup to the workers
     _stopping: bool = field(default=False, init=False)
@@ -275,11 +276,12 @@ class RayExecutor:
                                                (slots * SHARDS_PER_CPU))))
         share = 1 if embedded(models.specs, models.backends) else \
             min(slots, math.ceil((total or 1) / size))
-        job = Job(stage, journal.stage, models.specs, models.backends,
-                  self._worker_options(share),
-                  max(1, math.ceil((self.concurrency or models.concurrency()) / share)),
-                  type(models).open)
-        job_ref = ray.put(job)
+        shard_task = ShardTask(stage, journal.stage, models.specs, models.backends,
+                               self._worker_options(share),
+                               max(1, math.ceil((self.concurrency or models.concurrency())
+                                                / share)),
+                               type(models).open)
+        task_ref = ray.put(shard_task)
         task = ray.remote(num_cpus=1, max_retries=RETRIES)(run_shard)
 
         pending = to_do(items, journal, counts)
@@ -312,7 +314,7 @@ class RayExecutor:
                                                          ".sqlite")
                     shard.allowance = self._allowance(running.values(), submitted)
                     shards[shard.seq] = shard
-                    running[task.remote(job_ref, str(shard.path), batch, shard.allowance)] = shard
+                    running[task.remote(task_ref, str(shard.path), batch, shard.allowance)] = shard
                 if not running:
                     break
                 ready, _ = ray.wait(list(running), num_returns=len(running), timeout=0)
