@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if child is not None:
         child.terminate()
         child.wait()
-    s = result.summary or {}
+    s = result.report or {}
     requests = s.get("llm", {}).get("requests", 0)
     # Request-bound ideal: every slot busy all the time (mean latency, slow tail included).
     mean_latency = args.latency * (1 + 9 * args.slow_tail)
