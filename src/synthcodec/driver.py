@@ -182,7 +182,7 @@ class Plan:
     # the stage's own files instead of output/rejected/failed, given (run, journal or None,
     # whether it stopped early); such a plan accounts for its records itself
     publish: Callable[[RunDir, Journal | None, bool], Published] | None = None
-    stop_when: StopWhen | None = None  # a cross-record stop condition (engine.StopWhen)
+    stop_when: StopWhen | None = None  # a cross-record stop condition (executors.StopWhen)
     settings: Mapping[str, Any] | None = None  # the ledger entry's settings
     input_sha: str | None = None  # the ledger entry's input hash
     grown: bool = False  # this run appended to the stage's input itself: a changed input
@@ -242,7 +242,7 @@ def run_plans(plans: PlanSource, run_dir: str | Path, config: Mapping[str, Any],
     if specs is None:
         if callable(plans):
             raise TypeError("give the run's model specs when the plans are a function")
-        # ModelStages name their models in `roles`; a plain engine.Stage calls none.
+        # ModelStages name their models in `roles`; a plain executors.Stage calls none.
         specs = {role: spec for plan in plans
                  for role, spec in getattr(plan.stage, "roles", {}).items()}
     check_models(specs, backends, options)
