@@ -37,8 +37,24 @@ if ! covered; then
     # The CPU build of torch; any other spec would pull gigabytes of CUDA packages.
     .venv/bin/python -m pip install -q "torch==2.13.0"
   fi
-  CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}" \
-    .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
+  jobs="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
+  if [[ ",$extras," =~ ,(local|dev|server), ]]; then
+    # llama.cpp for a generic AVX2 CPU, built once into our own wheel folder. pip's own
+    # cache would keep a -march=native build, which crashes on another CPU (and did, in
+    # llama_decode, on a VM whose CPU reports AMX): the portable wheel runs on any x86-64
+    # with AVX2, and re-running setup, or a fresh clone, reuses it.
+    llama="llama-cpp-python==0.3.36"
+    wheels="${SYNTHCODEC_WHEELS:-$HOME/.cache/synthcodec/wheels}/llama-portable"
+    if ! ls "$wheels"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
+      mkdir -p "$wheels"
+      CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+        CMAKE_BUILD_PARALLEL_LEVEL="$jobs" \
+        .venv/bin/python -m pip wheel -q --no-cache-dir --no-deps "$llama" -w "$wheels"
+    fi
+    .venv/bin/python -m pip install -q --no-deps --force-reinstall --only-binary llama-cpp-python \
+      --find-links "$wheels" "$llama"
+  fi
+  CMAKE_BUILD_PARALLEL_LEVEL="$jobs" .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
   find .venv -maxdepth 1 -name '.installed-*' ! -name ".installed-$hash-*" -delete
   echo "$extras" > ".venv/.installed-$hash-${extras//,/_}"
 fi
