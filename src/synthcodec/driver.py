@@ -8,13 +8,17 @@ redone, or needs --overwrite) → its journal → `before` (e.g. the judge pre-c
 manifest) → `after` (a pass over the finished stage, e.g. compare's report or generate's
 summary); it closes everything and returns a RunSummary. The plans may be a list, or a
 function of the open models and run directory that yields them one at a time (generate:
-how many pool entries to decode depends on what the earlier plans published).
+how many pool entries to decode depends on what the earlier plans published). The records
+run on one event loop, kept for the whole run; everything else (publishing, the passes,
+choosing the next plan) runs outside it, so a pass may itself run plans: the experiment's
+steps are passes over sub-runs (`Plan.skip_if_done`).
 `run_file_stage` is the one-plan list of "map a stage over an input file". Nothing here
 prints: the commands print what the summaries say.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +33,7 @@ from synthcodec.failures import advice_lines, repeat_advice
 from synthcodec.io import FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.records import META
 from synthcodec.llm.client import Stats
-from synthcodec.executors import StageRun, run_async, run_stage
+from synthcodec.executors import StageRun, run_stage
 from synthcodec.records import record_id
 from synthcodec.session import (
     EXIT_ALL_FAILED,
@@ -80,6 +84,7 @@ class Summary:
     stage: str = ""  # the plan's name (its journal and ledger entry)
     notes: list[str] = field(default_factory=list)  # what its publishing said (e.g. dedupe)
     missing_text: str | None = None  # e.g. "more pairs are wanted"
+    skipped: bool = False  # a pass finished by an earlier run, not run again (skip_if_done)
 
     @property
     def budget_stop(self) -> str | None:
@@ -99,8 +104,14 @@ class Summary:
 
     def line(self) -> str:
         """One line per stage of a run of several (generate): its counts and files."""
-        parts = [f"{self.stage}: ok {self.kept}", f"rejected {self.rejected}",
-                 f"failed {self.failed}"] + ([f"resumed {self.resumed}"] if self.resumed else [])
+        if self.skipped:
+            return f"[{self.stage}] done earlier with the same settings and inputs, skipped"
+        if not (self.records_in or self.kept or self.rejected or self.failed):
+            parts = [f"{self.stage}: done in {self.seconds:.1f}s"]  # a pass over files
+        else:
+            parts = [f"{self.stage}: ok {self.kept}", f"rejected {self.rejected}",
+                     f"failed {self.failed}"] + ([f"resumed {self.resumed}"] if self.resumed
+                                                 else [])
         out = ", ".join(f"{name} ({n})" for name, n in self.outputs.items())
         return " | ".join(parts) + (f" -> {out}" if out else "")
 
@@ -188,6 +199,11 @@ class Plan:
     grown: bool = False  # this run appended to the stage's input itself: a changed input
     # hash then keeps the journaled records (generate drawing more of the pool)
     info: Callable[[], Mapping[str, Any]] | None = None  # more for the ledger entry, at the end
+    # A pass whose work is costly (the experiment's steps: sub-runs, training): the files it
+    # leaves. In a run with a ledger it is skipped (`publish` not called, no manifest, its
+    # entry untouched; Summary.skipped) when its entry finished with these settings and
+    # input and the files exist; else its entry is begun afresh, "finished" once it ends.
+    skip_if_done: Sequence[Path] | None = None
 
     @property
     def stage_name(self) -> str:
@@ -260,9 +276,21 @@ def run_plans(plans: PlanSource, run_dir: str | Path, config: Mapping[str, Any],
                              run_dir=run.path)
         driver = _Driver(run, models, config, options, stages, spent_before,
                          say or (lambda line: None), dict(manifest or {}))
-        return run_async(driver.drive(plans, started))
+        return _off_any_event_loop(lambda: driver.drive(plans, started))
     finally:
         run.close()  # releases the run directory even when a stage raised
+
+
+def _off_any_event_loop(drive: Callable[[], RunSummary]) -> RunSummary:
+    """`drive()` here, or on a thread of its own when an event loop runs here (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return drive()
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(drive).result()
 
 
 @dataclass
@@ -278,35 +306,40 @@ class _Driver:
     # every manifest written after them
     extra: dict[str, Any] = field(default_factory=dict)
 
-    async def drive(self, plans: PlanSource, started: float) -> RunSummary:
+    def drive(self, plans: PlanSource, started: float) -> RunSummary:
         summary = RunSummary(self.run.path, [])
-        try:
-            source = plans(self.models, self.run) if callable(plans) else plans
-            for plan in source:
-                stage = await self.run_plan(plan, started)
-                summary.stages.append(stage)
-                if self.ledger is not None:  # a run of several stages: each says what it did
-                    for line in [stage.line(), *stage.notes]:
-                        self.say(line)
-                    self.save_cost()
-                if plan.after is not None:
-                    journal = self.run.journal(plan.stage_name) if plan.stage else None
-                    summary.passes[plan.stage_name] = plan.after(self.run, journal, stage)
-                if stage.interrupted or stage.budget_stop:
-                    break
-                started = time.monotonic()
-        finally:
-            self.save_cost()
-            await self.models.aclose()
+        with asyncio.Runner() as loop:  # one event loop for the run's models and records
+            try:
+                source = plans(self.models, self.run) if callable(plans) else plans
+                for plan in source:
+                    stage = self.run_plan(loop, plan, started)
+                    summary.stages.append(stage)
+                    if self.ledger is not None:  # several stages: each says what it did
+                        for line in [stage.line(), *stage.notes]:
+                            self.say(line)
+                        self.save_cost()
+                    if plan.after is not None:
+                        journal = self.run.journal(plan.stage_name) if plan.stage else None
+                        summary.passes[plan.stage_name] = plan.after(self.run, journal, stage)
+                    if stage.interrupted or stage.budget_stop:
+                        break
+                    started = time.monotonic()
+            finally:
+                self.save_cost()
+                loop.run(self.models.aclose())
         return summary
 
-    async def run_plan(self, plan: Plan, started: float) -> Summary:
+    def run_plan(self, loop: asyncio.Runner, plan: Plan, started: float) -> Summary:
         name = plan.stage_name
+        if self.done_earlier(plan):
+            return Summary(self.run.path, 0, 0, 0, 0, 0, self.models.stats, 0.0, False,
+                           stage=name, skipped=True)
         journal = self.run.journal(name) if plan.stage is not None else None
         if self.ledger is not None and plan.settings is not None:
-            self.begin(name, dict(plan.settings), plan.input_sha, journal, plan.grown)
+            self.begin(name, dict(plan.settings), plan.input_sha, journal, plan.grown,
+                       fresh=plan.skip_if_done is not None)
         if plan.before is not None:
-            self.extra.update(await plan.before(self.models, self.run.path) or {})
+            self.extra.update(loop.run(plan.before(self.models, self.run.path)) or {})
         before = self.models.stats.as_dict()
         if plan.stage is not None and journal is not None:
             items = plan.items()
@@ -314,10 +347,10 @@ class _Driver:
             if records is None:
                 items = list(items)
                 records = len(items)
-            done = await run_stage(
+            done = loop.run(run_stage(
                 plan.stage, items, journal, self.models, self.options, label=plan.label or name,
                 total=records, stop_when=plan.stop_when,
-                concurrency=plan.concurrency(self.models) if plan.concurrency else None)
+                concurrency=plan.concurrency(self.models) if plan.concurrency else None))
         else:
             done, records = None, 0
         stage = finish_stage(self.run, journal, done, self.models, self.options, stage=name,
@@ -330,14 +363,30 @@ class _Driver:
             after = self.models.stats.as_dict()
             usage = {k: v - before.get(k, 0) for k, v in after.items()
                      if isinstance(v, (int, float)) and v != before.get(k, 0)}
-            self.ledger.finish(name, stats=usage, **(plan.info() if plan.info else {}))
+            finished = ({"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                        if plan.skip_if_done is not None else {})
+            self.ledger.finish(name, stats=usage, **(plan.info() if plan.info else {}),
+                               **finished)
         return stage
 
+    def done_earlier(self, plan: Plan) -> bool:
+        """A costly pass finished by an earlier run with these settings and input, whose
+        files are all there (Plan.skip_if_done)."""
+        if self.ledger is None or plan.settings is None or plan.skip_if_done is None:
+            return False
+        entry = self.ledger.entry(plan.stage_name)
+        return bool(entry.get("finished")) and all(p.exists() for p in plan.skip_if_done) \
+            and self.ledger.change(plan.stage_name, dict(plan.settings), plan.input_sha) is None
+
     def begin(self, name: str, settings: dict[str, Any], input_sha: str | None,
-              journal: Journal | None, grown: bool) -> None:
-        """The one resume rule of a run of several stages (store.StageLedger)."""
+              journal: Journal | None, grown: bool, fresh: bool = False) -> None:
+        """The one resume rule of a run of several stages (store.StageLedger); `fresh`: its
+        entry starts over (a costly pass, unfinished until it ends)."""
         assert self.ledger is not None
         change = self.ledger.change(name, settings, input_sha)
+        if fresh and change is None and self.ledger.entry(name):
+            self.say(f"{name}: did not finish last time (or its files are gone): "
+                     "running it again")
         if grown and change is not None and change[0] == "input":
             change = None
         if change is not None and change[0] == "settings":
@@ -353,7 +402,7 @@ class _Driver:
                      "(unchanged records come back from the request cache)")
         if change is not None and journal is not None:
             journal.clear()
-        self.ledger.start(name, settings, input_sha)
+        self.ledger.start(name, settings, input_sha, fresh=fresh)
 
     def save_cost(self) -> None:
         """What this invocation's money lines said, for generate's summary (codeclm/report)."""

@@ -115,7 +115,7 @@ judge_max_tokens = 16
 
     said: list[str] = []
     report = run_experiment(exp, backends=backends(), trainer=trainer, progress=False,
-                            say=said.append)
+                            say=said.append).passes["report"]
     assert calls == ["filtered", "random", "random"]  # filtered was not retrained
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     after = json.loads((root / "stages.json").read_text())

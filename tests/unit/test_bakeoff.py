@@ -98,7 +98,7 @@ def test_bakeoff_report_matches_the_files(tmp_path: Path) -> None:
                               "score:target": ifd_model(TARGET, "target")}
     models.update({f"answer:{n}": answers(n) for n in names})
     report = run_experiment(exp, backends=models, trainer=StubTrainer(), progress=False,
-                            say=lambda m: None).read_text()
+                            say=lambda m: None).passes["report"].read_text()
     root = tmp_path / "exp"
 
     def rows(name: str) -> list[dict[str, str]]:

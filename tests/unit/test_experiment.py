@@ -105,9 +105,9 @@ def backends() -> dict[str, Any]:
 def run(text: str, trainer: StubTrainer, **kw: Any) -> tuple[Path, list[str]]:
     said: list[str] = []
     exp = Experiment.from_table(tomllib.loads(text)["experiment"], recipe_text=text)
-    path = run_experiment(exp, backends=kw.pop("backends", None) or backends(),
-                          trainer=trainer, progress=False, say=said.append, **kw)
-    return path, said
+    run = run_experiment(exp, backends=kw.pop("backends", None) or backends(),
+                         trainer=trainer, progress=False, say=said.append, **kw)
+    return run.passes["report"], said
 
 
 def skipped(said: list[str]) -> set[str]:
@@ -193,6 +193,35 @@ def test_rerun_skips_finished_steps_and_redoes_changed_ones(tmp_path: Path) -> N
     # The answers were redone (new adapters) but came out the same, so the judging, which
     # hangs on the answers' content, is still valid and skipped.
     assert skipped(said) == {"rate", "data-filtered", "data-random", "compare-filtered-vs-random"}
+
+
+def test_rerun_calls_no_model_and_a_changed_dataset_redoes_what_reads_it(tmp_path: Path
+                                                                        ) -> None:
+    """Every step is a driver plan over the experiment's ledger: a re-run of a finished
+    experiment runs none of them (no model asked, no adapter trained, no entry touched); a
+    changed selection redoes that dataset and what hangs on its rows, and nothing else."""
+    trainer = StubTrainer()
+    run(recipe(tmp_path), trainer)
+    steps = set(Experiment.from_table(tomllib.loads(recipe(tmp_path))["experiment"]).plan())
+    entries = {name: ledger(tmp_path / "exp")[name] for name in steps - {"report"}}
+
+    models = backends()
+    summary = run_experiment(
+        Experiment.from_table(tomllib.loads(recipe(tmp_path))["experiment"]), backends=models,
+        trainer=trainer, progress=False)
+    assert [s.stage for s in summary.stages if not s.skipped] == ["report"]
+    assert {s.stage for s in summary.stages if s.skipped} == steps - {"report"}
+    assert all(not m.calls for m in models.values()) and trainer.calls == ["filtered", "random"]
+    assert {name: ledger(tmp_path / "exp")[name] for name in entries} == entries
+
+    fewer = recipe(tmp_path).replace("top = 4", "top = 3")  # the filtered dataset's rule
+    _, said = run(fewer, trainer)
+    # random draws as many rows as filtered: both datasets, adapters and answer sets redone;
+    # the fake models answer the same, so the judging (over the answers' content) stands.
+    assert skipped(said) == {"rate", "compare-filtered-vs-random"}
+    assert trainer.calls == ["filtered", "random", "filtered", "random"]
+    assert any(line.startswith("data-filtered: settings changed (") for line in said)
+    assert len(json.loads((tmp_path / "exp" / "data" / "random.json").read_text())) == 3
 
 
 def test_interrupted_experiment_resumes_where_it_stopped(tmp_path: Path) -> None:

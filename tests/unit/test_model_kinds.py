@@ -11,7 +11,7 @@ import pytest
 import synthcodec
 from synthcodec.errors import UserError
 from synthcodec.executors.ray import embedded
-from synthcodec.experiment import _base_model_spec
+from synthcodec.experiment.steps import base_model_spec
 from synthcodec.llm import FakeBackend, check_spec, load_backend
 from synthcodec.llm.spec import (
     KIND,
@@ -126,11 +126,11 @@ def test_batch_ray_and_experiment_ask_the_kind() -> None:
     assert not embedded({"m": "fake:echo", "n": "m@http://h:1/v1"}, {})
     assert not embedded({"m": "local"}, {"m": object()})  # given as a backend: not loaded here
     assert is_embedded(" local ") and is_embedded("") and not is_embedded("gguf:/m.gguf")
-    assert _base_model_spec("local") == "local"
-    assert _base_model_spec("gguf:/m.gguf") == "gguf:/m.gguf"
-    assert _base_model_spec("hf:/models/base") == "hf:/models/base"
-    assert _base_model_spec("/m.gguf") == "hf:/m.gguf"
-    assert _base_model_spec("/models/base") == "hf:/models/base"
+    assert base_model_spec("local") == "local"
+    assert base_model_spec("gguf:/m.gguf") == "gguf:/m.gguf"
+    assert base_model_spec("hf:/models/base") == "hf:/models/base"
+    assert base_model_spec("/m.gguf") == "hf:/m.gguf"
+    assert base_model_spec("/models/base") == "hf:/models/base"
 
 
 # --- Architectural guard: prefixes are decoded in llm/spec.py only ----------------------

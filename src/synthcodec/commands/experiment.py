@@ -33,7 +33,8 @@ def prepare_table(table: Mapping[str, Any], where: str, recipe_text: str | None 
 
     def job() -> None:
         try:
-            run_experiment(exp, show_comparison=print_comparison)
+            run_experiment(exp, show_comparison=print_comparison,
+                           say=lambda line: print(line, file=sys.stderr, flush=True))
         except Interrupted as exc:
             print(f"interrupted: {exc}", file=sys.stderr)
             raise SystemExit(130) from None

@@ -5,5 +5,5 @@
 - `compare`: compare's evaluation report from saved verdicts (tallies, Markdown, chart).
 
 Each command's own summary lines are built by the command's library module (stages/, codeclm/,
-experiment_report.py) from these pieces; the click commands print them.
+experiment/report.py) from these pieces; the click commands print them.
 """

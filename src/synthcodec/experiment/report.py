@@ -62,7 +62,7 @@ def _loss_chart(path: Path, losses: Mapping[str, list[float]]) -> bool:
     return True
 
 
-def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
+def write_report(exp: Any, steps: list[tuple[str, bool, float]], *, rate_info: Mapping[str, Any],
                  data_info: Mapping[str, Mapping[str, Any]],
                  data_paths: Mapping[str, Path] | None = None,
                  score_info: Mapping[str, Any] | None = None,
@@ -71,8 +71,9 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
                  adapters: Mapping[str, Path], compare_dirs: Mapping[tuple[str, str], Path],
                  wall: float, bench_dirs: Mapping[str, Path] | None = None,
                  hash_of: Callable[[str], str] = hash_file) -> Path:
-    """RUN/report.md and report.json from the steps' results (`hash_of`: the experiment's
-    hashes of its input files, each computed once)."""
+    """RUN/report.md and report.json from the steps' results: `steps` are (name, skipped by
+    this run, seconds when it ran) in order, the `*_info` what each step returned
+    (stages.json's "info"), `hash_of` the experiment's hashes of its input files."""
     root: Path = exp.dir
     smoke = names_embedded_model(exp.base)
     judges = {exp.compare.judge} | ({exp.rate.judge} if exp.rate else set())
@@ -128,7 +129,7 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
         lines += [f"![{_md(a)} vs {_md(b)}: win / tie / lose]({rel.as_posix()}/chart.png)", ""]
     if has_loss_chart:
         lines += ["![training loss](training_loss.png)", ""]
-    from synthcodec.experiment_datasets import bakeoff_section
+    from synthcodec.experiment.datasets import bakeoff_section
 
     bakeoff_lines, bakeoff_json = bakeoff_section(exp.datasets, data_paths or {},
                                                   compare_dirs, bench_dirs or {})
@@ -229,9 +230,9 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
 
     lines += ["### Steps", ""]
     lines += _table(["step", "this run", "seconds (when it ran)"],
-                    [[s.name, "ran" if s.status == "done" else "skipped (done earlier)",
-                      f"{s.seconds:.1f}"] for s in steps])
-    total = sum(s.seconds for s in steps)
+                    [[name, "skipped (done earlier)" if skipped else "ran", f"{seconds:.1f}"]
+                     for name, skipped, seconds in steps])
+    total = sum(seconds for _, _, seconds in steps)
     lines += ["", f"All steps: {total:.0f}s of work; this invocation: {wall:.0f}s.", ""]
 
     # --- per comparison, the compare command's own report, with categories ----------------
@@ -258,8 +259,9 @@ def write_report(exp: Any, steps: list[Any], *, rate_info: Mapping[str, Any],
         "comparisons": results_json, "benchmarks": bench_json, "seeds": seeds,
         "judge_checks": checks,
         "versions": versions,
-        "steps": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 3)}
-                  for s in steps], "wall_seconds": round(wall, 3),
+        "steps": [{"name": name, "status": "skipped" if skipped else "done",
+                   "seconds": round(seconds, 3)} for name, skipped, seconds in steps],
+        "wall_seconds": round(wall, 3),
     })
     return path
 
