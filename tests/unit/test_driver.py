@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from synthcodec.driver import Plan, RunSummary, Summary, run_plans
+from synthcodec.driver import Plan, Published, RunSummary, Summary, run_plans
 from synthcodec.executors import Item, Stage
 from synthcodec.llm.client import RecordFailed
 from synthcodec.records import Record
@@ -65,3 +65,45 @@ def test_a_run_whose_records_all_fail_exits_1(tmp_path: Path) -> None:
     assert "2 things broke" in "\n".join(result.stages[0].lines())
     assert len(read_jsonl(tmp_path / "run" / "failed.jsonl")) == 2
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["exit_code"] == 1
+
+
+def test_a_pass_runs_a_sub_run_that_drains_on_ctrl_c_and_is_skipped_once_done(
+        tmp_path: Path) -> None:
+    """A pass runs outside the driver's event loop, so it may run plans itself (the
+    experiment's steps): a Ctrl-C reaches that sub-run's executor, which drains the records
+    in flight; a pass with `skip_if_done` is redone until it finishes, then skipped."""
+    import asyncio
+    import os
+    import signal
+
+    async def slow(record: Record) -> Record:
+        if record["x"] == 2:  # Ctrl-C while the sub-run's records are in flight
+            os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.sleep(0.2)
+        return record
+
+    sub_runs: list[Summary] = []
+
+    def sub_run(run: RunDir, journal: Journal | None, stopped: bool) -> Published:
+        sub = run_plans([Plan(Stage("slow", slow), lambda: items(30), 30,
+                              concurrency=lambda models: 2)],
+                        tmp_path / "sub", {"stage": "slow"},
+                        RunOptions(progress=False, no_cache=True))
+        sub_runs.append(sub.stages[0])
+        (tmp_path / "done").write_text(str(sub.stages[0].kept))
+        return Published({})
+
+    def outer() -> RunSummary:
+        plan = Plan(None, list, 0, name="step", settings={"n": 30}, publish=sub_run,
+                    skip_if_done=[tmp_path / "done"])
+        return run_plans([plan], tmp_path / "outer", {"run": "outer"},
+                         RunOptions(progress=False, no_cache=True, overwrite=True),
+                         specs={}, ledger={})
+
+    first = outer()
+    assert sub_runs[0].interrupted and 0 < sub_runs[0].kept < 30  # drained, not killed
+    assert not first.stages[0].skipped
+    outer()  # the same settings and its file is there: skipped, no sub-run
+    assert len(sub_runs) == 1
+    ledger = json.loads((tmp_path / "outer" / "stages.json").read_text())
+    assert ledger["step"]["finished"]
