@@ -26,15 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.cost import EXIT_BUDGET, Spend
-from synthcodec.executors import Item, StageLike, StopWhen
-from synthcodec.records import Record
 from synthcodec.errors import UserError
+from synthcodec.executors import Item, StageLike, StageRun, StopWhen, run_stage
 from synthcodec.failures import advice_lines, repeat_advice
 from synthcodec.io import FieldSpec, extract, iter_rows, scan_input, write_parquet
-from synthcodec.records import META
 from synthcodec.llm.client import Stats
-from synthcodec.executors import StageRun, run_stage
-from synthcodec.records import record_id
+from synthcodec.records import META, Record, record_id
 from synthcodec.session import (
     EXIT_ALL_FAILED,
     EXIT_INTERRUPTED,
