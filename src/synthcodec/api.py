@@ -229,7 +229,7 @@ def rate(data: Data, *, judge: str = "local", dimension: str = "accuracy",
                     reasks=reasks, max_tokens=max_tokens,
                     **({"scores": scores} if scores != "text" else {}))
     summary = rate_file(path, _run_dir(run_dir, "rate", path, settings), judge=judge,
-                        dimension=dimension, mapping=mapping, as_json=json, reasks=reasks,
+                        dimension=dimension, mapping=mapping, json=json, reasks=reasks,
                         max_tokens=max_tokens, options=_options(run_options), scores=scores,
                         **_check(judge_check),
                         backends={"judge": backend} if backend is not None else None)

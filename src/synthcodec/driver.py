@@ -11,6 +11,10 @@ function of the open models and run directory that yields them one at a time (ge
 how many pool entries to decode depends on what the earlier plans published).
 `run_file_stage` is the one-plan list of "map a stage over an input file". Nothing here
 prints: the commands print what the summaries say.
+
+One module although over 500 lines: the run loop, what it publishes, the manifest it writes
+and the two summaries it returns (with the one exit-code rule) are one contract that every
+command relies on; split apart, each half would have to restate the other's rules.
 """
 
 from __future__ import annotations
@@ -22,15 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.cost import EXIT_BUDGET, Spend
-from synthcodec.executors import Item, StageLike, StopWhen
-from synthcodec.records import Record
 from synthcodec.errors import UserError
+from synthcodec.executors import Item, StageLike, StageRun, StopWhen, run_async, run_stage
 from synthcodec.failures import advice_lines, repeat_advice
 from synthcodec.io import FieldSpec, extract, iter_rows, scan_input, write_parquet
-from synthcodec.records import META
 from synthcodec.llm.client import Stats
-from synthcodec.executors import StageRun, run_async, run_stage
-from synthcodec.records import record_id
+from synthcodec.records import META, Record, record_id
 from synthcodec.session import (
     EXIT_ALL_FAILED,
     EXIT_INTERRUPTED,

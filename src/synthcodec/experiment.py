@@ -403,7 +403,7 @@ def run_experiment(exp: Experiment, *, backends: Mapping[str, Any] | None = None
 
             summary = rate_file(r.data, root / "rate", judge=r.judge, options=options(r.limit),
                                 dimension=r.dimension,
-                                as_json=r.json, reasks=r.reasks, max_tokens=r.max_tokens,
+                                json=r.json, reasks=r.reasks, max_tokens=r.max_tokens,
                                 judge_check=exp.judge_check_probes, say=say,
                                 backends={"judge": backends["rate"]} if "rate" in backends
                                 else None)
