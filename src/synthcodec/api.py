@@ -351,11 +351,11 @@ def judge_check(data: str | Path | list[str | Path], *, judge: str | None = None
                 output: str | Path, kind: str | None = None, probes: int | None = None,
                 labels: str | Path | None = None, backend: Any = None,
                 **run_options: Any) -> Any:
-    """The judge card of `judge` (a judgecheck.card.JudgeCard) on DATA: an instruction file
+    """The judge card of `judge` (a judging.check.card.JudgeCard) on DATA: an instruction file
     with responses, two answer files [A, B], or a rate/compare run directory; written to
     OUTPUT/judge_card.{json,md}. `kind`: "rater" or "pairwise" (default: by the data)."""
-    from synthcodec.judgecheck import DEFAULT_PROBES
-    from synthcodec.judgecheck.files import check_files
+    from synthcodec.judging.check import DEFAULT_PROBES
+    from synthcodec.judging.check.files import check_files
 
     paths = [str(p) for p in data] if isinstance(data, list) else [str(data)]
     return check_files(paths, output, judge=judge, options=_options(run_options), role=kind,

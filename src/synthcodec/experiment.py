@@ -57,9 +57,9 @@ from synthcodec.experiment_datasets import (
     source_of,
 )
 from synthcodec.io import iter_rows
-from synthcodec.lmeval import BenchmarkSettings
+from synthcodec.judging.check import PRE_CHECK_PROBES
 from synthcodec.llm.spec import KIND, find_kind
-from synthcodec.judgecheck import PRE_CHECK_PROBES
+from synthcodec.lmeval import BenchmarkSettings
 from synthcodec.store import STAGES_FILE, StageLedger, atomic_writer, hash_file, hash_value
 
 if TYPE_CHECKING:

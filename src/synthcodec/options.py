@@ -29,8 +29,8 @@ def options_from(kwargs: dict[str, Any]) -> RunOptions:
 
 def judge_check_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add --judge-check-probes N and --no-judge-check (the small judge check a judging
-    command runs before its main work; synthcodec.judgecheck)."""
-    from synthcodec.judgecheck import PRE_CHECK_PROBES
+    command runs before its main work; synthcodec.judging.check)."""
+    from synthcodec.judging.check import PRE_CHECK_PROBES
 
     fn = click.option("--no-judge-check", "no_judge_check", is_flag=True,
                       help="Skip the judge check before the run.")(fn)
@@ -48,7 +48,7 @@ def judge_check_from(kwargs: dict[str, Any]) -> int:
 
 
 def scores_option(flag: str = "--scores") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    from synthcodec.expected_score import SCORES_CHOICES, SCORES_HELP
+    from synthcodec.judging.expected_score import SCORES_CHOICES, SCORES_HELP
 
     return click.option(flag, "scores", type=click.Choice(SCORES_CHOICES), default="text",
                         show_default=True, help=SCORES_HELP)

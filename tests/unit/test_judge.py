@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import synthcodec.judge as judge_mod
+import synthcodec.judging.pairwise as judge_mod
 from synthcodec.errors import UserError
-from synthcodec.judge import (
+from synthcodec.judging.pairwise import (
     BothOrders,
     JudgeSettings,
     Verdict,
@@ -312,7 +312,7 @@ def test_evidence_first_prompt_reads_the_scores_from_the_end() -> None:
 
 
 def test_evidence_first_json_puts_the_explanation_first() -> None:
-    from synthcodec.judge import pair_schema
+    from synthcodec.judging.pairwise import pair_schema
 
     assert list(pair_schema(True)["properties"]) == ["explanation", "score_1", "score_2"]
     assert list(pair_schema()["properties"]) == ["score_1", "score_2", "explanation"]

@@ -18,7 +18,7 @@ import synthcodec.session as session
 from synthcodec.codeclm import CodecConfig
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.steps import Ctx, contrast, decode, improve, respond
-from synthcodec.judge import JudgeSettings
+from synthcodec.judging.pairwise import JudgeSettings
 from synthcodec.llm import Completion, FakeBackend, Request
 from synthcodec.llm.client import LLMClient, RecordFailed
 from synthcodec.llm.openai_http import OpenAIHTTPBackend

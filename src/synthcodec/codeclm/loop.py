@@ -14,7 +14,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from synthcodec.codeclm.files import (
     FAILED_FILE,
@@ -43,10 +42,9 @@ from synthcodec.codeclm.steps import (
     unresolved_reason,
 )
 from synthcodec.driver import Plan, Published
-from synthcodec.executors import Item
-from synthcodec.records import Record
 from synthcodec.errors import UserError
-from synthcodec.records import META
+from synthcodec.executors import Item
+from synthcodec.records import META, Record
 from synthcodec.session import Models
 from synthcodec.store import FAILED, OK, REJECTED, Journal, RunDir
 

@@ -36,7 +36,7 @@ from synthcodec.codeclm.stages import (
 from synthcodec.codeclm.steps import Ctx, make_ctx
 from synthcodec.driver import Before, Plan, RunSummary, run_plans
 from synthcodec.io import scan_input
-from synthcodec.judgecheck import (
+from synthcodec.judging.check import (
     PRE_CHECK_PROBES,
     Say,
     manifest_entry,
@@ -44,7 +44,7 @@ from synthcodec.judgecheck import (
     pre_check,
     silent,
 )
-from synthcodec.judgecheck.probes import samples_from_rows
+from synthcodec.judging.check.probes import samples_from_rows
 from synthcodec.llm import redact_spec
 from synthcodec.session import Models, RunOptions
 from synthcodec.store import RunDir, check_writable_dir

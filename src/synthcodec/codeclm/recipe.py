@@ -17,7 +17,7 @@ import click
 
 from synthcodec.codeclm.config import CodecConfig
 from synthcodec.errors import UserError
-from synthcodec.judgecheck import Say, silent
+from synthcodec.judging.check import Say, silent
 from synthcodec.session import RunOptions
 from synthcodec.settings import convert, recipe_keys
 

@@ -35,13 +35,11 @@ from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.rouge import NearDuplicateFilter
 from synthcodec.codeclm.steps import Ctx, make_ctx
 from synthcodec.driver import Plan, Published
-from synthcodec.executors import Item, StepResult
-from synthcodec.records import Record
 from synthcodec.errors import EveryRecordFailed
+from synthcodec.executors import Item, StepResult
 from synthcodec.io import extract, iter_rows, scan_input
-from synthcodec.records import META
-from synthcodec.judge import JudgeSettings
-from synthcodec.records import record_id
+from synthcodec.judging.pairwise import JudgeSettings
+from synthcodec.records import META, Record, record_id
 from synthcodec.session import Models
 from synthcodec.stages.base import ModelStage
 from synthcodec.store import REJECTED, Journal, RunDir, hash_file

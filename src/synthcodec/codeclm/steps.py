@@ -26,7 +26,7 @@ from synthcodec.codeclm.prompts import (
     rubrics_request,
 )
 from synthcodec.executors import Reject
-from synthcodec.judge import JudgeSettings, judge_both_orders
+from synthcodec.judging.pairwise import JudgeSettings, judge_both_orders
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError
 from synthcodec.records import Record

@@ -1,7 +1,7 @@
 """`synthcodec rate`: score every (instruction, input, response) row 0–5 with an LLM judge.
 
 The AlpaGasus rater (Chen et al., ICLR 2024; methods.md §2.1). The untrusted triplet is
-fenced (synthcodec.fence) so a response cannot pose as instructions or as the judge's
+fenced (synthcodec.judging.fence) so a response cannot pose as instructions or as the judge's
 verdict. Free-text replies are read with `parsing.parse_rating`; JSON replies are validated
 against `Rating`. An unreadable reply is re-asked a bounded number of times and then the
 row is quarantined in RUN/failed.jsonl with the reason: never a silent default score.
@@ -22,18 +22,18 @@ from pydantic import BaseModel, Field, ValidationError
 from synthcodec.driver import Summary, run_file_stage
 from synthcodec.errors import UserError
 from synthcodec.executors import Reject
-from synthcodec.expected_score import (
+from synthcodec.formats import EXAMPLE_FIELDS
+from synthcodec.io import iter_rows, parse_field_map
+from synthcodec.judging.check import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent
+from synthcodec.judging.check.probes import samples_from_rows
+from synthcodec.judging.expected_score import (
     SCORE_ALTERNATIVES,
     SCORES_CHOICES,
     SCORES_HELP,
     weighted_scores,
 )
-from synthcodec.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence
-from synthcodec.formats import EXAMPLE_FIELDS
-from synthcodec.io import iter_rows, parse_field_map
-from synthcodec.judge import wants_json, wants_logprobs
-from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent
-from synthcodec.judgecheck.probes import samples_from_rows
+from synthcodec.judging.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence
+from synthcodec.judging.pairwise import wants_json, wants_logprobs
 from synthcodec.llm import Completion, Request, redact_spec
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError, parse_rating
@@ -241,7 +241,7 @@ class RateStage(ModelStage):
         256, "--max-tokens", type=click.IntRange(16),
         help="Longest judge reply (the score comes first, so a cut explanation is fine).")
     scores: str = setting("text", "--scores", type=click.Choice(SCORES_CHOICES),
-                          help=SCORES_HELP)  # or "logprobs" (synthcodec.expected_score)
+                          help=SCORES_HELP)  # or "logprobs" (synthcodec.judging.expected_score)
     name: str = "rate"
 
     def __post_init__(self) -> None:
