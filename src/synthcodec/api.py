@@ -37,6 +37,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _RUN_OPTIONS = {f for f in RunOptions.__dataclass_fields__}
+# Keywords that were renamed (CHANGELOG.md): an old name gets a one-line hint, not a puzzle.
+_RENAMED = {"json_mode": "json", "judge_json": "json", "as_json": "json",
+            "json_reasks": "reasks"}
 # Rows given as a list of dicts or a Dataset are written here, named by their content.
 ROWS_FOLDER = Path(tempfile.gettempdir()) / "synthcodec-inputs"
 
@@ -146,6 +149,9 @@ def _options(kwargs: dict[str, Any]) -> RunOptions:
     """RunOptions from keyword arguments (concurrency, cache_path, no_cache, limit, ...);
     progress is off unless asked for."""
     unknown = sorted(set(kwargs) - _RUN_OPTIONS)
+    renamed = [f"{old}= is now {_RENAMED[old]}=" for old in unknown if old in _RENAMED]
+    if renamed:
+        raise TypeError(f"{'; '.join(renamed)} (CHANGELOG.md)")
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(unknown)}; run options are "
                         + ", ".join(sorted(_RUN_OPTIONS)))
