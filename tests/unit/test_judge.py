@@ -145,14 +145,15 @@ def test_contrastive_filtering_reads_the_judge_as_compare_does(
     """One parser: the same replies give `compare`'s verdict and CodecLM's contrast scores."""
     from synthcodec.codeclm.config import CodecConfig
     from synthcodec.codeclm.prompts import Prompts
-    from synthcodec.codeclm.steps import Ctx, contrast
+    from synthcodec.codeclm.steps import StepContext, contrast
 
     def judge(request: Request) -> str:
         return reply_to_a_first if shown(request, 1) == A else reply_to_b_first
 
     both = run(judge_both_orders(LLMClient(FakeBackend(judge)), QUESTION, A, B))
     assert (both.s_a_first, both.s_b_first, both.s_a_second, both.s_b_second) == scores
-    ctx = Ctx(strong=LLMClient(FakeBackend(judge)), cfg=CodecConfig(), prompts=Prompts.load(None))
+    ctx = StepContext(strong=LLMClient(FakeBackend(judge)), cfg=CodecConfig(),
+                      prompts=Prompts.load(None))
     row = run(contrast(ctx, {"instruction": QUESTION, "strong_answer": A, "target_answer": B,
                              "iteration": 1}))
     assert row["scores"] == {"strong_first": {"strong": scores[0], "target": scores[1]},
