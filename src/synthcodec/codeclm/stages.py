@@ -3,8 +3,8 @@
 `encode` → the metadata pool (a pass over encoded.jsonl) → `decode` (+ the near-duplicate
 pass) → `rubrics`. Each `*_plan` builds a driver.Plan from the live context
 (`StepContext`: the clients, settings and prompts), so `generate` and the stage commands
-run the very same plans. The work per record is a `CodecStage` (the stage contract of stages/base.py): plain
-settings, the step's clients built in `setup`.
+run the very same plans. The work per record is a `CodecStage` (the stage contract of
+stages/base.py): plain settings, the step's clients built in `setup`.
 """
 
 from __future__ import annotations
