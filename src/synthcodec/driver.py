@@ -103,6 +103,8 @@ class Summary:
         parts = [f"{self.stage}: ok {self.kept}", f"rejected {self.rejected}",
                  f"failed {self.failed}"] + ([f"resumed {self.resumed}"] if self.resumed else [])
         out = ", ".join(f"{name} ({n})" for name, n in self.outputs.items())
+        if out and not (self.records_in or self.kept or self.rejected or self.failed):
+            return f"{self.stage}: wrote {out}"  # a pass only (the metadata pool)
         return " | ".join(parts) + (f" -> {out}" if out else "")
 
     def lines(self) -> list[str]:
