@@ -21,8 +21,10 @@ from synthcodec.settings import (
     recipe_keys,
     setting,
 )
+from synthcodec.stages.answer import AnswerStage
 from synthcodec.stages.complete import CompleteStage
 from synthcodec.stages.rate import RateStage
+from synthcodec.stages.score import ScoreStage
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def test_recipe_keys_are_the_flags_and_values_are_checked_like_the_option() -> N
         convert(keys["json"][1], None, "yes", "r.toml", "json")
 
 
-@pytest.mark.parametrize("cls", [RunOptions, CodecConfig, RateStage, CompleteStage])
+@pytest.mark.parametrize("cls", [RunOptions, CodecConfig, RateStage, CompleteStage, AnswerStage,
+                                 ScoreStage])
 def test_every_setting_has_one_flag_and_help(cls: type) -> None:
     flags = [o.long for _, o in options_of(cls)]
     assert len(flags) == len(set(flags))
