@@ -55,8 +55,9 @@ async def bare_loop(url: str, n: int, inflight: int) -> None:
 async def client_loop(url: str, n: int, inflight: int, cache: str) -> None:
     """synthcodec's client as the commands open it: records in flight = the client's limit,
     as the engine runs them."""
-    from synthcodec.llm.base import Request
     from synthcodec.runner import Models, RunOptions
+
+    from synthcodec.llm.base import Request
 
     models = Models.open({"model": f"mock-model@{url}"},
                          RunOptions(concurrency=inflight, cache_path=cache, progress=False))

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from synthcodec.judgecheck.files import CheckSettings, check_files
+from synthcodec.judging.check.files import CheckSettings, check_files
 from synthcodec.session import RunOptions
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"

@@ -37,6 +37,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _RUN_OPTIONS = {f for f in RunOptions.__dataclass_fields__}
+# Keywords that were renamed (CHANGELOG.md): an old name gets a one-line hint, not a puzzle.
+_RENAMED = {"json_mode": "json", "judge_json": "json", "as_json": "json",
+            "json_reasks": "reasks"}
 # Rows given as a list of dicts or a Dataset are written here, named by their content.
 ROWS_FOLDER = Path(tempfile.gettempdir()) / "synthcodec-inputs"
 
@@ -146,6 +149,9 @@ def _options(kwargs: dict[str, Any]) -> RunOptions:
     """RunOptions from keyword arguments (concurrency, cache_path, no_cache, limit, ...);
     progress is off unless asked for."""
     unknown = sorted(set(kwargs) - _RUN_OPTIONS)
+    renamed = [f"{old}= is now {_RENAMED[old]}=" for old in unknown if old in _RENAMED]
+    if renamed:
+        raise TypeError(f"{'; '.join(renamed)} (CHANGELOG.md)")
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(unknown)}; run options are "
                         + ", ".join(sorted(_RUN_OPTIONS)))
@@ -229,7 +235,7 @@ def rate(data: Data, *, judge: str = "local", dimension: str = "accuracy",
                     reasks=reasks, max_tokens=max_tokens,
                     **({"scores": scores} if scores != "text" else {}))
     summary = rate_file(path, _run_dir(run_dir, "rate", path, settings), judge=judge,
-                        dimension=dimension, mapping=mapping, as_json=json, reasks=reasks,
+                        dimension=dimension, mapping=mapping, json=json, reasks=reasks,
                         max_tokens=max_tokens, options=_options(run_options), scores=scores,
                         **_check(judge_check),
                         backends={"judge": backend} if backend is not None else None)
@@ -351,11 +357,11 @@ def judge_check(data: str | Path | list[str | Path], *, judge: str | None = None
                 output: str | Path, kind: str | None = None, probes: int | None = None,
                 labels: str | Path | None = None, backend: Any = None,
                 **run_options: Any) -> Any:
-    """The judge card of `judge` (a judgecheck.card.JudgeCard) on DATA: an instruction file
+    """The judge card of `judge` (a judging.check.card.JudgeCard) on DATA: an instruction file
     with responses, two answer files [A, B], or a rate/compare run directory; written to
     OUTPUT/judge_card.{json,md}. `kind`: "rater" or "pairwise" (default: by the data)."""
-    from synthcodec.judgecheck import DEFAULT_PROBES
-    from synthcodec.judgecheck.files import check_files
+    from synthcodec.judging.check import DEFAULT_PROBES
+    from synthcodec.judging.check.files import check_files
 
     paths = [str(p) for p in data] if isinstance(data, list) else [str(data)]
     return check_files(paths, output, judge=judge, options=_options(run_options), role=kind,

@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from synthcodec.judgecheck import CARD_MD
+from synthcodec.judging.check import CARD_MD
 from synthcodec.llm.spec import redact_spec
 from synthcodec.rundir_reader import Run
 from synthcodec.store import dumps

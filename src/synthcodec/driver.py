@@ -14,6 +14,10 @@ choosing the next plan) runs outside it, so a pass may itself run plans: the exp
 steps are passes over sub-runs (`Plan.skip_if_done`).
 `run_file_stage` is the one-plan list of "map a stage over an input file". Nothing here
 prints: the commands print what the summaries say.
+
+One module although over 500 lines: the run loop, what it publishes, the manifest it writes
+and the two summaries it returns (with the one exit-code rule) are one contract that every
+command relies on; split apart, each half would have to restate the other's rules.
 """
 
 from __future__ import annotations
@@ -103,13 +107,12 @@ class Summary:
         """One line per stage of a run of several (generate): its counts and files."""
         if self.skipped:
             return f"[{self.stage}] done earlier with the same settings and inputs, skipped"
-        if not (self.records_in or self.kept or self.rejected or self.failed):
-            parts = [f"{self.stage}: done in {self.seconds:.1f}s"]  # a pass over files
-        else:
-            parts = [f"{self.stage}: ok {self.kept}", f"rejected {self.rejected}",
-                     f"failed {self.failed}"] + ([f"resumed {self.resumed}"] if self.resumed
-                                                 else [])
+        parts = [f"{self.stage}: ok {self.kept}", f"rejected {self.rejected}",
+                 f"failed {self.failed}"] + ([f"resumed {self.resumed}"] if self.resumed else [])
         out = ", ".join(f"{name} ({n})" for name, n in self.outputs.items())
+        if not (self.records_in or self.kept or self.rejected or self.failed):  # a pass only
+            return (f"{self.stage}: wrote {out}" if out  # (the metadata pool)
+                    else f"{self.stage}: done in {self.seconds:.1f}s")  # (an experiment step)
         return " | ".join(parts) + (f" -> {out}" if out else "")
 
     def lines(self) -> list[str]:

@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any
 
-from synthcodec.fence import strip_code_fence
+from synthcodec.judging.fence import strip_code_fence
 
 __all__ = [
     "ParseError",

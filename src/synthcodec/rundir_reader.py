@@ -24,21 +24,22 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synthcodec import store
 from synthcodec.llm.spec import redact_spec
 from synthcodec.records import META
-from synthcodec.store import read_json
+from synthcodec.store import journal_entries, read_json
 
 KEPT, REJECTED, FAILED = "kept", "rejected", "failed"
 STATUSES = (KEPT, REJECTED, FAILED)
 REVIEW_FILE = "review.jsonl"
-_JOURNAL_STATUS = {"ok": KEPT, "rejected": REJECTED, "failed": FAILED}
+# The journal says ok for a finished record; the viewer and `push` call it kept.
+_JOURNAL_STATUS = {store.OK: KEPT, store.REJECTED: REJECTED, store.FAILED: FAILED}
 FILE_STAGES = ("complete", "rate", "answer")
 
 
@@ -111,27 +112,12 @@ def is_live(path: Path) -> bool:
 
 
 def journal_rows(path: Path, stage: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(status, row) of a stage's journal, in input order; read-only, never blocks a writer."""
-    db_path = path / "journal.sqlite"
-    if not db_path.exists():
-        return
-    try:
-        db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error:
-        return
-    try:
-        try:
-            cursor = db.execute(f"SELECT status, data FROM stage_{stage} ORDER BY idx")
-            fetched = cursor.fetchall()
-        except sqlite3.Error:
-            return
-        for status, data in fetched:
-            value = json.loads(data)
-            for row in value if isinstance(value, list) else [value]:
-                if isinstance(row, dict):
-                    yield _JOURNAL_STATUS.get(status, status), row
-    finally:
-        db.close()
+    """(status, row) of a stage's journal, in input order; read-only, never blocks a writer
+    (store.journal_entries). A journal entry may hold several rows (decode's instructions)."""
+    for status, value in journal_entries(path, stage):
+        for row in value if isinstance(value, list) else [value]:
+            if isinstance(row, dict):
+                yield _JOURNAL_STATUS.get(status, status), row
 
 
 def _float(value: Any) -> float | None:

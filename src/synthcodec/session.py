@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
+
 from synthcodec.cache import RequestCache, default_cache_path
 from synthcodec.cost import Spend
 from synthcodec.errors import UserError
@@ -20,6 +22,7 @@ from synthcodec.llm.batch import BatchLedger, BatchSender, BatchSettings
 from synthcodec.llm.client import LLMClient, RetryPolicy, Stats, default_in_flight
 from synthcodec.llm.spec import find_kind
 from synthcodec.prices import PriceBook
+from synthcodec.settings import setting
 
 # Exit codes of every model-calling command (documented in the README).
 EXIT_OK, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -28,36 +31,77 @@ EXECUTORS = ("local", "ray")
 
 @dataclass
 class RunOptions:
-    """Knobs every LLM command shares (the CLI's common options)."""
+    """Knobs every LLM command shares: each field is its CLI option, recipe key and API
+    keyword (synthcodec.settings)."""
 
-    concurrency: int | None = None
-    cache_path: str | None = None
-    no_cache: bool = False
-    rpm: float | None = None
-    tpm: float | None = None
-    timeout: float = 300.0
-    max_attempts: int = 8
-    overwrite: bool = False
-    limit: int | None = None
-    progress: bool = True
+    concurrency: int | None = setting(
+        None, "--concurrency", "-j", type=click.IntRange(1, 4096),
+        help="Requests in flight per endpoint (default: 64 for HTTP models, 2 for the "
+             "embedded one).")
+    cache_path: str | None = setting(
+        None, "--cache", type=click.Path(dir_okay=False), envvar="SYNTHCODEC_CACHE",
+        help="Request cache file (SQLite). Default: ~/.cache/synthcodec/requests.sqlite.")
+    no_cache: bool = setting(False, "--no-cache",
+                             help="Neither read nor write the request cache.")
+    rpm: float | None = setting(None, "--rpm", type=click.FloatRange(min=0, min_open=True),
+                                help="Limit requests per minute (per model endpoint).")
+    tpm: float | None = setting(
+        None, "--tpm", type=click.FloatRange(min=0, min_open=True),
+        help="Limit tokens per minute (per model endpoint; estimated before sending).")
+    timeout: float = setting(300.0, "--timeout", type=click.FloatRange(min=0, min_open=True),
+                             help="Seconds to wait for one HTTP request.")
+    max_attempts: int = setting(
+        8, "--max-attempts", type=click.IntRange(1, 100),
+        help="Tries per request for 5xx/timeouts (429s are retried more patiently).")
+    overwrite: bool = setting(
+        False, "--overwrite",
+        help="Discard an existing run in -o with a different configuration.")
+    limit: int | None = setting(None, "--limit", type=click.IntRange(min=1),
+                                help="Use only the first N input rows (a quick try).")
+    progress: bool = setting(True, "--quiet", "-q", invert=True, help="No progress display.")
     progress_interval: float | None = None
-    parquet: bool = False
+    parquet: bool = setting(False, "--parquet", help="Also write the output as Parquet.")
     # Money (synthcodec.cost). None of these is part of a run's configuration: a re-run with a
     # larger budget or corrected prices resumes the same run.
-    budget: float | None = None  # USD over every invocation of the run
-    max_tokens_total: int | None = None  # prompt + completion tokens, ditto
-    prices_file: str | None = None  # else $SYNTHCODEC_PRICES
-    price: tuple[str, ...] = ()  # --price [ROLE_OR_MODEL=]IN,OUT[,CACHED]
+    budget: float | None = setting(  # USD over every invocation of the run
+        None, "--budget", type=click.FloatRange(min=0), metavar="USD",
+        help="Stop sending before the run (all its invocations) would spend more than USD; "
+             "in-flight requests finish, exit code 4; re-run with a larger --budget to go "
+             "on. Needs a price for every model.")
+    max_tokens_total: int | None = setting(  # prompt + completion tokens, ditto
+        None, "--max-tokens-total", type=click.IntRange(min=1), metavar="N",
+        help="Like --budget, in tokens (prompt + completion): for local servers with no "
+             "price.")
+    prices_file: str | None = setting(  # else $SYNTHCODEC_PRICES
+        None, "--prices", type=click.Path(dir_okay=False), envvar="SYNTHCODEC_PRICES",
+        help="Price table (TOML or JSON, USD per 1M tokens) over the packaged one.")
+    price: tuple[str, ...] = setting(
+        (), "--price", multiple=True, metavar="[ROLE|MODEL=]IN,OUT[,CACHED]",
+        help="USD per 1M input and output tokens (and cached input) for the run's models, or "
+             "one role's (judge=, strong=, target=, model=).")
     # Where stages run (not part of a run's configuration either: a run started on one
     # executor resumes on the other). "ray": synthcodec.executors.ray, on `ray_address` or
     # $RAY_ADDRESS, else on a local Ray cluster.
-    executor: str = "local"
-    ray_address: str | None = None
+    executor: str = setting(
+        "local", "--executor", type=click.Choice(EXECUTORS),
+        help="Where records run: this process, or shards of the input on a Ray cluster "
+             "(needs synthcodec[ray]; docs/scale-out.md).")
+    ray_address: str | None = setting(
+        None, "--ray-address", type=str, envvar="RAY_ADDRESS", metavar="ADDRESS",
+        help="The Ray cluster to join (default $RAY_ADDRESS, else a local one is started).")
     # Provider batch APIs (llm/batch.py): not part of a run's configuration either, so a run
     # may be started one way and finished the other (the cache holds every answer).
-    batch: bool = False
-    batch_poll: float = 30.0  # seconds between polls of a batch
-    batch_size: int = 50_000  # requests per batch at most (and records in flight)
+    batch: bool = setting(
+        False, "--batch",
+        help="Send through the provider's batch API (/v1/files + /v1/batches: OpenAI and "
+             "servers that speak it), at its batch price. Batch ids are kept in "
+             "RUN/batches.jsonl: a re-run resumes polling them.")
+    batch_poll: float = setting(
+        30.0, "--batch-poll", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+        help="With --batch: seconds between polls of a batch.")
+    batch_size: int = setting(  # requests per batch at most (and records in flight)
+        50_000, "--batch-size", type=click.IntRange(1, 50_000), metavar="N",
+        help="With --batch: requests per batch at most (OpenAI: 50,000).")
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:

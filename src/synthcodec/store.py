@@ -36,6 +36,7 @@ from synthcodec import __version__
 from synthcodec.errors import CannotWrite, UserError, write_failure
 
 OK, REJECTED, FAILED = "ok", "rejected", "failed"
+JOURNAL = "journal.sqlite"  # in the run directory: one table per stage
 LOCK_FILE = ".lock"
 # Files a run publishes; an --overwrite removes them with the journal so that no old
 # output outlives the run it came from.
@@ -160,6 +161,29 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=10000")  # a reader's checkpoint never fails a commit
     return db
+
+
+def journal_entries(run_path: str | os.PathLike[str], stage: str
+                    ) -> Iterator[tuple[str, Any]]:
+    """(status, data) of one stage's journal in input order, opened read-only (`mode=ro`):
+    for readers of a live run (the viewer, `push`), which must never block its writer and
+    never create anything. Nothing when there is no journal or no such stage yet."""
+    db_path = Path(run_path) / JOURNAL
+    if not db_path.exists() or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", stage):
+        return
+    try:
+        db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return
+    try:
+        try:
+            fetched = db.execute(f"SELECT status, data FROM stage_{stage} ORDER BY idx").fetchall()
+        except sqlite3.Error:
+            return
+        for status, data in fetched:
+            yield status, json.loads(data)
+    finally:
+        db.close()
 
 
 class Journal:
@@ -335,15 +359,9 @@ class StageLedger:
 
 def read_journal(run_dir: str | os.PathLike[str], stage: str, status: str | None = None
                  ) -> list[Any]:
-    """A stage's journal rows, in input order, read without disturbing a live run."""
-    path = Path(run_dir) / "journal.sqlite"
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-    try:
-        query = f"SELECT data FROM stage_{stage}" + (" WHERE status = ?" if status else "")
-        cursor = db.execute(query + " ORDER BY idx", (status,) if status else ())
-        return [json.loads(data) for (data,) in cursor]
-    finally:
-        db.close()
+    """A stage's journal rows (of one status, or all), in input order, read without
+    disturbing a live run."""
+    return [data for st, data in journal_entries(run_dir, stage) if status in (None, st)]
 
 
 class RunDir:
@@ -390,7 +408,7 @@ class RunDir:
             self._lock = None
             raise UserError(f"another synthcodec process is working in {self.path}; "
                             "wait for it or stop it first") from None
-        self._db = connect(self.path / "journal.sqlite")
+        self._db = connect(self.path / JOURNAL)
         config_path = self.path / "config.json"
         if config_path.exists():
             old = json.loads(config_path.read_text(encoding="utf-8"))

@@ -68,7 +68,7 @@ def test_generate_on_the_embedded_model(require_embedded: None, tmp_path: Path,
     assert len(json.loads((run / "pairs_alpaca.json").read_text())) == len(pairs)
 
     # The same command again: kept and rejected rows are journaled and sent nothing; a
-    # failed row is retried, and only the request judge.py cancelled when the other
+    # failed row is retried, and only the request judging/pairwise.py cancelled when the other
     # order failed (so it never reached the cache) can be sent again.
     sent = summary["llm"]["requests"]
     failed = len(failed_rows)

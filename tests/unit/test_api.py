@@ -118,6 +118,8 @@ def test_works_inside_a_running_event_loop(tmp_path: Path) -> None:
 def test_bad_calls_are_clear(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="unknown option"):
         sc.rate(alpaca(1), judge="j", backend=sc.FakeBackend(["1"]), concurency=3)
+    with pytest.raises(TypeError, match=r"json_mode= is now json="):  # a documented rename
+        sc.rate(alpaca(1), judge="j", backend=sc.FakeBackend(["1"]), json_mode=True)
     with pytest.raises(sc.api.UserError, match="row 2 is a str"):
         sc.rate([{"instruction": "x", "output": "y"}, "oops"], judge="fake:echo")  # type: ignore[list-item]
 

@@ -9,9 +9,9 @@ two orders must cancel.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 import json
 import re
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import pytest
 
 from synthcodec.codeclm import CodecConfig, generate
 from synthcodec.commands.printing import say  # the stderr lines the command would print
-from synthcodec.judgecheck import silent
+from synthcodec.judging.check import silent
 from synthcodec.llm import FakeBackend, PermanentError, Request
 from synthcodec.llm.client import FatalModelError
 from synthcodec.records import reason_of
@@ -266,7 +266,7 @@ def test_unreadable_judge_fails_the_record_and_the_run_still_ends(tmp_path: Path
 
 def test_judge_json_mode_gives_the_same_pairs(tmp_path: Path) -> None:
     """--judge-json: every judgement carries the pair schema; the JSON scores decide alike."""
-    from synthcodec.judge import pair_schema
+    from synthcodec.judging.pairwise import pair_schema
 
     judged: list[Request] = []
 

@@ -11,7 +11,7 @@ import pytest
 
 import synthcodec.session as session
 from synthcodec.errors import UserError
-from synthcodec.judge import pair_schema
+from synthcodec.judging.pairwise import pair_schema
 from synthcodec.llm import FakeBackend, Request
 from synthcodec.records import reason_of
 from synthcodec.report.compare import summarize

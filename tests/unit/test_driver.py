@@ -67,6 +67,21 @@ def test_a_run_whose_records_all_fail_exits_1(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["exit_code"] == 1
 
 
+def test_a_stage_line_says_its_counts_and_a_pass_only_line_its_files(tmp_path: Path) -> None:
+    from synthcodec.llm.client import Stats
+
+    def summary(**counts: int) -> Summary:
+        return Summary(run_dir=tmp_path, records_in=counts.get("records_in", 0),
+                       kept=counts.get("kept", 0), rejected=counts.get("rejected", 0),
+                       failed=counts.get("failed", 0), resumed=0, stats=Stats(), seconds=0.0,
+                       interrupted=False, stage="s",
+                       outputs={"out.jsonl": counts.get("written", 0)})
+
+    ran = summary(records_in=3, kept=2, rejected=1, written=2)
+    assert ran.line() == "s: ok 2 | rejected 1 | failed 0 -> out.jsonl (2)"
+    assert summary(written=5).line() == "s: wrote out.jsonl (5)"
+
+
 def test_a_pass_runs_a_sub_run_that_drains_on_ctrl_c_and_is_skipped_once_done(
         tmp_path: Path) -> None:
     """A pass runs outside the driver's event loop, so it may run plans itself (the

@@ -1,4 +1,4 @@
-"""Tests for synthcodec.fence: deterministic, collision-free boundaries and injection containment."""
+"""Tests for synthcodec.judging.fence: deterministic, collision-free boundaries and injection containment."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from synthcodec import fence as fence_mod
-from synthcodec.fence import FENCE_NOTICE, boundary_for, fence
+from synthcodec.judging import fence as fence_mod
+from synthcodec.judging.fence import FENCE_NOTICE, boundary_for, fence
 
 BOUNDARY_RE = re.compile(r"^DATA-[0-9a-f]{16}$")
 

@@ -14,6 +14,7 @@ from tests.viewer.fake_hub import FakeHub
 
 pytest.importorskip("huggingface_hub")
 from huggingface_hub import constants  # noqa: E402
+
 SPEC = "gguf:hf:me/tiny-GGUF/tiny-q4.gguf"
 
 

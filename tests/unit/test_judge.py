@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import synthcodec.judge as judge_mod
+import synthcodec.judging.pairwise as judge_mod
 from synthcodec.errors import UserError
-from synthcodec.judge import (
+from synthcodec.judging.pairwise import (
     BothOrders,
     JudgeSettings,
     Verdict,
@@ -145,14 +145,15 @@ def test_contrastive_filtering_reads_the_judge_as_compare_does(
     """One parser: the same replies give `compare`'s verdict and CodecLM's contrast scores."""
     from synthcodec.codeclm.config import CodecConfig
     from synthcodec.codeclm.prompts import Prompts
-    from synthcodec.codeclm.steps import Ctx, contrast
+    from synthcodec.codeclm.steps import StepContext, contrast
 
     def judge(request: Request) -> str:
         return reply_to_a_first if shown(request, 1) == A else reply_to_b_first
 
     both = run(judge_both_orders(LLMClient(FakeBackend(judge)), QUESTION, A, B))
     assert (both.s_a_first, both.s_b_first, both.s_a_second, both.s_b_second) == scores
-    ctx = Ctx(strong=LLMClient(FakeBackend(judge)), cfg=CodecConfig(), prompts=Prompts.load(None))
+    ctx = StepContext(strong=LLMClient(FakeBackend(judge)), cfg=CodecConfig(),
+                      prompts=Prompts.load(None))
     row = run(contrast(ctx, {"instruction": QUESTION, "strong_answer": A, "target_answer": B,
                              "iteration": 1}))
     assert row["scores"] == {"strong_first": {"strong": scores[0], "target": scores[1]},
@@ -312,7 +313,7 @@ def test_evidence_first_prompt_reads_the_scores_from_the_end() -> None:
 
 
 def test_evidence_first_json_puts_the_explanation_first() -> None:
-    from synthcodec.judge import pair_schema
+    from synthcodec.judging.pairwise import pair_schema
 
     assert list(pair_schema(True)["properties"]) == ["explanation", "score_1", "score_2"]
     assert list(pair_schema()["properties"]) == ["score_1", "score_2", "explanation"]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from synthcodec.errors import UserError
-from synthcodec.judge import JudgeSettings, pair_request
-from synthcodec.judgecheck import read_card, run_check, write_card
-from synthcodec.judgecheck.probes import FILLERS, Sample, build_probes, first_third, padded
+from synthcodec.judging.check import read_card, run_check, write_card
+from synthcodec.judging.check.probes import FILLERS, Sample, build_probes, first_third, padded
+from synthcodec.judging.outcomes import order_result
+from synthcodec.judging.pairwise import JudgeSettings, pair_request
 from synthcodec.llm.client import LLMClient
-from synthcodec.outcomes import order_result
 from synthcodec.stages.rate import Rater, rating_template
 from tests import judge_fakes as fakes
 from tests.helpers import write_jsonl

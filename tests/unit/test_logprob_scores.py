@@ -11,8 +11,8 @@ import pytest
 
 from synthcodec.cache import RequestCache, request_key
 from synthcodec.errors import UserError
-from synthcodec.expected_score import expected_scores, score_spans
-from synthcodec.judge import JudgeSettings, judge_pair
+from synthcodec.judging.expected_score import expected_scores, score_spans
+from synthcodec.judging.pairwise import JudgeSettings, judge_pair
 from synthcodec.llm import Completion, FakeBackend, Request
 from synthcodec.llm.base import TokenLogprob, chat_token_logprobs
 from synthcodec.llm.client import LLMClient

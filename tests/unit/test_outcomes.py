@@ -1,10 +1,10 @@
-"""Tests for synthcodec.outcomes: per-order results, AlpaGasus/CodecLM rules, tallies."""
+"""Tests for synthcodec.judging.outcomes: per-order results, AlpaGasus/CodecLM rules, tallies."""
 
 from __future__ import annotations
 
 import pytest
 
-from synthcodec.outcomes import (
+from synthcodec.judging.outcomes import (
     Tally,
     alpagasus_outcome,
     codeclm_outcome,

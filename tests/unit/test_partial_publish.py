@@ -11,7 +11,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-
 from synthcodec.codeclm import CodecConfig, generate
 from synthcodec.llm import FakeBackend
 from synthcodec.session import RunOptions

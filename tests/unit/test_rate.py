@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from synthcodec.errors import UserError
-from synthcodec.fence import FENCE_NOTICE
+from synthcodec.judging.fence import FENCE_NOTICE
 from synthcodec.llm import Completion, FakeBackend, Request
 from synthcodec.llm.client import LLMClient, RecordFailed
 from synthcodec.prompts import ChatTemplate

@@ -17,8 +17,8 @@ import pytest
 import synthcodec.session as session
 from synthcodec.codeclm import CodecConfig
 from synthcodec.codeclm.prompts import Prompts
-from synthcodec.codeclm.steps import Ctx, contrast, decode, improve, respond
-from synthcodec.judge import JudgeSettings
+from synthcodec.codeclm.steps import StepContext, contrast, decode, improve, respond
+from synthcodec.judging.pairwise import JudgeSettings
 from synthcodec.llm import Completion, FakeBackend, Request
 from synthcodec.llm.client import LLMClient, RecordFailed
 from synthcodec.llm.openai_http import OpenAIHTTPBackend
@@ -170,8 +170,8 @@ def test_compare_reads_the_verdict_not_the_trace(tmp_path: Path,
 GOOD, BAD = "A careful, correct answer.", "No idea."
 
 
-def ctx_for(strong: FakeBackend, target: FakeBackend | None = None, **cfg: Any) -> Ctx:
-    return Ctx(strong=LLMClient(strong), target=LLMClient(target) if target else None,
+def ctx_for(strong: FakeBackend, target: FakeBackend | None = None, **cfg: Any) -> StepContext:
+    return StepContext(strong=LLMClient(strong), target=LLMClient(target) if target else None,
                cfg=CodecConfig(parse_tries=1, **cfg), prompts=Prompts.load(),
                judge=JudgeSettings(json=False))
 

@@ -13,13 +13,13 @@ import pytest
 
 import synthcodec as sc
 from synthcodec.diversity import k_center, near_duplicate_groups
+from synthcodec.judging.stats import auc
 from synthcodec.llm import FakeBackend
 from synthcodec.llm.base import ContinuationRequest
 from synthcodec.session import RunOptions
 from synthcodec.stages.rate import rate_file
 from synthcodec.stages.score import random_key, score_file
 from synthcodec.stages.select_eval import precision_at
-from synthcodec.stats import auc
 from tests.helpers import cli, read_jsonl
 
 # IFD by the scripted log-probabilities below: row i gets IFD IFDS[i].

@@ -12,7 +12,7 @@ import pytest
 from synthcodec.codeclm.config import CodecConfig
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.stages import CodecStage
-from synthcodec.judge import JudgeSettings
+from synthcodec.judging.pairwise import JudgeSettings
 from synthcodec.llm import FakeBackend
 from synthcodec.session import Models, RunOptions
 from synthcodec.stages.answer import AnswerStage

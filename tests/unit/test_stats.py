@@ -7,8 +7,8 @@ import math
 
 import pytest
 
+from synthcodec.judging.stats import auc, cohen_kappa, logistic_fit, wilson
 from synthcodec.report.compare import length_controlled, summarize
-from synthcodec.stats import auc, cohen_kappa, logistic_fit, wilson
 
 
 def test_wilson_by_hand() -> None:

@@ -108,8 +108,8 @@ def test_nothing_is_written_as_invalid_json(tmp_path: Path) -> None:
 
 
 def test_a_model_reply_with_nan_is_not_valid_json() -> None:
-    from synthcodec.llm.json_reply import ANY_OBJECT, JsonReply
     from synthcodec.llm import Completion
+    from synthcodec.llm.json_reply import ANY_OBJECT, JsonReply
 
     reply = JsonReply(ANY_OBJECT, max_tokens=100)
     assert reply.parse(Completion(text='{"score": 4.5}', finish_reason="stop")) == {"score": 4.5}

@@ -13,12 +13,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from synthcodec.executors import Item
-from synthcodec.records import Record
 from synthcodec.errors import UserError
+from synthcodec.executors import Item
 from synthcodec.io import FieldSpec, iter_rows
 from synthcodec.llm import redact_spec
-from synthcodec.records import record_id
+from synthcodec.records import Record, record_id
 from synthcodec.store import (
     FAILED,
     OK,

@@ -14,7 +14,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from synthcodec.codeclm.files import (
     FAILED_FILE,
@@ -38,15 +37,14 @@ from synthcodec.codeclm.steps import (
     KEEP_TARGET,
     NEAR_DUPLICATE,
     UNRESOLVED,
-    Ctx,
+    StepContext,
     base_candidate,
     unresolved_reason,
 )
 from synthcodec.driver import Plan, Published
-from synthcodec.executors import Item
-from synthcodec.records import Record
 from synthcodec.errors import UserError
-from synthcodec.records import META
+from synthcodec.executors import Item
+from synthcodec.records import META, Record
 from synthcodec.session import Models
 from synthcodec.store import FAILED, OK, REJECTED, Journal, RunDir
 
@@ -129,7 +127,7 @@ class LoopState:
     near: NearDuplicateFilter = field(default_factory=lambda: NearDuplicateFilter(0.7))
 
 
-def loop_plan(ctx: Ctx, models: Models, run: RunDir, n: int | None, state: LoopState,
+def loop_plan(ctx: StepContext, models: Models, run: RunDir, n: int | None, state: LoopState,
               grown: bool = False) -> Plan:
     """Every base instruction through evolve(), until n pairs are kept or none are left.
     `grown`: generate drew more of the pool after a pass ran dry (the journaled records
@@ -199,7 +197,7 @@ def latest_round(path: Path, pattern: str) -> int:
     return max(found, default=0)
 
 
-def respond_plan(ctx: Ctx, models: Models, run: RunDir, r: int | None = None) -> Plan:
+def respond_plan(ctx: StepContext, models: Models, run: RunDir, r: int | None = None) -> Plan:
     """Strong and target answers for round r's candidates -> responses_<r>.jsonl."""
     r = r or max(1, latest_round(run.path, r"improved_{r}\.jsonl"))
     if r == 1:
@@ -214,7 +212,7 @@ def respond_plan(ctx: Ctx, models: Models, run: RunDir, r: int | None = None) ->
                 publish=publish_as(responses_file(r), f"respond_{r}"))
 
 
-def contrast_plan(ctx: Ctx, models: Models, run: RunDir, r: int | None = None) -> Plan:
+def contrast_plan(ctx: StepContext, models: Models, run: RunDir, r: int | None = None) -> Plan:
     """Judge round r's answers in both orders -> contrast_<r>.jsonl, then the run's
     output/rejected/failed files from every round so far."""
     r = r or latest_round(run.path, r"responses_{r}\.jsonl")
@@ -244,7 +242,7 @@ def contrast_plan(ctx: Ctx, models: Models, run: RunDir, r: int | None = None) -
                 info=lambda: {"mode": "rounds"})
 
 
-def improve_plan(ctx: Ctx, models: Models, run: RunDir, r: int | None = None) -> Plan:
+def improve_plan(ctx: StepContext, models: Models, run: RunDir, r: int | None = None) -> Plan:
     """Rewrite round r's undecided instructions -> improved_<r+1>.jsonl."""
     r = r or latest_round(run.path, r"contrast_{r}\.jsonl")
     if r < 1:
@@ -265,7 +263,7 @@ def improve_plan(ctx: Ctx, models: Models, run: RunDir, r: int | None = None) ->
                 publish=publish_as(improved_file(r + 1), f"improve_{r + 1}"))
 
 
-def collect_rounds(run: RunDir, ctx: Ctx) -> Published:
+def collect_rounds(run: RunDir, ctx: StepContext) -> Published:
     """output.jsonl / rejected.jsonl / failed.jsonl from every round so far: each base
     instruction's latest outcome (kept, unresolved, rejected or failed in some step; one
     still waiting for its next round is in no file), through the loop's `collect`."""

@@ -33,10 +33,10 @@ from synthcodec.codeclm.stages import (
     metadata_plan,
     rubrics_plan,
 )
-from synthcodec.codeclm.steps import Ctx, make_ctx
+from synthcodec.codeclm.steps import StepContext, step_context
 from synthcodec.driver import Before, Plan, RunSummary, run_plans
 from synthcodec.io import scan_input
-from synthcodec.judgecheck import (
+from synthcodec.judging.check import (
     PRE_CHECK_PROBES,
     Say,
     manifest_entry,
@@ -44,7 +44,7 @@ from synthcodec.judgecheck import (
     pre_check,
     silent,
 )
-from synthcodec.judgecheck.probes import samples_from_rows
+from synthcodec.judging.check.probes import samples_from_rows
 from synthcodec.llm import redact_spec
 from synthcodec.session import Models, RunOptions
 from synthcodec.store import RunDir, check_writable_dir
@@ -81,7 +81,7 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
     ending: dict[str, Any] = {}
 
     def plans(models: Models, run: RunDir) -> Iterator[Plan]:
-        ctx = make_ctx(models, cfg, prompts)
+        ctx = step_context(models, cfg, prompts)
         encode = encode_plan(ctx, models, seeds, mapping, options.limit)
         if judge_check > 0:
             encode.before = judge_before(run, ctx, seeds, mapping, judge_check, strong, say)
@@ -89,7 +89,7 @@ def generate(*, seeds: str, run_dir: str | Path, strong: str, target: str, n: in
         yield metadata_plan(run, cfg, options.overwrite)
         pool = len(load_metadata(run.path))
         k = cfg.per_metadata or per_metadata_for(n, pool, oversample)
-        ctx = make_ctx(models, replace(cfg, per_metadata=k), prompts)
+        ctx = step_context(models, replace(cfg, per_metadata=k), prompts)
         # Only the pool entries n pairs need (n x oversample base instructions, k per
         # entry) are decoded and given rubrics; more are drawn only if the loop runs dry.
         draws = [min(pool, math.ceil(n * oversample / k))]
@@ -138,8 +138,8 @@ def cost_lines(run: RunDir) -> list[str]:
     return list((run.ledger.state.get("_cost") or {}).get("lines") or [])
 
 
-def judge_before(run: RunDir, ctx: Ctx, seeds: str, mapping: Mapping[str, str], per_kind: int,
-                 strong: str, say: Say) -> Before:
+def judge_before(run: RunDir, ctx: StepContext, seeds: str, mapping: Mapping[str, str],
+                 per_kind: int, strong: str, say: Say) -> Before:
     """generate's judge check of the strong model as judge, before encode: its usage is the
     run's like any stage's (the totals, the cost, the budget), under "judge_check"."""
 
@@ -187,7 +187,7 @@ def export_pairs(path: Path, fmt: str) -> str:
 
 
 # The plan of one stage command, from the live context and the open run.
-PlanOf = Callable[[Ctx, Models, RunDir], Plan]
+PlanOf = Callable[[StepContext, Models, RunDir], Plan]
 
 
 def run_stage_command(plan_of: PlanOf, *, run_dir: str | Path, roles: Mapping[str, str | None],
@@ -206,7 +206,7 @@ def run_stage_command(plan_of: PlanOf, *, run_dir: str | Path, roles: Mapping[st
     ending: dict[str, Any] = {}
 
     def plans(models: Models, run: RunDir) -> Iterator[Plan]:
-        plan = plan_of(make_ctx(models, cfg, prompts), models, run)
+        plan = plan_of(step_context(models, cfg, prompts), models, run)
         yield plan
         ending["lines"] = cost_lines(run)
         if (run.path / OUTPUT).exists() and plan.stage_name.startswith("contrast"):

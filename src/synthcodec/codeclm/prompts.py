@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator
 
 from synthcodec.errors import UserError
-from synthcodec.fence import strip_code_fence
+from synthcodec.judging.fence import strip_code_fence
 from synthcodec.llm.base import Request
 from synthcodec.parsing import ParseError, parse_numbered_list, parse_rubrics
 from synthcodec.prompts import ChatTemplate, load_template

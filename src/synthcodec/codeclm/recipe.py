@@ -1,9 +1,10 @@
 """A recipe's [generate] table, parsed straight into the typed settings `generate` takes.
 
 Keys are `generate`'s options under their long names (`per-metadata` or `per_metadata`,
-`size`, `rubrics`, `judge-json`, ...) plus its arguments by name (`seeds`, `output`). Each
-value is checked by the same type as the option (ranges included), and an unknown key or a
-bad value names the recipe, the table and the key.
+`size`, `rubrics`, `judge-json`, ...), read from the settings dataclasses that make those
+options (CodecConfig, RunOptions: synthcodec.settings), plus its arguments by name
+(`seeds`, `output`). Each value is checked by the same type as the option (ranges
+included), and an unknown key or a bad value names the recipe, the table and the key.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from typing import Any
 
 import click
 
-from synthcodec.codeclm.cli_options import CODEC_OPTIONS
 from synthcodec.codeclm.config import CodecConfig
 from synthcodec.errors import UserError
-from synthcodec.judgecheck import Say, silent
-from synthcodec.options import run_options
+from synthcodec.judging.check import Say, silent
 from synthcodec.session import RunOptions
+from synthcodec.settings import convert, recipe_keys
 
 # Keys of `generate` itself, with the type each takes.
 _GENERATE: dict[str, Any] = {
@@ -27,28 +27,8 @@ _GENERATE: dict[str, Any] = {
     "oversample": click.FloatRange(1.0), "format": str, "prompts": str, "field": dict,
     "judge_check_probes": click.IntRange(0, 100), "no_judge_check": bool,
 }
-
-
-def _run_keys() -> dict[str, tuple[str, Any]]:
-    """RunOptions fields under their option names, from the options themselves
-    (options.run_options): `cache` is --cache (cache_path), `quiet` turns progress off."""
-    out: dict[str, tuple[str, Any]] = {}
-    for opt in run_options(lambda: None).__click_params__:  # type: ignore[attr-defined]
-        long = next(o for o in opt.opts if o.startswith("--"))
-        kind = (bool if opt.is_flag else list if opt.multiple else
-                str if isinstance(opt.type, (click.Path, click.types.StringParamType))
-                else opt.type)
-        name = "progress" if opt.name == "quiet" else opt.name
-        out[long.removeprefix("--").replace("-", "_")] = (name, kind)
-    return out
-
-
-_RUN = _run_keys()
-# CodecConfig fields under their option names (`size` is pool_size, `rubrics` n_rubrics, ...).
-_CODEC: dict[str, str] = {
-    flags[0].split("/")[0].removeprefix("--").replace("-", "_"): name
-    for name, (flags, _, _) in CODEC_OPTIONS.items()
-}
+_RUN = recipe_keys(RunOptions)  # `cache` is --cache (cache_path), `quiet` is progress=False
+_CODEC = recipe_keys(CodecConfig)  # `size` is pool_size, `rubrics` n_rubrics, ...
 
 
 @dataclass
@@ -87,32 +67,6 @@ class GenerateJob:
                         **({} if self.judge_check is None else {"judge_check": self.judge_check}))
 
 
-def _convert(kind: Any, value: Any, where: str, key: str) -> Any:
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise UserError(f"{where}: {key} is a flag: write true or false")
-        return value
-    if kind is list:  # a repeatable option: one value or a list
-        values = value if isinstance(value, list) else [value]
-        return tuple(str(v) for v in values)
-    if kind is dict:
-        if not isinstance(value, dict):
-            raise UserError(f"{where}: {key} must be a table, e.g. {key} = {{instruction = "
-                            '"text"}')
-        return {str(k): str(v) for k, v in value.items()}
-    if kind is str:
-        if not isinstance(value, str):
-            raise UserError(f"{where}: {key} must be a string")
-        return value
-    if isinstance(value, bool):  # TOML true is not a number
-        raise UserError(f"{where}: {key} must be a number")
-    try:
-        return kind.convert(value, None, None) if hasattr(kind, "convert") else kind(value)
-    except (click.BadParameter, ValueError, TypeError) as exc:
-        message = getattr(exc, "message", None) or str(exc)
-        raise UserError(f"{where}: {key}: {message}") from None
-
-
 def generate_job(table: Mapping[str, Any], where: str) -> GenerateJob:
     """The [generate] table as a GenerateJob; UserError naming the key when it is wrong."""
     given: dict[str, Any] = {}
@@ -121,18 +75,15 @@ def generate_job(table: Mapping[str, Any], where: str) -> GenerateJob:
     for raw_key, value in table.items():
         key = raw_key.replace("-", "_")
         if key in _GENERATE:
-            given[key] = _convert(_GENERATE[key], value, where, raw_key)
-        elif key in _CODEC or key in ("judge_text",):
-            if key == "judge_text":  # --judge-text is judge-json = false
-                codec["judge_json"] = not _convert(bool, value, where, raw_key)
-                continue
-            name = _CODEC[key]
-            kind = CODEC_OPTIONS[name][1] or bool
-            codec[name] = _convert(kind, value, where, raw_key)
+            given[key] = convert(None, _GENERATE[key], value, where, raw_key)
+        elif key == "judge_text":  # --judge-text is judge-json = false
+            codec["judge_json"] = not convert(None, bool, value, where, raw_key)
+        elif key in _CODEC:
+            name, option = _CODEC[key]
+            codec[name] = convert(option, None, value, where, raw_key)
         elif key in _RUN:
-            name, kind = _RUN[key]
-            converted = _convert(kind, value, where, raw_key)
-            run[name] = (not converted) if key == "quiet" else converted
+            name, option = _RUN[key]
+            run[name] = convert(option, None, value, where, raw_key)
         else:
             known = sorted({*_GENERATE, *_CODEC, *_RUN})
             raise UserError(f"{where}: unknown key {raw_key!r}; known: {', '.join(known)}")

@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from synthcodec.codeclm.steps import KEEP_TARGET, UNRESOLVED
 from synthcodec.codeclm.files import COST_KEY, ledger
+from synthcodec.codeclm.steps import KEEP_TARGET, UNRESOLVED
+from synthcodec.judging.check import CARD_JSON, read_card
 from synthcodec.report.histogram import text_histogram
-from synthcodec.judgecheck import CARD_JSON, read_card
 from synthcodec.store import write_json
 
 SUMMARY, GAP_PNG = "summary.json", "gap_histogram.png"

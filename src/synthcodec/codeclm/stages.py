@@ -1,10 +1,10 @@
 """The CodecLM stages before Contrastive Filtering, each as a plan for the run driver.
 
 `encode` → the metadata pool (a pass over encoded.jsonl) → `decode` (+ the near-duplicate
-pass) → `rubrics`. Each `*_plan` builds a driver.Plan from the live context (`Ctx`: the
-clients, settings and prompts), so `generate` and the stage commands run the very same
-plans. The work per record is a `CodecStage` (the stage contract of stages/base.py): plain
-settings, the step's clients built in `setup`.
+pass) → `rubrics`. Each `*_plan` builds a driver.Plan from the live context
+(`StepContext`: the clients, settings and prompts), so `generate` and the stage commands
+run the very same plans. The work per record is a `CodecStage` (the stage contract of
+stages/base.py): plain settings, the step's clients built in `setup`.
 """
 
 from __future__ import annotations
@@ -33,15 +33,13 @@ from synthcodec.codeclm.files import (
 from synthcodec.codeclm.pool import build_pool, check_pool
 from synthcodec.codeclm.prompts import Prompts
 from synthcodec.codeclm.rouge import NearDuplicateFilter
-from synthcodec.codeclm.steps import Ctx, make_ctx
+from synthcodec.codeclm.steps import StepContext, step_context
 from synthcodec.driver import Plan, Published
-from synthcodec.executors import Item, StepResult
-from synthcodec.records import Record
 from synthcodec.errors import EveryRecordFailed
+from synthcodec.executors import Item, StepResult
 from synthcodec.io import extract, iter_rows, scan_input
-from synthcodec.records import META
-from synthcodec.judge import JudgeSettings
-from synthcodec.records import record_id
+from synthcodec.judging.pairwise import JudgeSettings
+from synthcodec.records import META, Record, record_id
 from synthcodec.session import Models
 from synthcodec.stages.base import ModelStage
 from synthcodec.store import REJECTED, Journal, RunDir, hash_file
@@ -73,7 +71,7 @@ class CodecStage(ModelStage):
         self.roles = {"strong": self.strong, **({"target": self.target} if self.target else {})}
 
     @classmethod
-    def of(cls, step: str, ctx: Ctx, models: Models, name: str = "",
+    def of(cls, step: str, ctx: StepContext, models: Models, name: str = "",
            actions: Mapping[str, list[str]] | None = None) -> "CodecStage":
         """The stage for `step` with the settings of `ctx` (what the pipeline resolved)."""
         return cls(step=step, cfg=ctx.cfg, prompts=ctx.prompts, judge=ctx.judge,
@@ -81,7 +79,7 @@ class CodecStage(ModelStage):
                    actions=dict(actions or {}), name=name)
 
     async def setup(self, models: Models) -> None:
-        self._ctx = make_ctx(models, self.cfg, self.prompts or Prompts.load(None), self.judge)
+        self._ctx = step_context(models, self.cfg, self.prompts or Prompts.load(None), self.judge)
 
     async def run(self, record: Record) -> StepResult:
         fn = getattr(steps, self.step)
@@ -121,7 +119,7 @@ def seed_items(path: str, mapping: Mapping[str, str], limit: int | None) -> list
     return items
 
 
-def encode_plan(ctx: Ctx, models: Models, seeds: str, mapping: Mapping[str, str],
+def encode_plan(ctx: StepContext, models: Models, seeds: str, mapping: Mapping[str, str],
                 limit: int | None) -> Plan:
     """Every seed's use case and skills -> RUN/encoded.jsonl."""
     items = seed_items(seeds, mapping, limit)
@@ -177,7 +175,7 @@ def load_metadata(path: Path) -> list[Record]:
 
 # --------------------------------------------------------------------------- decode
 
-def decode_plan(ctx: Ctx, models: Models, path: Path, draws: Sequence[int] = ()) -> Plan:
+def decode_plan(ctx: StepContext, models: Models, path: Path, draws: Sequence[int] = ()) -> Plan:
     """Base instructions from the pool entries drawn so far: `draws` are the growing pool
     sizes `generate` drew (empty: the whole pool). A larger draw decodes only the entries
     added (the journal keeps the earlier ones) and appends their instructions."""
@@ -234,7 +232,7 @@ def dedupe_instructions(decoded: list[Record], threshold: float,
 
 # --------------------------------------------------------------------------- rubrics
 
-def rubrics_plan(ctx: Ctx, models: Models, path: Path, draws: Sequence[int] = ()) -> Plan:
+def rubrics_plan(ctx: StepContext, models: Models, path: Path, draws: Sequence[int] = ()) -> Plan:
     """Rubrics and actions for the pool entries drawn so far (as decode; empty: all)."""
     pool = load_metadata(path)[:draws[-1] if draws else None]
     settings = {"strong": ctx.strong.identity, "prompt": ctx.prompts.sha256("rubrics"),
@@ -245,7 +243,7 @@ def rubrics_plan(ctx: Ctx, models: Models, path: Path, draws: Sequence[int] = ()
                 publish=publish_as(RUBRICS, "rubrics"))
 
 
-def loop_config(ctx: Ctx) -> dict[str, Any]:
+def loop_config(ctx: StepContext) -> dict[str, Any]:
     """What the verdicts depend on: changing any of these is a different loop."""
     return {"strong": ctx.strong.identity, "target": ctx.need_target().identity,
             "prompt": ctx.prompts.sha256("improve"), **ctx.judge.config(),

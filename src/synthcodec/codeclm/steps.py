@@ -1,6 +1,6 @@
 """The CodecLM steps: async functions of one record, free of files and executors.
 
-Each takes a `Ctx` (clients, settings, prompts) and a record, and returns output rows or
+Each takes a `StepContext` (clients, settings, prompts) and a record, and returns output rows or
 raises `Reject` (a decision, kept with its reason) / `RecordFailed` (retried next run).
 The loop step `evolve` chains improve -> respond -> contrast for one base instruction.
 """
@@ -26,7 +26,7 @@ from synthcodec.codeclm.prompts import (
     rubrics_request,
 )
 from synthcodec.executors import Reject
-from synthcodec.judge import JudgeSettings, judge_both_orders
+from synthcodec.judging.pairwise import JudgeSettings, judge_both_orders
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError
 from synthcodec.records import Record
@@ -39,7 +39,7 @@ NEAR_DUPLICATE = "near_duplicate"  # a kept pair too close to an earlier kept on
 
 
 @dataclass
-class Ctx:
+class StepContext:
     """What the steps need: the models, the settings and the prompt templates."""
 
     strong: LLMClient
@@ -54,8 +54,8 @@ class Ctx:
         return self.target
 
 
-def make_ctx(models: Models, cfg: CodecConfig, prompts: Prompts,
-             judge: JudgeSettings | None = None) -> Ctx:
+def step_context(models: Models, cfg: CodecConfig, prompts: Prompts,
+             judge: JudgeSettings | None = None) -> StepContext:
     """The steps' context from the live clients (`judge`: else from `cfg`)."""
     strong = models["strong"]
     # The answer format is decided here for the strong model (the judge), so the loop's
@@ -63,7 +63,7 @@ def make_ctx(models: Models, cfg: CodecConfig, prompts: Prompts,
     judge = judge or JudgeSettings(max_tokens=cfg.judge_max_tokens, reasks=cfg.judge_reasks,
                                    json=cfg.judge_json, scores=cfg.judge_scores,
                                    evidence_first=cfg.judge_evidence_first)
-    return Ctx(strong=strong, target=models.clients.get("target"), cfg=cfg, prompts=prompts,
+    return StepContext(strong=strong, target=models.clients.get("target"), cfg=cfg, prompts=prompts,
                judge=judge.for_backend(strong.backend))
 
 
@@ -76,7 +76,7 @@ def lineage(record: Record) -> Record:
 
 # --------------------------------------------------------------------------- encode
 
-async def encode(ctx: Ctx, seed: Record) -> Record:
+async def encode(ctx: StepContext, seed: Record) -> Record:
     """Seed -> {seed_id, instruction, use_case, skills} via validated structured output."""
     request = encode_request(ctx.prompts, seed["instruction"], temperature=ctx.cfg.temperature,
                              max_tokens=ctx.cfg.max_tokens)
@@ -87,7 +87,7 @@ async def encode(ctx: Ctx, seed: Record) -> Record:
 
 # --------------------------------------------------------------------------- decode
 
-async def decode(ctx: Ctx, meta: Record) -> list[Record]:
+async def decode(ctx: StepContext, meta: Record) -> list[Record]:
     """Metadata entry -> up to `per_metadata` base instructions (numbered list, parsed)."""
     cfg, problem = ctx.cfg, ""
     if cfg.per_metadata is None:
@@ -117,7 +117,7 @@ def _meta_lineage(meta: Record) -> Record:
 
 # --------------------------------------------------------------------------- rubrics
 
-async def rubrics(ctx: Ctx, meta: Record) -> Record:
+async def rubrics(ctx: StepContext, meta: Record) -> Record:
     """Metadata entry -> {metadata_id, rubrics, actions} (Self-Rubrics)."""
     cfg, problem = ctx.cfg, ""
     for sample in range(cfg.parse_tries):
@@ -142,7 +142,7 @@ def choose_action(actions: list[str], seed: int, instruction_id: str, iteration:
     return random.Random(f"{seed}:{instruction_id}:{iteration}").choice(actions)
 
 
-async def improve(ctx: Ctx, cand: Record, actions: list[str]) -> Record:
+async def improve(ctx: StepContext, cand: Record, actions: list[str]) -> Record:
     """Rewrite the candidate's instruction following one random action: the next iteration."""
     if not actions:
         raise Reject("no rubric actions for this metadata entry, so it cannot be improved",
@@ -170,7 +170,7 @@ async def improve(ctx: Ctx, cand: Record, actions: list[str]) -> Record:
 
 # --------------------------------------------------------------------------- respond
 
-async def respond(ctx: Ctx, cand: Record) -> Record:
+async def respond(ctx: StepContext, cand: Record) -> Record:
     """Strong and target answers to the candidate instruction."""
     cfg = ctx.cfg
     # Sample 1 for the target: a distinct draw even when strong and target are one model.
@@ -199,7 +199,7 @@ def decide(gap: float, theta: float, iteration: int, max_iterations: int) -> str
     return IMPROVE if iteration < max_iterations else UNRESOLVED
 
 
-async def contrast(ctx: Ctx, answered: Record) -> Record:
+async def contrast(ctx: StepContext, answered: Record) -> Record:
     """Pairwise scores in both orders, averaged; gap G = S(strong) - S(target); the decision."""
     both = await judge_both_orders(ctx.strong, answered["instruction"], answered["strong_answer"],
                                    answered["target_answer"], ctx.judge)
@@ -236,7 +236,7 @@ def history_entry(row: Record) -> Record:
     return {k: row.get(k) for k in keys}
 
 
-async def evolve(ctx: Ctx, base: Record, actions: list[str]) -> Record:
+async def evolve(ctx: StepContext, base: Record, actions: list[str]) -> Record:
     """One base instruction through up to `max_iterations` rounds of Contrastive Filtering.
 
     Round 1 judges the base instruction itself (methods.md §1.5: filter before rewriting);

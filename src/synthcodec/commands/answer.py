@@ -12,28 +12,26 @@ from synthcodec.io import parse_field_map
 from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.options import options_from, run_options
 from synthcodec.questions import BENCH_FORMATS, resolve_format
-from synthcodec.stages.answer import answer_file
+from synthcodec.settings import click_options, from_kwargs
+from synthcodec.stages.answer import AnswerStage, answer_file
 
 
 @click.command("answer", epilog=MODEL_SPEC_HELP)
 @click.argument("bench_path", metavar="BENCH", type=click.Path(exists=True))
-@click.option("--model", "-m", default="local", show_default=True, help="The model (see below).")
+@click_options(AnswerStage, "model")
 @click.option("--bench", "bench_name", default=None, metavar="NAME",
               help=f"Benchmark format: {', '.join(BENCH_FORMATS)} (default: detected from the "
                    "fields).")
 @click.option("--field", "fields", multiple=True, metavar="OURS=THEIRS",
               help="Map id, text, category, input or instances to a column, "
                    "e.g. --field text=question --field id=qid.")
-@click.option("--system", default=None, help="A system message sent with every question.")
-@click.option("--temperature", type=float, default=0.0, show_default=True)
-@click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True)
+@click_options(AnswerStage, "system", "temperature", "max_tokens")
 @click.option("--output", "-o", "output", required=True, type=click.Path(dir_okay=False),
               help="The answers file (JSONL), written atomically when the run finishes.")
 @click.option("--run-dir", default=None, type=click.Path(file_okay=False),
               help="Run directory for resume and bookkeeping (default: OUTPUT.run beside it).")
 @run_options
-def command(bench_path: str, model: str, bench_name: str | None, fields: tuple[str, ...],
-            system: str | None, temperature: float, max_tokens: int, output: str,
+def command(bench_path: str, bench_name: str | None, fields: tuple[str, ...], output: str,
             run_dir: str | None, **kwargs: Any) -> None:
     """Answer every question of the benchmark file BENCH with MODEL.
 
@@ -42,11 +40,11 @@ def command(bench_path: str, model: str, bench_name: str | None, fields: tuple[s
     its category and the model: {question_id, question, category, answer, model, bench}.
     Feed two such files to `synthcodec compare`.
     """
+    settings = from_kwargs(AnswerStage, kwargs)
     options = options_from(kwargs)
     fmt = resolve_format(bench_path, bench_name, parse_field_map(fields))
-    summary, n = answer_file(bench_path, output, model=model, fmt=fmt, system=system,
-                             temperature=temperature, max_tokens=max_tokens, run_dir=run_dir,
-                             options=options)
+    summary, n = answer_file(bench_path, output, fmt=fmt, run_dir=run_dir, options=options,
+                             **settings)
     code = print_summary(summary)
     if summary.interrupted:
         raise SystemExit(code)

@@ -10,9 +10,9 @@ from synthcodec.codeclm.cli_options import codec_options, config_from, prompts_o
 from synthcodec.codeclm.files import SEED_FIELDS
 from synthcodec.codeclm.pipeline import run_stage_command
 from synthcodec.codeclm.stages import encode_plan
+from synthcodec.commands.printing import print_stage_command, say
 from synthcodec.io import parse_field_map, scan_input
 from synthcodec.llm import MODEL_SPEC_HELP
-from synthcodec.commands.printing import print_stage_command, say
 from synthcodec.options import options_from, run_options
 
 

@@ -1,5 +1,5 @@
 """`synthcodec judge-check`: probe a judge with pairs whose right answer is known and write its
-judge card; the logic is synthcodec.judgecheck."""
+judge card; the logic is synthcodec.judging.check."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from synthcodec.commands.printing import say
-from synthcodec.judgecheck import CARD_JSON, CARD_MD, DEFAULT_PROBES
-from synthcodec.judgecheck.files import CheckSettings, check_files
+from synthcodec.judging.check import CARD_JSON, CARD_MD, DEFAULT_PROBES
+from synthcodec.judging.check.files import CheckSettings, check_files
 from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.options import options_from, run_options, scores_option
 from synthcodec.stages.rate import field_mapping

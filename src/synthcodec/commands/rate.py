@@ -16,35 +16,31 @@ from synthcodec.options import (
     judge_check_options,
     options_from,
     run_options,
-    scores_option,
 )
-from synthcodec.stages.rate import field_mapping, rate_file, rating_template, score_lines
+from synthcodec.settings import click_options, from_kwargs
+from synthcodec.stages.rate import (
+    RateStage,
+    field_mapping,
+    rate_file,
+    rating_template,
+    score_lines,
+)
 
 
 @click.command("rate", epilog=MODEL_SPEC_HELP)
 @click.argument("input_path", metavar="DATA", type=click.Path(exists=True))
-@click.option("--judge", "-m", default="local", show_default=True, help="The rating model (see below).")
-@click.option("--dimension", default="accuracy", show_default=True,
-              help="What to rate: accuracy (the paper's main setting), helpfulness, or any text.")
+@click_options(RateStage, "judge", "dimension")
 @click.option("--field", "fields", multiple=True, metavar="OURS=THEIRS",
               help="Map instruction/input/response to input columns (default: response=output).")
 @click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False),
               default=None, help="Your own rating prompt (start from synthcodec/prompts/rate.txt).")
-@click.option("--json/--text", default=None,
-              help="Ask for a JSON {score, explanation} (--json) or the score on the first line "
-                   "(--text). Default: JSON for the embedded model, text for HTTP judges.")
-@click.option("--reasks", type=click.IntRange(0, 10), default=2, show_default=True,
-              help="Re-ask an unreadable reply this many times, then quarantine the row.")
-@click.option("--max-tokens", type=click.IntRange(16), default=256, show_default=True,
-              help="Longest judge reply (the score comes first, so a cut explanation is fine).")
-@scores_option()
+@click_options(RateStage, "json", "reasks", "max_tokens", "scores")
 @click.option("--output", "-o", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory (created; re-running the same command resumes it).")
 @judge_check_options
 @run_options
-def command(input_path: str, judge: str, dimension: str, fields: tuple[str, ...],
-            template_path: str | None, json: bool | None, reasks: int, max_tokens: int,
-            scores: str, run_dir: str, **kwargs: Any) -> None:
+def command(input_path: str, fields: tuple[str, ...], template_path: str | None, run_dir: str,
+            **kwargs: Any) -> None:
     """Rate every (instruction, input, response) row of DATA from 0 to 5 with JUDGE (AlpaGasus).
 
     DATA may be JSONL, a JSON array (e.g. Alpaca), CSV, Parquet or a saved Hugging Face
@@ -53,16 +49,16 @@ def command(input_path: str, judge: str, dimension: str, fields: tuple[str, ...]
     RUN/failed.jsonl with the reason. First a small judge check probes JUDGE on a few rows
     (RUN/judge_card.md). Then: synthcodec select RUN --min-score 4.5 -o kept.jsonl
     """
+    settings = from_kwargs(RateStage, kwargs)
     judge_check = judge_check_from(kwargs)
     options = options_from(kwargs)
     mapping = field_mapping(fields)
-    dimension = " ".join(dimension.split())
-    if not dimension:
+    settings["dimension"] = " ".join(settings["dimension"].split())
+    if not settings["dimension"]:
         raise UserError("--dimension must not be empty")
-    summary = rate_file(input_path, run_dir, judge=judge, dimension=dimension, mapping=mapping,
-                        template=rating_template(template_path), as_json=json,
-                        reasks=reasks, max_tokens=max_tokens, scores=scores,
-                        judge_check=judge_check, say=say, options=options)
+    summary = rate_file(input_path, run_dir, mapping=mapping,
+                        template=rating_template(template_path), judge_check=judge_check,
+                        say=say, options=options, **settings)
     code = print_summary(summary)
     if summary.interrupted:
         raise SystemExit(code)

@@ -11,26 +11,21 @@ import click
 from synthcodec.commands.printing import print_summary
 from synthcodec.llm import MODEL_SPEC_HELP
 from synthcodec.options import options_from, run_options
+from synthcodec.settings import click_options, from_kwargs
 from synthcodec.stages.rate import field_mapping
-from synthcodec.stages.score import DEFAULT_SIGNALS, SIGNALS, parse_signals, score_file
+from synthcodec.stages.score import DEFAULT_SIGNALS, ScoreStage, parse_signals, score_file
 
 
 @click.command("score", epilog=MODEL_SPEC_HELP)
 @click.argument("input_path", metavar="DATA", type=click.Path(exists=True))
-@click.option("--signals", default=",".join(DEFAULT_SIGNALS), show_default=True,
-              help=f"Comma-separated: {', '.join(SIGNALS)}.")
-@click.option("--model", "-m", default="local", show_default=True,
-              help="The model that computes ifd (Superfiltering: a small one is enough).")
-@click.option("--target", default=None, metavar="MODEL",
-              help="The model you will tune: computes target_ifd (a selection tailored to it).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random key.")
+@click_options(ScoreStage, "signals", "model", "target", "seed",
+               defaults={"signals": ",".join(DEFAULT_SIGNALS)})
 @click.option("--field", "fields", multiple=True, metavar="OURS=THEIRS",
               help="Map instruction/input/response to input columns (default: response=output).")
 @click.option("--output", "-o", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory (created; re-running the same command resumes it).")
 @run_options
-def command(input_path: str, signals: str, model: str, target: str | None, seed: int,
-            fields: tuple[str, ...], run_dir: str, **kwargs: Any) -> None:
+def command(input_path: str, fields: tuple[str, ...], run_dir: str, **kwargs: Any) -> None:
     """Add selection signals (IFD, response length, a seeded random key) to every row of DATA.
 
     IFD is the model's loss on the response after the instruction divided by its loss on the
@@ -38,13 +33,14 @@ def command(input_path: str, signals: str, model: str, target: str | None, seed:
     RUN/output.jsonl holds each row plus the signal columns. Then:
     synthcodec select RUN --by ifd --frac 0.05 -o kept.json
     """
+    settings = from_kwargs(ScoreStage, kwargs)
+    signals = parse_signals(settings.pop("signals"))
     options = options_from(kwargs)
-    summary = score_file(input_path, run_dir, signals=parse_signals(signals), model=model,
-                         target=target, seed=seed, mapping=field_mapping(fields),
-                         options=options)
+    summary = score_file(input_path, run_dir, signals=signals, mapping=field_mapping(fields),
+                         options=options, **settings)
     code = print_summary(summary)
     if summary.kept and not summary.interrupted:
-        by = next((s for s in ("ifd", "target_ifd", "length") if s in parse_signals(signals)),
+        by = next((s for s in ("ifd", "target_ifd", "length") if s in signals),
                   "random")
         print(f"next: synthcodec select {summary.run_dir} --by {by} --frac 0.1 -o kept.json",
               file=sys.stderr)

@@ -17,7 +17,7 @@ from synthcodec.experiment.datasets import (
     parse_bakeoff,
     parse_dataset,
 )
-from synthcodec.judgecheck import PRE_CHECK_PROBES
+from synthcodec.judging.check import PRE_CHECK_PROBES
 from synthcodec.lmeval import BenchmarkSettings
 
 # --- The recipe -------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 from synthcodec import __version__
 from synthcodec.io import iter_rows
-from synthcodec.judgecheck import CARD_MD, read_card
+from synthcodec.judging.check import CARD_MD, read_card
 from synthcodec.llm.spec import names_embedded_model
 from synthcodec.report.compare import render_markdown, summarize
 from synthcodec.store import atomic_writer, hash_file, read_json, write_json

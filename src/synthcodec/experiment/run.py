@@ -39,7 +39,7 @@ from synthcodec.experiment.steps import (
     score_pool,
     train_adapter,
 )
-from synthcodec.judgecheck import silent
+from synthcodec.judging.check import silent
 from synthcodec.session import Models, RunOptions
 from synthcodec.store import RunDir, StageLedger, atomic_writer, hash_file
 

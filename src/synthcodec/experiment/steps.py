@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from synthcodec.errors import UserError
 from synthcodec.experiment.recipe import BenchSpec, RateSpec, TrainSpec
 from synthcodec.io import iter_rows
-from synthcodec.judgecheck import PRE_CHECK_PROBES
+from synthcodec.judging.check import PRE_CHECK_PROBES
 from synthcodec.llm.spec import KIND, find_kind
 from synthcodec.store import hash_file, hash_value
 
@@ -44,7 +44,7 @@ def rate_pool(r: RateSpec, run_dir: Path, *, options: RunOptions, judge_check: i
     from synthcodec.stages.rate import rate_file
 
     summary = rate_file(r.data, run_dir, judge=r.judge, options=options, dimension=r.dimension,
-                        as_json=r.json, reasks=r.reasks, max_tokens=r.max_tokens,
+                        json=r.json, reasks=r.reasks, max_tokens=r.max_tokens,
                         judge_check=judge_check, say=say,
                         backends={"judge": backend} if backend is not None else None)
     check_finished(summary, "rate")

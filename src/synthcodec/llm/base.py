@@ -21,7 +21,7 @@ class Request:
     # Distinguishes n samples of the same prompt at temperature > 0; also seeds them.
     sample: int = 0
     # Ask for the k most likely tokens (with log-probabilities) at each generated position:
-    # scores read as a probability-weighted mean (synthcodec.expected_score). None: not asked.
+    # scores read as a probability-weighted mean (synthcodec.judging.expected_score). None: not asked.
     top_logprobs: int | None = None
 
     @staticmethod

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from synthcodec.cache import RequestCache, request_key
 from synthcodec.errors import UserError
-from synthcodec.fence import strip_code_fence
 from synthcodec.io import is_utf8
+from synthcodec.judging.fence import strip_code_fence
 from synthcodec.llm.base import (
     Backend,
     Completion,

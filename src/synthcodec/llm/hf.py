@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
-from synthcodec.fence import strip_code_fence
+from synthcodec.judging.fence import strip_code_fence
 from synthcodec.llm.base import Completion
 from synthcodec.llm.client import clip, fail_if_truncated
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthcodec.judgecheck import CARD_MD, read_card
-from synthcodec.outcomes import (
+from synthcodec.judging.check import CARD_MD, read_card
+from synthcodec.judging.outcomes import (
     Result,
     Tally,
     alpagasus_outcome,
@@ -29,7 +29,7 @@ from synthcodec.outcomes import (
     order_result,
     position_inconsistent,
 )
-from synthcodec.stats import logistic_fit, sigmoid
+from synthcodec.judging.stats import logistic_fit, sigmoid
 from synthcodec.store import atomic_writer, write_json
 
 __all__ = ["Report", "ReportRow", "length_controlled", "outcomes_of", "render_markdown",
@@ -73,7 +73,7 @@ def length_controlled(pairs: Iterable[tuple[float, float, float]]) -> dict[str, 
 def outcomes_of(row: Mapping[str, Any]) -> tuple[Result, Result, Result, Result, bool]:
     """(result first order, result second order, AlpaGasus, CodecLM, inconsistent) for A.
 
-    Recomputed from the four saved scores: the rules live in synthcodec.outcomes only.
+    Recomputed from the four saved scores: the rules live in synthcodec.judging.outcomes only.
     """
     r1 = order_result(row["score_a_first"], row["score_b_first"])
     r2 = order_result(row["score_a_second"], row["score_b_second"])

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import click
+
 from synthcodec.driver import Summary, run_file_stage
 from synthcodec.errors import InputError, UserError
 from synthcodec.io import FieldSpec
@@ -16,6 +18,7 @@ from synthcodec.llm import Request, redact_spec
 from synthcodec.questions import BenchFormat, Question, read_questions, resolve_format
 from synthcodec.records import META, Record
 from synthcodec.session import Models, RunOptions, check_models
+from synthcodec.settings import setting
 from synthcodec.stages.base import ModelStage, reasoning_fields
 from synthcodec.store import atomic_writer, check_writable_dir, write_jsonl
 
@@ -31,12 +34,14 @@ class AnswerStage(ModelStage):
     """Answer one benchmark question. A long answer cut at max_tokens is still an answer to
     judge (dropping it would leave the question unpaired in `compare`): it is flagged."""
 
-    model: str = "local"
+    # Each setting is its `answer` option, recipe key and API keyword (synthcodec.settings).
+    model: str = setting("local", "--model", "-m", type=str, help="The model (see below).")
     bench: str = ""
-    bench_format: dict[str, Any] | None = None
-    system: str | None = None
-    temperature: float = 0.0
-    max_tokens: int = 1024
+    bench_format: dict[str, Any] | None = None  # from --bench / --field (questions.py)
+    system: str | None = setting(None, "--system", type=str,
+                                 help="A system message sent with every question.")
+    temperature: float = setting(0.0, "--temperature", type=float)
+    max_tokens: int = setting(1024, "--max-tokens", type=click.IntRange(1))
     name: str = "answer"
 
     def __post_init__(self) -> None:

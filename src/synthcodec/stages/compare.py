@@ -19,9 +19,9 @@ from synthcodec.errors import InputError, UserError
 from synthcodec.executors import Item
 from synthcodec.formats import join_instruction
 from synthcodec.io import iter_rows
-from synthcodec.judge import JudgeSettings, judge_both_orders, load_judge_template
-from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent
-from synthcodec.judgecheck.probes import Sample
+from synthcodec.judging.check import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent
+from synthcodec.judging.check.probes import Sample
+from synthcodec.judging.pairwise import JudgeSettings, judge_both_orders, load_judge_template
 from synthcodec.llm import redact_spec
 from synthcodec.records import META, Record, record_id
 from synthcodec.report.compare import Report, render_table, write_report

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
+
 from synthcodec.driver import Summary, run_file_stage
 from synthcodec.io import FieldSpec
 from synthcodec.llm import Request
 from synthcodec.records import Record
 from synthcodec.session import Models, RunOptions
+from synthcodec.settings import setting
 from synthcodec.stages.base import ModelStage, reasoning_fields
 
 
@@ -19,15 +22,28 @@ from synthcodec.stages.base import ModelStage, reasoning_fields
 class CompleteStage(ModelStage):
     """Answer a prompt: free text, or a JSON object (validated against a schema)."""
 
-    model: str = "local"
-    system: str | None = None
-    temperature: float = 0.0
-    max_tokens: int = 512
-    allow_truncated: bool = True
-    output_field: str = "response"
-    json_schema: dict[str, Any] | None = None
-    reasks: int = 2  # re-asks of a reply that is not valid JSON
-    keep_reasoning: bool = False  # the model's reasoning trace as its own column
+    # Each setting is its `complete` option, recipe key and API keyword (synthcodec.settings).
+    model: str = setting("local", "--model", "-m", type=str, help="The model (see below).")
+    system: str | None = setting(None, "--system", type=str,
+                                 help="A system message sent with every prompt.")
+    temperature: float = setting(0.0, "--temperature", type=float)
+    max_tokens: int = setting(512, "--max-tokens", type=click.IntRange(1))
+    allow_truncated: bool = setting(
+        True, "--allow-truncated/--fail-truncated",
+        help="Keep an answer cut off at --max-tokens, marked truncated: true (default), or "
+             "count it as failed.")
+    output_field: str = setting("response", "--output-field", type=str,
+                                help="Name of the answer field added to each row.")
+    json_schema: dict[str, Any] | None = None  # from --json / --json-schema FILE
+    reasks: int = setting(  # re-asks of a reply that is not valid JSON
+        2, "--json-reasks", type=click.IntRange(0, 10),
+        help="With --json/--json-schema: re-ask an invalid reply this many times, then put "
+             "the row in failed.jsonl with the reason.")
+    keep_reasoning: bool = setting(  # the model's reasoning trace as its own column
+        False, "--keep-reasoning",
+        help="Keep a reasoning model's trace (<think>...</think>, reasoning_content) as a "
+             "`reasoning` column, for building reasoning data. Default: it is kept out of the "
+             "answer, in `_synthcodec.reasoning`.")
     name: str = "complete"
 
     def __post_init__(self) -> None:

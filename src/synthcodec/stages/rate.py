@@ -1,7 +1,7 @@
 """`synthcodec rate`: score every (instruction, input, response) row 0–5 with an LLM judge.
 
 The AlpaGasus rater (Chen et al., ICLR 2024; methods.md §2.1). The untrusted triplet is
-fenced (synthcodec.fence) so a response cannot pose as instructions or as the judge's
+fenced (synthcodec.judging.fence) so a response cannot pose as instructions or as the judge's
 verdict. Free-text replies are read with `parsing.parse_rating`; JSON replies are validated
 against `Rating`. An unreadable reply is re-asked a bounded number of times and then the
 row is quarantined in RUN/failed.jsonl with the reason: never a silent default score.
@@ -16,18 +16,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import click
 from pydantic import BaseModel, Field, ValidationError
 
 from synthcodec.driver import Summary, run_file_stage
 from synthcodec.errors import UserError
 from synthcodec.executors import Reject
-from synthcodec.expected_score import SCORE_ALTERNATIVES, weighted_scores
-from synthcodec.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence
 from synthcodec.formats import EXAMPLE_FIELDS
 from synthcodec.io import iter_rows, parse_field_map
-from synthcodec.judge import wants_json, wants_logprobs
-from synthcodec.judgecheck import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent
-from synthcodec.judgecheck.probes import samples_from_rows
+from synthcodec.judging.check import PRE_CHECK_PROBES, Say, manifest_entry, pre_check, silent
+from synthcodec.judging.check.probes import samples_from_rows
+from synthcodec.judging.expected_score import (
+    SCORE_ALTERNATIVES,
+    SCORES_CHOICES,
+    SCORES_HELP,
+    weighted_scores,
+)
+from synthcodec.judging.fence import FENCE_NOTICE, boundary_for, fence, strip_code_fence
+from synthcodec.judging.pairwise import wants_json, wants_logprobs
 from synthcodec.llm import Completion, Request, redact_spec
 from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import ParseError, parse_rating
@@ -35,6 +41,7 @@ from synthcodec.prompts import ChatTemplate, load_template
 from synthcodec.records import Record
 from synthcodec.report.histogram import score_bins, text_histogram
 from synthcodec.session import Models, RunOptions
+from synthcodec.settings import setting
 from synthcodec.stages.base import ModelStage, reasoning_fields
 
 SCALE_LOW, SCALE_HIGH = 0.0, 5.0
@@ -217,13 +224,24 @@ class Rater:
 class RateStage(ModelStage):
     """Rate one (instruction, input, response) triplet 0–5 with the judge (AlpaGasus)."""
 
-    judge: str = "local"
-    template: ChatTemplate | None = None
-    dimension: str = "accuracy"
-    json: bool | None = None  # None: JSON for a grammar-constrained judge, else text
-    reasks: int = 2
-    max_tokens: int = 256
-    scores: str = "text"  # or "logprobs" (synthcodec.expected_score)
+    # Each setting is its `rate` option, recipe key and API keyword (synthcodec.settings).
+    judge: str = setting("local", "--judge", "-m", type=str, help="The rating model (see below).")
+    template: ChatTemplate | None = None  # from --template FILE (rating_template)
+    dimension: str = setting(
+        "accuracy", "--dimension", type=str,
+        help="What to rate: accuracy (the paper's main setting), helpfulness, or any text.")
+    json: bool | None = setting(  # None: JSON for a grammar-constrained judge, else text
+        None, "--json/--text",
+        help="Ask for a JSON {score, explanation} (--json) or the score on the first line "
+             "(--text). Default: JSON for the embedded model, text for HTTP judges.")
+    reasks: int = setting(
+        2, "--reasks", type=click.IntRange(0, 10),
+        help="Re-ask an unreadable reply this many times, then quarantine the row.")
+    max_tokens: int = setting(
+        256, "--max-tokens", type=click.IntRange(16),
+        help="Longest judge reply (the score comes first, so a cut explanation is fine).")
+    scores: str = setting("text", "--scores", type=click.Choice(SCORES_CHOICES),
+                          help=SCORES_HELP)  # or "logprobs" (synthcodec.judging.expected_score)
     name: str = "rate"
 
     def __post_init__(self) -> None:
@@ -297,7 +315,7 @@ def score_lines(output: Path) -> list[str]:
 
 def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, options: RunOptions,
               dimension: str = "accuracy", mapping: Mapping[str, str] | None = None,
-              template: ChatTemplate | None = None, as_json: bool | None = None,
+              template: ChatTemplate | None = None, json: bool | None = None,
               reasks: int = 2, max_tokens: int = 256, scores: str = "text",
               judge_check: int = PRE_CHECK_PROBES, say: Say | None = None,
               backends: Mapping[str, Any] | None = None) -> Summary:
@@ -310,7 +328,7 @@ def rate_file(input_path: str | Path, run_dir: str | Path, *, judge: str, option
     """
     mapping = dict(DEFAULT_FIELDS if mapping is None else mapping)
     stage = RateStage(judge=judge, template=template,
-                      dimension=dimension, json=as_json, reasks=reasks,
+                      dimension=dimension, json=json, reasks=reasks,
                       max_tokens=max_tokens, scores=scores)
 
     async def check_judge(models: Models, run_path: Path) -> dict[str, Any] | None:

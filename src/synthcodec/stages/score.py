@@ -34,6 +34,7 @@ from synthcodec.llm.base import ContinuationRequest
 from synthcodec.llm.client import LLMClient
 from synthcodec.records import Record
 from synthcodec.session import Models, RunOptions
+from synthcodec.settings import setting
 from synthcodec.stages.base import ModelStage
 from synthcodec.stages.rate import DEFAULT_FIELDS
 
@@ -112,10 +113,16 @@ async def ifd(client: LLMClient, instruction: str, input_text: str, response: st
 class ScoreStage(ModelStage):
     """Selection signals of one (instruction, input, response) row."""
 
-    signals: tuple[str, ...] = DEFAULT_SIGNALS
-    model: str = "local"  # computes `ifd`
-    target: str | None = None  # computes `target_ifd`
-    seed: int = 0  # of the `random` key
+    # Each setting is its `score` option, recipe key and API keyword (synthcodec.settings).
+    signals: tuple[str, ...] = setting(  # on the command line: comma-separated
+        DEFAULT_SIGNALS, "--signals", type=str, help=f"Comma-separated: {', '.join(SIGNALS)}.")
+    model: str = setting(  # computes `ifd`
+        "local", "--model", "-m", type=str,
+        help="The model that computes ifd (Superfiltering: a small one is enough).")
+    target: str | None = setting(  # computes `target_ifd`
+        None, "--target", type=str, metavar="MODEL",
+        help="The model you will tune: computes target_ifd (a selection tailored to it).")
+    seed: int = setting(0, "--seed", type=int, help="Seed of the random key.")
     name: str = "score"
 
     def __post_init__(self) -> None:

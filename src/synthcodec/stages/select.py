@@ -21,6 +21,7 @@ from typing import Any
 from synthcodec.errors import UserError
 from synthcodec.formats import export, join_instruction, require_extra
 from synthcodec.io import Row, iter_rows
+from synthcodec.judging.stats import auc
 from synthcodec.llm.client import RecordFailed
 from synthcodec.report.histogram import plot_histogram, score_bins, value_bins
 from synthcodec.rundir_reader import review_adjust
@@ -37,7 +38,6 @@ from synthcodec.stages.select_rules import (
     row_texts,
     value_reader,
 )
-from synthcodec.stats import auc
 from synthcodec.store import atomic_writer, dumps, write_json
 
 KCENTER_POOL = 4  # k-center picks K of the 4K best rows

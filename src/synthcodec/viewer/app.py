@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from synthcodec.codeclm.pool import check_pool as check_metadata_pool
 from synthcodec.errors import UserError
-from synthcodec.judgecheck import read_card
+from synthcodec.judging.check import read_card
 from synthcodec.rundir_reader import KEPT, REJECTED, STATUSES, Run, append_review, jsonl_objects
 from synthcodec.store import atomic_writer
 from synthcodec.viewer import charts

@@ -1,9 +1,9 @@
 """Know your judge: label-free probes through the real judge, and the judge card they give.
 
-`run_check` builds probe pairs from the user's data (judgecheck.probes), judges them with
-the command's own judge (judgecheck.run: the pairwise judge of `compare`/`generate`, or the
-rater of `rate`), optionally compares with human labels (judgecheck.labels), and returns a
-JudgeCard (judgecheck.card) with a verdict: usable, weak or noise. `synthcodec judge-check`
+`run_check` builds probe pairs from the user's data (judging.check.probes), judges them with
+the command's own judge (judging.check.run: the pairwise judge of `compare`/`generate`, or the
+rater of `rate`), optionally compares with human labels (judging.check.labels), and returns a
+JudgeCard (judging.check.card) with a verdict: usable, weak or noise. `synthcodec judge-check`
 runs it at full size; `rate`, `compare`, `generate` and `experiment` run a small one first
 (`pre_check`) and write the card into their run directory and reports. The verdict never
 changes a command's exit code.
@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import Drain, UserError
-from synthcodec.judge import JudgeSettings
-from synthcodec.judgecheck.card import JudgeCard
-from synthcodec.judgecheck.labels import pairwise_agreement, rater_agreement, read_labels
-from synthcodec.judgecheck.probes import (
+from synthcodec.judging.check.card import JudgeCard
+from synthcodec.judging.check.labels import pairwise_agreement, rater_agreement, read_labels
+from synthcodec.judging.check.probes import (
     PAIRWISE_KINDS,
     RATER_KINDS,
     Probe,
@@ -29,13 +28,14 @@ from synthcodec.judgecheck.probes import (
     build_probes,
     samples_from_rows,
 )
-from synthcodec.judgecheck.run import (
+from synthcodec.judging.check.run import (
     Plan,
     check_pairwise,
     check_rater,
     plan_pairwise,
     plan_rater,
 )
+from synthcodec.judging.pairwise import JudgeSettings
 from synthcodec.llm.client import LLMClient
 from synthcodec.store import atomic_writer, write_json
 

@@ -24,10 +24,15 @@ from collections.abc import Sequence
 
 from synthcodec.llm.base import Completion, TokenLogprob
 
-__all__ = ["SCORE_ALTERNATIVES", "SCORES_CHOICES", "expected_scores", "score_spans",
+__all__ = ["SCORE_ALTERNATIVES", "SCORES_CHOICES", "SCORES_HELP", "expected_scores", "score_spans",
            "weighted_scores"]
 
 SCORES_CHOICES = ("text", "logprobs")
+SCORES_HELP = ("Read the judge's scores as written (text), or as the probability-weighted mean "
+               "of the score tokens (logprobs, G-Eval: a short generation of the scores alone; "
+               "needs a backend that returns log-probabilities: the embedded model, llama.cpp "
+               "server, vLLM, SGLang, OpenAI). Default text: the two are not yet measured side "
+               "by side (docs/judging.md).")
 # Alternatives asked per generated token (Request.top_logprobs): OpenAI's maximum.
 SCORE_ALTERNATIVES = 20
 

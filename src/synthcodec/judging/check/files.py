@@ -16,10 +16,10 @@ from typing import Any
 from synthcodec.errors import UserError
 from synthcodec.executors import run_async
 from synthcodec.io import iter_rows
-from synthcodec.judge import JudgeSettings
-from synthcodec.judgecheck import Say, run_check, silent, write_card
-from synthcodec.judgecheck.card import JudgeCard
-from synthcodec.judgecheck.probes import Sample, samples_from_rows
+from synthcodec.judging.check import Say, run_check, silent, write_card
+from synthcodec.judging.check.card import JudgeCard
+from synthcodec.judging.check.probes import Sample, samples_from_rows
+from synthcodec.judging.pairwise import JudgeSettings
 from synthcodec.llm import redact_spec
 from synthcodec.prompts import ChatTemplate
 from synthcodec.session import Models, RunOptions, check_models
@@ -121,7 +121,7 @@ def check_files(data: list[str], out_dir: str | Path, *, judge: str | None, opti
                                                                               settings),
                                        labels=labels, progress=options.progress,
                                        say=say or silent)
-            from synthcodec.judge import load_judge_template
+            from synthcodec.judging.pairwise import load_judge_template
 
             pair = JudgeSettings(template=load_judge_template(
                 settings.judge_prompt, evidence_first=settings.evidence_first),

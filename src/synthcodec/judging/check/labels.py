@@ -16,10 +16,10 @@ from typing import Any
 
 from synthcodec.errors import InputError, UserError
 from synthcodec.io import iter_rows
-from synthcodec.judge import JudgeSettings, judge_both_orders
-from synthcodec.judgecheck.probes import Sample
+from synthcodec.judging.check.probes import Sample
+from synthcodec.judging.pairwise import JudgeSettings, judge_both_orders
+from synthcodec.judging.stats import auc, cohen_kappa
 from synthcodec.llm.client import LLMClient, RecordFailed
-from synthcodec.stats import auc, cohen_kappa
 
 __all__ = ["KEEP_AT", "Label", "pairwise_agreement", "rater_agreement", "read_labels"]
 

@@ -9,7 +9,7 @@ Contrastive Filtering uses for its quality gap, and the outcome rules of methods
     both.codeclm, both.alpagasus, both.inconsistent
 
 Answers are untrusted text: they go to the judge between BEGIN/END markers carrying a
-boundary token that occurs in none of them (synthcodec.fence), so an answer cannot pose as
+boundary token that occurs in none of them (synthcodec.judging.fence), so an answer cannot pose as
 instructions, markers, or a score line.
 
 Two answer formats, one parser (parsing.parse_pair_scores): the paper's text (the two
@@ -31,17 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from synthcodec.errors import UserError
-from synthcodec.expected_score import SCORE_ALTERNATIVES, weighted_scores
-from synthcodec.fence import FENCE_NOTICE, boundary_for, fence
-from synthcodec.llm.base import Backend, Completion, Request, gives_token_logprobs
-from synthcodec.llm.client import LLMClient
-from synthcodec.outcomes import (
+from synthcodec.judging.expected_score import SCORE_ALTERNATIVES, weighted_scores
+from synthcodec.judging.fence import FENCE_NOTICE, boundary_for, fence
+from synthcodec.judging.outcomes import (
     Result,
     alpagasus_outcome,
     codeclm_outcome,
     order_result,
     position_inconsistent,
 )
+from synthcodec.llm.base import Backend, Completion, Request, gives_token_logprobs
+from synthcodec.llm.client import LLMClient
 from synthcodec.parsing import parse_pair_scores
 from synthcodec.prompts import ChatTemplate, load_template
 
@@ -213,7 +213,7 @@ class JudgeSettings:
     # backends only (see wants_json), decided per judge when it is first asked.
     json: bool | None = None
     # "text": the scores as written; "logprobs": their probability-weighted means, from a
-    # short generation of the scores alone (synthcodec.expected_score).
+    # short generation of the scores alone (synthcodec.judging.expected_score).
     scores: str = "text"
     # The explanation first and the scores last (Wang et al. 2023, "Large Language Models
     # are not Fair Evaluators": evidence before the verdict calibrates it); else score-first.

@@ -1,6 +1,6 @@
 """The judge card: per probe the pass rate with a 95% Wilson interval, the rater's score
 spread, position bias, agreement with human labels, and a verdict (usable / weak / noise)
-by the thresholds below. Built from the judged probes only (judgecheck.run), so every number
+by the thresholds below. Built from the judged probes only (judging.check.run), so every number
 can be recomputed from the judge's replies."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from synthcodec.stats import wilson
+from synthcodec.judging.stats import wilson
 
 __all__ = ["JudgeCard", "ProbeStats", "Spread", "THRESHOLDS", "verdict_of"]
 
@@ -118,9 +118,9 @@ class JudgeCard:
     data: str = ""  # where the probes came from
     per_kind: int = 0
     requests: dict[str, int] = field(default_factory=dict)  # {"sent", "cached"}
-    labels: dict[str, Any] | None = None  # agreement with human labels (judgecheck.labels)
+    labels: dict[str, Any] | None = None  # agreement with human labels (judging.check.labels)
     examples: list[dict[str, Any]] = field(default_factory=list)  # failed probes, clipped
-    requests_sha256: str = ""  # judgecheck.run.Plan.sha256: a later run re-uses the card
+    requests_sha256: str = ""  # judging.check.run.Plan.sha256: a later run re-uses the card
 
     @property
     def verdict(self) -> str:

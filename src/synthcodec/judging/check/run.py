@@ -11,12 +11,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from synthcodec.cache import request_key
-from synthcodec.judge import BothOrders, JudgeSettings, judge_both_orders, pair_request, wants_json
-from synthcodec.judgecheck.card import JudgeCard, ProbeStats, Spread
-from synthcodec.judgecheck.probes import PAIRWISE_KINDS, RATER_KINDS, Probe
+from synthcodec.judging.check.card import JudgeCard, ProbeStats, Spread
+from synthcodec.judging.check.probes import PAIRWISE_KINDS, RATER_KINDS, Probe
+from synthcodec.judging.outcomes import order_result
+from synthcodec.judging.pairwise import (
+    BothOrders,
+    JudgeSettings,
+    judge_both_orders,
+    pair_request,
+    wants_json,
+)
 from synthcodec.llm.base import Request
 from synthcodec.llm.client import LLMClient, RecordFailed, clip
-from synthcodec.outcomes import order_result
 from synthcodec.progress import Counts, Progress
 from synthcodec.store import hash_value
 
