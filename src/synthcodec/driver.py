@@ -15,7 +15,7 @@ steps are passes over sub-runs (`Plan.skip_if_done`).
 `run_file_stage` is the one-plan list of "map a stage over an input file". Nothing here
 prints: the commands print what the summaries say.
 
-One module although over 500 lines: the run loop, what it publishes, the manifest it writes
+One module although about 600 lines: the run loop, what it publishes, the manifest it writes
 and the two summaries it returns (with the one exit-code rule) are one contract that every
 command relies on; split apart, each half would have to restate the other's rules.
 """
