@@ -265,7 +265,7 @@ class LLMClient:
         """The reply as the stages see it: the answer in `text`, a reasoning trace moved to
         `reasoning` (llm/reasoning.py). A trace the token limit cut, or an answer that is
         empty, fails the record: there is nothing to parse or keep."""
-        if not is_utf8(completion.text):  # a lone surrogate ("\ud800" in a JSON body)
+        if not completion.text.isascii() and not is_utf8(completion.text):  # a lone surrogate ("\ud800" in a JSON body)
             completion = replace(completion, text=_mend_surrogates(completion.text))
         parts = split_reasoning(completion.text)
         if parts.reasoning or parts.cut:
@@ -308,11 +308,10 @@ class LLMClient:
                 except TimeoutError:
                     pass
 
-    async def _done(self, endpoint: Endpoint) -> None:
-        endpoint.assigned -= 1
-        if len(self.endpoints) > 1:
-            async with self._room:
-                self._room.notify()
+    async def _made_room(self) -> None:
+        """An endpoint finished an attempt: wake one request waiting in `_route`."""
+        async with self._room:
+            self._room.notify()
 
     async def _send(self, request: Request, key: str) -> Completion:
         attempt = rate_limited = 0
@@ -326,7 +325,9 @@ class LLMClient:
                 completion, error, epoch = await self._attempt(endpoint, request, prompt_tokens,
                                                                key)
             finally:
-                await self._done(endpoint)
+                endpoint.assigned -= 1
+                if len(self.endpoints) > 1:
+                    await self._made_room()
             if completion is not None:
                 return completion
             assert error is not None
@@ -413,13 +414,13 @@ class LLMClient:
                 raise FatalModelError(str(exc)) from exc
             raise RecordFailed(str(exc), repeats=True) from exc
         finally:
-            await endpoint.limit.release()
+            endpoint.limit.release()
         self._answered += 1
         endpoint.answered += 1
         endpoint.counts.answered += 1
         endpoint.failing = endpoint.benches = endpoint.connect_failures = 0
         endpoint.unreachable_since = None
-        await endpoint.limit.grow()
+        endpoint.limit.grow()
         endpoint.pacer.on_success(completion.extra.get("ratelimit"))
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
