@@ -370,24 +370,6 @@ class LLMClient:
             if delay:
                 await asyncio.sleep(delay)
 
-    async def _call(self, endpoint: Endpoint, request: Request, prompt_tokens: float,
-                    key: str) -> Completion:
-        """One attempt at one endpoint (with --batch: in a provider batch), reserved against
-        the run's budget when metered."""
-        if self.meter is None:
-            self.stats.requests += 1
-            endpoint.counts.requests += 1
-            return await self._one(endpoint, request, key)
-        ticket = self.meter.reserve(request, prompt_tokens)  # may raise cost.BudgetReached: nothing sent
-        self.stats.requests += 1
-        endpoint.counts.requests += 1
-        completion = None
-        try:
-            completion = await self._one(endpoint, request, key)
-            return completion
-        finally:
-            self.meter.settle(ticket, completion)
-
     def _one(self, endpoint: Endpoint, request: Request, key: str) -> Awaitable[Completion]:
         """The send itself: the endpoint's backend, or (--batch) the request's batch slot."""
         if isinstance(request, (ContinuationRequest, EmbeddingRequest)):
@@ -398,11 +380,17 @@ class LLMClient:
 
     async def _attempt(self, endpoint: Endpoint, request: Request, prompt_tokens: float,
                        key: str) -> tuple[Completion | None, TransientError | None, int]:
-        """One attempt on one endpoint: the completion, or the transient error to retry on."""
+        """One attempt on one endpoint (with --batch: in a provider batch), reserved against
+        the run's budget when metered: the completion, or the transient error to retry on."""
         epoch = await endpoint.pacer.acquire(prompt_tokens + request.max_tokens)
         await endpoint.limit.acquire()
+        ticket = completion = None
         try:
-            completion = await self._call(endpoint, request, prompt_tokens, key)
+            if self.meter is not None:  # may raise cost.BudgetReached: nothing sent
+                ticket = self.meter.reserve(request, prompt_tokens)
+            self.stats.requests += 1
+            endpoint.counts.requests += 1
+            completion = await self._one(endpoint, request, key)
         except TransientError as exc:
             return None, exc, epoch
         except TimeoutError:
@@ -414,6 +402,8 @@ class LLMClient:
                 raise FatalModelError(str(exc)) from exc
             raise RecordFailed(str(exc), repeats=True) from exc
         finally:
+            if ticket is not None:
+                self.meter.settle(ticket, completion)
             endpoint.limit.release()
         self._answered += 1
         endpoint.answered += 1

@@ -113,9 +113,15 @@ class TokenBucket:
             self.capacity = capacity if capacity is not None else max(1.0, rate)
             self.tokens = min(self.capacity, self.tokens if tokens is None else tokens)
 
+    def open(self) -> bool:
+        """Unpaced, with no hold: `take` would return at once (the common case, checked
+        without creating its coroutine)."""
+        return self.rate is None and self.on_resume is None and (
+            not self.hold_until or self.hold_until <= time.monotonic())
+
     async def take(self, amount: float = 1.0) -> bool:
         """Wait for `amount`; True if the caller had to wait for tokens (pacing was binding)."""
-        if self.rate is None and self.on_resume is None and self.hold_until <= time.monotonic():
+        if self.open():
             return False  # the common unlimited case: no lock, no await
         waited = False
         async with self._lock:
@@ -204,8 +210,10 @@ class Pacer:
 
     async def acquire(self, tokens: float) -> int:
         """Wait for this send's turn; returns the epoch to pass back with the outcome."""
-        waited = await self.requests.take(1.0)
-        if self.tokens.rate is not None or self.tokens.hold_until:
+        waited = False
+        if not self.requests.open():
+            waited = await self.requests.take(1.0)
+        if not self.tokens.open():
             waited = await self.tokens.take(tokens) or waited
         if waited and self._pending is None:
             self._creep()
