@@ -246,7 +246,7 @@ class LLMClient:
     async def complete(self, request: Request, *, allow_truncated: bool = False) -> Completion:
         """One completion, from the cache or the backend; truncated output is a failure."""
         key = request_key(self.backend.identity, request) if self.cache is not None else ""
-        completion = self.cache.get(key) if self.cache is not None else None
+        completion = await self.cache.lookup(key) if self.cache is not None else None
         if completion is not None:
             self.stats.cache_hits += 1
         else:

@@ -1,6 +1,7 @@
-"""The request cache's key: written directly for plain chat requests (cache._chat_key_json),
-it must stay the sha256 of exactly what json.dumps writes, or every cache made before
-would miss (issue 19)."""
+"""The request cache's fast paths (issue 19). The key, written directly for plain chat
+requests (cache._chat_key_json), must stay the sha256 of exactly what json.dumps writes, or
+every cache made before would miss; `lookup` reads a turn's keys in one SELECT and must
+answer each caller as `get` would."""
 
 from __future__ import annotations
 
@@ -84,3 +85,41 @@ def test_written_key_is_json_dumps_byte_for_byte() -> None:
 def test_anything_else_goes_to_json_dumps_with_the_same_key(request_: Any) -> None:
     assert _chat_key_json("m", request_) is None
     assert request_key("m", request_) == dumps_key("m", request_)
+
+
+def test_lookups_of_one_turn_share_a_select_and_each_gets_its_own_completion(
+        tmp_path: Any) -> None:
+    import asyncio
+
+    from synthcodec.cache import RequestCache
+    from synthcodec.llm.base import Completion
+
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    cache.put("stored", Completion(text="kept", prompt_tokens=3, completion_tokens=4))
+    cache.flush()
+    cache.put("pending", Completion(text="not yet written"))
+    statements: list[str] = []
+    cache._db.set_trace_callback(statements.append)
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(cache.lookup("stored"), cache.lookup("missing"),
+                                    cache.lookup("stored"), cache.lookup("pending"))
+
+    stored, missing, again, pending = asyncio.run(main())
+    assert [s for s in statements if s.startswith("SELECT")] == [
+        "SELECT key, text, finish_reason, prompt_tokens, completion_tokens, token_logprobs "
+        "FROM completions WHERE key IN ('stored','missing')"]
+    assert missing is None and pending.text == "not yet written" and pending.cached
+    assert (stored.text, stored.prompt_tokens, stored.completion_tokens) == ("kept", 3, 4)
+    assert stored is not again and stored == again
+    # a caller cancelled while it waits leaves the others their answer; a new loop works too
+    async def cancelled() -> Any:
+        first = asyncio.ensure_future(cache.lookup("stored"))
+        second = asyncio.ensure_future(cache.lookup("stored"))
+        await asyncio.sleep(0)
+        first.cancel()
+        return await second
+
+    assert asyncio.run(cancelled()).text == "kept"
+    assert asyncio.run(main())[0].text == "kept"
+    cache.close()
