@@ -141,8 +141,9 @@ class RequestCache:
     async def lookup(self, key: str) -> Completion | None:
         """`get` from a coroutine: the keys looked up within one turn of the event loop are
         read in one SELECT. A SELECT of its own per request took 40 us of CPU at 256 in
-        flight (each one takes and drops WAL's read lock: two fcntl calls), a fifth of what
-        the client adds to a bare aiohttp loop (docs/benchmarks.md, issue 19)."""
+        flight under load (each one takes and drops WAL's read lock: two fcntl calls), about
+        a fifth of what the client added to a bare aiohttp loop (docs/benchmarks.md,
+        issue 19)."""
         pending = self._pending.get(key)
         if pending is not None:
             return _completion(pending[1:5] + pending[6:7])
