@@ -83,12 +83,12 @@ def import_first(kind: str) -> None:
     import aiohttp  # noqa: F401
 
     if kind == "client":
-        import synthcodec.llm.base  # noqa: F401
-        import synthcodec.llm.openai_http  # noqa: F401
+        import synthcodec.llm.base
+        import synthcodec.llm.openai_http
         try:
-            import synthcodec.session  # noqa: F401
+            import synthcodec.session
         except ImportError:  # code from before runner.py became session.py
-            import synthcodec.runner  # noqa: F401
+            import synthcodec.runner
 
 
 def measure_one(args: argparse.Namespace) -> None:

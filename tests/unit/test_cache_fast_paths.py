@@ -107,8 +107,8 @@ def test_lookups_of_one_turn_share_a_select_and_each_gets_its_own_completion(
 
     stored, missing, again, pending = asyncio.run(main())
     assert [s for s in statements if s.startswith("SELECT")] == [
-        "SELECT key, text, finish_reason, prompt_tokens, completion_tokens, token_logprobs "
-        "FROM completions WHERE key IN ('stored','missing')"]
+        ("SELECT key, text, finish_reason, prompt_tokens, completion_tokens, token_logprobs "
+         "FROM completions WHERE key IN ('stored','missing')")]
     assert missing is None and pending.text == "not yet written" and pending.cached
     assert (stored.text, stored.prompt_tokens, stored.completion_tokens) == ("kept", 3, 4)
     assert stored is not again and stored == again
