@@ -55,9 +55,11 @@ async def bare_loop(url: str, n: int, inflight: int) -> None:
 async def client_loop(url: str, n: int, inflight: int, cache: str) -> None:
     """synthcodec's client as the commands open it: records in flight = the client's limit,
     as the engine runs them."""
-    from synthcodec.runner import Models, RunOptions
-
     from synthcodec.llm.base import Request
+    try:
+        from synthcodec.session import Models, RunOptions
+    except ImportError:  # code from before runner.py became session.py (a --src checkout)
+        from synthcodec.runner import Models, RunOptions  # type: ignore[no-redef]
 
     models = Models.open({"model": f"mock-model@{url}"},
                          RunOptions(concurrency=inflight, cache_path=cache, progress=False))
@@ -74,8 +76,24 @@ async def client_loop(url: str, n: int, inflight: int, cache: str) -> None:
     assert models.stats.requests == n and models.stats.cache_hits == 0, models.stats
 
 
+def import_first(kind: str) -> None:
+    """What the run imports, imported before the clock starts: start-up is not the
+    requests' cost (inside the timed coroutine, synthcodec's imports added ~0.4 s of CPU to
+    every client run and aiohttp's ~0.2 s to every bare one)."""
+    import aiohttp  # noqa: F401
+
+    if kind == "client":
+        import synthcodec.llm.base
+        import synthcodec.llm.openai_http
+        try:
+            import synthcodec.session
+        except ImportError:  # code from before runner.py became session.py
+            import synthcodec.runner  # noqa: F401
+
+
 def measure_one(args: argparse.Namespace) -> None:
     """Child process: one run, its wall and CPU seconds as a JSON line on stdout."""
+    import_first(args.one)
     if args.one == "bare":
         work = bare_loop(args.url, args.requests, args.inflight[0])
     else:
@@ -122,7 +140,8 @@ def main() -> None:
     parser.add_argument("--src", action="append", default=[],
                         help="another checkout's src/ to measure beside this one (repeatable)")
     parser.add_argument("--profile", metavar="FILE",
-                        help="one client run under cProfile at the first --inflight; print its top")
+                        help="one client run under cProfile at the first --inflight (and one "
+                             "bare run, to FILE.bare); print the client's top")
     parser.add_argument("--one", choices=["bare", "client"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
@@ -141,9 +160,11 @@ def main() -> None:
             serve_in_subprocess(latency=args.latency) as (_, url):
         tmp = Path(tmp_dir)
         if args.profile:
-            result = run_child("client", here, url, n, args.inflight[0], tmp, args.profile)
-            print(f"client at {args.inflight[0]} in flight under cProfile: "
-                  f"{result['wall']:.2f} s wall, {result['cpu']:.2f} s CPU\n")
+            # The bare loop too (FILE.bare), so its own share of aiohttp and asyncio is known.
+            for kind, path in (("bare", args.profile + ".bare"), ("client", args.profile)):
+                result = run_child(kind, here, url, n, args.inflight[0], tmp, path)
+                print(f"{kind} at {args.inflight[0]} in flight under cProfile: "
+                      f"{result['wall']:.2f} s wall, {result['cpu']:.2f} s CPU ({path})\n")
             print_profile(args.profile)
             return
         print(f"N={n} latency={args.latency}s; medians of {args.repeat} runs; ratios against "

@@ -55,7 +55,10 @@ class Request:
     def estimated_prompt_tokens(self) -> float:
         """A generous guess before sending (the pacer's token rate, the budget's worst case):
         4 characters a token, plus a little per message."""
-        return sum(len(m["content"]) for m in self.messages) / 4 + 4 * len(self.messages)
+        characters = 0
+        for message in self.messages:  # a loop, not sum() over a generator: every request
+            characters += len(message["content"])
+        return characters / 4 + 4 * len(self.messages)
 
     def seed(self) -> int:
         """A reproducible per-request seed derived from the request itself."""

@@ -246,7 +246,7 @@ class LLMClient:
     async def complete(self, request: Request, *, allow_truncated: bool = False) -> Completion:
         """One completion, from the cache or the backend; truncated output is a failure."""
         key = request_key(self.backend.identity, request) if self.cache is not None else ""
-        completion = self.cache.get(key) if self.cache is not None else None
+        completion = await self.cache.lookup(key) if self.cache is not None else None
         if completion is not None:
             self.stats.cache_hits += 1
         else:
@@ -265,7 +265,7 @@ class LLMClient:
         """The reply as the stages see it: the answer in `text`, a reasoning trace moved to
         `reasoning` (llm/reasoning.py). A trace the token limit cut, or an answer that is
         empty, fails the record: there is nothing to parse or keep."""
-        if not is_utf8(completion.text):  # a lone surrogate ("\ud800" in a JSON body)
+        if not completion.text.isascii() and not is_utf8(completion.text):  # a lone surrogate ("\ud800" in a JSON body)
             completion = replace(completion, text=_mend_surrogates(completion.text))
         parts = split_reasoning(completion.text)
         if parts.reasoning or parts.cut:
@@ -308,11 +308,10 @@ class LLMClient:
                 except TimeoutError:
                     pass
 
-    async def _done(self, endpoint: Endpoint) -> None:
-        endpoint.assigned -= 1
-        if len(self.endpoints) > 1:
-            async with self._room:
-                self._room.notify()
+    async def _made_room(self) -> None:
+        """An endpoint finished an attempt: wake one request waiting in `_route`."""
+        async with self._room:
+            self._room.notify()
 
     async def _send(self, request: Request, key: str) -> Completion:
         attempt = rate_limited = 0
@@ -326,7 +325,9 @@ class LLMClient:
                 completion, error, epoch = await self._attempt(endpoint, request, prompt_tokens,
                                                                key)
             finally:
-                await self._done(endpoint)
+                endpoint.assigned -= 1
+                if len(self.endpoints) > 1:
+                    await self._made_room()
             if completion is not None:
                 return completion
             assert error is not None
@@ -369,24 +370,6 @@ class LLMClient:
             if delay:
                 await asyncio.sleep(delay)
 
-    async def _call(self, endpoint: Endpoint, request: Request, prompt_tokens: float,
-                    key: str) -> Completion:
-        """One attempt at one endpoint (with --batch: in a provider batch), reserved against
-        the run's budget when metered."""
-        if self.meter is None:
-            self.stats.requests += 1
-            endpoint.counts.requests += 1
-            return await self._one(endpoint, request, key)
-        ticket = self.meter.reserve(request, prompt_tokens)  # may raise cost.BudgetReached: nothing sent
-        self.stats.requests += 1
-        endpoint.counts.requests += 1
-        completion = None
-        try:
-            completion = await self._one(endpoint, request, key)
-            return completion
-        finally:
-            self.meter.settle(ticket, completion)
-
     def _one(self, endpoint: Endpoint, request: Request, key: str) -> Awaitable[Completion]:
         """The send itself: the endpoint's backend, or (--batch) the request's batch slot."""
         if isinstance(request, (ContinuationRequest, EmbeddingRequest)):
@@ -397,11 +380,17 @@ class LLMClient:
 
     async def _attempt(self, endpoint: Endpoint, request: Request, prompt_tokens: float,
                        key: str) -> tuple[Completion | None, TransientError | None, int]:
-        """One attempt on one endpoint: the completion, or the transient error to retry on."""
+        """One attempt on one endpoint (with --batch: in a provider batch), reserved against
+        the run's budget when metered: the completion, or the transient error to retry on."""
         epoch = await endpoint.pacer.acquire(prompt_tokens + request.max_tokens)
         await endpoint.limit.acquire()
+        ticket = completion = None
         try:
-            completion = await self._call(endpoint, request, prompt_tokens, key)
+            if self.meter is not None:  # may raise cost.BudgetReached: nothing sent
+                ticket = self.meter.reserve(request, prompt_tokens)
+            self.stats.requests += 1
+            endpoint.counts.requests += 1
+            completion = await self._one(endpoint, request, key)
         except TransientError as exc:
             return None, exc, epoch
         except TimeoutError:
@@ -413,13 +402,15 @@ class LLMClient:
                 raise FatalModelError(str(exc)) from exc
             raise RecordFailed(str(exc), repeats=True) from exc
         finally:
-            await endpoint.limit.release()
+            if ticket is not None:
+                self.meter.settle(ticket, completion)
+            endpoint.limit.release()
         self._answered += 1
         endpoint.answered += 1
         endpoint.counts.answered += 1
         endpoint.failing = endpoint.benches = endpoint.connect_failures = 0
         endpoint.unreachable_since = None
-        await endpoint.limit.grow()
+        endpoint.limit.grow()
         endpoint.pacer.on_success(completion.extra.get("ratelimit"))
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens

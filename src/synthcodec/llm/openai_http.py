@@ -160,13 +160,11 @@ class OpenAIHTTPBackend:
                                               f"{exc}"),
                                  connect=isinstance(exc, aiohttp.ClientConnectorError)) from exc
 
-    async def _post(self, request: Request) -> tuple[int, bytes, Any]:
-        return await self._request("POST", self._url, data=json.dumps(self.body(request)).encode())
-
     async def complete(self, request: Request) -> Completion:
         while True:
-            style = self._schema_style  # what _post sends
-            status, raw, headers = await self._post(request)
+            style = self._schema_style  # what body() writes
+            status, raw, headers = await self._request(
+                "POST", self._url, data=json.dumps(self.body(request)).encode())
             if (request.json_schema is None or style == SCHEMA_IN_PROMPT
                     or status not in (400, 422, 500) or not _NAMES_RESPONSE_FORMAT.search(raw)):
                 break

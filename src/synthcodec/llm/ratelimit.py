@@ -85,13 +85,19 @@ class RateLimitInfo:
     tokens: LimitState | None = None
 
 
+_HEADERS = {kind: tuple(f"x-ratelimit-{what}-{kind}" for what in ("limit", "remaining", "reset"))
+            for kind in ("requests", "tokens")}
+
+
 def parse_ratelimit_headers(headers: Any) -> RateLimitInfo | None:
     """`x-ratelimit-*` headers (case-insensitive mapping) → RateLimitInfo, or None if absent."""
     states: dict[str, LimitState | None] = {}
-    for kind in ("requests", "tokens"):
-        limit = _number(headers.get(f"x-ratelimit-limit-{kind}"))
-        remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
-        reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}"))
+    for kind, (limit_name, remaining_name, reset_name) in _HEADERS.items():
+        raw = (headers.get(limit_name), headers.get(remaining_name), headers.get(reset_name))
+        if raw == (None, None, None):  # every reply of a server that sends none: no parsing
+            states[kind] = None
+            continue
+        limit, remaining, reset = _number(raw[0]), _number(raw[1]), parse_duration(raw[2])
         states[kind] = (LimitState(limit, remaining, reset)
                         if (limit, remaining, reset) != (None, None, None) else None)
     if states["requests"] is None and states["tokens"] is None:

@@ -54,6 +54,8 @@ def fold(reasoning: object, content: str) -> str:
 
 def split(text: str) -> Split:
     """Take `text` apart into reasoning and answer; text without a trace is all answer."""
+    if "<" not in text:  # every form has a tag: the common reply skips the regexes
+        return Split("", text)
     if "<|channel|>" in text:
         return _split_harmony(text)
     opened = _OPEN.match(text)
