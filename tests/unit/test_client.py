@@ -378,3 +378,21 @@ def test_which_limit_a_429_is_about() -> None:
     assert limit_kind(rpm) == "requests"
     assert limit_kind(b"slow down: TPM exceeded") == "tokens"
     assert limit_kind(b"<html>429</html>") == "requests"
+
+
+def test_identical_requests_at_once_are_sent_once(tmp_path: Path) -> None:
+    # Both orders of an identical pair, or two records asking the same: the cache lookups of
+    # one loop turn are answered together (all misses), yet only one request goes out and
+    # both callers get its answer. A different request is still sent.
+    backend = FakeBackend(lambda r: "answer to " + r.messages[-1]["content"])
+    client = LLMClient(backend, cache=RequestCache(tmp_path / "c.sqlite"))
+
+    async def ask() -> list[str]:
+        same = Request.chat("same question")
+        done = await asyncio.gather(client.complete(same), client.complete(same),
+                                    client.complete(Request.chat("other")))
+        return [c.text for c in done]
+
+    assert run(ask()) == ["answer to same question"] * 2 + ["answer to other"]
+    assert [r.messages[-1]["content"] for r in backend.calls] == ["same question", "other"]
+    assert client.stats.requests == 2 and client.stats.cache_hits == 1

@@ -233,6 +233,8 @@ class LLMClient:
         self._answered = 0  # successes on any endpoint: the run's progress
         self._given_up = 0  # requests given up while nothing had answered (DEAD_AFTER_REQUESTS)
         self._room = asyncio.Condition()  # signalled when an endpoint finishes an attempt
+        # cache key -> the answer of that request, in flight now (None if its send fails)
+        self._sending: dict[str, asyncio.Future[Completion | None]] = {}
 
     @property
     def identity(self) -> str:
@@ -247,12 +249,15 @@ class LLMClient:
         """One completion, from the cache or the backend; truncated output is a failure."""
         key = request_key(self.backend.identity, request) if self.cache is not None else ""
         completion = await self.cache.lookup(key) if self.cache is not None else None
+        if completion is None and key in self._sending:
+            # The same request is in flight (both orders of an identical pair, a record
+            # retried while its first try runs): its answer serves this one as the cache
+            # would a moment later. None: that send failed or was cancelled; send it here.
+            completion = await asyncio.shield(self._sending[key])
         if completion is not None:
             self.stats.cache_hits += 1
         else:
-            completion = await self._send(request, key)
-            if self.cache is not None and "batch" not in completion.extra:  # batch: stored
-                self.cache.put(key, completion)
+            completion = await self._send_once(request, key)
         completion = self._answer(completion, request)
         if completion.finish_reason == "length" and not allow_truncated:
             raise RecordFailed(
@@ -260,6 +265,29 @@ class LLMClient:
                 repeats=self._repeats(request),
             )
         return completion
+
+    async def _send_once(self, request: Request, key: str) -> Completion:
+        """Send `request`, letting identical requests that come meanwhile wait for its
+        answer (`_sending`); store the answer in the cache."""
+        shared: asyncio.Future[Completion | None] | None = None
+        if key:
+            shared = self._sending[key] = asyncio.get_running_loop().create_future()
+        completion: Completion | None = None
+        try:
+            completion = await self._send(request, key)
+            if self.cache is not None and "batch" not in completion.extra:  # batch: stored
+                self.cache.put(key, completion)
+            return completion
+        finally:
+            if shared is not None:
+                shared.set_result(completion)
+                # Dropped one loop turn later: a caller whose cache lookup was answered in
+                # the same batch as this one's resumes after it and still finds the answer.
+                asyncio.get_running_loop().call_soon(self._forget_sent, key, shared)
+
+    def _forget_sent(self, key: str, shared: asyncio.Future[Completion | None]) -> None:
+        if self._sending.get(key) is shared:
+            del self._sending[key]
 
     def _answer(self, completion: Completion, request: Request) -> Completion:
         """The reply as the stages see it: the answer in `text`, a reasoning trace moved to
