@@ -32,6 +32,7 @@ from typing import Any
 from synthcodec.cost import EXIT_BUDGET, Spend
 from synthcodec.errors import UserError
 from synthcodec.executors import Item, StageLike, StageRun, StopWhen, run_stage
+from synthcodec.executors.run import off_event_loop
 from synthcodec.failures import advice_lines, repeat_advice
 from synthcodec.io import FieldSpec, extract, iter_rows, scan_input, write_parquet
 from synthcodec.llm.client import Stats
@@ -276,21 +277,9 @@ def run_plans(plans: PlanSource, run_dir: str | Path, config: Mapping[str, Any],
                              run_dir=run.path)
         driver = _Driver(run, models, config, options, stages, spent_before,
                          say or (lambda line: None), dict(manifest or {}))
-        return _off_any_event_loop(lambda: driver.drive(plans, started))
+        return off_event_loop(lambda: driver.drive(plans, started))
     finally:
         run.close()  # releases the run directory even when a stage raised
-
-
-def _off_any_event_loop(drive: Callable[[], RunSummary]) -> RunSummary:
-    """`drive()` here, or on a thread of its own when an event loop runs here (Jupyter)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return drive()
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(drive).result()
 
 
 @dataclass

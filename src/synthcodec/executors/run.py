@@ -4,14 +4,16 @@ Ray), and `run_async`, which runs a command's coroutine from plain or notebook c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sized
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from synthcodec.executors.local import Item, LocalExecutor, RunResult, StageLike, StopWhen
 from synthcodec.progress import Counts, Progress
 from synthcodec.session import Models, RunOptions
 from synthcodec.store import Journal
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -67,11 +69,17 @@ async def run_stage(stage: StageLike, items: Iterable[Item], journal: Journal, m
 
 def run_async(coro: Any) -> Any:
     """`asyncio.run`, also from inside a running event loop (Jupyter): then on a thread."""
+    return off_event_loop(lambda: asyncio.run(coro))
+
+
+def off_event_loop(fn: Callable[[], T]) -> T:
+    """`fn()` here, or on a thread of its own when an event loop runs here (Jupyter): for
+    code that starts an event loop of its own."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return fn()
     import concurrent.futures
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(fn).result()
